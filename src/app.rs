@@ -1,0 +1,200 @@
+//! Builds the application (state, storage, catalog, adapter, router) and
+//! serves HTTP and Socket.IO on one port until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use futures::future::BoxFuture;
+use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::{SocketIo, SocketIoBuilder};
+use socketioxide_redis::FredAdapter;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::JwtVerifier;
+use crate::catalog::Catalog;
+use crate::config::{Config, JwtKeySource};
+use crate::socket::broadcast::IoHub;
+use crate::socket::connection::{self, authenticate, on_connect};
+use crate::socket::session::Session;
+use crate::state::AppState;
+use crate::{cluster, http, store};
+
+type Closer = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    close_sockets: Closer,
+}
+
+impl App {
+    /// Everything that can fail at startup fails here, before the port opens.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if let JwtKeySource::Secret { generated: true, .. } = &config.jwt_key {
+            tracing::warn!(
+                "JWT_SECRET is not set: using a random development secret for this run only; \
+                 mint tokens with `switchyard token` while this server runs, or set JWT_SECRET"
+            );
+        }
+        let verifier = JwtVerifier::from_config(&config)?;
+        let catalog = Catalog::load(config.catalog_file.as_deref())?;
+        let store = store::connect(&config.database_url)
+            .await
+            .with_context(|| format!("DATABASE_URL: cannot open {}", redact(&config.database_url)))?;
+        store.migrate().await.context("DATABASE_URL: migrations failed")?;
+
+        let engine = SocketIo::builder()
+            .ping_interval(config.ping_interval)
+            .ping_timeout(config.ping_timeout)
+            // The engine refuses frames above twice the event limit; events
+            // between the two limits get a PAYLOAD_TOO_LARGE ack instead.
+            .max_payload(2 * config.max_payload as u64)
+            .ws_max_message_size(2 * config.max_payload)
+            .ws_max_frame_size(2 * config.max_payload);
+
+        let (redis_parts, link) = match &config.redis_url {
+            Some(_) => {
+                let (ctr, link) = cluster::connect(&config).await?;
+                (Some(ctr), Some(link))
+            }
+            None => (None, None),
+        };
+        let state = AppState::new(config, verifier, store, catalog, link);
+        let (layer, close_sockets) = match redis_parts {
+            Some(ctr) => {
+                let (layer, io) = engine
+                    .with_adapter::<FredAdapter<Emitter>>(ctr)
+                    .with_state(state.clone())
+                    .build_layer();
+                io.ns("/", on_connect::<FredAdapter<Emitter>>.with(authenticate::<FredAdapter<Emitter>>))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("REDIS_URL: adapter init failed: {e}"))?;
+                (layer_router(layer), wire(&state, io))
+            }
+            None => {
+                let (layer, io) = local(engine).with_state(state.clone()).build_layer();
+                io.ns("/", on_connect::<LocalAdapter>.with(authenticate::<LocalAdapter>));
+                (layer_router(layer), wire(&state, io))
+            }
+        };
+        let router = http::routes(state.clone())
+            .merge(layer)
+            .layer(DefaultBodyLimit::max(state.config.http_body_limit))
+            .layer(cors(&state.config))
+            .layer(TraceLayer::new_for_http());
+        let addr = SocketAddr::new(state.config.host, state.config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("HOST/PORT: cannot listen on {addr}"))?;
+        Ok(Self {
+            listener,
+            router,
+            state,
+            close_sockets,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully (SPEC §1):
+    /// refuse new connections, let in-flight durable writes finish, close
+    /// every transport without a DISCONNECT packet so socket.io clients
+    /// reconnect (to another node), and return.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let close = self.close_sockets;
+        let shutdown = async move {
+            signal.await;
+            tracing::info!("shutting down: draining sockets");
+            state.shutting_down.store(true, Ordering::Release);
+            close().await;
+        };
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+fn local(builder: SocketIoBuilder) -> SocketIoBuilder<LocalAdapter> {
+    builder
+}
+
+fn layer_router(layer: socketioxide::layer::SocketIoLayer<impl Adapter>) -> Router {
+    Router::new().layer(layer)
+}
+
+/// Registers the delivery hub and returns the shutdown routine for this adapter.
+fn wire<A: Adapter>(state: &AppState, io: SocketIo<A>) -> Closer {
+    state.set_hub(Arc::new(IoHub::new(io.clone())));
+    let state = state.clone();
+    Box::new(move || {
+        Box::pin(async move {
+            let sockets = io.local().sockets();
+            for s in &sockets {
+                if let Some(session) = s.extensions.get::<Arc<Session>>() {
+                    connection::cleanup(&state, &session);
+                }
+            }
+            state.workers.close();
+            if tokio::time::timeout(state.config.shutdown_grace, state.workers.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("shutdown grace elapsed with socket work still running");
+            }
+            io.close().await;
+        })
+    })
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    match &config.cors_origins {
+        None => CorsLayer::permissive(),
+        Some(origins) => {
+            let list: Vec<::http::HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(list))
+                .allow_methods(tower_http::cors::Any)
+                .allow_headers([::http::header::AUTHORIZATION, ::http::header::CONTENT_TYPE])
+        }
+    }
+}
+
+/// Hides a password in a database URL for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

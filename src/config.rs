@@ -1,0 +1,334 @@
+//! Typed configuration read from the environment (and an optional `.env`).
+//!
+//! Every variable is listed in `.env.example` with its default. Parsing is
+//! strict: a value that does not parse fails startup with an error naming the
+//! variable, so a typo never silently falls back to a default.
+
+use std::{collections::HashMap, net::IpAddr, path::PathBuf, time::Duration};
+
+use thiserror::Error;
+
+/// A configuration problem, always naming the variable at fault.
+#[derive(Debug, Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn bad(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where JWT verification keys come from.
+#[derive(Clone)]
+pub enum JwtKeySource {
+    /// HS256 with a shared secret; `generated` when dev mode made one up.
+    Secret { secret: String, generated: bool },
+    /// RS256/ES256 with an SPKI PEM public key (the algorithm follows the key).
+    PublicKeyFile(PathBuf),
+}
+
+// Secrets never reach logs through `Debug`.
+impl std::fmt::Debug for JwtKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret { generated, .. } => f
+                .debug_struct("Secret")
+                .field("secret", &"<redacted>")
+                .field("generated", generated)
+                .finish(),
+            Self::PublicKeyFile(p) => f.debug_tuple("PublicKeyFile").field(p).finish(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: Environment,
+    pub host: IpAddr,
+    pub port: u16,
+    pub node_id: String,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub jwt_key: JwtKeySource,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_leeway: Duration,
+    pub api_keys: Vec<String>,
+    /// `None` = any origin (development default); `Some(empty)` = same-origin only.
+    pub cors_origins: Option<Vec<String>>,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_payload: usize,
+    pub max_subscriptions: usize,
+    pub rate_limit: f64,
+    pub rate_burst: f64,
+    pub message_queue_ttl: Duration,
+    pub presence_ttl: Duration,
+    pub catalog_file: Option<PathBuf>,
+    pub http_body_limit: usize,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+/// Reads variables from a map so tests never touch the process environment.
+struct Vars(HashMap<String, String>);
+
+impl Vars {
+    fn get(&self, var: &str) -> Option<&str> {
+        self.0
+            .get(var)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| bad(var, format!("`{raw}` is not valid: {e}"))),
+        }
+    }
+
+    fn optional_usize(&self, var: &'static str) -> Result<Option<usize>, ConfigError> {
+        match self.get(var) {
+            None | Some("0") => Ok(None),
+            Some(raw) => raw
+                .parse()
+                .map(Some)
+                .map_err(|e| bad(var, format!("`{raw}` is not a count: {e}"))),
+        }
+    }
+
+    fn millis(&self, var: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.parse(var, default_ms)?;
+        if ms == 0 {
+            return Err(bad(var, "must be greater than 0 ms"));
+        }
+        Ok(Duration::from_millis(ms))
+    }
+
+    fn seconds(&self, var: &'static str, default_s: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(self.parse(var, default_s)?))
+    }
+
+    fn list(&self, var: &'static str) -> Option<Vec<String>> {
+        self.get(var).map(|raw| {
+            raw.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+    }
+}
+
+impl Config {
+    /// Loads `.env` (if present) then reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is not.
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            return Err(bad(".env", e.to_string()));
+        }
+        Self::from_map(std::env::vars().collect())
+    }
+
+    pub fn from_map(map: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let v = Vars(map);
+        let env = match v.get("SWITCHYARD_ENV").unwrap_or("development") {
+            "development" | "dev" => Environment::Development,
+            "production" | "prod" => Environment::Production,
+            other => {
+                return Err(bad(
+                    "SWITCHYARD_ENV",
+                    format!("`{other}` must be development or production"),
+                ));
+            }
+        };
+        let jwt_key = jwt_key(&v, env)?;
+        let rate_limit: f64 = v.parse("WS_RATE_LIMIT", 20.0)?;
+        if !(rate_limit.is_finite() && rate_limit > 0.0) {
+            return Err(bad("WS_RATE_LIMIT", "must be a positive number of events/s"));
+        }
+        let rate_burst: f64 = v.parse("WS_RATE_BURST", rate_limit * 2.0)?;
+        if !(rate_burst.is_finite() && rate_burst >= 1.0) {
+            return Err(bad("WS_RATE_BURST", "must be at least 1"));
+        }
+        let max_payload: usize = v.parse("WS_MAX_PAYLOAD", 65_536)?;
+        if max_payload < 1024 {
+            return Err(bad("WS_MAX_PAYLOAD", "must be at least 1024 bytes"));
+        }
+        let cors_origins = match v.list("CORS_ORIGINS") {
+            Some(list) if list.iter().any(|o| o == "*") => None,
+            Some(list) => Some(list),
+            None if env == Environment::Production => Some(Vec::new()),
+            None => None,
+        };
+        Ok(Config {
+            env,
+            host: v.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: v.parse("PORT", 3001)?,
+            node_id: v
+                .get("NODE_ID")
+                .map(str::to_string)
+                .unwrap_or_else(default_node_id),
+            database_url: v
+                .get("DATABASE_URL")
+                .unwrap_or("sqlite://switchyard.db")
+                .to_string(),
+            redis_url: v.get("REDIS_URL").map(str::to_string),
+            redis_prefix: v.get("REDIS_PREFIX").unwrap_or("switchyard").to_string(),
+            jwt_key,
+            jwt_issuer: v.get("JWT_ISSUER").map(str::to_string),
+            jwt_audience: v.get("JWT_AUDIENCE").map(str::to_string),
+            jwt_leeway: v.seconds("JWT_LEEWAY", 30)?,
+            api_keys: v.list("API_KEYS").unwrap_or_default(),
+            cors_origins,
+            ping_interval: v.millis("WS_PING_INTERVAL", 25_000)?,
+            ping_timeout: v.millis("WS_PING_TIMEOUT", 20_000)?,
+            max_connections: v.optional_usize("WS_MAX_CONNECTIONS")?,
+            max_connections_per_ip: v.optional_usize("WS_MAX_CONNECTIONS_PER_IP")?,
+            max_payload,
+            max_subscriptions: v.parse("WS_MAX_SUBSCRIPTIONS", 50)?,
+            rate_limit,
+            rate_burst,
+            message_queue_ttl: v.seconds("WS_MESSAGE_QUEUE_TTL", 86_400)?,
+            presence_ttl: v.seconds("WS_PRESENCE_TTL", 300)?,
+            catalog_file: v.get("CATALOG_FILE").map(PathBuf::from),
+            http_body_limit: v.parse("HTTP_BODY_LIMIT", 1_048_576)?,
+            shutdown_grace: v.seconds("SHUTDOWN_GRACE", 10)?,
+            log_format: match v.get("LOG_FORMAT").unwrap_or("text") {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(bad("LOG_FORMAT", format!("`{other}` must be text or json")));
+                }
+            },
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+}
+
+fn jwt_key(v: &Vars, env: Environment) -> Result<JwtKeySource, ConfigError> {
+    match (v.get("JWT_SECRET"), v.get("JWT_PUBLIC_KEY_FILE")) {
+        (Some(_), Some(_)) => Err(bad(
+            "JWT_PUBLIC_KEY_FILE",
+            "set either JWT_SECRET (HS256) or JWT_PUBLIC_KEY_FILE (RS256/ES256), not both",
+        )),
+        (Some(secret), None) if secret.len() < 16 => Err(bad(
+            "JWT_SECRET",
+            "must be at least 16 characters (use a long random string)",
+        )),
+        (Some(secret), None) => Ok(JwtKeySource::Secret {
+            secret: secret.to_string(),
+            generated: false,
+        }),
+        (None, Some(path)) => Ok(JwtKeySource::PublicKeyFile(PathBuf::from(path))),
+        (None, None) if env == Environment::Production => Err(bad(
+            "JWT_SECRET",
+            "required when SWITCHYARD_ENV=production (or set JWT_PUBLIC_KEY_FILE)",
+        )),
+        (None, None) => Ok(JwtKeySource::Secret {
+            secret: random_secret(),
+            generated: true,
+        }),
+    }
+}
+
+fn random_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_start_a_dev_server_with_generated_secret() {
+        let c = cfg(&[]).expect("defaults are valid");
+        assert_eq!(c.port, 3001);
+        assert_eq!(c.database_url, "sqlite://switchyard.db");
+        assert_eq!(c.max_payload, 65_536);
+        assert_eq!(c.max_subscriptions, 50);
+        assert_eq!(c.rate_burst, 40.0);
+        assert!(matches!(c.jwt_key, JwtKeySource::Secret { generated: true, .. }));
+        assert!(c.cors_origins.is_none());
+    }
+
+    #[test]
+    fn production_requires_a_secret() {
+        let err = cfg(&[("SWITCHYARD_ENV", "production")]).unwrap_err();
+        assert_eq!(err.var, "JWT_SECRET");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, val) in [
+            ("PORT", "http"),
+            ("WS_RATE_LIMIT", "-1"),
+            ("WS_PING_INTERVAL", "0"),
+            ("LOG_FORMAT", "xml"),
+            ("HOST", "nowhere"),
+            ("WS_MAX_PAYLOAD", "10"),
+        ] {
+            let err = cfg(&[(var, val)]).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn short_secret_is_refused() {
+        assert_eq!(cfg(&[("JWT_SECRET", "short")]).unwrap_err().var, "JWT_SECRET");
+    }
+
+    #[test]
+    fn secret_is_not_in_debug_output() {
+        let c = cfg(&[("JWT_SECRET", "super-secret-value-1234")]).expect("valid");
+        assert!(!format!("{c:?}").contains("super-secret"));
+    }
+}

@@ -1,0 +1,24 @@
+//! Pure domain types and rules, free of I/O so they can be unit-tested:
+//! roles and identities, room names and their tenant-scoped internal form.
+
+pub mod identity;
+pub mod room;
+
+pub use identity::{Identity, Role};
+pub use room::{RoomName, internal_room};
+
+/// Milliseconds since the Unix epoch, the protocol's `serverTime` unit.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// ISO-8601 (RFC 3339) UTC timestamp for a millisecond instant.
+pub fn iso8601(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,163 @@
+//! The error codes of the protocol and their one mapping to the wire.
+//!
+//! Every refusal in Switchyard is an [`AppError`]: a [`Code`] the client can
+//! branch on plus a sentence a person understands. This module is the only
+//! place that decides how an error looks in a socket ack, in a CONNECT_ERROR
+//! and in an HTTP response.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use thiserror::Error;
+
+/// The protocol's error codes (SPEC §2–§8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    Unauthorized,
+    InvalidToken,
+    TokenExpired,
+    LimitExceeded,
+    Forbidden,
+    InvalidRoom,
+    UnknownEvent,
+    ValidationFailed,
+    RateLimited,
+    PayloadTooLarge,
+    NotFound,
+    Conflict,
+    Unavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthorized => "UNAUTHORIZED",
+            Code::InvalidToken => "INVALID_TOKEN",
+            Code::TokenExpired => "TOKEN_EXPIRED",
+            Code::LimitExceeded => "LIMIT_EXCEEDED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::InvalidRoom => "INVALID_ROOM",
+            Code::UnknownEvent => "UNKNOWN_EVENT",
+            Code::ValidationFailed => "VALIDATION_FAILED",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Code::NotFound => "NOT_FOUND",
+            Code::Conflict => "CONFLICT",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            Code::Unauthorized | Code::InvalidToken | Code::TokenExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::LimitExceeded | Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::InvalidRoom | Code::UnknownEvent | Code::ValidationFailed => {
+                StatusCode::BAD_REQUEST
+            }
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::Conflict => StatusCode::CONFLICT,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal with its code, a human message and optional details
+/// (e.g. which payload field failed validation).
+#[derive(Debug, Clone, Error)]
+#[error("{code}: {message}")]
+pub struct AppError {
+    pub code: Code,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl AppError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// Internal failures are logged with their cause; the client gets a fixed
+    /// sentence so no internals leak.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(Code::Internal, "the server failed to handle this request")
+    }
+
+    /// Storage failures: durable operations answer UNAVAILABLE (SPEC §9).
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(%cause, "storage unavailable");
+        Self::new(
+            Code::Unavailable,
+            "storage is unavailable, retry later (durable operations are paused)",
+        )
+    }
+
+    /// The `{ code, message, details? }` object used in acks and HTTP bodies.
+    pub fn body(&self) -> Value {
+        let mut body = json!({ "code": self.code, "message": self.message });
+        if let Some(details) = &self.details {
+            body["details"] = details.clone();
+        }
+        body
+    }
+
+    /// The ack a socket handler answers with: `{ ok: false, error }`.
+    pub fn ack(&self) -> Value {
+        json!({ "ok": false, "error": self.body() })
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (self.code.http_status(), Json(json!({ "error": self.body() }))).into_response()
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_starts_with_the_code_for_connect_errors() {
+        let e = AppError::new(Code::TokenExpired, "the token expired");
+        assert_eq!(e.to_string(), "TOKEN_EXPIRED: the token expired");
+    }
+
+    #[test]
+    fn ack_shape_has_ok_false_and_error_body() {
+        let e = AppError::new(Code::ValidationFailed, "bad").with_details(json!({"field": "x"}));
+        assert_eq!(
+            e.ack(),
+            json!({"ok": false, "error": {"code": "VALIDATION_FAILED", "message": "bad", "details": {"field": "x"}}})
+        );
+    }
+}

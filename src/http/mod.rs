@@ -1,0 +1,20 @@
+//! The HTTP API: health, event publishing and history, telemetry ingest.
+//! Served by the same axum router (and port) as the Socket.IO layer.
+
+pub mod events;
+pub mod health;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/health/websocket", get(health::websocket))
+        .route("/api/v1/events", post(events::publish).get(events::history))
+        .route("/api/v1/telemetry", post(events::telemetry))
+        .with_state(state)
+}

@@ -1,0 +1,32 @@
+//! Switchyard: a self-hosted, Socket.IO-compatible real-time server for
+//! operations software. The map, following a request's path:
+//!
+//! - [`config`]: environment → typed [`config::Config`]; errors name the variable.
+//! - [`app`]: builds state, storage, catalog and adapter; serves HTTP + Socket.IO on one port.
+//! - [`auth`]: JWT verification/minting, the socket connect middleware, API keys.
+//! - [`socket`]: connection life cycle, the ordered per-socket dispatcher,
+//!   rooms, publishing, delivery (with role filtering and the Redis fallback).
+//! - [`events`]: publishing shared by socket and HTTP: validation, durable append, conflation.
+//! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
+//! - [`http`]: health, event API, telemetry ingest.
+//! - [`store`]: the storage interface with its PostgreSQL and SQLite implementations.
+//! - [`cluster`]: the Redis adapter wiring and Redis health.
+//! - [`domain`]: pure types and rules (roles, identities, room names).
+//! - [`error`]: the protocol's error codes and their one mapping to acks and HTTP.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod catalog;
+pub mod cluster;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod socket;
+pub mod state;
+pub mod store;
+
+pub use app::App;
+pub use config::Config;

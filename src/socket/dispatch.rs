@@ -1,0 +1,85 @@
+//! The one entry point for client events: turns each incoming event, in
+//! arrival order and synchronously, into a job on the socket's ordered queue
+//! (see [`super::session`]), then routes it to its handler and sends the ack.
+//!
+//! socketioxide 0.18 only offers async message handlers, each spawned as its
+//! own task, which loses arrival order. This module implements
+//! `MessageHandler` directly so the queueing happens inside socketioxide's
+//! receive path, before any task is spawned.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::{FromMessageParts, MessageHandler, Value as RawValue};
+use socketioxide::socket::Socket;
+
+use super::session::Session;
+use super::{Ctx, route};
+use crate::error::{AppError, Code};
+use crate::state::AppState;
+
+#[derive(Clone)]
+pub struct OrderedDispatch {
+    state: AppState,
+    session: Arc<Session>,
+}
+
+/// Marker type parameter for our `MessageHandler` impl.
+pub struct Ordered;
+
+pub fn install<A: Adapter>(s: &SocketRef<A>, state: &AppState, session: &Arc<Session>) {
+    s.on_fallback(OrderedDispatch {
+        state: state.clone(),
+        session: session.clone(),
+    });
+}
+
+impl<A: Adapter> MessageHandler<A, Ordered> for OrderedDispatch {
+    fn call(&self, s: Arc<Socket<A>>, mut v: RawValue, ack_id: Option<i64>) {
+        let (Ok(Event(event)), Ok(socket), Ok(ack)) = (
+            Event::from_message_parts(&s, &mut v, &ack_id),
+            SocketRef::from_message_parts(&s, &mut v, &ack_id),
+            AckSender::<A>::from_message_parts(&s, &mut v, &ack_id),
+        ) else {
+            return;
+        };
+        // Binary attachments or undecodable arguments become a clean refusal.
+        let data: Result<Value, AppError> = match TryData::<Value>::from_message_parts(&s, &mut v, &ack_id) {
+            Ok(TryData(Ok(data))) => Ok(data),
+            _ => Err(AppError::new(
+                Code::ValidationFailed,
+                "the event's arguments are not valid JSON",
+            )),
+        };
+        let Some(slot) = self.session.reserve() else {
+            let _ = ack.send(
+                &AppError::new(
+                    Code::RateLimited,
+                    "too many events waiting on this connection; slow down",
+                )
+                .ack(),
+            );
+            return;
+        };
+        let ctx = Ctx::new(socket, self.state.clone(), self.session.clone());
+        let job = Box::pin(async move {
+            let reply = match data {
+                Ok(data) => match route(&ctx, &event, data).await {
+                    Ok(reply) => reply,
+                    Err(e) => e.ack(),
+                },
+                Err(e) => e.ack(),
+            };
+            // The client may not have asked for an ack; sending then is a no-op.
+            let _ = ack.send(&reply);
+        });
+        slot.send(job);
+    }
+}
+
+/// Payloads with no fields (e.g. `ping` with no args) arrive as null.
+pub fn object_or_empty(data: Value) -> Value {
+    if data.is_null() { json!({}) } else { data }
+}

@@ -1,0 +1,128 @@
+//! Per-socket session: the verified identity and the ordered job queue.
+//!
+//! socketioxide spawns a task per incoming message, so two events of one
+//! socket could be handled out of order. Every event is instead turned into a
+//! job (in arrival order, by a synchronous handler) and run by one worker per
+//! socket, one job at a time: a publish sent before another gets the lower
+//! offset. The first job is the connection's own setup (rooms, `session`),
+//! so nothing a client sends is handled before it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::future::BoxFuture;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Identity;
+
+pub type Job = BoxFuture<'static, ()>;
+
+/// How many events a socket may have waiting; beyond that it is refused with
+/// RATE_LIMITED rather than buffered without bound.
+pub const QUEUE_CAPACITY: usize = 256;
+
+pub struct Session {
+    identity: RwLock<Identity>,
+    pub device_id: Option<String>,
+    /// `auth.offsets` from the handshake (room → last offset seen).
+    pub offsets: HashMap<String, i64>,
+    pub connected_at: i64,
+    queue: mpsc::Sender<Job>,
+    /// Cancelled when the socket goes away: ends its worker and timers.
+    pub closed: CancellationToken,
+    /// Woken when the token is refreshed, so the expiry timer re-reads `exp`.
+    pub refreshed: Notify,
+    start: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Session {
+    /// Creates the session and the receiving half of its queue; the worker
+    /// runs the queue once [`Session::start`] is called (after CONNECT is sent).
+    pub fn new(
+        identity: Identity,
+        device_id: Option<String>,
+        offsets: HashMap<String, i64>,
+        connected_at: i64,
+    ) -> (Arc<Self>, Worker) {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (start_tx, start_rx) = oneshot::channel();
+        let closed = CancellationToken::new();
+        let session = Arc::new(Self {
+            identity: RwLock::new(identity),
+            device_id,
+            offsets,
+            connected_at,
+            queue: tx,
+            closed: closed.clone(),
+            refreshed: Notify::new(),
+            start: Mutex::new(Some(start_tx)),
+        });
+        (
+            session,
+            Worker {
+                rx,
+                start: start_rx,
+                closed,
+            },
+        )
+    }
+
+    pub fn identity(&self) -> Identity {
+        self.identity.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace_identity(&self, identity: Identity) {
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = identity;
+        self.refreshed.notify_one();
+    }
+
+    /// Queues a job; `false` when the queue is full or the socket is gone.
+    pub fn enqueue(&self, job: Job) -> bool {
+        self.queue.try_send(job).is_ok()
+    }
+
+    /// A place in the queue, or `None` when it is full or closed.
+    pub fn reserve(&self) -> Option<mpsc::Permit<'_, Job>> {
+        self.queue.try_reserve().ok()
+    }
+
+    /// Lets the worker begin (idempotent).
+    pub fn start(&self) {
+        if let Some(tx) = self.start.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+}
+
+pub struct Worker {
+    rx: mpsc::Receiver<Job>,
+    start: oneshot::Receiver<()>,
+    closed: CancellationToken,
+}
+
+impl Worker {
+    /// Runs jobs in order until the socket closes. A job already running when
+    /// the socket closes is finished (it may be a durable write).
+    pub async fn run(mut self) {
+        tokio::select! {
+            started = &mut self.start => if started.is_err() { return },
+            _ = self.closed.cancelled() => return,
+        }
+        loop {
+            let job = tokio::select! {
+                biased;
+                job = self.rx.recv() => job,
+                _ = self.closed.cancelled() => None,
+            };
+            match job {
+                Some(job) => job.await,
+                None => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Shared application state handed to HTTP handlers and socket handlers.
+//!
+//! Nothing here is cluster state: counters are this node's, and everything
+//! another node must see lives in the database or travels through the adapter.
+
+use std::sync::{
+    Arc, OnceLock,
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+};
+use std::time::Instant;
+
+use tokio_util::task::TaskTracker;
+
+use crate::auth::JwtVerifier;
+use crate::catalog::Catalog;
+use crate::cluster::RedisLink;
+use crate::config::Config;
+use crate::events::conflate::Conflator;
+use crate::socket::broadcast::Hub;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub verifier: JwtVerifier,
+    pub store: Arc<dyn Store>,
+    pub catalog: Catalog,
+    pub redis: Option<RedisLink>,
+    pub started: Instant,
+    /// Sockets connected to this node (health's `connectedClients`).
+    pub connections: AtomicUsize,
+    /// Set on SIGTERM: new connections and durable writes are refused.
+    pub shutting_down: AtomicBool,
+    /// Per-socket workers, so shutdown can wait for in-flight writes.
+    pub workers: TaskTracker,
+    pub conflator: Arc<Conflator>,
+    /// Set once the Socket.IO instance exists (it is built after the state).
+    hub: OnceLock<Arc<dyn Hub>>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        verifier: JwtVerifier,
+        store: Arc<dyn Store>,
+        catalog: Catalog,
+        redis: Option<RedisLink>,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            config,
+            verifier,
+            store,
+            catalog,
+            redis,
+            started: Instant::now(),
+            connections: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            workers: TaskTracker::new(),
+            conflator: Arc::new(Conflator::default()),
+            hub: OnceLock::new(),
+        }))
+    }
+
+    pub fn set_hub(&self, hub: Arc<dyn Hub>) {
+        let _ = self.0.hub.set(hub);
+    }
+
+    /// The delivery hub. Only absent before `app::build` finished, when no
+    /// request can be served yet.
+    pub fn hub(&self) -> Arc<dyn Hub> {
+        self.0.hub.get().cloned().unwrap_or_else(|| Arc::new(NoHub))
+    }
+
+    pub fn queue_ttl_ms(&self) -> i64 {
+        self.config.message_queue_ttl.as_millis() as i64
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.0.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+struct NoHub;
+
+#[async_trait::async_trait]
+impl Hub for NoHub {
+    async fn deliver(&self, _: &crate::socket::broadcast::Delivery) {
+        tracing::error!("delivery before the Socket.IO layer was built");
+    }
+}

@@ -1,0 +1,130 @@
+//! Storage: one [`Store`] interface, a PostgreSQL and a SQLite implementation.
+//!
+//! All SQL lives under this module. The backend is picked from the URL scheme
+//! of `DATABASE_URL`; migrations for each backend live in
+//! `migrations/{postgres,sqlite}` and run at startup and on `switchyard migrate`.
+//! The contract tests in `tests/store.rs` run the same cases on both.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported DATABASE_URL `{0}`: use postgres://… or sqlite://…")]
+    UnsupportedUrl(String),
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// A durable event to append to one or more room logs.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub company_id: String,
+    pub event_type: String,
+    /// Logical room names; each gets its own offset.
+    pub rooms: Vec<String>,
+    pub payload: Value,
+    pub priority: String,
+    pub source: String,
+    pub publisher: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Scoped key (`clientEventId` per user or HTTP `idempotencyKey`).
+    pub idempotency_key: Option<String>,
+}
+
+/// The result of an append: the event id and the offset per room. A retry
+/// with a known idempotency key gets the first result and `duplicate = true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    pub id: String,
+    pub offsets: Vec<(String, i64)>,
+    #[serde(skip)]
+    pub duplicate: bool,
+}
+
+/// An event as read back from a room log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub id: String,
+    pub event_type: String,
+    pub room: String,
+    pub offset: i64,
+    pub payload: Value,
+    pub priority: String,
+    pub source: String,
+    pub publisher: Option<String>,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `postgres` or `sqlite`, for logs and health.
+    fn backend(&self) -> &'static str;
+
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// A cheap round trip for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Appends a batch atomically: every event gets the next offset of each of
+    /// its rooms, all in one transaction, or nothing is written.
+    async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError>;
+
+    /// Events of `room` with offset > `after`, in offset order, at most `limit`.
+    async fn events_after(
+        &self,
+        company_id: &str,
+        room: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+}
+
+/// Opens the store named by `url` (creating a SQLite file if missing).
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+/// Rooms sorted and deduplicated: every writer locks room counters in the
+/// same order, which rules out deadlocks between multi-room appends.
+fn lock_order(rooms: &[String]) -> Vec<String> {
+    let mut sorted = rooms.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    sorted
+}
+
+/// Offsets reported in the caller's room order.
+fn in_request_order(rooms: &[String], assigned: &[(String, i64)]) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = Vec::with_capacity(rooms.len());
+    for room in rooms {
+        if out.iter().any(|(r, _)| r == room) {
+            continue;
+        }
+        if let Some(pair) = assigned.iter().find(|(r, _)| r == room) {
+            out.push(pair.clone());
+        }
+    }
+    out
+}

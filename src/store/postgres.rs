@@ -1,0 +1,179 @@
+//! PostgreSQL implementation of [`Store`].
+//!
+//! Offsets: the append transaction upserts `room_offsets` (which takes the
+//! row lock) before inserting the event; a concurrent writer of the same room
+//! blocks on that row until commit or rollback, so offsets are handed out in
+//! commit order and a rolled-back transaction leaves no gap.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::{
+    Row,
+    postgres::{PgPool, PgPoolOptions},
+    types::Json,
+};
+
+use super::{Appended, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order};
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/postgres").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for ev in &batch {
+            if let Some(key) = &ev.idempotency_key {
+                // Claims the key; a concurrent claimer waits on the unique
+                // index until this transaction ends, then sees the result.
+                let claimed = sqlx::query(
+                    "INSERT INTO idempotency_keys (company_id, key, result, created_at)
+                     VALUES ($1, $2, NULL, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(&ev.company_id)
+                .bind(key)
+                .bind(ev.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !claimed {
+                    let row = sqlx::query(
+                        "SELECT result FROM idempotency_keys WHERE company_id = $1 AND key = $2",
+                    )
+                    .bind(&ev.company_id)
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let stored: Option<Json<Appended>> = row.try_get("result")?;
+                    let mut first = stored
+                        .ok_or_else(|| StoreError::Corrupt(format!("idempotency key {key} has no result")))?
+                        .0;
+                    first.duplicate = true;
+                    results.push(first);
+                    continue;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO events (id, company_id, type, payload, priority, source, publisher, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&ev.id)
+            .bind(&ev.company_id)
+            .bind(&ev.event_type)
+            .bind(Json(&ev.payload))
+            .bind(&ev.priority)
+            .bind(&ev.source)
+            .bind(&ev.publisher)
+            .bind(ev.created_at)
+            .bind(ev.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            let mut assigned = Vec::with_capacity(ev.rooms.len());
+            for room in lock_order(&ev.rooms) {
+                let offset: i64 = sqlx::query_scalar(
+                    "INSERT INTO room_offsets (company_id, room, last_offset) VALUES ($1, $2, 1)
+                     ON CONFLICT (company_id, room)
+                     DO UPDATE SET last_offset = room_offsets.last_offset + 1
+                     RETURNING last_offset",
+                )
+                .bind(&ev.company_id)
+                .bind(&room)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&ev.company_id)
+                .bind(&room)
+                .bind(offset)
+                .bind(&ev.id)
+                .bind(ev.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                assigned.push((room, offset));
+            }
+            let appended = Appended {
+                id: ev.id.clone(),
+                offsets: in_request_order(&ev.rooms, &assigned),
+                duplicate: false,
+            };
+            if let Some(key) = &ev.idempotency_key {
+                sqlx::query("UPDATE idempotency_keys SET result = $3 WHERE company_id = $1 AND key = $2")
+                    .bind(&ev.company_id)
+                    .bind(key)
+                    .bind(Json(&appended))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            results.push(appended);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn events_after(
+        &self,
+        company_id: &str,
+        room: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.type, r.room, r.\"offset\", e.payload, e.priority, e.source, e.publisher, e.created_at
+             FROM event_rooms r JOIN events e ON e.id = r.event_id
+             WHERE r.company_id = $1 AND r.room = $2 AND r.\"offset\" > $3
+             ORDER BY r.\"offset\" LIMIT $4",
+        )
+        .bind(company_id)
+        .bind(room)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let Json(payload): Json<Value> = row.try_get("payload")?;
+                Ok(StoredEvent {
+                    id: row.try_get("id")?,
+                    event_type: row.try_get("type")?,
+                    room: row.try_get("room")?,
+                    offset: row.try_get("offset")?,
+                    payload,
+                    priority: row.try_get("priority")?,
+                    source: row.try_get("source")?,
+                    publisher: row.try_get("publisher")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}

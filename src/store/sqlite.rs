@@ -1,0 +1,187 @@
+//! SQLite implementation of [`Store`], the zero-setup embedded default.
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of exactly
+//! one connection (transactions queue in the pool instead of failing with
+//! SQLITE_BUSY), while reads use a separate pool; WAL mode lets those readers
+//! run alongside the writer. With a single writer, offsets are trivially
+//! gapless and in commit order.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::{
+    Row,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use super::{Appended, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order};
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+}
+
+fn payload_text(v: &Value) -> String {
+    v.to_string()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/sqlite").run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for ev in &batch {
+            if let Some(key) = &ev.idempotency_key {
+                let existing: Option<Option<String>> = sqlx::query_scalar(
+                    "SELECT result FROM idempotency_keys WHERE company_id = ? AND key = ?",
+                )
+                .bind(&ev.company_id)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(stored) = existing {
+                    let text = stored
+                        .ok_or_else(|| StoreError::Corrupt(format!("idempotency key {key} has no result")))?;
+                    let mut first: Appended =
+                        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    first.duplicate = true;
+                    results.push(first);
+                    continue;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO events (id, company_id, type, payload, priority, source, publisher, created_at, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&ev.id)
+            .bind(&ev.company_id)
+            .bind(&ev.event_type)
+            .bind(payload_text(&ev.payload))
+            .bind(&ev.priority)
+            .bind(&ev.source)
+            .bind(&ev.publisher)
+            .bind(ev.created_at)
+            .bind(ev.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            let mut assigned = Vec::with_capacity(ev.rooms.len());
+            for room in lock_order(&ev.rooms) {
+                let offset: i64 = sqlx::query_scalar(
+                    "INSERT INTO room_offsets (company_id, room, last_offset) VALUES (?, ?, 1)
+                     ON CONFLICT (company_id, room)
+                     DO UPDATE SET last_offset = room_offsets.last_offset + 1
+                     RETURNING last_offset",
+                )
+                .bind(&ev.company_id)
+                .bind(&room)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at)
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(&ev.company_id)
+                .bind(&room)
+                .bind(offset)
+                .bind(&ev.id)
+                .bind(ev.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                assigned.push((room, offset));
+            }
+            let appended = Appended {
+                id: ev.id.clone(),
+                offsets: in_request_order(&ev.rooms, &assigned),
+                duplicate: false,
+            };
+            if let Some(key) = &ev.idempotency_key {
+                let text = serde_json::to_string(&appended).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (company_id, key, result, created_at) VALUES (?, ?, ?, ?)",
+                )
+                .bind(&ev.company_id)
+                .bind(key)
+                .bind(text)
+                .bind(ev.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            results.push(appended);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn events_after(
+        &self,
+        company_id: &str,
+        room: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.type, r.room, r.\"offset\", e.payload, e.priority, e.source, e.publisher, e.created_at
+             FROM event_rooms r JOIN events e ON e.id = r.event_id
+             WHERE r.company_id = ? AND r.room = ? AND r.\"offset\" > ?
+             ORDER BY r.\"offset\" LIMIT ?",
+        )
+        .bind(company_id)
+        .bind(room)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let text: String = row.try_get("payload")?;
+                let payload = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(StoredEvent {
+                    id: row.try_get("id")?,
+                    event_type: row.try_get("type")?,
+                    room: row.try_get("room")?,
+                    offset: row.try_get("offset")?,
+                    payload,
+                    priority: row.try_get("priority")?,
+                    source: row.try_get("source")?,
+                    publisher: row.try_get("publisher")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}
