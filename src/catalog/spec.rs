@@ -254,7 +254,7 @@ impl EventSpec {
         let errors: Vec<Value> = validator
             .iter_errors(payload)
             .take(10)
-            .map(|e| json!({ "field": e.instance_path().to_string(), "reason": e.to_string() }))
+            .map(|e| json!({ "field": failing_field(&e), "reason": e.to_string() }))
             .collect();
         if errors.is_empty() {
             return Ok(());
@@ -277,6 +277,18 @@ impl EventSpec {
             .as_ref()
             .and_then(|m| payload.get(&m.field)?.as_str().and_then(|v| m.values.get(v)).copied())
             .unwrap_or(self.priority)
+    }
+}
+
+/// A JSON pointer to the failing field; for a missing required property,
+/// the pointer of that property rather than of its parent object.
+fn failing_field(e: &jsonschema::ValidationError<'_>) -> String {
+    let path = e.instance_path().to_string();
+    match e.kind() {
+        jsonschema::error::ValidationErrorKind::Required { property } => {
+            format!("{path}/{}", property.as_str().unwrap_or_default())
+        }
+        _ => path,
     }
 }
 

@@ -45,13 +45,23 @@ impl<A: Adapter> MessageHandler<A, Ordered> for OrderedDispatch {
         ) else {
             return;
         };
-        // Binary attachments or undecodable arguments become a clean refusal.
-        let data: Result<Value, AppError> = match TryData::<Value>::from_message_parts(&s, &mut v, &ack_id) {
-            Ok(TryData(Ok(data))) => Ok(data),
-            _ => Err(AppError::new(
+        // Binary attachments become a clean refusal; an event without
+        // arguments (`ping`, `rooms`) is an empty object.
+        let has_binary = match &v {
+            RawValue::Str(_, Some(bins)) => !bins.is_empty(),
+            RawValue::Str(_, None) => false,
+            RawValue::Bytes(_) => true,
+        };
+        let data: Result<Value, AppError> = if has_binary {
+            Err(AppError::new(
                 Code::ValidationFailed,
-                "the event's arguments are not valid JSON",
-            )),
+                "binary attachments are not accepted; send JSON",
+            ))
+        } else {
+            match TryData::<Value>::from_message_parts(&s, &mut v, &ack_id) {
+                Ok(TryData(Ok(data))) => Ok(data),
+                _ => Ok(Value::Null),
+            }
         };
         let Some(slot) = self.session.reserve() else {
             let _ = ack.send(
