@@ -9,6 +9,7 @@
 //! - [`events`]: publishing shared by socket and HTTP: validation, durable append, conflation.
 //! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
 //! - [`http`]: health, event API, telemetry ingest.
+//! - [`limits`]: connection limits per node and per IP.
 //! - [`store`]: the storage interface with its PostgreSQL and SQLite implementations.
 //! - [`cluster`]: the Redis adapter wiring and Redis health.
 //! - [`domain`]: pure types and rules (roles, identities, room names).
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod limits;
 pub mod socket;
 pub mod state;
 pub mod store;

@@ -16,6 +16,7 @@ use crate::catalog::Catalog;
 use crate::cluster::RedisLink;
 use crate::config::Config;
 use crate::events::conflate::Conflator;
+use crate::limits::ConnectionLimits;
 use crate::socket::broadcast::Hub;
 use crate::store::Store;
 
@@ -36,6 +37,7 @@ pub struct Inner {
     /// Per-socket workers, so shutdown can wait for in-flight writes.
     pub workers: TaskTracker,
     pub conflator: Arc<Conflator>,
+    pub limits: ConnectionLimits,
     /// Set once the Socket.IO instance exists (it is built after the state).
     hub: OnceLock<Arc<dyn Hub>>,
 }
@@ -59,6 +61,7 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             workers: TaskTracker::new(),
             conflator: Arc::new(Conflator::default()),
+            limits: ConnectionLimits::default(),
             hub: OnceLock::new(),
         }))
     }

@@ -265,3 +265,19 @@ async fn health_reports_every_field() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn connection_limits_refuse_with_limit_exceeded_and_free_on_disconnect() {
+    let app = common::spawn_app(&common::sqlite_url(), &[("WS_MAX_CONNECTIONS_PER_IP", "2")]).await;
+    let token = app.token("u1", "acme", Role::Operator);
+    let a = Client::with_token(&app.url(), &token).await;
+    let _b = Client::with_token(&app.url(), &token).await;
+    match Client::connect(&app.url(), "", json!({ "token": token })).await {
+        Err(ConnectError::Refused(msg)) => assert!(msg.starts_with("LIMIT_EXCEEDED"), "{msg}"),
+        other => panic!("third connection from one IP: {:?}", other.err()),
+    }
+    a.disconnect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(Client::connect(&app.url(), "", json!({ "token": token })).await.is_ok());
+    app.stop().await;
+}

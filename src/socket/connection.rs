@@ -95,7 +95,22 @@ pub async fn authenticate<A: Adapter>(
         .and_then(Value::as_str)
         .filter(|d| crate::domain::identity::valid_id(d))
         .map(str::to_string);
-    let (session, worker) = Session::new(identity, device_id, auth_offsets(&auth), now_ms());
+    let ip = s
+        .req_parts()
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let config = &state.config;
+    if let Err(e) = state.limits.admit(
+        ip,
+        state.connections.load(Ordering::Acquire),
+        config.max_connections,
+        config.max_connections_per_ip,
+    ) {
+        tracing::debug!(?ip, "connection refused: {e}");
+        return Err(e);
+    }
+    let (session, worker) = Session::new(identity, device_id, auth_offsets(&auth), now_ms(), ip);
     state.workers.spawn(worker.run());
     // Setup is the first job in the queue, so every event the client sends
     // is handled after `session` went out.
@@ -215,6 +230,7 @@ pub fn cleanup(state: &AppState, session: &Session) {
     if !session.closed.is_cancelled() {
         session.close();
         state.connections.fetch_sub(1, Ordering::AcqRel);
+        state.limits.release(session.ip);
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Session {
     /// `auth.offsets` from the handshake (room → last offset seen).
     pub offsets: HashMap<String, i64>,
     pub connected_at: i64,
+    /// Peer address, for the per-IP connection count.
+    pub ip: Option<std::net::IpAddr>,
     queue: mpsc::Sender<Job>,
     /// Cancelled when the socket goes away: ends its worker and timers.
     pub closed: CancellationToken,
@@ -44,6 +46,7 @@ impl Session {
         device_id: Option<String>,
         offsets: HashMap<String, i64>,
         connected_at: i64,
+        ip: Option<std::net::IpAddr>,
     ) -> (Arc<Self>, Worker) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (start_tx, start_rx) = oneshot::channel();
@@ -53,6 +56,7 @@ impl Session {
             device_id,
             offsets,
             connected_at,
+            ip,
             queue: tx,
             closed: closed.clone(),
             refreshed: Notify::new(),

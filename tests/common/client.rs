@@ -92,6 +92,11 @@ impl Client {
         let _ = self.out.send(format!("42{}", json!([event, data])));
     }
 
+    /// Socket.IO DISCONNECT: the server runs its disconnect handler.
+    pub fn disconnect(&self) {
+        let _ = self.out.send("41".into());
+    }
+
     pub fn send_raw(&self, text: &str) {
         let _ = self.out.send(text.to_string());
     }

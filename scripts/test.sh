@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs every test suite: Rust (unit + integration, on SQLite and Postgres),
+# the Node suite with the real socket.io-client, and the python-socketio suite.
+#
+# Needs PostgreSQL (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test)
+# and Redis (TEST_REDIS_URL, default redis://127.0.0.1:6379). If either is not
+# reachable it is started when installed locally; otherwise this fails loudly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+
+reachable() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+ensure_postgres() {
+  reachable 127.0.0.1 5432 && return 0
+  echo "test.sh: PostgreSQL is not reachable on 127.0.0.1:5432; trying to start it" >&2
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+  for _ in $(seq 1 20); do reachable 127.0.0.1 5432 && return 0; sleep 0.5; done
+  echo "test.sh: FAILED: PostgreSQL is required. Install and start it (Debian: apt-get install postgresql;" >&2
+  echo "  pg_ctlcluster <version> main start) with trust auth for user postgres and a database 'test'," >&2
+  echo "  or point TEST_DATABASE_URL at one." >&2
+  exit 1
+}
+
+ensure_redis() {
+  reachable 127.0.0.1 6379 && return 0
+  echo "test.sh: Redis is not reachable on 127.0.0.1:6379; trying to start it" >&2
+  if command -v redis-server >/dev/null 2>&1; then
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null || true
+  fi
+  for _ in $(seq 1 20); do reachable 127.0.0.1 6379 && return 0; sleep 0.5; done
+  echo "test.sh: FAILED: Redis is required. Install and start it (Debian: apt-get install redis-server;" >&2
+  echo "  redis-server --daemonize yes) or point TEST_REDIS_URL at one." >&2
+  exit 1
+}
+
+ensure_postgres
+ensure_redis
+
+echo "== cargo build"
+cargo build
+
+echo "== Rust tests (unit + integration, SQLite and Postgres)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast
+else
+  cargo test --no-fail-fast
+fi
+
+echo "== Node suite (socket.io-client)"
+(cd clients/tests && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+echo "== Python suite (python-socketio)"
+bash tests/python/run.sh
