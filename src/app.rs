@@ -39,7 +39,10 @@ pub struct App {
 impl App {
     /// Everything that can fail at startup fails here, before the port opens.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        if let JwtKeySource::Secret { generated: true, .. } = &config.jwt_key {
+        if let JwtKeySource::Secret {
+            generated: true, ..
+        } = &config.jwt_key
+        {
             tracing::warn!(
                 "JWT_SECRET is not set: using a random development secret for this run only; \
                  mint tokens with `switchyard token` while this server runs, or set JWT_SECRET"
@@ -49,8 +52,13 @@ impl App {
         let catalog = Catalog::load(config.catalog_file.as_deref())?;
         let store = store::connect(&config.database_url)
             .await
-            .with_context(|| format!("DATABASE_URL: cannot open {}", redact(&config.database_url)))?;
-        store.migrate().await.context("DATABASE_URL: migrations failed")?;
+            .with_context(|| {
+                format!("DATABASE_URL: cannot open {}", redact(&config.database_url))
+            })?;
+        store
+            .migrate()
+            .await
+            .context("DATABASE_URL: migrations failed")?;
 
         let engine = SocketIo::builder()
             .ping_interval(config.ping_interval)
@@ -75,14 +83,20 @@ impl App {
                     .with_adapter::<FredAdapter<Emitter>>(ctr)
                     .with_state(state.clone())
                     .build_layer();
-                io.ns("/", on_connect::<FredAdapter<Emitter>>.with(authenticate::<FredAdapter<Emitter>>))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("REDIS_URL: adapter init failed: {e}"))?;
+                io.ns(
+                    "/",
+                    on_connect::<FredAdapter<Emitter>>.with(authenticate::<FredAdapter<Emitter>>),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("REDIS_URL: adapter init failed: {e}"))?;
                 (layer_router(layer), wire(&state, io))
             }
             None => {
                 let (layer, io) = local(engine).with_state(state.clone()).build_layer();
-                io.ns("/", on_connect::<LocalAdapter>.with(authenticate::<LocalAdapter>));
+                io.ns(
+                    "/",
+                    on_connect::<LocalAdapter>.with(authenticate::<LocalAdapter>),
+                );
                 (layer_router(layer), wire(&state, io))
             }
         };
@@ -115,7 +129,10 @@ impl App {
     /// refuse new connections, let in-flight durable writes finish, close
     /// every transport without a DISCONNECT packet so socket.io clients
     /// reconnect (to another node), and return.
-    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let close = self.close_sockets;
         let shutdown = async move {
@@ -124,9 +141,13 @@ impl App {
             state.shutting_down.store(true, Ordering::Release);
             close().await;
         };
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         Ok(())
     }
 }
@@ -167,7 +188,8 @@ fn cors(config: &Config) -> CorsLayer {
     match &config.cors_origins {
         None => CorsLayer::permissive(),
         Some(origins) => {
-            let list: Vec<::http::HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+            let list: Vec<::http::HeaderValue> =
+                origins.iter().filter_map(|o| o.parse().ok()).collect();
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(list))
                 .allow_methods(tower_http::cors::Any)
@@ -194,7 +216,10 @@ fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
     }
 }

@@ -53,9 +53,7 @@ fn builder(url: &str) -> Result<Builder, Error> {
 }
 
 /// Connects the adapter's subscriber and the health client; spawns the probe.
-pub async fn connect(
-    config: &Config,
-) -> anyhow::Result<(RedisAdapterCtr<FredDriver>, RedisLink)> {
+pub async fn connect(config: &Config) -> anyhow::Result<(RedisAdapterCtr<FredDriver>, RedisLink)> {
     let url = config
         .redis_url
         .as_deref()
@@ -70,7 +68,10 @@ pub async fn connect(
     subscriber.manage_subscriptions();
 
     let client = builder(url)?.build()?;
-    client.init().await.map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+    client
+        .init()
+        .await
+        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
     let link = RedisLink {
         client,
         healthy: Arc::new(AtomicBool::new(true)),

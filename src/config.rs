@@ -95,10 +95,7 @@ struct Vars(HashMap<String, String>);
 
 impl Vars {
     fn get(&self, var: &str) -> Option<&str> {
-        self.0
-            .get(var)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        self.0.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
     fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
@@ -172,7 +169,10 @@ impl Config {
         let jwt_key = jwt_key(&v, env)?;
         let rate_limit: f64 = v.parse("WS_RATE_LIMIT", 20.0)?;
         if !(rate_limit.is_finite() && rate_limit > 0.0) {
-            return Err(bad("WS_RATE_LIMIT", "must be a positive number of events/s"));
+            return Err(bad(
+                "WS_RATE_LIMIT",
+                "must be a positive number of events/s",
+            ));
         }
         let rate_burst: f64 = v.parse("WS_RATE_BURST", rate_limit * 2.0)?;
         if !(rate_burst.is_finite() && rate_burst >= 1.0) {
@@ -296,7 +296,13 @@ mod tests {
         assert_eq!(c.max_payload, 65_536);
         assert_eq!(c.max_subscriptions, 50);
         assert_eq!(c.rate_burst, 40.0);
-        assert!(matches!(c.jwt_key, JwtKeySource::Secret { generated: true, .. }));
+        assert!(matches!(
+            c.jwt_key,
+            JwtKeySource::Secret {
+                generated: true,
+                ..
+            }
+        ));
         assert!(c.cors_origins.is_none());
     }
 
@@ -323,7 +329,10 @@ mod tests {
 
     #[test]
     fn short_secret_is_refused() {
-        assert_eq!(cfg(&[("JWT_SECRET", "short")]).unwrap_err().var, "JWT_SECRET");
+        assert_eq!(
+            cfg(&[("JWT_SECRET", "short")]).unwrap_err().var,
+            "JWT_SECRET"
+        );
     }
 
     #[test]

@@ -136,7 +136,11 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        (self.code.http_status(), Json(json!({ "error": self.body() }))).into_response()
+        (
+            self.code.http_status(),
+            Json(json!({ "error": self.body() })),
+        )
+            .into_response()
     }
 }
 

@@ -65,9 +65,15 @@ mod tests {
         let ip: IpAddr = [127, 0, 0, 1].into();
         assert!(l.admit(Some(ip), 0, None, Some(2)).is_ok());
         assert!(l.admit(Some(ip), 1, None, Some(2)).is_ok());
-        assert_eq!(l.admit(Some(ip), 2, None, Some(2)).unwrap_err().code, Code::LimitExceeded);
+        assert_eq!(
+            l.admit(Some(ip), 2, None, Some(2)).unwrap_err().code,
+            Code::LimitExceeded
+        );
         l.release(Some(ip));
         assert!(l.admit(Some(ip), 1, None, Some(2)).is_ok());
-        assert_eq!(l.admit(None, 5, Some(5), None).unwrap_err().code, Code::LimitExceeded);
+        assert_eq!(
+            l.admit(None, 5, Some(5), None).unwrap_err().code,
+            Code::LimitExceeded
+        );
     }
 }

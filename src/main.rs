@@ -9,7 +9,11 @@ use switchyard::domain::Role;
 use switchyard::{App, auth, store};
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Socket.IO-compatible real-time server for operations software")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Socket.IO-compatible real-time server for operations software"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -42,7 +46,9 @@ fn parse_role(s: &str) -> Result<Role, String> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,switchyard=info,socketioxide=warn,engineioxide=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -63,9 +69,12 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
-        Command::Token { user, company, role, ttl } => {
-            auth::mint_token(&config, &user, &company, role, ttl).map(|t| println!("{t}"))
-        }
+        Command::Token {
+            user,
+            company,
+            role,
+            ttl,
+        } => auth::mint_token(&config, &user, &company, role, ttl).map(|t| println!("{t}")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

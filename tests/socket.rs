@@ -23,7 +23,12 @@ async fn refusals_reach_the_client_as_connect_errors_with_codes() {
     let expired = {
         let now = switchyard::domain::now_ms() / 1000;
         let claims = json!({ "sub": "u", "companyId": "c", "role": "admin", "exp": now - 10 });
-        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(common::SECRET.as_bytes())).unwrap()
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(common::SECRET.as_bytes()),
+        )
+        .unwrap()
     };
     for (auth, code) in [
         (json!({}), "UNAUTHORIZED"),
@@ -51,16 +56,32 @@ async fn session_rooms_ping_and_subscribe() {
         let session = c.expect("session").await.remove(0);
         assert_eq!(session["userId"], "u1");
         assert_eq!(session["companyId"], "acme");
-        assert_eq!(session["rooms"], json!(["company", "user:u1", "role:operator"]));
+        assert_eq!(
+            session["rooms"],
+            json!(["company", "user:u1", "role:operator"])
+        );
         assert_eq!(session["socketId"].as_str(), c.sid.as_deref());
         let pong = c.emit_with_ack("ping", Value::Null).await;
         assert_eq!(pong["pong"], true);
-        let sub = c.emit_with_ack("subscribe", json!({ "rooms": ["order:1", "order:2", "order:3", "user:u2", "x y"] })).await;
+        let sub = c
+            .emit_with_ack(
+                "subscribe",
+                json!({ "rooms": ["order:1", "order:2", "order:3", "user:u2", "x y"] }),
+            )
+            .await;
         assert_eq!(sub["rooms"], json!(["order:1", "order:2"]));
-        let codes: Vec<&str> = sub["denied"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+        let codes: Vec<&str> = sub["denied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["code"].as_str().unwrap())
+            .collect();
         assert_eq!(codes, vec!["LIMIT_EXCEEDED", "FORBIDDEN", "INVALID_ROOM"]);
         let rooms = c.emit_with_ack("rooms", Value::Null).await;
-        assert_eq!(rooms["rooms"], json!(["company", "order:1", "order:2", "role:operator", "user:u1"]));
+        assert_eq!(
+            rooms["rooms"],
+            json!(["company", "order:1", "order:2", "role:operator", "user:u1"])
+        );
         let bad = c.emit_with_ack("subscribe", json!([1, 2])).await;
         assert_eq!(bad["error"]["code"], "VALIDATION_FAILED");
         app.stop().await;
@@ -74,7 +95,8 @@ async fn one_sockets_events_are_handled_in_the_order_sent() {
     for db in backends() {
         let app = common::spawn_app(&db, &[]).await;
         let company = common::unique("c");
-        let mut c = Client::with_token(&app.url(), &app.token("s1", &company, Role::Supervisor)).await;
+        let mut c =
+            Client::with_token(&app.url(), &app.token("s1", &company, Role::Supervisor)).await;
         let ids: Vec<u64> = (0..100)
             .map(|n| c.emit_ack_id("event:publish", json!({ "type": "order:status_changed", "room": "order:1", "payload": order_payload(n) })))
             .collect();
@@ -93,7 +115,8 @@ async fn one_sockets_events_are_handled_in_the_order_sent() {
 async fn publish_delivers_payload_and_meta_filtered_by_role_and_company() {
     let app = common::spawn_app(&common::postgres_url(), &[]).await;
     let (a, b) = (common::unique("a"), common::unique("b"));
-    let mut publisher = Client::with_token(&app.url(), &app.token("s1", &a, Role::Supervisor)).await;
+    let mut publisher =
+        Client::with_token(&app.url(), &app.token("s1", &a, Role::Supervisor)).await;
     let mut op = Client::with_token(&app.url(), &app.token("o1", &a, Role::Operator)).await;
     let mut sup = Client::with_token(&app.url(), &app.token("s2", &a, Role::Supervisor)).await;
     let mut other = Client::with_token(&app.url(), &app.token("s2", &b, Role::Supervisor)).await;
@@ -101,7 +124,10 @@ async fn publish_delivers_payload_and_meta_filtered_by_role_and_company() {
         c.expect("session").await;
     }
     let ack = publisher
-        .emit_with_ack("event:publish", json!({ "type": "order:status_changed", "payload": order_payload(1) }))
+        .emit_with_ack(
+            "event:publish",
+            json!({ "type": "order:status_changed", "payload": order_payload(1) }),
+        )
         .await;
     assert_eq!(ack["offset"], 1, "{ack}");
     let args = op.expect("order:status_changed").await;
@@ -112,15 +138,29 @@ async fn publish_delivers_payload_and_meta_filtered_by_role_and_company() {
     assert_eq!(args[1]["id"], ack["id"]);
     // quality_test_result is supervisor+: the operator in the same room must not get it.
     let q = json!({ "testId": "t", "batchId": "b", "parameter": "pH", "measuredValue": 7.1, "expectedRange": [6.5, 7.5], "passed": true });
-    let ack = publisher.emit_with_ack("event:publish", json!({ "type": "quality_test_result", "payload": q })).await;
+    let ack = publisher
+        .emit_with_ack(
+            "event:publish",
+            json!({ "type": "quality_test_result", "payload": q }),
+        )
+        .await;
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(sup.expect("quality_test_result").await[0], q);
     let op_events = op.drain(Duration::from_millis(400)).await;
-    assert!(op_events.iter().all(|(n, _)| n != "quality_test_result"), "{op_events:?}");
+    assert!(
+        op_events.iter().all(|(n, _)| n != "quality_test_result"),
+        "{op_events:?}"
+    );
     let other_events = other.drain(Duration::from_millis(100)).await;
-    assert!(other_events.is_empty(), "another company received {other_events:?}");
+    assert!(
+        other_events.is_empty(),
+        "another company received {other_events:?}"
+    );
     let own = publisher.drain(Duration::from_millis(100)).await;
-    assert!(own.is_empty(), "the sender received its own publish: {own:?}");
+    assert!(
+        own.is_empty(),
+        "the sender received its own publish: {own:?}"
+    );
     app.stop().await;
 }
 
@@ -129,37 +169,86 @@ async fn socket_publish_refusals() {
     let app = common::spawn_app(&common::sqlite_url(), &[]).await;
     let mut op = Client::with_token(&app.url(), &app.token("o1", "acme", Role::Operator)).await;
     let mut sup = Client::with_token(&app.url(), &app.token("s1", "acme", Role::Supervisor)).await;
-    let ack = op.emit_with_ack("event:publish", json!({ "type": "order:status_changed", "payload": order_payload(1) })).await;
+    let ack = op
+        .emit_with_ack(
+            "event:publish",
+            json!({ "type": "order:status_changed", "payload": order_payload(1) }),
+        )
+        .await;
     assert_eq!(ack["error"]["code"], "FORBIDDEN");
     let cases = [
-        (json!({ "type": "nope:nope", "payload": {} }), "UNKNOWN_EVENT"),
-        (json!({ "type": "order:status_changed", "payload": { "orderId": 5 } }), "VALIDATION_FAILED"),
-        (json!({ "type": "order:status_changed", "payload": [1] }), "VALIDATION_FAILED"),
-        (json!({ "type": "order:status_changed", "room": "user:other", "payload": order_payload(1) }), "FORBIDDEN"),
-        (json!({ "type": "order:status_changed", "payload": { "x": "y".repeat(70_000) } }), "PAYLOAD_TOO_LARGE"),
+        (
+            json!({ "type": "nope:nope", "payload": {} }),
+            "UNKNOWN_EVENT",
+        ),
+        (
+            json!({ "type": "order:status_changed", "payload": { "orderId": 5 } }),
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({ "type": "order:status_changed", "payload": [1] }),
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({ "type": "order:status_changed", "room": "user:other", "payload": order_payload(1) }),
+            "FORBIDDEN",
+        ),
+        (
+            json!({ "type": "order:status_changed", "payload": { "x": "y".repeat(70_000) } }),
+            "PAYLOAD_TOO_LARGE",
+        ),
         (json!({ "type": 5 }), "VALIDATION_FAILED"),
     ];
     for (body, code) in cases {
         let ack = sup.emit_with_ack("event:publish", body.clone()).await;
         assert_eq!(ack["ok"], false);
         assert_eq!(ack["error"]["code"], code, "{body}");
-        assert!(ack["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            ack["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
     let mut wrong_type = order_payload(1);
     wrong_type["orderId"] = json!(5);
-    let ack = sup.emit_with_ack("event:publish", json!({ "type": "order:status_changed", "payload": wrong_type })).await;
+    let ack = sup
+        .emit_with_ack(
+            "event:publish",
+            json!({ "type": "order:status_changed", "payload": wrong_type }),
+        )
+        .await;
     assert_eq!(ack["error"]["details"]["field"], "/orderId");
-    let ack = sup.emit_with_ack("event:publish", json!({ "type": "order:status_changed", "payload": { "orderId": "5" } })).await;
-    assert!(ack["error"]["details"]["field"].as_str().unwrap().ends_with("Status"), "{ack}");
+    let ack = sup
+        .emit_with_ack(
+            "event:publish",
+            json!({ "type": "order:status_changed", "payload": { "orderId": "5" } }),
+        )
+        .await;
+    assert!(
+        ack["error"]["details"]["field"]
+            .as_str()
+            .unwrap()
+            .ends_with("Status"),
+        "{ack}"
+    );
     // Idempotent retry: same result, one delivery.
-    let mut listener = Client::with_token(&app.url(), &app.token("o2", "acme", Role::Operator)).await;
+    let mut listener =
+        Client::with_token(&app.url(), &app.token("o2", "acme", Role::Operator)).await;
     listener.expect("session").await;
     let body = json!({ "type": "order:status_changed", "payload": order_payload(9), "clientEventId": "retry-1" });
     let first = sup.emit_with_ack("event:publish", body.clone()).await;
     let again = sup.emit_with_ack("event:publish", body).await;
-    assert_eq!((first["id"].clone(), first["offset"].clone()), (again["id"].clone(), again["offset"].clone()));
+    assert_eq!(
+        (first["id"].clone(), first["offset"].clone()),
+        (again["id"].clone(), again["offset"].clone())
+    );
     let got = listener.drain(Duration::from_millis(400)).await;
-    assert_eq!(got.iter().filter(|(n, _)| n == "order:status_changed").count(), 1);
+    assert_eq!(
+        got.iter()
+            .filter(|(n, _)| n == "order:status_changed")
+            .count(),
+        1
+    );
     app.stop().await;
 }
 
@@ -170,9 +259,11 @@ async fn http_publish_batch_is_validated_whole_and_history_pages() {
         let company = common::unique("c");
         let http = reqwest::Client::new();
         let url = format!("{}/api/v1/events", app.url());
-        let mut c = Client::with_token(&app.url(), &app.token("o1", &company, Role::Operator)).await;
+        let mut c =
+            Client::with_token(&app.url(), &app.token("o1", &company, Role::Operator)).await;
         c.expect("session").await;
-        c.emit_with_ack("subscribe", json!({ "room": "order:7" })).await;
+        c.emit_with_ack("subscribe", json!({ "room": "order:7" }))
+            .await;
         let unauth = http.post(&url).json(&json!({})).send().await.unwrap();
         assert_eq!(unauth.status(), 401);
         // Second event invalid: nothing of the batch is written or sent.
@@ -193,17 +284,40 @@ async fn http_publish_batch_is_validated_whole_and_history_pages() {
         let batch: Vec<Value> = (0..5)
             .map(|n| json!({ "type": "order:status_changed", "companyId": company, "rooms": ["order:7", "company"], "payload": order_payload(n), "idempotencyKey": format!("k{n}") }))
             .collect();
-        let ok = http.post(&url).bearer_auth("test-key").json(&batch).send().await.unwrap();
+        let ok = http
+            .post(&url)
+            .bearer_auth("test-key")
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ok.status(), 202);
         let body: Value = ok.json().await.unwrap();
-        assert_eq!(body["events"][4]["offsets"], json!({ "order:7": 5, "company": 5 }));
+        assert_eq!(
+            body["events"][4]["offsets"],
+            json!({ "order:7": 5, "company": 5 })
+        );
         let args = c.expect("order:status_changed").await;
-        assert_eq!((args[1]["room"].clone(), args[1]["source"].clone()), (json!("order:7"), json!("api")));
+        assert_eq!(
+            (args[1]["room"].clone(), args[1]["source"].clone()),
+            (json!("order:7"), json!("api"))
+        );
         // Retrying the batch returns the first results and writes nothing new.
-        let retry: Value = http.post(&url).bearer_auth("test-key").json(&batch).send().await.unwrap().json().await.unwrap();
+        let retry: Value = http
+            .post(&url)
+            .bearer_auth("test-key")
+            .json(&batch)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(retry, body);
         let page: Value = http
-            .get(format!("{url}?companyId={company}&room=order:7&after=0&limit=3"))
+            .get(format!(
+                "{url}?companyId={company}&room=order:7&after=0&limit=3"
+            ))
             .bearer_auth("test-key")
             .send()
             .await
@@ -211,10 +325,17 @@ async fn http_publish_batch_is_validated_whole_and_history_pages() {
             .json()
             .await
             .unwrap();
-        let offsets: Vec<i64> = page["events"].as_array().unwrap().iter().map(|e| e["offset"].as_i64().unwrap()).collect();
+        let offsets: Vec<i64> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["offset"].as_i64().unwrap())
+            .collect();
         assert_eq!((offsets, page["next"].clone()), (vec![1, 2, 3], json!(3)));
         let rest: Value = http
-            .get(format!("{url}?companyId={company}&room=order:7&after=3&limit=3"))
+            .get(format!(
+                "{url}?companyId={company}&room=order:7&after=3&limit=3"
+            ))
             .bearer_auth("test-key")
             .send()
             .await
@@ -234,18 +355,35 @@ async fn telemetry_is_conflated_but_critical_alarms_are_not_delayed() {
     let http = reqwest::Client::new();
     let mut c = Client::with_token(&app.url(), &app.token("o1", "acme", Role::Operator)).await;
     c.expect("session").await;
-    c.emit_with_ack("subscribe", json!({ "rooms": ["telemetry:59", "alarms"] })).await;
+    c.emit_with_ack("subscribe", json!({ "rooms": ["telemetry:59", "alarms"] }))
+        .await;
     let readings: Vec<Value> = (0..100)
         .map(|n| json!({ "companyId": "acme", "endpointId": 59, "value": n, "timestamp": "2026-11-22T10:00:00Z" }))
         .collect();
-    let res = http.post(format!("{}/api/v1/telemetry", app.url())).bearer_auth("test-key").json(&readings).send().await.unwrap();
+    let res = http
+        .post(format!("{}/api/v1/telemetry", app.url()))
+        .bearer_auth("test-key")
+        .json(&readings)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 202);
     let alarm = json!({ "type": "alarm", "companyId": "acme", "rooms": ["alarms"], "payload": { "alarmId": "a1", "severity": "critical", "message": "overpressure", "timestamp": "2026-11-22T10:00:00Z" } });
-    let res = http.post(format!("{}/api/v1/events", app.url())).bearer_auth("test-key").json(&alarm).send().await.unwrap();
+    let res = http
+        .post(format!("{}/api/v1/events", app.url()))
+        .bearer_auth("test-key")
+        .json(&alarm)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 202);
     let events = c.drain(Duration::from_millis(800)).await;
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, vec!["alarm", "telemetry"], "the alarm is not held back by the telemetry window");
+    assert_eq!(
+        names,
+        vec!["alarm", "telemetry"],
+        "the alarm is not held back by the telemetry window"
+    );
     assert_eq!(events[1].1[0]["value"], 99);
     assert_eq!(events[0].1[1]["priority"], "critical");
     app.stop().await;
@@ -254,14 +392,42 @@ async fn telemetry_is_conflated_but_critical_alarms_are_not_delayed() {
 #[tokio::test]
 async fn health_reports_every_field() {
     let app = common::spawn_app(&common::sqlite_url(), &[("NODE_ID", "n1")]).await;
-    let body: Value = reqwest::get(format!("{}/health/websocket", app.url())).await.unwrap().json().await.unwrap();
-    for field in ["status", "service", "connectedClients", "node", "adapter", "database", "redis", "uptimeSeconds", "version"] {
+    let body: Value = reqwest::get(format!("{}/health/websocket", app.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for field in [
+        "status",
+        "service",
+        "connectedClients",
+        "node",
+        "adapter",
+        "database",
+        "redis",
+        "uptimeSeconds",
+        "version",
+    ] {
         assert!(body.get(field).is_some(), "missing {field}");
     }
-    assert_eq!((body["status"].as_str(), body["adapter"].as_str(), body["redis"].as_str()), (Some("ok"), Some("local"), Some("disabled")));
+    assert_eq!(
+        (
+            body["status"].as_str(),
+            body["adapter"].as_str(),
+            body["redis"].as_str()
+        ),
+        (Some("ok"), Some("local"), Some("disabled"))
+    );
     assert_eq!(body["node"], "n1");
     for path in ["/health/live", "/health/ready"] {
-        assert_eq!(reqwest::get(format!("{}{path}", app.url())).await.unwrap().status(), 200);
+        assert_eq!(
+            reqwest::get(format!("{}{path}", app.url()))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     app.stop().await;
 }
@@ -278,6 +444,10 @@ async fn connection_limits_refuse_with_limit_exceeded_and_free_on_disconnect() {
     }
     a.disconnect();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(Client::connect(&app.url(), "", json!({ "token": token })).await.is_ok());
+    assert!(
+        Client::connect(&app.url(), "", json!({ "token": token }))
+            .await
+            .is_ok()
+    );
     app.stop().await;
 }

@@ -28,21 +28,50 @@ fn event(company: &str, rooms: &[&str], key: Option<&str>) -> NewEvent {
 async fn append_assigns_per_room_offsets_and_reads_back_in_order() {
     for (backend, store) in common::stores().await {
         let company = common::unique("c");
-        let a = store.append(vec![event(&company, &["company", "order:1"], None)]).await.unwrap();
-        let b = store.append(vec![event(&company, &["order:1"], None)]).await.unwrap();
-        assert_eq!(a[0].offsets, vec![("company".into(), 1), ("order:1".into(), 1)], "{backend}");
+        let a = store
+            .append(vec![event(&company, &["company", "order:1"], None)])
+            .await
+            .unwrap();
+        let b = store
+            .append(vec![event(&company, &["order:1"], None)])
+            .await
+            .unwrap();
+        assert_eq!(
+            a[0].offsets,
+            vec![("company".into(), 1), ("order:1".into(), 1)],
+            "{backend}"
+        );
         assert_eq!(b[0].offsets, vec![("order:1".into(), 2)], "{backend}");
-        let page = store.events_after(&company, "order:1", 0, 10).await.unwrap();
-        assert_eq!(page.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![1, 2], "{backend}");
+        let page = store
+            .events_after(&company, "order:1", 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|e| e.offset).collect::<Vec<_>>(),
+            vec![1, 2],
+            "{backend}"
+        );
         assert_eq!(page[0].id, a[0].id);
         assert_eq!(page[0].payload, json!({ "orderId": "1", "n": 1 }));
-        let after = store.events_after(&company, "order:1", 1, 10).await.unwrap();
+        let after = store
+            .events_after(&company, "order:1", 1, 10)
+            .await
+            .unwrap();
         assert_eq!(after.len(), 1, "{backend}");
         // Another company's log with the same room name is separate.
         let other = common::unique("c");
-        let c = store.append(vec![event(&other, &["order:1"], None)]).await.unwrap();
+        let c = store
+            .append(vec![event(&other, &["order:1"], None)])
+            .await
+            .unwrap();
         assert_eq!(c[0].offsets, vec![("order:1".into(), 1)], "{backend}");
-        assert!(store.events_after(&other, "company", 0, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .events_after(&other, "company", 0, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 
@@ -50,11 +79,29 @@ async fn append_assigns_per_room_offsets_and_reads_back_in_order() {
 async fn idempotency_key_returns_the_first_result_and_writes_once() {
     for (backend, store) in common::stores().await {
         let company = common::unique("c");
-        let first = store.append(vec![event(&company, &["company"], Some("k1"))]).await.unwrap();
-        let retry = store.append(vec![event(&company, &["company"], Some("k1"))]).await.unwrap();
+        let first = store
+            .append(vec![event(&company, &["company"], Some("k1"))])
+            .await
+            .unwrap();
+        let retry = store
+            .append(vec![event(&company, &["company"], Some("k1"))])
+            .await
+            .unwrap();
         assert!(!first[0].duplicate && retry[0].duplicate, "{backend}");
-        assert_eq!((&first[0].id, &first[0].offsets), (&retry[0].id, &retry[0].offsets), "{backend}");
-        assert_eq!(store.events_after(&company, "company", 0, 10).await.unwrap().len(), 1, "{backend}");
+        assert_eq!(
+            (&first[0].id, &first[0].offsets),
+            (&retry[0].id, &retry[0].offsets),
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .events_after(&company, "company", 0, 10)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{backend}"
+        );
     }
 }
 
@@ -72,10 +119,16 @@ async fn concurrent_offsets(nodes: Vec<Arc<dyn Store>>, publishers: usize, per_p
                 for i in 0..per_publisher {
                     // A mix of single events and small batches, and an idempotent retry.
                     let key = format!("p{p}-{i}-{}", uuid::Uuid::new_v4());
-                    let res = node.append(vec![event(&company, &["line:1"], Some(&key))]).await.unwrap();
+                    let res = node
+                        .append(vec![event(&company, &["line:1"], Some(&key))])
+                        .await
+                        .unwrap();
                     got.push(res[0].offsets[0].1);
                     if i % 50 == 0 {
-                        let again = node.append(vec![event(&company, &["line:1"], Some(&key))]).await.unwrap();
+                        let again = node
+                            .append(vec![event(&company, &["line:1"], Some(&key))])
+                            .await
+                            .unwrap();
                         assert_eq!(again[0].offsets[0].1, res[0].offsets[0].1);
                     }
                 }
@@ -93,16 +146,27 @@ async fn concurrent_offsets(nodes: Vec<Arc<dyn Store>>, publishers: usize, per_p
     let total = nodes.len() * publishers * per_publisher;
     let unique: BTreeSet<i64> = all.iter().copied().collect();
     assert_eq!(all.len(), total);
-    assert_eq!(unique, (1..=total as i64).collect::<BTreeSet<_>>(), "gapless and unique");
+    assert_eq!(
+        unique,
+        (1..=total as i64).collect::<BTreeSet<_>>(),
+        "gapless and unique"
+    );
     let mut read = Vec::new();
     let mut after = 0;
     loop {
-        let page = nodes[0].events_after(&company, "line:1", after, 500).await.unwrap();
+        let page = nodes[0]
+            .events_after(&company, "line:1", after, 500)
+            .await
+            .unwrap();
         let Some(last) = page.last() else { break };
         after = last.offset;
         read.extend(page.into_iter().map(|e| e.offset));
     }
-    assert_eq!(read, (1..=total as i64).collect::<Vec<_>>(), "history in offset order");
+    assert_eq!(
+        read,
+        (1..=total as i64).collect::<Vec<_>>(),
+        "history in offset order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,8 +193,21 @@ async fn a_batch_is_atomic() {
         let mut dup = event(&company, &["company"], None);
         dup.id = good.id.clone(); // primary-key violation on the second event
         assert!(store.append(vec![good, dup]).await.is_err(), "{backend}");
-        assert!(store.events_after(&company, "company", 0, 10).await.unwrap().is_empty(), "{backend}: nothing half-written");
-        let next = store.append(vec![event(&company, &["company"], None)]).await.unwrap();
-        assert_eq!(next[0].offsets[0].1, 1, "{backend}: the failed batch left no gap");
+        assert!(
+            store
+                .events_after(&company, "company", 0, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}: nothing half-written"
+        );
+        let next = store
+            .append(vec![event(&company, &["company"], None)])
+            .await
+            .unwrap();
+        assert_eq!(
+            next[0].offsets[0].1, 1,
+            "{backend}: the failed batch left no gap"
+        );
     }
 }

@@ -19,17 +19,23 @@ impl FromRequestParts<AppState> for ApiKey {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or_else(|| AppError::new(Code::Unauthorized, "send an API key as Authorization: Bearer <key>"))?;
+            .ok_or_else(|| {
+                AppError::new(
+                    Code::Unauthorized,
+                    "send an API key as Authorization: Bearer <key>",
+                )
+            })?;
         // Compare every key fully so timing does not reveal a matching prefix.
-        let ok = state
-            .config
-            .api_keys
-            .iter()
-            .fold(false, |found, key| found | constant_time_eq(key.as_bytes(), presented.as_bytes()));
+        let ok = state.config.api_keys.iter().fold(false, |found, key| {
+            found | constant_time_eq(key.as_bytes(), presented.as_bytes())
+        });
         if ok {
             Ok(ApiKey)
         } else {
-            Err(AppError::new(Code::Unauthorized, "the API key is not valid"))
+            Err(AppError::new(
+                Code::Unauthorized,
+                "the API key is not valid",
+            ))
         }
     }
 }

@@ -45,9 +45,10 @@ struct RawClaims {
 impl JwtVerifier {
     pub fn from_config(config: &Config) -> Result<Self, KeyError> {
         let (key, alg) = match &config.jwt_key {
-            JwtKeySource::Secret { secret, .. } => {
-                (DecodingKey::from_secret(secret.as_bytes()), Algorithm::HS256)
-            }
+            JwtKeySource::Secret { secret, .. } => (
+                DecodingKey::from_secret(secret.as_bytes()),
+                Algorithm::HS256,
+            ),
             JwtKeySource::PublicKeyFile(path) => {
                 let pem = std::fs::read(path).map_err(|source| KeyError::Read {
                     path: path.display().to_string(),
@@ -170,8 +171,14 @@ pub fn mint_token(
             "JWT_PUBLIC_KEY_FILE is set: tokens are signed by your identity provider's private key, not by switchyard"
         );
     };
-    anyhow::ensure!(valid_id(user), "--user must be 1-64 characters of letters, digits, _ . @ -");
-    anyhow::ensure!(valid_id(company), "--company must be 1-64 characters of letters, digits, _ . @ -");
+    anyhow::ensure!(
+        valid_id(user),
+        "--user must be 1-64 characters of letters, digits, _ . @ -"
+    );
+    anyhow::ensure!(
+        valid_id(company),
+        "--company must be 1-64 characters of letters, digits, _ . @ -"
+    );
     let now = now_ms() / 1000;
     let claims = MintClaims {
         sub: user,
@@ -222,7 +229,10 @@ mod tests {
         let c = config(&[]);
         let t = mint_token(&c, "u1", "acme", Role::Supervisor, Duration::from_secs(60)).unwrap();
         let id = JwtVerifier::from_config(&c).unwrap().verify(&t).unwrap();
-        assert_eq!((id.user_id.as_str(), id.company_id.as_str()), ("u1", "acme"));
+        assert_eq!(
+            (id.user_id.as_str(), id.company_id.as_str()),
+            ("u1", "acme")
+        );
         assert_eq!(id.role, Role::Supervisor);
     }
 
@@ -232,13 +242,52 @@ mod tests {
         let now = now_ms() / 1000;
         let good = serde_json::json!({"sub":"u","companyId":"c","role":"admin","exp":now+60});
         let cases = [
-            (sign(serde_json::json!({"sub":"u","companyId":"c","role":"admin","exp":now-5}), SECRET), Code::TokenExpired),
-            (sign(good.clone(), "another-secret-of-enough-length"), Code::InvalidToken),
-            (sign(serde_json::json!({"sub":"u","companyId":"c","role":"admin"}), SECRET), Code::InvalidToken),
-            (sign(serde_json::json!({"sub":"u","companyId":"c","role":"root","exp":now+60}), SECRET), Code::InvalidToken),
-            (sign(serde_json::json!({"sub":"u","role":"admin","exp":now+60}), SECRET), Code::InvalidToken),
-            (sign(serde_json::json!({"sub":"u","companyId":"a/b","role":"admin","exp":now+60}), SECRET), Code::InvalidToken),
-            (sign(serde_json::json!({"sub":"u","companyId":"c","role":"admin","exp":now+60,"nbf":now+600}), SECRET), Code::InvalidToken),
+            (
+                sign(
+                    serde_json::json!({"sub":"u","companyId":"c","role":"admin","exp":now-5}),
+                    SECRET,
+                ),
+                Code::TokenExpired,
+            ),
+            (
+                sign(good.clone(), "another-secret-of-enough-length"),
+                Code::InvalidToken,
+            ),
+            (
+                sign(
+                    serde_json::json!({"sub":"u","companyId":"c","role":"admin"}),
+                    SECRET,
+                ),
+                Code::InvalidToken,
+            ),
+            (
+                sign(
+                    serde_json::json!({"sub":"u","companyId":"c","role":"root","exp":now+60}),
+                    SECRET,
+                ),
+                Code::InvalidToken,
+            ),
+            (
+                sign(
+                    serde_json::json!({"sub":"u","role":"admin","exp":now+60}),
+                    SECRET,
+                ),
+                Code::InvalidToken,
+            ),
+            (
+                sign(
+                    serde_json::json!({"sub":"u","companyId":"a/b","role":"admin","exp":now+60}),
+                    SECRET,
+                ),
+                Code::InvalidToken,
+            ),
+            (
+                sign(
+                    serde_json::json!({"sub":"u","companyId":"c","role":"admin","exp":now+60,"nbf":now+600}),
+                    SECRET,
+                ),
+                Code::InvalidToken,
+            ),
             ("not-a-jwt".to_string(), Code::InvalidToken),
         ];
         for (token, code) in cases {
@@ -255,7 +304,11 @@ mod tests {
         let t = format!(
             "{}.{}.",
             b64(br#"{"alg":"none","typ":"JWT"}"#),
-            b64(format!(r#"{{"sub":"u","companyId":"c","role":"admin","exp":{}}}"#, now + 60).as_bytes())
+            b64(format!(
+                r#"{{"sub":"u","companyId":"c","role":"admin","exp":{}}}"#,
+                now + 60
+            )
+            .as_bytes())
         );
         assert_eq!(v.verify(&t).unwrap_err().code, Code::InvalidToken);
     }
@@ -266,28 +319,44 @@ mod tests {
         let v = JwtVerifier::from_config(&c).unwrap();
         let now = now_ms() / 1000;
         let base = |iss: &str, aud: &str| {
-            sign(serde_json::json!({"sub":"u","companyId":"c","role":"admin","exp":now+60,"iss":iss,"aud":aud}), SECRET)
+            sign(
+                serde_json::json!({"sub":"u","companyId":"c","role":"admin","exp":now+60,"iss":iss,"aud":aud}),
+                SECRET,
+            )
         };
         assert!(v.verify(&base("idp", "switchyard")).is_ok());
-        assert_eq!(v.verify(&base("other", "switchyard")).unwrap_err().code, Code::InvalidToken);
-        assert_eq!(v.verify(&base("idp", "other")).unwrap_err().code, Code::InvalidToken);
+        assert_eq!(
+            v.verify(&base("other", "switchyard")).unwrap_err().code,
+            Code::InvalidToken
+        );
+        assert_eq!(
+            v.verify(&base("idp", "other")).unwrap_err().code,
+            Code::InvalidToken
+        );
     }
 
     #[test]
     fn numeric_company_ids_are_accepted() {
         let v = JwtVerifier::from_config(&config(&[])).unwrap();
         let now = now_ms() / 1000;
-        let t = sign(serde_json::json!({"userId":42,"companyId":7,"role":"operator","exp":now+60}), SECRET);
+        let t = sign(
+            serde_json::json!({"userId":42,"companyId":7,"role":"operator","exp":now+60}),
+            SECRET,
+        );
         let id = v.verify(&t).unwrap();
         assert_eq!((id.user_id.as_str(), id.company_id.as_str()), ("42", "7"));
     }
 
     mod base64_helpers {
         pub fn b64(bytes: &[u8]) -> String {
-            const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            const T: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
             let mut out = String::new();
             for chunk in bytes.chunks(3) {
-                let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
                 for i in 0..=chunk.len() {
                     out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
                 }

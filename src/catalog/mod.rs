@@ -63,8 +63,10 @@ impl Catalog {
             self.events.insert(name, spec);
         }
         for (kind, roles) in file.rooms {
-            self.rooms
-                .insert(kind.clone(), RoleSet::parse(&roles, &format!("rooms.{kind}"))?);
+            self.rooms.insert(
+                kind.clone(),
+                RoleSet::parse(&roles, &format!("rooms.{kind}"))?,
+            );
         }
         for (ty, entry) in file.documents {
             let spec = DocumentSpec::compile(&ty, entry)?;
@@ -95,7 +97,9 @@ impl Catalog {
 
     /// Whether `role` may subscribe to rooms of this kind (`order` for `order:1`).
     pub fn may_join_kind(&self, kind: &str, role: Role) -> bool {
-        self.rooms.get(kind).is_none_or(|roles| roles.contains(role))
+        self.rooms
+            .get(kind)
+            .is_none_or(|roles| roles.contains(role))
     }
 
     pub fn document(&self, doc_type: &str) -> Option<&DocumentSpec> {

@@ -79,7 +79,10 @@ impl RoleSet {
         let mut roles = vec![Role::Admin];
         for name in names {
             let role = Role::parse(name).ok_or_else(|| {
-                CatalogError::new(entry, format!("unknown role `{name}` (use operator, supervisor, manager, admin)"))
+                CatalogError::new(
+                    entry,
+                    format!("unknown role `{name}` (use operator, supervisor, manager, admin)"),
+                )
             })?;
             roles.push(role);
         }
@@ -154,7 +157,8 @@ impl CatalogFile {
             .map_err(|e| CatalogError::new(&name, format!("cannot read: {e}")))?;
         let is_toml = path.extension().is_some_and(|e| e == "toml");
         if is_toml {
-            toml::from_str(&text).map_err(|e| CatalogError::new(&name, format!("invalid TOML: {e}")))
+            toml::from_str(&text)
+                .map_err(|e| CatalogError::new(&name, format!("invalid TOML: {e}")))
         } else {
             serde_json::from_str(&text)
                 .map_err(|e| CatalogError::new(&name, format!("invalid JSON: {e}")))
@@ -200,7 +204,11 @@ fn compile_schema(entry: &str, schema: &Value) -> Result<jsonschema::Validator, 
 impl EventSpec {
     pub fn compile(name: &str, e: EventEntry) -> Result<Self, CatalogError> {
         let entry = format!("events.{name}");
-        let validator = e.schema.as_ref().map(|s| compile_schema(&entry, s)).transpose()?;
+        let validator = e
+            .schema
+            .as_ref()
+            .map(|s| compile_schema(&entry, s))
+            .transpose()?;
         let supervisor_up = ["supervisor", "manager", "admin"].map(String::from);
         Ok(Self {
             name: name.to_string(),
@@ -215,7 +223,10 @@ impl EventSpec {
             },
             conflate: match e.conflate {
                 Some(c) if c.window_ms == 0 || c.window_ms > 60_000 => {
-                    return Err(CatalogError::new(entry, "conflate.windowMs must be 1..=60000"));
+                    return Err(CatalogError::new(
+                        entry,
+                        "conflate.windowMs must be 1..=60000",
+                    ));
                 }
                 Some(c) => Some(Conflate {
                     key: c.key,
@@ -245,8 +256,10 @@ impl EventSpec {
     /// Payloads are always JSON objects; the schema adds the rest.
     pub fn validate(&self, payload: &Value) -> Result<(), AppError> {
         if !payload.is_object() {
-            return Err(AppError::new(Code::ValidationFailed, "payload must be a JSON object")
-                .with_details(json!({ "field": "", "reason": "expected an object" })));
+            return Err(
+                AppError::new(Code::ValidationFailed, "payload must be a JSON object")
+                    .with_details(json!({ "field": "", "reason": "expected an object" })),
+            );
         }
         let Some(validator) = &self.validator else {
             return Ok(());
@@ -263,7 +276,10 @@ impl EventSpec {
         let field = errors[0]["field"].as_str().unwrap_or_default().to_string();
         Err(AppError::new(
             Code::ValidationFailed,
-            format!("payload of `{}` is invalid at `{field}`: {first}", self.name),
+            format!(
+                "payload of `{}` is invalid at `{field}`: {first}",
+                self.name
+            ),
         )
         .with_details(json!({ "field": field, "errors": errors })))
     }
@@ -275,7 +291,13 @@ impl EventSpec {
         }
         self.priority_map
             .as_ref()
-            .and_then(|m| payload.get(&m.field)?.as_str().and_then(|v| m.values.get(v)).copied())
+            .and_then(|m| {
+                payload
+                    .get(&m.field)?
+                    .as_str()
+                    .and_then(|v| m.values.get(v))
+                    .copied()
+            })
             .unwrap_or(self.priority)
     }
 }
@@ -308,7 +330,11 @@ impl DocumentSpec {
     pub fn compile(ty: &str, e: DocumentEntry) -> Result<Self, CatalogError> {
         let entry = format!("documents.{ty}");
         Ok(Self {
-            validator: e.schema.as_ref().map(|s| compile_schema(&entry, s)).transpose()?,
+            validator: e
+                .schema
+                .as_ref()
+                .map(|s| compile_schema(&entry, s))
+                .transpose()?,
             read: match &e.read {
                 Some(r) => RoleSet::parse(r, &entry)?,
                 None => RoleSet::ALL,

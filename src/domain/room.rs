@@ -135,7 +135,15 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         for bad in [
-            "", "Order:1", "order:", ":x", "a b", "order:1/2", "1abc", "order::1", "ü",
+            "",
+            "Order:1",
+            "order:",
+            ":x",
+            "a b",
+            "order:1/2",
+            "1abc",
+            "order::1",
+            "ü",
         ] {
             let err = RoomName::parse(bad).unwrap_err();
             assert_eq!(err.code, Code::InvalidRoom, "{bad}");

@@ -30,7 +30,11 @@ impl Conflator {
             let this = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(window_ms)).await;
-                let latest = this.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+                let latest = this
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&k);
                 if let Some(latest) = latest {
                     hub.deliver(&latest).await;
                 }

@@ -47,7 +47,9 @@ pub struct Draft<'a> {
 
 /// Size check first (SPEC §8), then the schema.
 pub fn prepare(spec: &EventSpec, draft: Draft<'_>, max_payload: usize) -> AppResult<Prepared> {
-    let size = serde_json::to_vec(&draft.payload).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&draft.payload)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > max_payload {
         return Err(AppError::new(
             Code::PayloadTooLarge,
@@ -62,7 +64,11 @@ pub fn prepare(spec: &EventSpec, draft: Draft<'_>, max_payload: usize) -> AppRes
         .filter(|_| priority != Priority::Critical)
         .map(|c| {
             let key = match &c.key {
-                Some(field) => draft.payload.get(field).map(Value::to_string).unwrap_or_default(),
+                Some(field) => draft
+                    .payload
+                    .get(field)
+                    .map(Value::to_string)
+                    .unwrap_or_default(),
                 None => String::new(),
             };
             (key, c.window_ms)
@@ -192,16 +198,32 @@ mod tests {
         let c = Catalog::load(None).unwrap();
         let spec = c.event("order:status_changed").unwrap();
         let big = json!({ "x": "y".repeat(70_000) });
-        assert_eq!(prepare(spec, draft("order:status_changed", big), 65_536).unwrap_err().code, Code::PayloadTooLarge);
+        assert_eq!(
+            prepare(spec, draft("order:status_changed", big), 65_536)
+                .unwrap_err()
+                .code,
+            Code::PayloadTooLarge
+        );
     }
 
     #[test]
     fn critical_alerts_are_never_conflated_and_get_mapped_priority() {
         let c = Catalog::load(None).unwrap();
         let spec = c.event("telemetry").unwrap();
-        let p = prepare(spec, draft("telemetry", json!({"endpointId": 5, "value": 1, "timestamp": "2026-01-01T00:00:00Z"})), 65_536).unwrap();
+        let p = prepare(
+            spec,
+            draft(
+                "telemetry",
+                json!({"endpointId": 5, "value": 1, "timestamp": "2026-01-01T00:00:00Z"}),
+            ),
+            65_536,
+        )
+        .unwrap();
         assert_eq!(p.conflate, Some(("5".to_string(), 250)));
-        let mut d = draft("telemetry", json!({"endpointId": 5, "value": 1, "timestamp": "2026-01-01T00:00:00Z"}));
+        let mut d = draft(
+            "telemetry",
+            json!({"endpointId": 5, "value": 1, "timestamp": "2026-01-01T00:00:00Z"}),
+        );
         d.priority = Some(Priority::Critical);
         assert_eq!(prepare(spec, d, 65_536).unwrap().conflate, None);
     }
@@ -210,10 +232,17 @@ mod tests {
     fn deliveries_carry_per_room_offsets() {
         let c = Catalog::load(None).unwrap();
         let spec = c.event("order:status_changed").unwrap();
-        let mut d = draft("order:status_changed", json!({"orderId":"1","oldStatus":"a","newStatus":"b","timestamp":"2026-01-01T00:00:00Z"}));
+        let mut d = draft(
+            "order:status_changed",
+            json!({"orderId":"1","oldStatus":"a","newStatus":"b","timestamp":"2026-01-01T00:00:00Z"}),
+        );
         d.rooms = vec!["company".into(), "order:1".into()];
         let p = prepare(spec, d, 65_536).unwrap();
-        let a = Appended { id: p.id.clone(), offsets: vec![("company".into(), 7), ("order:1".into(), 2)], duplicate: false };
+        let a = Appended {
+            id: p.id.clone(),
+            offsets: vec![("company".into(), 7), ("order:1".into(), 2)],
+            duplicate: false,
+        };
         let ds = p.deliveries(Some(&a));
         assert_eq!(ds[0].meta["offset"], 7);
         assert_eq!(ds[1].meta["offset"], 2);

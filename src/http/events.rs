@@ -19,15 +19,27 @@ use crate::state::AppState;
 const MAX_BATCH: usize = 1000;
 
 fn parse_body(body: &Bytes) -> AppResult<Vec<Value>> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| AppError::new(Code::ValidationFailed, format!("body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        AppError::new(
+            Code::ValidationFailed,
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
     let items = match value {
         Value::Array(items) => items,
         obj @ Value::Object(_) => vec![obj],
-        _ => return Err(AppError::new(Code::ValidationFailed, "body must be an event object or an array of them")),
+        _ => {
+            return Err(AppError::new(
+                Code::ValidationFailed,
+                "body must be an event object or an array of them",
+            ));
+        }
     };
     if items.is_empty() || items.len() > MAX_BATCH {
-        return Err(AppError::new(Code::ValidationFailed, format!("a batch holds 1 to {MAX_BATCH} events")));
+        return Err(AppError::new(
+            Code::ValidationFailed,
+            format!("a batch holds 1 to {MAX_BATCH} events"),
+        ));
     }
     Ok(items)
 }
@@ -36,7 +48,10 @@ fn str_field<'a>(o: &'a Map<String, Value>, name: &str) -> AppResult<Option<&'a 
     match o.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(AppError::new(Code::ValidationFailed, format!("`{name}` must be a string"))),
+        Some(_) => Err(AppError::new(
+            Code::ValidationFailed,
+            format!("`{name}` must be a string"),
+        )),
     }
 }
 
@@ -48,10 +63,16 @@ fn str_list(o: &Map<String, Value>, name: &str) -> AppResult<Vec<String>> {
             .map(|v| match v {
                 Value::String(s) => Ok(s.clone()),
                 Value::Number(n) => Ok(n.to_string()),
-                _ => Err(AppError::new(Code::ValidationFailed, format!("`{name}` must be an array of strings"))),
+                _ => Err(AppError::new(
+                    Code::ValidationFailed,
+                    format!("`{name}` must be an array of strings"),
+                )),
             })
             .collect(),
-        Some(_) => Err(AppError::new(Code::ValidationFailed, format!("`{name}` must be an array"))),
+        Some(_) => Err(AppError::new(
+            Code::ValidationFailed,
+            format!("`{name}` must be an array"),
+        )),
     }
 }
 
@@ -63,7 +84,10 @@ fn targets(o: &Map<String, Value>) -> AppResult<Vec<String>> {
     }
     for u in str_list(o, "users")? {
         if !valid_id(&u) {
-            return Err(AppError::new(Code::ValidationFailed, format!("`{u}` is not a valid user id")));
+            return Err(AppError::new(
+                Code::ValidationFailed,
+                format!("`{u}` is not a valid user id"),
+            ));
         }
         rooms.push(RoomName::user(&u).as_str().to_string());
     }
@@ -83,19 +107,30 @@ fn prepare_one(state: &AppState, item: &Value) -> AppResult<Prepared> {
     let o = item
         .as_object()
         .ok_or_else(|| AppError::new(Code::ValidationFailed, "each event must be a JSON object"))?;
-    let event_type = str_field(o, "type")?.ok_or_else(|| AppError::new(Code::ValidationFailed, "`type` is required"))?;
+    let event_type = str_field(o, "type")?
+        .ok_or_else(|| AppError::new(Code::ValidationFailed, "`type` is required"))?;
     let company = company_id(o.get("companyId"))?;
     let spec = state.catalog.event(event_type)?;
     let priority = match str_field(o, "priority")? {
         None => None,
         Some(p) => Some(Priority::parse(p).ok_or_else(|| {
-            AppError::new(Code::ValidationFailed, "`priority` must be low, medium, high or critical")
+            AppError::new(
+                Code::ValidationFailed,
+                "`priority` must be low, medium, high or critical",
+            )
         })?),
     };
-    let source = str_field(o, "source")?.unwrap_or("api").chars().take(64).collect();
+    let source = str_field(o, "source")?
+        .unwrap_or("api")
+        .chars()
+        .take(64)
+        .collect();
     let idempotency_key = match str_field(o, "idempotencyKey")? {
         Some(k) if k.is_empty() || k.len() > 128 => {
-            return Err(AppError::new(Code::ValidationFailed, "`idempotencyKey` must be 1-128 characters"));
+            return Err(AppError::new(
+                Code::ValidationFailed,
+                "`idempotencyKey` must be 1-128 characters",
+            ));
         }
         k => k.map(|k| format!("k:{k}")),
     };
@@ -119,10 +154,18 @@ fn company_id(v: Option<&Value>) -> AppResult<String> {
     let id = match v {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(AppError::new(Code::ValidationFailed, "`companyId` is required")),
+        _ => {
+            return Err(AppError::new(
+                Code::ValidationFailed,
+                "`companyId` is required",
+            ));
+        }
     };
     if !valid_id(&id) {
-        return Err(AppError::new(Code::ValidationFailed, "`companyId` must be 1-64 characters of letters, digits, _ . @ -"));
+        return Err(AppError::new(
+            Code::ValidationFailed,
+            "`companyId` must be 1-64 characters of letters, digits, _ . @ -",
+        ));
     }
     Ok(id)
 }
@@ -135,9 +178,16 @@ async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<
     for (prepared, appended) in batch.iter().zip(appended) {
         let offsets: Map<String, Value> = appended
             .as_ref()
-            .map(|a| a.offsets.iter().map(|(r, o)| (r.clone(), json!(o))).collect())
+            .map(|a| {
+                a.offsets
+                    .iter()
+                    .map(|(r, o)| (r.clone(), json!(o)))
+                    .collect()
+            })
             .unwrap_or_default();
-        let id = appended.as_ref().map_or(prepared.id.clone(), |a| a.id.clone());
+        let id = appended
+            .as_ref()
+            .map_or(prepared.id.clone(), |a| a.id.clone());
         let duplicate = appended.as_ref().is_some_and(|a| a.duplicate);
         out.push(json!({ "id": id, "offsets": offsets }));
         if duplicate {
@@ -153,7 +203,11 @@ async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<
     Ok(out)
 }
 
-pub async fn publish(_: ApiKey, State(state): State<AppState>, body: Bytes) -> AppResult<(StatusCode, Json<Value>)> {
+pub async fn publish(
+    _: ApiKey,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> AppResult<(StatusCode, Json<Value>)> {
     let items = parse_body(&body)?;
     let batch = items
         .iter()
@@ -193,7 +247,9 @@ pub async fn history(
         .events_after(&q.company_id, room.as_str(), q.after.max(0), limit)
         .await
         .map_err(AppError::unavailable)?;
-    let next = (events.len() as i64 == limit).then(|| events.last().map(|e| e.offset)).flatten();
+    let next = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.offset))
+        .flatten();
     let events: Vec<Value> = events
         .into_iter()
         .map(|e| {
@@ -209,18 +265,28 @@ pub async fn history(
 
 /// Readings `{ companyId, endpointId, value, timestamp }` → `telemetry`
 /// events in `telemetry:{endpointId}`, conflated per endpoint.
-pub async fn telemetry(_: ApiKey, State(state): State<AppState>, body: Bytes) -> AppResult<(StatusCode, Json<Value>)> {
+pub async fn telemetry(
+    _: ApiKey,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> AppResult<(StatusCode, Json<Value>)> {
     let items = parse_body(&body)?;
     let spec = state.catalog.event("telemetry")?;
     let mut batch = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let index = |e: AppError| e.with_details(json!({ "index": i }));
-        let o = item
-            .as_object()
-            .ok_or_else(|| index(AppError::new(Code::ValidationFailed, "each reading must be an object")))?;
+        let o = item.as_object().ok_or_else(|| {
+            index(AppError::new(
+                Code::ValidationFailed,
+                "each reading must be an object",
+            ))
+        })?;
         let company = company_id(o.get("companyId")).map_err(index)?;
         let endpoint = o.get("endpointId").and_then(Value::as_i64).ok_or_else(|| {
-            index(AppError::new(Code::ValidationFailed, "`endpointId` must be an integer"))
+            index(AppError::new(
+                Code::ValidationFailed,
+                "`endpointId` must be an integer",
+            ))
         })?;
         let mut payload = o.clone();
         payload.remove("companyId");

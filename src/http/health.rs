@@ -23,8 +23,15 @@ pub async fn live() -> Json<Value> {
 
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let ready = !state.is_shutting_down() && database_ok(&state).await;
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({ "status": if ready { "ok" } else { "unavailable" } })))
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({ "status": if ready { "ok" } else { "unavailable" } })),
+    )
 }
 
 pub async fn websocket(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
@@ -43,6 +50,10 @@ pub async fn websocket(State(state): State<AppState>) -> (StatusCode, Json<Value
         "uptimeSeconds": state.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body))
 }

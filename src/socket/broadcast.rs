@@ -57,7 +57,11 @@ impl<A: Adapter> IoHub<A> {
             .filter(|r| !d.receive.contains(*r))
             .map(|r| internal_room(&d.company, &format!("role:{r}")))
             .collect();
-        if excluded.is_empty() { base } else { base.except(excluded) }
+        if excluded.is_empty() {
+            base
+        } else {
+            base.except(excluded)
+        }
     }
 }
 

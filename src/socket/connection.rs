@@ -114,7 +114,11 @@ pub async fn authenticate<A: Adapter>(
     state.workers.spawn(worker.run());
     // Setup is the first job in the queue, so every event the client sends
     // is handled after `session` went out.
-    session.enqueue(Box::pin(welcome(Ctx::new(s.clone(), state.clone(), session.clone()))));
+    session.enqueue(Box::pin(welcome(Ctx::new(
+        s.clone(),
+        state.clone(),
+        session.clone(),
+    ))));
     s.extensions.insert(session.clone());
     dispatch::install(&s, &state, &session);
     s.on_disconnect(on_disconnect::<A>);
@@ -124,7 +128,10 @@ pub async fn authenticate<A: Adapter>(
 
 fn check<A: Adapter>(s: &SocketRef<A>, state: &AppState, auth: &Value) -> AppResult<Identity> {
     if state.is_shutting_down() {
-        return Err(AppError::new(Code::Unavailable, "server is shutting down; reconnect to another node"));
+        return Err(AppError::new(
+            Code::Unavailable,
+            "server is shutting down; reconnect to another node",
+        ));
     }
     let token = find_token(s, auth).ok_or_else(|| {
         AppError::new(

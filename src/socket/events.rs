@@ -14,17 +14,24 @@ fn field<'a>(data: &'a Value, name: &str) -> AppResult<Option<&'a str>> {
     match data.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(AppError::new(Code::ValidationFailed, format!("`{name}` must be a string"))
-            .with_details(json!({ "field": name }))),
+        Some(_) => Err(
+            AppError::new(Code::ValidationFailed, format!("`{name}` must be a string"))
+                .with_details(json!({ "field": name })),
+        ),
     }
 }
 
 pub async fn publish<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> {
     if !data.is_object() {
-        return Err(AppError::new(Code::ValidationFailed, "expected { type, room?, payload, priority?, clientEventId? }"));
+        return Err(AppError::new(
+            Code::ValidationFailed,
+            "expected { type, room?, payload, priority?, clientEventId? }",
+        ));
     }
-    let event_type = field(&data, "type")?
-        .ok_or_else(|| AppError::new(Code::ValidationFailed, "`type` is required").with_details(json!({"field": "type"})))?;
+    let event_type = field(&data, "type")?.ok_or_else(|| {
+        AppError::new(Code::ValidationFailed, "`type` is required")
+            .with_details(json!({"field": "type"}))
+    })?;
     let state = &ctx.state;
     let spec = state.catalog.event(event_type)?;
     let identity = ctx.session.identity();
@@ -39,13 +46,19 @@ pub async fn publish<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> 
     let priority = match field(&data, "priority")? {
         None => None,
         Some(p) => Some(Priority::parse(p).ok_or_else(|| {
-            AppError::new(Code::ValidationFailed, "`priority` must be low, medium, high or critical")
-                .with_details(json!({"field": "priority"}))
+            AppError::new(
+                Code::ValidationFailed,
+                "`priority` must be low, medium, high or critical",
+            )
+            .with_details(json!({"field": "priority"}))
         })?),
     };
     let client_event_id = field(&data, "clientEventId")?;
     if client_event_id.is_some_and(|id| id.is_empty() || id.len() > 128) {
-        return Err(AppError::new(Code::ValidationFailed, "`clientEventId` must be 1-128 characters"));
+        return Err(AppError::new(
+            Code::ValidationFailed,
+            "`clientEventId` must be 1-128 characters",
+        ));
     }
     let payload = data.get("payload").cloned().unwrap_or(Value::Null);
     let prepared = events::prepare(
@@ -63,10 +76,14 @@ pub async fn publish<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> 
         },
         state.config.max_payload,
     )?;
-    let appended = events::persist(state.store.as_ref(), std::slice::from_ref(&prepared), state.queue_ttl_ms())
-        .await?
-        .pop()
-        .flatten();
+    let appended = events::persist(
+        state.store.as_ref(),
+        std::slice::from_ref(&prepared),
+        state.queue_ttl_ms(),
+    )
+    .await?
+    .pop()
+    .flatten();
     let mut ack = json!({ "ok": true, "id": prepared.id });
     if let Some(a) = &appended {
         ack["id"] = json!(a.id);

@@ -50,7 +50,10 @@ async fn route<A: Adapter>(ctx: &Ctx<A>, event: &str, data: Value) -> AppResult<
         "event:publish" => events::publish(ctx, data).await,
         other => Err(AppError::new(
             Code::UnknownEvent,
-            format!("`{}` is not an event this server handles", truncate(other, 64)),
+            format!(
+                "`{}` is not an event this server handles",
+                truncate(other, 64)
+            ),
         )),
     }
 }

@@ -43,9 +43,15 @@ pub fn requested_rooms(data: &Value) -> AppResult<Vec<String>> {
     if let Some(room) = data.get("room") {
         return room.as_str().map(|r| vec![r.to_string()]).ok_or_else(bad);
     }
-    let rooms = data.get("rooms").and_then(Value::as_array).ok_or_else(bad)?;
+    let rooms = data
+        .get("rooms")
+        .and_then(Value::as_array)
+        .ok_or_else(bad)?;
     if rooms.len() > 256 {
-        return Err(AppError::new(Code::ValidationFailed, "at most 256 rooms per request"));
+        return Err(AppError::new(
+            Code::ValidationFailed,
+            "at most 256 rooms per request",
+        ));
     }
     rooms
         .iter()
@@ -80,7 +86,9 @@ pub fn authorize(identity: &Identity, catalog: &Catalog, room: &RoomName) -> App
             }
         }
         RoomKind::Entity(kind) if catalog.may_join_kind(kind, identity.role) => Ok(()),
-        RoomKind::Entity(kind) => forbidden(format!("`{kind}` rooms are restricted to other roles")),
+        RoomKind::Entity(kind) => {
+            forbidden(format!("`{kind}` rooms are restricted to other roles"))
+        }
     }
 }
 
@@ -98,14 +106,16 @@ pub fn plan_subscribe(
     let mut join = Vec::new();
     let mut denied = Vec::new();
     for raw in requested {
-        let room = match RoomName::parse(raw).and_then(|r| authorize(identity, catalog, &r).map(|_| r)) {
-            Ok(room) => room,
-            Err(e) => {
-                denied.push(Denial::new(raw, e));
-                continue;
-            }
-        };
-        let already = automatic.contains(&room) || current.contains(room.as_str()) || join.contains(&room);
+        let room =
+            match RoomName::parse(raw).and_then(|r| authorize(identity, catalog, &r).map(|_| r)) {
+                Ok(room) => room,
+                Err(e) => {
+                    denied.push(Denial::new(raw, e));
+                    continue;
+                }
+            };
+        let already =
+            automatic.contains(&room) || current.contains(room.as_str()) || join.contains(&room);
         if !already {
             if count >= max_subscriptions {
                 denied.push(Denial::new(
@@ -216,9 +226,17 @@ mod tests {
     #[test]
     fn own_rooms_and_entities_are_allowed_others_are_not() {
         let c = Catalog::load(None).unwrap();
-        let req: Vec<String> = ["order:1", "user:u1", "user:u2", "role:operator", "role:admin", "quality:line-1", "Bad Name"]
-            .map(String::from)
-            .to_vec();
+        let req: Vec<String> = [
+            "order:1",
+            "user:u1",
+            "user:u2",
+            "role:operator",
+            "role:admin",
+            "quality:line-1",
+            "Bad Name",
+        ]
+        .map(String::from)
+        .to_vec();
         let (join, denied) = plan_subscribe(&id(Role::Operator), &c, &req, &BTreeSet::new(), 50);
         assert_eq!(names(&join), vec!["order:1", "user:u1", "role:operator"]);
         let codes: Vec<(&str, Code)> = denied.iter().map(|d| (d.room.as_str(), d.code)).collect();
@@ -236,7 +254,9 @@ mod tests {
     #[test]
     fn admins_may_join_any_user_or_role_room() {
         let c = Catalog::load(None).unwrap();
-        let req: Vec<String> = ["user:u2", "role:operator", "quality:x"].map(String::from).to_vec();
+        let req: Vec<String> = ["user:u2", "role:operator", "quality:x"]
+            .map(String::from)
+            .to_vec();
         let (join, denied) = plan_subscribe(&id(Role::Admin), &c, &req, &BTreeSet::new(), 50);
         assert_eq!(join.len(), 3);
         assert!(denied.is_empty());
@@ -246,19 +266,39 @@ mod tests {
     fn limit_counts_existing_subscriptions_but_not_automatic_or_repeated_rooms() {
         let c = Catalog::load(None).unwrap();
         let current: BTreeSet<String> = ["order:1".to_string()].into();
-        let req: Vec<String> = ["order:1", "company", "order:2", "order:2", "order:3"].map(String::from).to_vec();
+        let req: Vec<String> = ["order:1", "company", "order:2", "order:2", "order:3"]
+            .map(String::from)
+            .to_vec();
         let (join, denied) = plan_subscribe(&id(Role::Operator), &c, &req, &current, 2);
         assert_eq!(names(&join), vec!["order:1", "company", "order:2"]);
         assert_eq!(denied.len(), 1);
-        assert_eq!((denied[0].room.as_str(), denied[0].code), ("order:3", Code::LimitExceeded));
+        assert_eq!(
+            (denied[0].room.as_str(), denied[0].code),
+            ("order:3", Code::LimitExceeded)
+        );
     }
 
     #[test]
     fn request_shapes() {
         assert_eq!(requested_rooms(&json!({"room": "a"})).unwrap(), vec!["a"]);
-        assert_eq!(requested_rooms(&json!({"rooms": ["a", "b"]})).unwrap().len(), 2);
-        for bad in [json!({}), json!({"room": 1}), json!({"rooms": "a"}), json!({"rooms": [1]}), json!([1])] {
-            assert_eq!(requested_rooms(&bad).unwrap_err().code, Code::ValidationFailed, "{bad}");
+        assert_eq!(
+            requested_rooms(&json!({"rooms": ["a", "b"]}))
+                .unwrap()
+                .len(),
+            2
+        );
+        for bad in [
+            json!({}),
+            json!({"room": 1}),
+            json!({"rooms": "a"}),
+            json!({"rooms": [1]}),
+            json!([1]),
+        ] {
+            assert_eq!(
+                requested_rooms(&bad).unwrap_err().code,
+                Code::ValidationFailed,
+                "{bad}"
+            );
         }
     }
 }

@@ -73,7 +73,10 @@ impl Session {
     }
 
     pub fn identity(&self) -> Identity {
-        self.identity.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.identity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn replace_identity(&self, identity: Identity) {

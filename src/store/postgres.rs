@@ -37,7 +37,9 @@ impl Store for PgStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/postgres").run(&self.pool).await?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -74,7 +76,9 @@ impl Store for PgStore {
                     .await?;
                     let stored: Option<Json<Appended>> = row.try_get("result")?;
                     let mut first = stored
-                        .ok_or_else(|| StoreError::Corrupt(format!("idempotency key {key} has no result")))?
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!("idempotency key {key} has no result"))
+                        })?
                         .0;
                     first.duplicate = true;
                     results.push(first);
@@ -127,12 +131,14 @@ impl Store for PgStore {
                 duplicate: false,
             };
             if let Some(key) = &ev.idempotency_key {
-                sqlx::query("UPDATE idempotency_keys SET result = $3 WHERE company_id = $1 AND key = $2")
-                    .bind(&ev.company_id)
-                    .bind(key)
-                    .bind(Json(&appended))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE idempotency_keys SET result = $3 WHERE company_id = $1 AND key = $2",
+                )
+                .bind(&ev.company_id)
+                .bind(key)
+                .bind(Json(&appended))
+                .execute(&mut *tx)
+                .await?;
             }
             results.push(appended);
         }

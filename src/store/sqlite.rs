@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{
     Row,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
 };
 
 use super::{Appended, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order};
@@ -53,7 +55,9 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/sqlite").run(&self.writer).await?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&self.writer)
+            .await?;
         Ok(())
     }
 
@@ -75,10 +79,11 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
                 if let Some(stored) = existing {
-                    let text = stored
-                        .ok_or_else(|| StoreError::Corrupt(format!("idempotency key {key} has no result")))?;
-                    let mut first: Appended =
-                        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let text = stored.ok_or_else(|| {
+                        StoreError::Corrupt(format!("idempotency key {key} has no result"))
+                    })?;
+                    let mut first: Appended = serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     first.duplicate = true;
                     results.push(first);
                     continue;
@@ -130,7 +135,8 @@ impl Store for SqliteStore {
                 duplicate: false,
             };
             if let Some(key) = &ev.idempotency_key {
-                let text = serde_json::to_string(&appended).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let text = serde_json::to_string(&appended)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 sqlx::query(
                     "INSERT INTO idempotency_keys (company_id, key, result, created_at) VALUES (?, ?, ?, ?)",
                 )
@@ -169,7 +175,8 @@ impl Store for SqliteStore {
         rows.into_iter()
             .map(|row| {
                 let text: String = row.try_get("payload")?;
-                let payload = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let payload =
+                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok(StoredEvent {
                     id: row.try_get("id")?,
                     event_type: row.try_get("type")?,

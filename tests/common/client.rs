@@ -25,8 +25,13 @@ pub enum ConnectError {
 impl Client {
     /// Connects and sends CONNECT with `auth`; resolves on CONNECT or CONNECT_ERROR.
     pub async fn connect(base: &str, query: &str, auth: Value) -> Result<Client, ConnectError> {
-        let url = format!("{}/socket.io/?EIO=4&transport=websocket{query}", base.replacen("http", "ws", 1));
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| ConnectError::Io(e.to_string()))?;
+        let url = format!(
+            "{}/socket.io/?EIO=4&transport=websocket{query}",
+            base.replacen("http", "ws", 1)
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| ConnectError::Io(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
         let (ev_tx, events) = mpsc::unbounded_channel();
@@ -47,27 +52,51 @@ impl Client {
                 if text == "2" {
                     let _ = pong.send("3".into());
                 } else if let Some(rest) = text.strip_prefix("40") {
-                    let sid = serde_json::from_str::<Value>(rest).ok().and_then(|v| v["sid"].as_str().map(String::from));
+                    let sid = serde_json::from_str::<Value>(rest)
+                        .ok()
+                        .and_then(|v| v["sid"].as_str().map(String::from));
                     let _ = conn_tx.send(Ok(sid.unwrap_or_default()));
                 } else if let Some(rest) = text.strip_prefix("44") {
-                    let msg = serde_json::from_str::<Value>(rest).ok().and_then(|v| v["message"].as_str().map(String::from));
+                    let msg = serde_json::from_str::<Value>(rest)
+                        .ok()
+                        .and_then(|v| v["message"].as_str().map(String::from));
                     let _ = conn_tx.send(Err(msg.unwrap_or_default()));
                 } else if let Some(rest) = text.strip_prefix("42") {
-                    if let Ok(Value::Array(mut arr)) = serde_json::from_str::<Value>(rest) && !arr.is_empty() {
+                    if let Ok(Value::Array(mut arr)) = serde_json::from_str::<Value>(rest)
+                        && !arr.is_empty()
+                    {
                         let name = arr.remove(0).as_str().unwrap_or_default().to_string();
                         let _ = ev_tx.send((name, arr));
                     }
                 } else if let Some(rest) = text.strip_prefix("43") {
                     let split = rest.find('[').unwrap_or(rest.len());
-                    if let (Ok(id), Ok(Value::Array(mut arr))) = (rest[..split].parse::<u64>(), serde_json::from_str::<Value>(&rest[split..])) {
-                        let _ = ack_tx.send((id, if arr.is_empty() { Value::Null } else { arr.remove(0) }));
+                    if let (Ok(id), Ok(Value::Array(mut arr))) = (
+                        rest[..split].parse::<u64>(),
+                        serde_json::from_str::<Value>(&rest[split..]),
+                    ) {
+                        let _ = ack_tx.send((
+                            id,
+                            if arr.is_empty() {
+                                Value::Null
+                            } else {
+                                arr.remove(0)
+                            },
+                        ));
                     }
                 }
             }
         });
-        out_tx.send(format!("40{auth}")).map_err(|e| ConnectError::Io(e.to_string()))?;
+        out_tx
+            .send(format!("40{auth}"))
+            .map_err(|e| ConnectError::Io(e.to_string()))?;
         match tokio::time::timeout(Duration::from_secs(5), conn_rx.recv()).await {
-            Ok(Some(Ok(sid))) => Ok(Client { out: out_tx, events, acks, next_ack: 0, sid: Some(sid) }),
+            Ok(Some(Ok(sid))) => Ok(Client {
+                out: out_tx,
+                events,
+                acks,
+                next_ack: 0,
+                sid: Some(sid),
+            }),
             Ok(Some(Err(message))) => Err(ConnectError::Refused(message)),
             _ => Err(ConnectError::Io("no CONNECT answer".into())),
         }

@@ -16,7 +16,8 @@ use switchyard::{App, domain::Role};
 pub const SECRET: &str = "integration-test-secret-0123456789";
 
 pub fn postgres_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -26,13 +27,18 @@ pub fn unique(prefix: &str) -> String {
 pub fn sqlite_url() -> String {
     let dir = std::env::temp_dir().join("switchyard-tests");
     std::fs::create_dir_all(&dir).expect("temp dir");
-    format!("sqlite://{}", dir.join(format!("{}.db", unique("t"))).display())
+    format!(
+        "sqlite://{}",
+        dir.join(format!("{}.db", unique("t"))).display()
+    )
 }
 
 /// Both backends, migrated. Postgres must be reachable: the test script
 /// checks it first and fails loudly if it is not.
 pub async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
-    let pg = store::connect(&postgres_url()).await.expect("postgres reachable (run scripts/test.sh)");
+    let pg = store::connect(&postgres_url())
+        .await
+        .expect("postgres reachable (run scripts/test.sh)");
     pg.migrate().await.expect("postgres migrations");
     let lite = store::connect(&sqlite_url()).await.expect("sqlite");
     lite.migrate().await.expect("sqlite migrations");
@@ -52,8 +58,14 @@ impl TestApp {
     }
 
     pub fn token(&self, user: &str, company: &str, role: Role) -> String {
-        switchyard::auth::mint_token(&self.config, user, company, role, std::time::Duration::from_secs(3600))
-            .expect("mint")
+        switchyard::auth::mint_token(
+            &self.config,
+            user,
+            company,
+            role,
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("mint")
     }
 
     /// Graceful shutdown, as on SIGTERM.
