@@ -36,7 +36,10 @@ impl RedisLink {
 }
 
 fn builder(url: &str) -> Result<Builder, Error> {
-    let config = fred::types::config::Config::from_url(url)?;
+    let mut config = fred::types::config::Config::from_url(url)?;
+    // socketioxide-redis publishes on its subscriber connection, which Redis
+    // only allows under RESP3.
+    config.version = fred::types::RespVersion::RESP3;
     let mut builder = Builder::from_config(config);
     builder
         .with_performance_config(|p| {

@@ -123,6 +123,7 @@ export async function startServer(env = {}, { name = 'server', readyTimeoutMs = 
     SWITCHYARD_ENV: 'development',
     LOG_FORMAT: 'text',
     RUST_LOG: process.env.SY_TEST_RUST_LOG || 'info',
+    NO_COLOR: '1',
   });
   for (const [k, v] of Object.entries(env)) {
     if (v === undefined) delete fullEnv[k];
