@@ -44,15 +44,28 @@ ensure_redis
 echo "== cargo build"
 cargo build
 
-echo "== Rust tests (unit + integration, SQLite and Postgres)"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --no-fail-fast
-else
-  cargo test --no-fail-fast
+failed=()
+run_suite() {
+  local name=$1; shift
+  echo "== $name"
+  if ! "$@"; then failed+=("$name"); fi
+}
+
+rust_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast
+  else
+    cargo test --no-fail-fast
+  fi
+}
+node_tests() { (cd clients/tests && npm ci --no-audit --no-fund --loglevel=error && npm test); }
+
+run_suite "Rust tests (unit + integration, SQLite and Postgres)" rust_tests
+run_suite "Node suite (socket.io-client)" node_tests
+run_suite "Python suite (python-socketio)" bash tests/python/run.sh
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "test.sh: FAILED suites: ${failed[*]}" >&2
+  exit 1
 fi
-
-echo "== Node suite (socket.io-client)"
-(cd clients/tests && npm ci --no-audit --no-fund --loglevel=error && npm test)
-
-echo "== Python suite (python-socketio)"
-bash tests/python/run.sh
+echo "test.sh: all suites passed"

@@ -451,3 +451,46 @@ async fn connection_limits_refuse_with_limit_exceeded_and_free_on_disconnect() {
     );
     app.stop().await;
 }
+
+/// SIGTERM: acknowledged durable writes are kept, and the transport closes without
+/// a DISCONNECT packet so socket.io clients reconnect (to another node).
+#[tokio::test]
+async fn graceful_shutdown_keeps_acked_writes_and_lets_clients_reconnect() {
+    let db = common::sqlite_url();
+    let app = common::spawn_app(&db, &[]).await;
+    let company = common::unique("c");
+    let mut c = Client::with_token(&app.url(), &app.token("s1", &company, Role::Supervisor)).await;
+    c.expect("session").await;
+    let ids: Vec<u64> = (0..20)
+        .map(|n| {
+            c.emit_ack_id(
+                "event:publish",
+                json!({ "type": "order:status_changed", "payload": order_payload(n) }),
+            )
+        })
+        .collect();
+    let last = *ids.last().unwrap();
+    let ack = c.ack(last).await;
+    assert_eq!(ack["offset"], 20);
+    app.stop().await;
+    let events: Vec<String> = c
+        .drain(Duration::from_secs(3))
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(events.contains(&"__closed".to_string()), "{events:?}");
+    assert!(
+        !events.contains(&"__disconnect".to_string()),
+        "a DISCONNECT packet stops client reconnection: {events:?}"
+    );
+    let store = switchyard::store::connect(&db).await.unwrap();
+    assert_eq!(
+        store
+            .events_after(&company, "company", 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        20
+    );
+}

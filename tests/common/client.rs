@@ -61,6 +61,8 @@ impl Client {
                         .ok()
                         .and_then(|v| v["message"].as_str().map(String::from));
                     let _ = conn_tx.send(Err(msg.unwrap_or_default()));
+                } else if text == "41" {
+                    let _ = ev_tx.send(("__disconnect".into(), vec![]));
                 } else if let Some(rest) = text.strip_prefix("42") {
                     if let Ok(Value::Array(mut arr)) = serde_json::from_str::<Value>(rest)
                         && !arr.is_empty()
@@ -85,6 +87,9 @@ impl Client {
                     }
                 }
             }
+            // The transport closed: tests tell a plain close (clients
+            // reconnect) from a DISCONNECT packet (they do not).
+            let _ = ev_tx.send(("__closed".into(), vec![]));
         });
         out_tx
             .send(format!("40{auth}"))
