@@ -77,6 +77,11 @@ impl App {
             None => (None, None),
         };
         let state = AppState::new(config, verifier, store, catalog, link);
+        if state.redis.is_some() {
+            let bus = cluster::durable_bus(&state.config, state.durable.clone()).await?;
+            state.durable.set_bus(bus);
+        }
+        tokio::spawn(crate::replay::prune_forever(state.store.clone()));
         let (layer, close_sockets) = match redis_parts {
             Some(ctr) => {
                 let (layer, io) = engine
@@ -169,7 +174,7 @@ fn wire<A: Adapter>(state: &AppState, io: SocketIo<A>) -> Closer {
             let sockets = io.local().sockets();
             for s in &sockets {
                 if let Some(session) = s.extensions.get::<Arc<Session>>() {
-                    connection::cleanup(&state, &session);
+                    connection::cleanup::<A>(&state, &s.id.to_string(), &session, None).await;
                 }
             }
             state.workers.close();

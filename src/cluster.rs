@@ -18,6 +18,7 @@ use fred::prelude::*;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver};
 
 use crate::config::Config;
+use crate::replay::{DurableHub, LogEvent};
 
 /// How long a Redis command may take before we call Redis unreachable.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -96,4 +97,101 @@ async fn probe(link: RedisLink) {
             }
         }
     }
+}
+
+/// Carries committed durable events to the other nodes, which deliver them
+/// to their own members (see [`crate::replay`]). A lost message is healed:
+/// the next event of the room reveals the gap, and after a Redis reconnect
+/// every member re-checks the database.
+#[derive(Clone)]
+pub struct DurableBus {
+    client: Client,
+    channel: String,
+    node: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BusMessage {
+    node: String,
+    events: Vec<LogEvent>,
+}
+
+impl DurableBus {
+    pub async fn publish(&self, events: &[LogEvent]) {
+        let msg = BusMessage {
+            node: self.node.clone(),
+            events: events.to_vec(),
+        };
+        let Ok(text) = serde_json::to_string(&msg) else {
+            return;
+        };
+        if let Err(e) = self.client.publish::<i64, _, _>(&self.channel, text).await {
+            tracing::warn!(error = %e, "durable bus publish failed; other nodes will catch up from the database");
+        }
+    }
+}
+
+/// Subscribes this node to the durable bus and returns the publishing side.
+pub async fn durable_bus(config: &Config, hub: Arc<DurableHub>) -> anyhow::Result<DurableBus> {
+    let url = config
+        .redis_url
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("REDIS_URL is not set"))?;
+    let channel = format!("{}#durable", config.redis_prefix);
+    let node = uuid::Uuid::new_v4().to_string();
+    let subscriber = builder(url)?.build_subscriber_client()?;
+    subscriber
+        .init()
+        .await
+        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+    subscriber
+        .subscribe(channel.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("REDIS_URL: subscribe: {e}"))?;
+    subscriber.manage_subscriptions();
+    let mut messages = subscriber.message_rx();
+    let mut reconnects = subscriber.reconnect_rx();
+    let own = node.clone();
+    let listener_hub = hub.clone();
+    tokio::spawn(async move {
+        let _keep = subscriber;
+        loop {
+            tokio::select! {
+                msg = messages.recv() => match msg {
+                    Ok(msg) => {
+                        let Some(text) = msg.value.as_str() else { continue };
+                        match serde_json::from_str::<BusMessage>(&text) {
+                            Ok(m) if m.node != own => {
+                                for ev in &m.events {
+                                    listener_hub.notify_local(ev);
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "unreadable durable bus message"),
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(lost = n, "durable bus lagged; re-checking every room");
+                        listener_hub.sweep();
+                    }
+                    Err(_) => return,
+                },
+                r = reconnects.recv() => {
+                    if r.is_err() { return; }
+                    tracing::info!("durable bus reconnected; re-checking every room");
+                    listener_hub.sweep();
+                }
+            }
+        }
+    });
+    let client = builder(url)?.build()?;
+    client
+        .init()
+        .await
+        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+    Ok(DurableBus {
+        client,
+        channel,
+        node,
+    })
 }

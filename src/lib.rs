@@ -7,6 +7,7 @@
 //! - [`socket`]: connection life cycle, the ordered per-socket dispatcher,
 //!   rooms, publishing, delivery (with role filtering and the Redis fallback).
 //! - [`events`]: publishing shared by socket and HTTP: validation, durable append, conflation.
+//! - [`replay`]: live delivery of durable events per socket, catch-up, offline-queue cursors, retention.
 //! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
 //! - [`http`]: health, event API, telemetry ingest.
 //! - [`limits`]: connection limits per node and per IP.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod limits;
+pub mod replay;
 pub mod socket;
 pub mod state;
 pub mod store;

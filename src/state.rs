@@ -17,6 +17,7 @@ use crate::cluster::RedisLink;
 use crate::config::Config;
 use crate::events::conflate::Conflator;
 use crate::limits::ConnectionLimits;
+use crate::replay::DurableHub;
 use crate::socket::broadcast::Hub;
 use crate::store::Store;
 
@@ -27,7 +28,9 @@ pub struct Inner {
     pub config: Config,
     pub verifier: JwtVerifier,
     pub store: Arc<dyn Store>,
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
+    /// Live delivery and replay of durable events.
+    pub durable: Arc<DurableHub>,
     pub redis: Option<RedisLink>,
     pub started: Instant,
     /// Sockets connected to this node (health's `connectedClients`).
@@ -50,11 +53,14 @@ impl AppState {
         catalog: Catalog,
         redis: Option<RedisLink>,
     ) -> Self {
+        let catalog = Arc::new(catalog);
+        let durable = DurableHub::new(store.clone(), catalog.clone());
         Self(Arc::new(Inner {
             config,
             verifier,
             store,
             catalog,
+            durable,
             redis,
             started: Instant::now(),
             connections: AtomicUsize::new(0),

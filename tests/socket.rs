@@ -487,7 +487,7 @@ async fn graceful_shutdown_keeps_acked_writes_and_lets_clients_reconnect() {
     let store = switchyard::store::connect(&db).await.unwrap();
     assert_eq!(
         store
-            .events_after(&company, "company", 0, 100)
+            .events_after(&company, "company", 0, 100, 0)
             .await
             .unwrap()
             .len(),

@@ -43,7 +43,7 @@ async fn append_assigns_per_room_offsets_and_reads_back_in_order() {
         );
         assert_eq!(b[0].offsets, vec![("order:1".into(), 2)], "{backend}");
         let page = store
-            .events_after(&company, "order:1", 0, 10)
+            .events_after(&company, "order:1", 0, 10, 0)
             .await
             .unwrap();
         assert_eq!(
@@ -54,7 +54,7 @@ async fn append_assigns_per_room_offsets_and_reads_back_in_order() {
         assert_eq!(page[0].id, a[0].id);
         assert_eq!(page[0].payload, json!({ "orderId": "1", "n": 1 }));
         let after = store
-            .events_after(&company, "order:1", 1, 10)
+            .events_after(&company, "order:1", 1, 10, 0)
             .await
             .unwrap();
         assert_eq!(after.len(), 1, "{backend}");
@@ -67,7 +67,7 @@ async fn append_assigns_per_room_offsets_and_reads_back_in_order() {
         assert_eq!(c[0].offsets, vec![("order:1".into(), 1)], "{backend}");
         assert!(
             store
-                .events_after(&other, "company", 0, 10)
+                .events_after(&other, "company", 0, 10, 0)
                 .await
                 .unwrap()
                 .is_empty()
@@ -95,7 +95,7 @@ async fn idempotency_key_returns_the_first_result_and_writes_once() {
         );
         assert_eq!(
             store
-                .events_after(&company, "company", 0, 10)
+                .events_after(&company, "company", 0, 10, 0)
                 .await
                 .unwrap()
                 .len(),
@@ -155,7 +155,7 @@ async fn concurrent_offsets(nodes: Vec<Arc<dyn Store>>, publishers: usize, per_p
     let mut after = 0;
     loop {
         let page = nodes[0]
-            .events_after(&company, "line:1", after, 500)
+            .events_after(&company, "line:1", after, 500, 0)
             .await
             .unwrap();
         let Some(last) = page.last() else { break };
@@ -195,7 +195,7 @@ async fn a_batch_is_atomic() {
         assert!(store.append(vec![good, dup]).await.is_err(), "{backend}");
         assert!(
             store
-                .events_after(&company, "company", 0, 10)
+                .events_after(&company, "company", 0, 10, 0)
                 .await
                 .unwrap()
                 .is_empty(),

@@ -66,6 +66,14 @@ impl RoleSet {
         Self(roles.iter().fold(0, |acc, r| acc | Self::bit(*r)))
     }
 
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub fn from_bits(bits: u8) -> Self {
+        Self(bits & Self::ALL.0)
+    }
+
     pub fn contains(self, role: Role) -> bool {
         self.0 & Self::bit(role) != 0
     }

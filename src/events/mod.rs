@@ -9,8 +9,11 @@ use serde_json::{Value, json};
 use crate::catalog::{EventSpec, Priority, RoleSet};
 use crate::domain::{iso8601, now_ms};
 use crate::error::{AppError, AppResult, Code};
+use crate::replay::LogEvent;
 use crate::socket::broadcast::Delivery;
+use crate::state::AppState;
 use crate::store::{Appended, NewEvent, Store};
+use socketioxide::socket::Sid;
 
 /// Retention of critical events in the offline queue (SPEC §5).
 pub const CRITICAL_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -145,6 +148,52 @@ impl Prepared {
                 }
             })
             .collect()
+    }
+}
+
+/// Sends a published event on its way: durable events through the durable
+/// feeds (exact per-socket positions), ephemeral ones as room broadcasts,
+/// conflated when their type says so. `exclude` is the publishing socket.
+pub async fn dispatch(
+    state: &AppState,
+    prepared: &Prepared,
+    appended: Option<&Appended>,
+    exclude: Option<Sid>,
+) {
+    match appended {
+        Some(a) if a.duplicate => {}
+        Some(a) => {
+            let events = a
+                .offsets
+                .iter()
+                .map(|(room, offset)| LogEvent {
+                    company: prepared.company.clone(),
+                    room: room.clone(),
+                    offset: *offset,
+                    id: a.id.clone(),
+                    event_type: prepared.event_type.clone(),
+                    payload: prepared.payload.clone(),
+                    priority: prepared.priority.as_str().to_string(),
+                    source: prepared.source.clone(),
+                    publisher: prepared.publisher.clone(),
+                    created_at: prepared.created_at,
+                    receive: prepared.receive.bits(),
+                    exclude: exclude.map(|s| s.to_string()),
+                })
+                .collect();
+            state.durable.publish(events).await;
+        }
+        None => {
+            for mut d in prepared.deliveries(None) {
+                d.exclude = exclude;
+                match &prepared.conflate {
+                    Some((key, window)) => {
+                        state.conflator.offer(state.hub(), key.clone(), *window, d)
+                    }
+                    None => state.hub().deliver(&d).await,
+                }
+            }
+        }
     }
 }
 

@@ -188,17 +188,8 @@ async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<
         let id = appended
             .as_ref()
             .map_or(prepared.id.clone(), |a| a.id.clone());
-        let duplicate = appended.as_ref().is_some_and(|a| a.duplicate);
         out.push(json!({ "id": id, "offsets": offsets }));
-        if duplicate {
-            continue;
-        }
-        for d in prepared.deliveries(appended.as_ref()) {
-            match &prepared.conflate {
-                Some((key, window)) => state.conflator.offer(state.hub(), key.clone(), *window, d),
-                None => state.hub().deliver(&d).await,
-            }
-        }
+        events::dispatch(state, prepared, appended.as_ref(), None).await;
     }
     Ok(out)
 }
@@ -244,7 +235,13 @@ pub async fn history(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let events = state
         .store
-        .events_after(&q.company_id, room.as_str(), q.after.max(0), limit)
+        .events_after(
+            &q.company_id,
+            room.as_str(),
+            q.after.max(0),
+            limit,
+            crate::domain::now_ms(),
+        )
         .await
         .map_err(AppError::unavailable)?;
     let next = (events.len() as i64 == limit)

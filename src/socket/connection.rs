@@ -8,9 +8,11 @@ use std::sync::atomic::Ordering;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::socket::DisconnectReason;
 
+use super::rooms::{authorize, automatic_rooms};
 use super::session::Session;
-use super::{Ctx, dispatch};
+use super::{Ctx, dispatch, replay};
 use crate::domain::{Identity, RoomName, now_ms};
 use crate::error::{AppError, AppResult, Code};
 use crate::state::AppState;
@@ -153,29 +155,37 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(state): State<AppStat
 
 async fn welcome<A: Adapter>(ctx: Ctx<A>) {
     let identity = ctx.session.identity();
-    let automatic = [
-        RoomName::company(),
-        RoomName::user(&identity.user_id),
-        RoomName::role(identity.role),
-    ];
+    let automatic = automatic_rooms(&identity);
+    // Entity rooms named in `auth.offsets` are resumed too, if allowed.
+    let extra: Vec<RoomName> = ctx
+        .session
+        .offsets
+        .keys()
+        .filter_map(|r| RoomName::parse(r).ok())
+        .filter(|r| !automatic.contains(r) && authorize(&identity, &ctx.state.catalog, r).is_ok())
+        .collect();
     ctx.socket.join(
         automatic
             .iter()
+            .chain(&extra)
             .map(|r| r.internal(&identity.company_id))
             .collect::<Vec<_>>(),
     );
+    let members = replay::replay_on_connect(&ctx, &extra).await;
+    let replayed = ctx.state.durable.replay_merged(&members).await;
     let session = json!({
         "socketId": ctx.socket.id.to_string(),
         "userId": identity.user_id,
         "companyId": identity.company_id,
         "role": identity.role,
-        "rooms": automatic.iter().map(RoomName::as_str).collect::<Vec<_>>(),
+        "rooms": automatic.iter().chain(&extra).map(RoomName::as_str).collect::<Vec<_>>(),
         "serverTime": now_ms(),
-        "replayed": 0,
+        "replayed": replayed,
     });
     if let Err(e) = ctx.socket.emit("session", &session) {
         tracing::debug!(error = %e, "could not emit session");
     }
+    replay::go_live(&ctx, members);
     tokio::spawn(expiry_watch(ctx));
 }
 
@@ -233,17 +243,28 @@ pub async fn refresh<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> 
 
 /// Per-socket clean-up. Also called by graceful shutdown, because
 /// socketioxide's `io.close()` does not run disconnect handlers.
-pub fn cleanup(state: &AppState, session: &Session) {
-    if !session.closed.is_cancelled() {
-        session.close();
-        state.connections.fetch_sub(1, Ordering::AcqRel);
-        state.limits.release(session.ip);
+pub async fn cleanup<A: Adapter>(
+    state: &AppState,
+    socket_id: &str,
+    session: &Session,
+    reason: Option<DisconnectReason>,
+) {
+    if session.closed.is_cancelled() {
+        return;
     }
+    session.close();
+    state.connections.fetch_sub(1, Ordering::AcqRel);
+    state.limits.release(session.ip);
+    replay::leave::<A>(state, socket_id, session, reason).await;
 }
 
-async fn on_disconnect<A: Adapter>(s: SocketRef<A>, State(state): State<AppState>) {
+async fn on_disconnect<A: Adapter>(
+    s: SocketRef<A>,
+    State(state): State<AppState>,
+    reason: DisconnectReason,
+) {
     if let Some(session) = s.extensions.get::<Arc<Session>>() {
-        cleanup(&state, &session);
+        cleanup::<A>(&state, &s.id.to_string(), &session, Some(reason)).await;
     }
 }
 

@@ -95,12 +95,6 @@ pub async fn publish<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> 
             return Ok(ack);
         }
     }
-    for mut d in prepared.deliveries(appended.as_ref()) {
-        d.exclude = Some(ctx.socket.id);
-        match &prepared.conflate {
-            Some((key, window)) => state.conflator.offer(state.hub(), key.clone(), *window, d),
-            None => state.hub().deliver(&d).await,
-        }
-    }
+    events::dispatch(state, &prepared, appended.as_ref(), Some(ctx.socket.id)).await;
     Ok(ack)
 }

@@ -7,6 +7,7 @@ pub mod broadcast;
 pub mod connection;
 pub mod dispatch;
 pub mod events;
+pub mod replay;
 pub mod rooms;
 pub mod session;
 
@@ -48,6 +49,7 @@ async fn route<A: Adapter>(ctx: &Ctx<A>, event: &str, data: Value) -> AppResult<
         "rooms" => Ok(rooms::list(ctx)),
         "auth:refresh" => connection::refresh(ctx, data).await,
         "event:publish" => events::publish(ctx, data).await,
+        "events:ack" => replay::ack(ctx, data).await,
         other => Err(AppError::new(
             Code::UnknownEvent,
             format!(

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 
-use super::Ctx;
+use super::{Ctx, replay};
 use crate::catalog::Catalog;
 use crate::domain::room::{RoomKind, split_internal};
 use crate::domain::{Identity, RoomName};
@@ -151,6 +151,7 @@ pub fn joined<A: Adapter>(ctx: &Ctx<A>) -> Vec<String> {
 
 pub async fn subscribe<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> {
     let requested = requested_rooms(&data)?;
+    let offsets = replay::requested_offsets(&data)?;
     let identity = ctx.session.identity();
     let automatic = automatic_rooms(&identity);
     let current: BTreeSet<String> = joined(ctx)
@@ -169,11 +170,26 @@ pub async fn subscribe<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value
             .map(|r| r.internal(&identity.company_id))
             .collect::<Vec<_>>(),
     );
-    Ok(json!({
+    // Durable feeds: resume after the given offsets (replaying first), or
+    // go live from the head for a room without an offset.
+    let mut replayed = 0;
+    for room in &join {
+        let offset = offsets.get(room.as_str()).copied();
+        if offset.is_none() && ctx.session.member(room.as_str()).is_some() {
+            continue; // already live in this room
+        }
+        let member = replay::attach(ctx, room, offset);
+        replayed += ctx.state.durable.catch_up(&member, true).await;
+    }
+    let mut ack = json!({
         "ok": true,
         "rooms": join.iter().map(RoomName::as_str).collect::<Vec<_>>(),
         "denied": denied,
-    }))
+    });
+    if !offsets.is_empty() {
+        ack["replayed"] = json!(replayed);
+    }
+    Ok(ack)
 }
 
 pub async fn unsubscribe<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> {
@@ -191,6 +207,7 @@ pub async fn unsubscribe<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Val
             )),
             Ok(room) => {
                 ctx.socket.leave(room.internal(&identity.company_id));
+                replay::detach(ctx, &room);
                 left.push(room.as_str().to_string());
             }
         }

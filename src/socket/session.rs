@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Identity;
+use crate::replay::Member;
 
 pub type Job = BoxFuture<'static, ()>;
 
@@ -36,6 +37,8 @@ pub struct Session {
     /// Woken when the token is refreshed, so the expiry timer re-reads `exp`.
     pub refreshed: Notify,
     start: Mutex<Option<oneshot::Sender<()>>>,
+    /// This socket's positions in durable feeds, by logical room.
+    members: Mutex<HashMap<String, Arc<Member>>>,
 }
 
 impl Session {
@@ -61,6 +64,7 @@ impl Session {
             closed: closed.clone(),
             refreshed: Notify::new(),
             start: Mutex::new(Some(start_tx)),
+            members: Mutex::new(HashMap::new()),
         });
         (
             session,
@@ -87,6 +91,26 @@ impl Session {
     /// Queues a job; `false` when the queue is full or the socket is gone.
     pub fn enqueue(&self, job: Job) -> bool {
         self.queue.try_send(job).is_ok()
+    }
+
+    fn members(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Member>>> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_member(&self, member: Arc<Member>) {
+        self.members().insert(member.room.clone(), member);
+    }
+
+    pub fn member(&self, room: &str) -> Option<Arc<Member>> {
+        self.members().get(room).cloned()
+    }
+
+    pub fn remove_member(&self, room: &str) {
+        self.members().remove(room);
+    }
+
+    pub fn take_members(&self) -> Vec<Arc<Member>> {
+        self.members().drain().map(|(_, m)| m).collect()
     }
 
     /// A place in the queue, or `None` when it is full or closed.

@@ -8,6 +8,7 @@
 mod postgres;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -85,14 +86,42 @@ pub trait Store: Send + Sync + 'static {
     /// its rooms, all in one transaction, or nothing is written.
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError>;
 
-    /// Events of `room` with offset > `after`, in offset order, at most `limit`.
+    /// Events of `room` with offset > `after` that have not expired at
+    /// `now` (ms), in offset order, at most `limit`.
     async fn events_after(
         &self,
         company_id: &str,
         room: &str,
         after: i64,
         limit: i64,
+        now: i64,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The last offset handed out in `room` (0 when none).
+    async fn head_offset(&self, company_id: &str, room: &str) -> Result<i64, StoreError>;
+
+    /// Offline-queue cursors of one user's device: room → last delivered offset.
+    async fn load_cursors(&self, key: &CursorKey) -> Result<HashMap<String, i64>, StoreError>;
+
+    /// Advances cursors (never moves one back: another tab of the same user
+    /// may have seen more).
+    async fn save_cursors(
+        &self,
+        key: &CursorKey,
+        cursors: &[(String, i64)],
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes events expired at `now`; returns how many.
+    async fn prune(&self, now: i64) -> Result<u64, StoreError>;
+}
+
+/// Whose offline-queue cursors: a user's device (`device_id` "" = no device id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CursorKey {
+    pub company_id: String,
+    pub user_id: String,
+    pub device_id: String,
 }
 
 /// Opens the store named by `url` (creating a SQLite file if missing).
@@ -105,6 +134,10 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
 }
+
+/// How long idempotency keys are remembered: retries come within minutes,
+/// offline outboxes within days.
+pub const IDEMPOTENCY_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Rooms sorted and deduplicated: every writer locks room counters in the
 /// same order, which rules out deadlocks between multi-room appends.

@@ -13,7 +13,11 @@ use sqlx::{
     types::Json,
 };
 
-use super::{Appended, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order};
+use std::collections::HashMap;
+
+use super::{
+    Appended, CursorKey, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order,
+};
 
 pub struct PgStore {
     pool: PgPool,
@@ -152,17 +156,19 @@ impl Store for PgStore {
         room: &str,
         after: i64,
         limit: i64,
+        now: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.id, e.type, r.room, r.\"offset\", e.payload, e.priority, e.source, e.publisher, e.created_at
              FROM event_rooms r JOIN events e ON e.id = r.event_id
-             WHERE r.company_id = $1 AND r.room = $2 AND r.\"offset\" > $3
+             WHERE r.company_id = $1 AND r.room = $2 AND r.\"offset\" > $3 AND r.expires_at > $5
              ORDER BY r.\"offset\" LIMIT $4",
         )
         .bind(company_id)
         .bind(room)
         .bind(after)
         .bind(limit)
+        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -181,5 +187,70 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn head_offset(&self, company_id: &str, room: &str) -> Result<i64, StoreError> {
+        let head: Option<i64> = sqlx::query_scalar(
+            "SELECT last_offset FROM room_offsets WHERE company_id = $1 AND room = $2",
+        )
+        .bind(company_id)
+        .bind(room)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(head.unwrap_or(0))
+    }
+
+    async fn load_cursors(&self, key: &CursorKey) -> Result<HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT room, last_offset FROM cursors WHERE company_id = $1 AND user_id = $2 AND device_id = $3",
+        )
+        .bind(&key.company_id)
+        .bind(&key.user_id)
+        .bind(&key.device_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn save_cursors(
+        &self,
+        key: &CursorKey,
+        cursors: &[(String, i64)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (room, offset) in cursors {
+            sqlx::query(
+                "INSERT INTO cursors (company_id, user_id, device_id, room, last_offset, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (company_id, user_id, device_id, room) DO UPDATE
+                 SET last_offset = GREATEST(cursors.last_offset, EXCLUDED.last_offset), updated_at = EXCLUDED.updated_at",
+            )
+            .bind(&key.company_id)
+            .bind(&key.user_id)
+            .bind(&key.device_id)
+            .bind(room)
+            .bind(offset)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn prune(&self, now: i64) -> Result<u64, StoreError> {
+        // event_rooms rows go with their event (ON DELETE CASCADE); room
+        // counters stay, so offsets never restart.
+        let deleted = sqlx::query("DELETE FROM events WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at <= $1")
+            .bind(now - super::IDEMPOTENCY_TTL_MS)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted)
     }
 }

@@ -17,7 +17,11 @@ use sqlx::{
     },
 };
 
-use super::{Appended, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order};
+use std::collections::HashMap;
+
+use super::{
+    Appended, CursorKey, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order,
+};
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -159,16 +163,18 @@ impl Store for SqliteStore {
         room: &str,
         after: i64,
         limit: i64,
+        now: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.id, e.type, r.room, r.\"offset\", e.payload, e.priority, e.source, e.publisher, e.created_at
              FROM event_rooms r JOIN events e ON e.id = r.event_id
-             WHERE r.company_id = ? AND r.room = ? AND r.\"offset\" > ?
+             WHERE r.company_id = ? AND r.room = ? AND r.\"offset\" > ? AND r.expires_at > ?
              ORDER BY r.\"offset\" LIMIT ?",
         )
         .bind(company_id)
         .bind(room)
         .bind(after)
+        .bind(now)
         .bind(limit)
         .fetch_all(&self.reader)
         .await?;
@@ -190,5 +196,70 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn head_offset(&self, company_id: &str, room: &str) -> Result<i64, StoreError> {
+        let head: Option<i64> = sqlx::query_scalar(
+            "SELECT last_offset FROM room_offsets WHERE company_id = ? AND room = ?",
+        )
+        .bind(company_id)
+        .bind(room)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(head.unwrap_or(0))
+    }
+
+    async fn load_cursors(&self, key: &CursorKey) -> Result<HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT room, last_offset FROM cursors WHERE company_id = ? AND user_id = ? AND device_id = ?",
+        )
+        .bind(&key.company_id)
+        .bind(&key.user_id)
+        .bind(&key.device_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn save_cursors(
+        &self,
+        key: &CursorKey,
+        cursors: &[(String, i64)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        for (room, offset) in cursors {
+            sqlx::query(
+                "INSERT INTO cursors (company_id, user_id, device_id, room, last_offset, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (company_id, user_id, device_id, room) DO UPDATE
+                 SET last_offset = MAX(cursors.last_offset, EXCLUDED.last_offset), updated_at = EXCLUDED.updated_at",
+            )
+            .bind(&key.company_id)
+            .bind(&key.user_id)
+            .bind(&key.device_id)
+            .bind(room)
+            .bind(offset)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn prune(&self, now: i64) -> Result<u64, StoreError> {
+        // event_rooms rows go with their event (ON DELETE CASCADE); room
+        // counters stay, so offsets never restart.
+        let deleted = sqlx::query("DELETE FROM events WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at <= ?")
+            .bind(now - super::IDEMPOTENCY_TTL_MS)
+            .execute(&self.writer)
+            .await?;
+        Ok(deleted)
     }
 }

@@ -1,0 +1,300 @@
+//! Log and replay (SPEC §5): live delivery of durable events with a position
+//! per socket and room ([`feed`]), catch-up from the database, the offline
+//! queue's cursors, and retention.
+//!
+//! Guarantees, precisely:
+//! - **Exactly once, in order, with offsets.** A client that sends
+//!   `auth.offsets` or `subscribe { offsets }` gets every retained event
+//!   after those offsets, in offset order, then the live ones, with no gap
+//!   and no duplicate, even while events are being published (see
+//!   [`feed`] for the hand-over). A client that tracks `meta.offset` and
+//!   resumes with it therefore sees each durable event exactly once.
+//! - **At least once for unchanged clients (the offline queue).** The server
+//!   remembers per user and device the last offset sent in each automatic
+//!   room. After a clean disconnect that is exact. After a connection that
+//!   died silently (heartbeat timeout, transport error) the cursor is the
+//!   last offset sent at least `pingInterval + pingTimeout` before the
+//!   disconnect, so events that may have gone into a dead connection are
+//!   replayed: possibly twice, never lost. `events:ack` makes the cursor
+//!   follow the client's acknowledgements instead.
+//! - **At most once for ephemeral types**: never stored, never replayed.
+//! - Retention: events older than `WS_MESSAGE_QUEUE_TTL` (critical: 7 days)
+//!   are not replayed and are pruned; a resume from before the oldest
+//!   retained event gets `replay:truncated { room, oldestOffset }` first.
+
+pub mod feed;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::catalog::{Catalog, RoleSet};
+use crate::cluster::DurableBus;
+use crate::domain::now_ms;
+use crate::store::{Store, StoredEvent};
+pub use feed::{Feeds, LogEvent, Member, Notified, SendFail, Sink};
+
+/// Events read per database round trip during a catch-up: bounded memory
+/// whatever the backlog.
+const PAGE: i64 = 500;
+/// A catch-up whose socket accepts nothing for this long is abandoned.
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+pub struct DurableHub {
+    pub feeds: Feeds,
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    bus: OnceLock<DurableBus>,
+}
+
+impl DurableHub {
+    pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>) -> Arc<Self> {
+        Arc::new(Self {
+            feeds: Feeds::default(),
+            store,
+            catalog,
+            bus: OnceLock::new(),
+        })
+    }
+
+    pub fn set_bus(&self, bus: DurableBus) {
+        let _ = self.bus.set(bus);
+    }
+
+    fn receive_of(&self, event_type: &str) -> RoleSet {
+        self.catalog
+            .event(event_type)
+            .map_or(RoleSet::ALL, |s| s.receive)
+    }
+
+    pub fn log_event(&self, company: &str, e: StoredEvent, exclude: Option<String>) -> LogEvent {
+        LogEvent {
+            company: company.to_string(),
+            receive: self.receive_of(&e.event_type).bits(),
+            room: e.room,
+            offset: e.offset,
+            id: e.id,
+            event_type: e.event_type,
+            payload: e.payload,
+            priority: e.priority,
+            source: e.source,
+            publisher: e.publisher,
+            created_at: e.created_at,
+            exclude,
+        }
+    }
+
+    /// Delivers committed events on this node and tells the other nodes.
+    pub async fn publish(self: &Arc<Self>, events: Vec<LogEvent>) {
+        for ev in &events {
+            self.notify_local(ev);
+        }
+        if let Some(bus) = self.bus.get() {
+            bus.publish(&events).await;
+        }
+    }
+
+    pub fn notify_local(self: &Arc<Self>, ev: &LogEvent) {
+        if let Notified::CatchUp(members) = self.feeds.notify(ev) {
+            for member in members {
+                self.spawn_catch_up(member);
+            }
+        }
+    }
+
+    pub fn spawn_catch_up(self: &Arc<Self>, member: Arc<Member>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.catch_up(&member, true).await;
+        });
+    }
+
+    /// After the bus was down, members may have missed notifications.
+    pub fn sweep(self: &Arc<Self>) {
+        for member in self.feeds.all_members() {
+            if member.begin_catch_up() {
+                self.spawn_catch_up(member);
+            }
+        }
+    }
+
+    fn attached(&self, member: &Member) -> bool {
+        self.feeds
+            .member(&member.company, &member.room, &member.sink.id())
+            .is_some_and(|m| std::ptr::eq(Arc::as_ptr(&m), member))
+    }
+
+    /// Sends the member everything after its position, page by page, then
+    /// (with `finalize`) goes live. Returns how many events were sent.
+    /// Database errors are retried while the member is attached: an outage
+    /// delays delivery but never skips it.
+    pub async fn catch_up(&self, member: &Arc<Member>, finalize: bool) -> usize {
+        let mut sent = 0;
+        let mut first = true;
+        loop {
+            let page = match self.fetch(member, &mut first).await {
+                Ok(page) => page,
+                Err(Stop::Gone) => return sent,
+                Err(Stop::Retry) if self.attached(member) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(Stop::Retry) => return sent,
+            };
+            if page.is_empty() {
+                if !finalize || member.finish_catch_up() {
+                    return sent;
+                }
+                continue;
+            }
+            for ev in &page {
+                match self.deliver_with_backpressure(member, ev).await {
+                    Ok(true) => sent += 1,
+                    Ok(false) => {}
+                    Err(_) => return sent,
+                }
+            }
+        }
+    }
+
+    /// The offline queue on connect: several rooms replayed as one timeline
+    /// (merged by publish time), each room still in offset order. Members
+    /// stay in catch-up mode; finalize them with [`Self::catch_up`].
+    pub async fn replay_merged(&self, members: &[Arc<Member>]) -> usize {
+        struct Cursor {
+            buf: std::collections::VecDeque<LogEvent>,
+            first: bool,
+            done: bool,
+        }
+        let mut cursors: Vec<Cursor> = members
+            .iter()
+            .map(|_| Cursor {
+                buf: Default::default(),
+                first: true,
+                done: false,
+            })
+            .collect();
+        let mut sent = 0;
+        loop {
+            for (member, c) in members.iter().zip(cursors.iter_mut()) {
+                while c.buf.is_empty() && !c.done {
+                    match self.fetch(member, &mut c.first).await {
+                        Ok(page) if page.is_empty() => c.done = true,
+                        Ok(page) => c.buf.extend(page),
+                        Err(Stop::Retry) if self.attached(member) => {
+                            tokio::time::sleep(Duration::from_secs(1)).await
+                        }
+                        Err(_) => c.done = true,
+                    }
+                }
+            }
+            let next = cursors
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.buf.front().map(|e| (i, (e.created_at, e.id.clone()))))
+                .min_by(|a, b| a.1.cmp(&b.1))
+                .map(|(i, _)| i);
+            let Some(i) = next else { return sent };
+            let Some(ev) = cursors[i].buf.pop_front() else {
+                return sent;
+            };
+            match self.deliver_with_backpressure(&members[i], &ev).await {
+                Ok(true) => sent += 1,
+                Ok(false) => {}
+                Err(_) => {
+                    cursors[i].buf.clear();
+                    cursors[i].done = true;
+                }
+            }
+        }
+    }
+
+    /// The next page after the member's position (resolving "the head" and
+    /// announcing truncation on the first call).
+    async fn fetch(&self, member: &Arc<Member>, first: &mut bool) -> Result<Vec<LogEvent>, Stop> {
+        let store_err = |e: crate::store::StoreError| {
+            tracing::warn!(error = %e, room = %member.room, "replay read failed; retrying");
+            Stop::Retry
+        };
+        if member.last() < 0 {
+            let head = self
+                .store
+                .head_offset(&member.company, &member.room)
+                .await
+                .map_err(store_err)?;
+            member.resolve_head(head);
+            *first = false; // starting at the head: nothing can be truncated
+        }
+        let after = member.last();
+        let page = self
+            .store
+            .events_after(&member.company, &member.room, after, PAGE, now_ms())
+            .await
+            .map_err(store_err)?;
+        if *first {
+            let oldest = match page.first() {
+                Some(e) if e.offset > after + 1 => Some(e.offset),
+                Some(_) => None,
+                None => {
+                    let head = self
+                        .store
+                        .head_offset(&member.company, &member.room)
+                        .await
+                        .map_err(store_err)?;
+                    (head > after).then_some(head + 1)
+                }
+            };
+            *first = false;
+            if let Some(oldest) = oldest {
+                let notice = json!({ "room": member.room, "oldestOffset": oldest });
+                if member.sink.emit_one("replay:truncated", &notice).is_err() {
+                    return Err(Stop::Gone);
+                }
+                member.skip_to(oldest - 1);
+            }
+        }
+        Ok(page
+            .into_iter()
+            .map(|stored| self.log_event(&member.company, stored, None))
+            .collect())
+    }
+
+    /// Replay waits for room in the socket's buffer instead of overflowing it.
+    async fn deliver_with_backpressure(
+        &self,
+        member: &Member,
+        ev: &LogEvent,
+    ) -> Result<bool, Stop> {
+        let start = tokio::time::Instant::now();
+        loop {
+            match member.deliver_caught_up(ev) {
+                Ok(sent) => return Ok(sent),
+                Err(SendFail::Closed) => return Err(Stop::Gone),
+                Err(SendFail::Full) if start.elapsed() > STALL_LIMIT => {
+                    member.sink.overflowed();
+                    return Err(Stop::Gone);
+                }
+                Err(SendFail::Full) => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
+    }
+}
+
+enum Stop {
+    Gone,
+    Retry,
+}
+
+/// Deletes expired events every minute.
+pub async fn prune_forever(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match store.prune(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned expired events"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed; will retry"),
+        }
+    }
+}
