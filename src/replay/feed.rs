@@ -154,6 +154,9 @@ impl Member {
 
     pub fn confirmed(&self, window: Duration) -> i64 {
         let t = self.track();
+        if window.is_zero() {
+            return t.last;
+        }
         let Some(deadline) = Instant::now().checked_sub(window) else {
             return t.initial;
         };

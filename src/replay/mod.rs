@@ -227,25 +227,35 @@ impl DurableHub {
             *first = false; // starting at the head: nothing can be truncated
         }
         let after = member.last();
+        // The head is read before the page: if the page then comes back
+        // empty while the head was already past `after`, those events were
+        // committed before the read and are gone (expired), not merely in
+        // flight. (Reading the head afterwards would mistake an event
+        // committed in between for an expired one and skip it.)
+        let head_before = if *first {
+            Some(
+                self.store
+                    .head_offset(&member.company, &member.room)
+                    .await
+                    .map_err(store_err)?,
+            )
+        } else {
+            None
+        };
         let page = self
             .store
             .events_after(&member.company, &member.room, after, PAGE, now_ms())
             .await
             .map_err(store_err)?;
-        if *first {
+        if let Some(head) = head_before {
+            *first = false;
+            // Offsets commit in order, so a page that starts past `after + 1`
+            // means the events in between expired.
             let oldest = match page.first() {
                 Some(e) if e.offset > after + 1 => Some(e.offset),
                 Some(_) => None,
-                None => {
-                    let head = self
-                        .store
-                        .head_offset(&member.company, &member.room)
-                        .await
-                        .map_err(store_err)?;
-                    (head > after).then_some(head + 1)
-                }
+                None => (head > after).then_some(head + 1),
             };
-            *first = false;
             if let Some(oldest) = oldest {
                 let notice = json!({ "room": member.room, "oldestOffset": oldest });
                 if member.sink.emit_one("replay:truncated", &notice).is_err() {

@@ -196,12 +196,14 @@ pub async fn ack<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> {
     Ok(json!({ "ok": true, "room": room.as_str(), "offset": acked }))
 }
 
-/// How far back a cursor goes when a socket leaves: a connection that died
-/// silently may have swallowed what was sent in its last heartbeat window.
+/// How far back a cursor goes when a socket leaves. A client that closed
+/// the connection itself had what was sent before it left; a connection
+/// that died silently (or that we cut) may have swallowed what was sent in
+/// its last heartbeat window, so that is sent again.
 fn rollback_window(state: &AppState, reason: Option<DisconnectReason>) -> Duration {
     match reason {
         Some(DisconnectReason::ClientNSDisconnect | DisconnectReason::TransportClose) => {
-            Duration::from_secs(2)
+            Duration::ZERO
         }
         _ => state.config.ping_interval + state.config.ping_timeout,
     }
@@ -232,6 +234,12 @@ pub async fn leave<A: Adapter>(
             }
         }
     }
+    tracing::debug!(
+        socket = socket_id,
+        ?reason,
+        ?cursors,
+        "saving offline-queue cursors"
+    );
     if cursors.is_empty() {
         return;
     }
