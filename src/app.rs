@@ -48,6 +48,7 @@ impl App {
                  mint tokens with `switchyard token` while this server runs, or set JWT_SECRET"
             );
         }
+        crate::metrics::install();
         let verifier = JwtVerifier::from_config(&config)?;
         let catalog = Catalog::load(config.catalog_file.as_deref())?;
         let store = store::connect(&config.database_url)
@@ -107,6 +108,10 @@ impl App {
         };
         let router = http::routes(state.clone())
             .merge(layer)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                http::origin::check,
+            ))
             .layer(DefaultBodyLimit::max(state.config.http_body_limit))
             .layer(cors(&state.config))
             .layer(TraceLayer::new_for_http());

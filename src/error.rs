@@ -113,6 +113,7 @@ impl AppError {
     /// Storage failures: durable operations answer UNAVAILABLE (SPEC §9).
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::warn!(%cause, "storage unavailable");
+        crate::metrics::db_error();
         Self::new(
             Code::Unavailable,
             "storage is unavailable, retry later (durable operations are paused)",

@@ -10,7 +10,8 @@
 //! - [`replay`]: live delivery of durable events per socket, catch-up, offline-queue cursors, retention.
 //! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
 //! - [`http`]: health, event API, telemetry ingest.
-//! - [`limits`]: connection limits per node and per IP.
+//! - [`limits`]: connection limits per node and per IP, per-socket rate limits.
+//! - [`metrics`]: Prometheus metrics, named in one place.
 //! - [`store`]: the storage interface with its PostgreSQL and SQLite implementations.
 //! - [`cluster`]: the Redis adapter wiring and Redis health.
 //! - [`domain`]: pure types and rules (roles, identities, room names).
@@ -27,6 +28,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod replay;
 pub mod socket;
 pub mod state;

@@ -77,3 +77,103 @@ mod tests {
         );
     }
 }
+
+/// A per-socket token bucket (`WS_RATE_LIMIT` events/s, `WS_RATE_BURST`),
+/// plus the count of refusals that marks sustained abuse.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: std::time::Instant,
+    window_start: std::time::Instant,
+    refused_in_window: u32,
+}
+
+/// What the bucket says about one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    Limited,
+    /// Refused so often for so long that the socket should be dropped.
+    Abusive,
+}
+
+/// Refusals within this window that make a client abusive: ten seconds of
+/// sending at least twice the allowed rate.
+const ABUSE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+            window_start: now,
+            refused_in_window: 0,
+        }
+    }
+
+    pub fn admit(&mut self) -> Admission {
+        self.admit_at(std::time::Instant::now())
+    }
+
+    fn admit_at(&mut self, now: std::time::Instant) -> Admission {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Admission::Allowed;
+        }
+        if now.saturating_duration_since(self.window_start) > ABUSE_WINDOW {
+            self.window_start = now;
+            self.refused_in_window = 0;
+        }
+        self.refused_in_window += 1;
+        let abuse_threshold = (self.rate * ABUSE_WINDOW.as_secs_f64()).max(self.burst) as u32;
+        if self.refused_in_window > abuse_threshold {
+            Admission::Abusive
+        } else {
+            Admission::Limited
+        }
+    }
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn burst_then_rate() {
+        let mut b = TokenBucket::new(10.0, 20.0);
+        let t0 = Instant::now();
+        let allowed = (0..25)
+            .filter(|_| b.admit_at(t0) == Admission::Allowed)
+            .count();
+        assert_eq!(allowed, 20, "the burst");
+        assert_eq!(
+            b.admit_at(t0 + Duration::from_millis(100)),
+            Admission::Allowed,
+            "refilled one token"
+        );
+        assert_eq!(
+            b.admit_at(t0 + Duration::from_millis(100)),
+            Admission::Limited
+        );
+    }
+
+    #[test]
+    fn sustained_abuse_is_detected() {
+        let mut b = TokenBucket::new(5.0, 10.0);
+        let t0 = Instant::now();
+        let verdicts: Vec<Admission> = (0..200)
+            .map(|i| b.admit_at(t0 + Duration::from_millis(i * 10)))
+            .collect();
+        assert!(verdicts.contains(&Admission::Limited));
+        assert_eq!(verdicts.last(), Some(&Admission::Abusive));
+    }
+}

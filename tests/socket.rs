@@ -93,7 +93,7 @@ async fn session_rooms_ping_and_subscribe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sockets_events_are_handled_in_the_order_sent() {
     for db in backends() {
-        let app = common::spawn_app(&db, &[]).await;
+        let app = common::spawn_app(&db, &[("WS_RATE_LIMIT", "1000")]).await;
         let company = common::unique("c");
         let mut c =
             Client::with_token(&app.url(), &app.token("s1", &company, Role::Supervisor)).await;

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod health;
+pub mod origin;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -14,6 +15,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/health/websocket", get(health::websocket))
+        .route("/metrics", get(|| async { crate::metrics::render() }))
         .route("/api/v1/events", post(events::publish).get(events::history))
         .route("/api/v1/telemetry", post(events::telemetry))
         .with_state(state)

@@ -288,6 +288,7 @@ impl Feeds {
                 None => return Notified::Done,
             };
         let mut gaps = Vec::new();
+        let mut sent = 0u64;
         for member in members {
             let mut t = member.track();
             if t.catching_up {
@@ -295,9 +296,13 @@ impl Feeds {
             } else if ev.offset <= t.last {
                 // Already sent (a catch-up got there first).
             } else if ev.offset == t.last + 1 {
-                if let Err(SendFail::Full) = member.send_next(&mut t, ev) {
-                    drop(t);
-                    member.sink.overflowed();
+                match member.send_next(&mut t, ev) {
+                    Ok(true) => sent += 1,
+                    Ok(false) | Err(SendFail::Closed) => {}
+                    Err(SendFail::Full) => {
+                        drop(t);
+                        member.sink.overflowed();
+                    }
                 }
             } else {
                 t.catching_up = true;

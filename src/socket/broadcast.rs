@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::operators::BroadcastOperators;
-use socketioxide::{SocketIo, socket::Sid};
+use socketioxide::{BroadcastError, SocketError, SocketIo, socket::Sid};
 
 use crate::catalog::RoleSet;
 use crate::domain::{Role, internal_room};
@@ -69,11 +69,35 @@ impl<A: Adapter> IoHub<A> {
 impl<A: Adapter> Hub for IoHub<A> {
     async fn deliver(&self, d: &Delivery) {
         let args = (&d.payload, &d.meta);
-        if let Err(e) = self.operators(d).emit(&d.event_type, &args).await {
-            tracing::warn!(error = %e, room = %d.room, "cluster broadcast failed; delivering on this node only");
-            if let Err(e) = self.operators(d).local().emit(&d.event_type, &args).await {
-                tracing::error!(error = %e, "local delivery failed");
+        crate::metrics::messages_out(&d.event_type, 1);
+        match self.operators(d).emit(&d.event_type, &args).await {
+            Ok(()) => {}
+            // Redis failed before anything was delivered: serve this node.
+            Err(BroadcastError::Adapter(e)) => {
+                crate::metrics::redis_error();
+                tracing::warn!(error = %e, room = %d.room, "cluster broadcast failed; delivering on this node only");
+                if let Err(e) = self.operators(d).local().emit(&d.event_type, &args).await {
+                    count_drops(&e);
+                }
+            }
+            Err(e) => count_drops(&e),
+        }
+    }
+}
+
+/// Sockets whose buffer was full lost this ephemeral event: counted, never
+/// silent. (Durable events are never lost this way: see `crate::replay`.)
+fn count_drops(e: &BroadcastError) {
+    match e {
+        BroadcastError::Socket(errors) => {
+            let full = errors
+                .iter()
+                .filter(|e| matches!(e, SocketError::InternalChannelFull))
+                .count();
+            if full > 0 {
+                crate::metrics::dropped_ephemeral(full as u64);
             }
         }
+        other => tracing::error!(error = %other, "delivery failed"),
     }
 }

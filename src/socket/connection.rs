@@ -89,6 +89,13 @@ pub async fn authenticate<A: Adapter>(
         Ok(identity) => identity,
         Err(e) => {
             tracing::debug!(code = %e.code, "connection refused");
+            if matches!(
+                e.code,
+                Code::Unauthorized | Code::InvalidToken | Code::TokenExpired
+            ) {
+                crate::metrics::auth_failure(e.code.as_str());
+            }
+            crate::metrics::refused(e.code.as_str());
             return Err(e);
         }
     };
@@ -110,9 +117,12 @@ pub async fn authenticate<A: Adapter>(
         config.max_connections_per_ip,
     ) {
         tracing::debug!(?ip, "connection refused: {e}");
+        crate::metrics::refused(e.code.as_str());
         return Err(e);
     }
-    let (session, worker) = Session::new(identity, device_id, auth_offsets(&auth), now_ms(), ip);
+    let rate = crate::limits::TokenBucket::new(config.rate_limit, config.rate_burst);
+    let (session, worker) =
+        Session::new(identity, device_id, auth_offsets(&auth), now_ms(), ip, rate);
     state.workers.spawn(worker.run());
     // Setup is the first job in the queue, so every event the client sends
     // is handled after `session` went out.
@@ -125,6 +135,7 @@ pub async fn authenticate<A: Adapter>(
     dispatch::install(&s, &state, &session);
     s.on_disconnect(on_disconnect::<A>);
     state.connections.fetch_add(1, Ordering::AcqRel);
+    crate::metrics::connection_opened();
     Ok(())
 }
 
@@ -173,6 +184,7 @@ async fn welcome<A: Adapter>(ctx: Ctx<A>) {
     );
     let members = replay::replay_on_connect(&ctx, &extra).await;
     let replayed = ctx.state.durable.replay_merged(&members).await;
+    crate::metrics::replayed(replayed as u64);
     let session = json!({
         "socketId": ctx.socket.id.to_string(),
         "userId": identity.user_id,
@@ -254,6 +266,7 @@ pub async fn cleanup<A: Adapter>(
     }
     session.close();
     state.connections.fetch_sub(1, Ordering::AcqRel);
+    crate::metrics::connection_closed();
     state.limits.release(session.ip);
     replay::leave::<A>(state, socket_id, session, reason).await;
 }

@@ -18,6 +18,7 @@ use socketioxide::socket::Socket;
 use super::session::Session;
 use super::{Ctx, route};
 use crate::error::{AppError, Code};
+use crate::limits::Admission;
 use crate::state::AppState;
 
 #[derive(Clone)]
@@ -45,6 +46,49 @@ impl<A: Adapter> MessageHandler<A, Ordered> for OrderedDispatch {
         ) else {
             return;
         };
+        crate::metrics::message(super::route_label(&event), "in");
+        // The size check comes before any parsing (SPEC §8): the raw packet
+        // text bounds what the event can carry.
+        let raw_len = match &v {
+            RawValue::Str(text, bins) => {
+                text.len() + bins.as_ref().map_or(0, |b| b.iter().map(|x| x.len()).sum())
+            }
+            RawValue::Bytes(b) => b.len(),
+        };
+        let max = self.state.config.max_payload;
+        if raw_len > max {
+            crate::metrics::refused(Code::PayloadTooLarge.as_str());
+            let _ = ack.send(
+                &AppError::new(
+                    Code::PayloadTooLarge,
+                    format!("event is {raw_len} bytes; the limit is {max}"),
+                )
+                .ack(),
+            );
+            return;
+        }
+        match self.session.admit() {
+            Admission::Allowed => {}
+            verdict => {
+                crate::metrics::rate_limited();
+                crate::metrics::refused(Code::RateLimited.as_str());
+                let _ = ack.send(
+                    &AppError::new(
+                        Code::RateLimited,
+                        format!(
+                            "more than {} events/s on this connection; slow down",
+                            self.state.config.rate_limit
+                        ),
+                    )
+                    .ack(),
+                );
+                if verdict == Admission::Abusive {
+                    tracing::warn!(sid = %socket.id, "sustained rate-limit abuse: disconnecting");
+                    let _ = socket.disconnect();
+                }
+                return;
+            }
+        }
         // Binary attachments become a clean refusal; an event without
         // arguments (`ping`, `rooms`) is an empty object.
         let has_binary = match &v {

@@ -60,6 +60,28 @@ async fn route<A: Adapter>(ctx: &Ctx<A>, event: &str, data: Value) -> AppResult<
     }
 }
 
+/// A bounded label for metrics: the route name, or `unknown`.
+pub fn route_label(event: &str) -> &str {
+    const ROUTES: [&str; 11] = [
+        "ping",
+        "subscribe",
+        "unsubscribe",
+        "rooms",
+        "auth:refresh",
+        "event:publish",
+        "events:ack",
+        "document:get",
+        "document:update",
+        "presence:list",
+        "user:typing",
+    ];
+    ROUTES
+        .iter()
+        .find(|r| **r == event)
+        .copied()
+        .unwrap_or("unknown")
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],

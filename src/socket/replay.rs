@@ -53,6 +53,12 @@ impl<A: Adapter> Sink for SocketSink<A> {
 
     fn overflowed(&self) {
         tracing::warn!(sid = %self.id, "slow consumer: outgoing buffer full, disconnecting (its durable events will be replayed)");
+        crate::metrics::slow_consumer_disconnect();
+        // With a full buffer socketioxide cannot queue the DISCONNECT packet
+        // and leaves the socket open; its heartbeat then fails at the next
+        // ping (the ping cannot be queued either), which closes it within
+        // `WS_PING_INTERVAL` without waiting for TCP. The cursor of a socket
+        // closed that way rolls back a heartbeat window, so nothing is lost.
         let _ = self.socket.clone().disconnect();
     }
 }

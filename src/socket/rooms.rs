@@ -186,6 +186,7 @@ pub async fn subscribe<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value
         "rooms": join.iter().map(RoomName::as_str).collect::<Vec<_>>(),
         "denied": denied,
     });
+    crate::metrics::replayed(replayed as u64);
     if !offsets.is_empty() {
         ack["replayed"] = json!(replayed);
     }

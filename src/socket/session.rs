@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Identity;
+use crate::limits::{Admission, TokenBucket};
 use crate::replay::Member;
 
 pub type Job = BoxFuture<'static, ()>;
@@ -37,6 +38,7 @@ pub struct Session {
     /// Woken when the token is refreshed, so the expiry timer re-reads `exp`.
     pub refreshed: Notify,
     start: Mutex<Option<oneshot::Sender<()>>>,
+    rate: Mutex<TokenBucket>,
     /// This socket's positions in durable feeds, by logical room.
     members: Mutex<HashMap<String, Arc<Member>>>,
 }
@@ -50,6 +52,7 @@ impl Session {
         offsets: HashMap<String, i64>,
         connected_at: i64,
         ip: Option<std::net::IpAddr>,
+        rate: TokenBucket,
     ) -> (Arc<Self>, Worker) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (start_tx, start_rx) = oneshot::channel();
@@ -65,6 +68,7 @@ impl Session {
             refreshed: Notify::new(),
             start: Mutex::new(Some(start_tx)),
             members: Mutex::new(HashMap::new()),
+            rate: Mutex::new(rate),
         });
         (
             session,
@@ -111,6 +115,11 @@ impl Session {
 
     pub fn take_members(&self) -> Vec<Arc<Member>> {
         self.members().drain().map(|(_, m)| m).collect()
+    }
+
+    /// Takes a token for one incoming event.
+    pub fn admit(&self) -> Admission {
+        self.rate.lock().unwrap_or_else(|e| e.into_inner()).admit()
     }
 
     /// A place in the queue, or `None` when it is full or closed.

@@ -1,0 +1,71 @@
+//! Origin check for the Socket.IO endpoint (both transports): stops
+//! cross-site WebSocket hijacking when browsers send cookies. Browsers always
+//! send `Origin` on WebSocket handshakes and cross-origin requests; clients
+//! that send none (native apps, servers) are not browsers and pass.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{AppError, Code};
+use crate::state::AppState;
+
+/// Whether `origin` may use the socket endpoint. `None` = any origin
+/// (development default); an empty list = same origin as `host` only.
+pub fn allowed(origins: Option<&[String]>, origin: &str, host: Option<&str>) -> bool {
+    match origins {
+        None => true,
+        Some(list) if list.is_empty() => {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
+        }
+        Some(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+    }
+}
+
+pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/socket.io")
+        && let Some(origin) = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+    {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok());
+        if !allowed(state.config.cors_origins.as_deref(), origin, host) {
+            crate::metrics::refused(Code::Forbidden.as_str());
+            return AppError::new(
+                Code::Forbidden,
+                format!("origin {origin} is not allowed (CORS_ORIGINS)"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed;
+
+    #[test]
+    fn origin_rules() {
+        let list = vec!["https://app.example.com".to_string()];
+        assert!(allowed(None, "https://evil.example", None));
+        assert!(allowed(Some(&list), "https://app.example.com", None));
+        assert!(!allowed(Some(&list), "https://evil.example", None));
+        assert!(allowed(
+            Some(&[]),
+            "https://sy.example:3001",
+            Some("sy.example:3001")
+        ));
+        assert!(!allowed(
+            Some(&[]),
+            "https://evil.example",
+            Some("sy.example:3001")
+        ));
+        assert!(!allowed(Some(&[]), "https://evil.example", None));
+    }
+}
