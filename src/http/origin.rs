@@ -15,7 +15,7 @@ use crate::state::AppState;
 pub fn allowed(origins: Option<&[String]>, origin: &str, host: Option<&str>) -> bool {
     match origins {
         None => true,
-        Some(list) if list.is_empty() => {
+        Some([]) => {
             let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
             host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
         }

@@ -310,6 +310,11 @@ impl Feeds {
                 gaps.push(member);
             }
         }
+        if sent > 0 {
+            crate::metrics::messages_out(&ev.event_type, sent);
+            let age_ms = (crate::domain::now_ms() - ev.created_at).max(0);
+            crate::metrics::latency(age_ms as f64 / 1000.0);
+        }
         if gaps.is_empty() {
             Notified::Done
         } else {
