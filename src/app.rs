@@ -68,7 +68,12 @@ impl App {
             // between the two limits get a PAYLOAD_TOO_LARGE ack instead.
             .max_payload(2 * config.max_payload as u64)
             .ws_max_message_size(2 * config.max_payload)
-            .ws_max_frame_size(2 * config.max_payload);
+            .ws_max_frame_size(2 * config.max_payload)
+            // Per-socket outgoing packets. The channel allocates as it
+            // fills, so idle sockets pay nothing; durable events never
+            // overflow it (they wait and catch up), ephemeral bursts beyond
+            // it are dropped and counted.
+            .max_buffer_size(256);
 
         let (redis_parts, link) = match &config.redis_url {
             Some(_) => {

@@ -91,6 +91,9 @@ struct Track {
     samples: VecDeque<(Instant, i64)>,
     initial: i64,
     acked: Option<i64>,
+    /// When the socket's buffer was first found full and not drained since:
+    /// what was sent after (and shortly before) that may never have left.
+    stalled_since: Option<Instant>,
 }
 
 /// One socket in one room's feed.
@@ -154,10 +157,11 @@ impl Member {
 
     pub fn confirmed(&self, window: Duration) -> i64 {
         let t = self.track();
-        if window.is_zero() {
+        if window.is_zero() && t.stalled_since.is_none() {
             return t.last;
         }
-        let Some(deadline) = Instant::now().checked_sub(window) else {
+        let since = t.stalled_since.unwrap_or_else(Instant::now);
+        let Some(deadline) = since.checked_sub(window) else {
             return t.initial;
         };
         t.samples
@@ -223,7 +227,14 @@ impl Member {
             return false;
         }
         t.catching_up = false;
+        t.stalled_since = None;
         true
+    }
+
+    /// Notes that the socket's buffer is full (the first time counts).
+    pub fn stalled(&self) {
+        let mut t = self.track();
+        t.stalled_since.get_or_insert_with(Instant::now);
     }
 }
 
@@ -299,9 +310,15 @@ impl Feeds {
                 match member.send_next(&mut t, ev) {
                     Ok(true) => sent += 1,
                     Ok(false) | Err(SendFail::Closed) => {}
+                    // A burst filled the socket's buffer: nothing is dropped
+                    // or buffered here; the member catches up from the
+                    // database at the pace the socket drains (and is cut off
+                    // only if it stops draining altogether).
                     Err(SendFail::Full) => {
+                        t.catching_up = true;
+                        t.stalled_since.get_or_insert_with(Instant::now);
                         drop(t);
-                        member.sink.overflowed();
+                        gaps.push(member);
                     }
                 }
             } else {
@@ -425,11 +442,14 @@ mod tests {
     }
 
     #[test]
-    fn a_full_buffer_does_not_advance_the_position() {
+    fn a_full_buffer_hands_the_member_to_catch_up_without_advancing() {
         let (feeds, m, rec) = setup(Role::Operator, 0);
         assert!(m.finish_catch_up());
         rec.full.store(true, std::sync::atomic::Ordering::Relaxed);
-        feeds.notify(&ev(1, RoleSet::ALL));
+        assert!(matches!(
+            feeds.notify(&ev(1, RoleSet::ALL)),
+            Notified::CatchUp(_)
+        ));
         assert_eq!(m.last(), 0);
     }
 

@@ -38,8 +38,9 @@ pub use feed::{Feeds, LogEvent, Member, Notified, SendFail, Sink};
 /// Events read per database round trip during a catch-up: bounded memory
 /// whatever the backlog.
 const PAGE: i64 = 500;
-/// A catch-up whose socket accepts nothing for this long is abandoned.
-const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// A socket that accepts nothing for this long during a catch-up is a slow
+/// consumer: it is cut off (and catches up when it reconnects).
+const STALL_LIMIT: Duration = Duration::from_secs(10);
 
 pub struct DurableHub {
     pub feeds: Feeds,
@@ -281,11 +282,14 @@ impl DurableHub {
             match member.deliver_caught_up(ev) {
                 Ok(sent) => return Ok(sent),
                 Err(SendFail::Closed) => return Err(Stop::Gone),
-                Err(SendFail::Full) if start.elapsed() > STALL_LIMIT => {
+                Err(SendFail::Full) if start.elapsed() > STALL_LIMIT || !self.attached(member) => {
                     member.sink.overflowed();
                     return Err(Stop::Gone);
                 }
-                Err(SendFail::Full) => tokio::time::sleep(Duration::from_millis(2)).await,
+                Err(SendFail::Full) => {
+                    member.stalled();
+                    tokio::time::sleep(Duration::from_millis(2)).await
+                }
             }
         }
     }

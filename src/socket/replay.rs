@@ -25,6 +25,8 @@ pub struct SocketSink<A: Adapter> {
     socket: SocketRef<A>,
     id: String,
     role: Role,
+    state: AppState,
+    session: std::sync::Weak<Session>,
 }
 
 fn send_fail(e: SendError) -> SendFail {
@@ -55,11 +57,26 @@ impl<A: Adapter> Sink for SocketSink<A> {
         tracing::warn!(sid = %self.id, "slow consumer: outgoing buffer full, disconnecting (its durable events will be replayed)");
         crate::metrics::slow_consumer_disconnect();
         // With a full buffer socketioxide cannot queue the DISCONNECT packet
-        // and leaves the socket open; its heartbeat then fails at the next
-        // ping (the ping cannot be queued either), which closes it within
-        // `WS_PING_INTERVAL` without waiting for TCP. The cursor of a socket
-        // closed that way rolls back a heartbeat window, so nothing is lost.
+        // and leaves the socket open; the engine's heartbeat then closes it,
+        // but socketioxide runs disconnect handlers only once the blocked
+        // write returns, which for a client that stopped reading means a TCP
+        // timeout. So the socket is cleaned up here and now: it leaves every
+        // durable feed, stops counting, and its cursor rolls back a
+        // heartbeat window, so what it did not read is replayed later.
         let _ = self.socket.clone().disconnect();
+        if let Some(session) = self.session.upgrade() {
+            let state = self.state.clone();
+            let id = self.id.clone();
+            tokio::spawn(async move {
+                super::connection::cleanup::<A>(
+                    &state,
+                    &id,
+                    &session,
+                    Some(DisconnectReason::HeartbeatTimeout),
+                )
+                .await;
+            });
+        }
     }
 }
 
@@ -68,6 +85,8 @@ fn sink<A: Adapter>(ctx: &Ctx<A>) -> Arc<dyn Sink> {
         socket: ctx.socket.clone(),
         id: ctx.socket.id.to_string(),
         role: ctx.session.identity().role,
+        state: ctx.state.clone(),
+        session: Arc::downgrade(&ctx.session),
     })
 }
 

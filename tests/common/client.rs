@@ -12,6 +12,7 @@ pub struct Client {
     events: mpsc::UnboundedReceiver<(String, Vec<Value>)>,
     acks: mpsc::UnboundedReceiver<(u64, Value)>,
     next_ack: u64,
+    early_acks: std::collections::HashMap<u64, Value>,
     pub sid: Option<String>,
 }
 
@@ -100,6 +101,7 @@ impl Client {
                 events,
                 acks,
                 next_ack: 0,
+                early_acks: Default::default(),
                 sid: Some(sid),
             }),
             Ok(Some(Err(message))) => Err(ConnectError::Refused(message)),
@@ -140,11 +142,18 @@ impl Client {
         self.ack(id).await
     }
 
+    /// The ack with this id; acks may arrive in any order (refusals such as
+    /// RATE_LIMITED are answered before queued events).
     pub async fn ack(&mut self, id: u64) -> Value {
+        if let Some(v) = self.early_acks.remove(&id) {
+            return v;
+        }
         loop {
             match tokio::time::timeout(Duration::from_secs(10), self.acks.recv()).await {
                 Ok(Some((got, v))) if got == id => return v,
-                Ok(Some(_)) => continue,
+                Ok(Some((got, v))) => {
+                    self.early_acks.insert(got, v);
+                }
                 _ => panic!("no ack {id}"),
             }
         }
