@@ -7,6 +7,7 @@
 //! - [`socket`]: connection life cycle, the ordered per-socket dispatcher,
 //!   rooms, publishing, delivery (with role filtering and the Redis fallback).
 //! - [`events`]: publishing shared by socket and HTTP: validation, durable append, conflation.
+//! - [`documents`]: last-write-wins documents shared by socket and HTTP: merge, permissions, shapes.
 //! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
 //! - [`http`]: health, event API, telemetry ingest.
 //! - [`limits`]: connection limits per node and per IP.
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
+pub mod documents;
 pub mod domain;
 pub mod error;
 pub mod events;

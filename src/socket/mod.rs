@@ -6,6 +6,7 @@
 pub mod broadcast;
 pub mod connection;
 pub mod dispatch;
+pub mod documents;
 pub mod events;
 pub mod rooms;
 pub mod session;
@@ -48,6 +49,8 @@ async fn route<A: Adapter>(ctx: &Ctx<A>, event: &str, data: Value) -> AppResult<
         "rooms" => Ok(rooms::list(ctx)),
         "auth:refresh" => connection::refresh(ctx, data).await,
         "event:publish" => events::publish(ctx, data).await,
+        "document:get" => documents::get(ctx, data).await,
+        "document:update" => documents::update(ctx, data).await,
         other => Err(AppError::new(
             Code::UnknownEvent,
             format!(

@@ -16,7 +16,7 @@ use sqlx::{
 use super::{Appended, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order};
 
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PgStore {

@@ -20,8 +20,8 @@ use sqlx::{
 use super::{Appended, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order};
 
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(super) writer: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
 impl SqliteStore {
