@@ -125,75 +125,98 @@ pub fn merge(stored: &StoredDocument, update: &Update<'_>) -> Result<MergeOutcom
             current: stored.version,
         });
     }
-    let status = if update.base_version == stored.version {
-        Status::Applied
-    } else {
-        Status::Merged
-    };
     let edited_at = effective_edit_time(update.edited_at, update.now);
-    let next = stored.version + 1;
-    let mut data = stored.data.clone();
-    let mut fields = stored.fields.clone();
-    let mut changes = Map::new();
-    let mut conflict = Conflict::default();
-    for (name, incoming) in update.changes {
-        let current = stored.data.get(name).unwrap_or(&Value::Null);
-        let contested = stored
-            .fields
-            .get(name)
-            .filter(|meta| meta.version > update.base_version);
-        let written = match contested {
-            None => true,
-            Some(meta) => {
-                let wins = incoming_wins(edited_at, update.author, meta);
-                if incoming != current {
-                    let (resolved, winner) = if wins {
-                        (incoming, Winner::Incoming)
-                    } else {
-                        (current, Winner::Stored)
-                    };
-                    conflict.fields.push(name.clone());
-                    conflict.original.insert(name.clone(), current.clone());
-                    conflict.incoming.insert(name.clone(), incoming.clone());
-                    conflict.resolved.insert(name.clone(), resolved.clone());
-                    conflict
-                        .against
-                        .insert(name.clone(), (meta.clone(), winner));
-                }
-                wins
-            }
-        };
-        if !written {
-            continue;
-        }
-        if incoming.is_null() {
-            data.remove(name);
+    let mut out = MergeOutcome {
+        status: if update.base_version == stored.version {
+            Status::Applied
         } else {
-            data.insert(name.clone(), incoming.clone());
-        }
-        fields.insert(
-            name.clone(),
-            FieldMeta {
-                version: next,
-                edited_at,
-                author: update.author.to_string(),
-            },
-        );
-        changes.insert(name.clone(), incoming.clone());
-    }
-    Ok(MergeOutcome {
-        status,
-        edited_at,
-        version: if changes.is_empty() {
-            stored.version
-        } else {
-            next
+            Status::Merged
         },
-        changes,
-        data,
-        fields,
-        conflict: (!conflict.fields.is_empty()).then_some(conflict),
-    })
+        edited_at,
+        version: stored.version,
+        changes: Map::new(),
+        data: stored.data.clone(),
+        fields: stored.fields.clone(),
+        conflict: None,
+    };
+    let mut conflict = Conflict::default();
+    let written = FieldMeta {
+        version: stored.version + 1,
+        edited_at,
+        author: update.author.to_string(),
+    };
+    for (name, incoming) in update.changes {
+        if keeps_field(stored, update, edited_at, name, incoming, &mut conflict) {
+            out.write(name, incoming, &written);
+        }
+    }
+    if !out.changes.is_empty() {
+        out.version = written.version;
+    }
+    out.conflict = (!conflict.fields.is_empty()).then_some(conflict);
+    Ok(out)
+}
+
+/// Whether the update keeps field `name`: always when uncontested, else when
+/// its edit is the later one. A contested field whose values differ is
+/// recorded in `conflict`.
+fn keeps_field(
+    stored: &StoredDocument,
+    update: &Update<'_>,
+    edited_at: i64,
+    name: &str,
+    incoming: &Value,
+    conflict: &mut Conflict,
+) -> bool {
+    let Some(meta) = stored
+        .fields
+        .get(name)
+        .filter(|meta| meta.version > update.base_version)
+    else {
+        return true;
+    };
+    let wins = incoming_wins(edited_at, update.author, meta);
+    let current = stored.data.get(name).unwrap_or(&Value::Null);
+    if incoming != current {
+        conflict.record(name, current, incoming, meta, wins);
+    }
+    wins
+}
+
+impl Conflict {
+    fn record(
+        &mut self,
+        name: &str,
+        current: &Value,
+        incoming: &Value,
+        meta: &FieldMeta,
+        wins: bool,
+    ) {
+        let (resolved, winner) = if wins {
+            (incoming, Winner::Incoming)
+        } else {
+            (current, Winner::Stored)
+        };
+        self.fields.push(name.to_string());
+        self.original.insert(name.to_string(), current.clone());
+        self.incoming.insert(name.to_string(), incoming.clone());
+        self.resolved.insert(name.to_string(), resolved.clone());
+        self.against
+            .insert(name.to_string(), (meta.clone(), winner));
+    }
+}
+
+impl MergeOutcome {
+    /// Sets (or, for `null`, deletes) a field and records its write.
+    fn write(&mut self, name: &str, value: &Value, meta: &FieldMeta) {
+        if value.is_null() {
+            self.data.remove(name);
+        } else {
+            self.data.insert(name.to_string(), value.clone());
+        }
+        self.fields.insert(name.to_string(), meta.clone());
+        self.changes.insert(name.to_string(), value.clone());
+    }
 }
 
 #[cfg(test)]

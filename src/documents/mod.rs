@@ -137,52 +137,58 @@ pub async fn update(
             duplicate: true,
         });
     }
+    let plan = plan(state, doc, lock.current(), writer.author, req)?;
+    lock.commit(plan.write.as_ref(), &plan.result)
+        .await
+        .map_err(store_error)?;
+    Ok(Updated {
+        updated: plan.write.as_ref().map(|w| view::updated(doc, w)),
+        result: plan.result,
+        conflict: plan.conflict,
+        duplicate: false,
+    })
+}
+
+/// What an update decided while holding the lock.
+struct Plan {
+    write: Option<DocumentWrite>,
+    result: Value,
+    conflict: Option<Value>,
+}
+
+/// Merges `req` into `current`, checks the result and builds the answer.
+fn plan(
+    state: &AppState,
+    doc: &DocRef,
+    current: &StoredDocument,
+    author: &str,
+    req: &UpdateRequest,
+) -> AppResult<Plan> {
     let now = now_ms();
-    let current = lock.current();
     let merged = lww::merge(
         current,
         &lww::Update {
             base_version: req.base_version,
             changes: &req.changes,
             edited_at: req.edited_at,
-            author: writer.author,
+            author,
             now,
         },
     )
-    .map_err(|f| {
-        AppError::new(
-            Code::Conflict,
-            format!(
-                "baseVersion {} is ahead of the document's version {}; fetch it again",
-                f.base_version, f.current
-            ),
-        )
-        .with_details(json!({ "field": "baseVersion", "version": f.current }))
-    })?;
+    .map_err(future_base)?;
     let write = (!merged.changes.is_empty()).then(|| DocumentWrite {
         version: merged.version,
-        data: merged.data.clone(),
-        fields: merged.fields.clone(),
-        changes: merged.changes.clone(),
-        updated_by: writer.author.to_string(),
+        data: merged.data,
+        fields: merged.fields,
+        changes: merged.changes,
+        updated_by: author.to_string(),
         edited_at: merged.edited_at,
         updated_at: now,
     });
     let after = match &write {
         Some(w) => {
             check_document(state, doc, w)?;
-            StoredDocument {
-                version: w.version,
-                data: w.data.clone(),
-                fields: w.fields.clone(),
-                created_at: if current.exists() {
-                    current.created_at
-                } else {
-                    now
-                },
-                updated_at: now,
-                updated_by: w.updated_by.clone(),
-            }
+            written(current, w)
         }
         None => current.clone(),
     };
@@ -196,15 +202,38 @@ pub async fn update(
         view::document(doc, &after),
         conflict.clone(),
     );
-    lock.commit(write.as_ref(), &result)
-        .await
-        .map_err(store_error)?;
-    Ok(Updated {
+    Ok(Plan {
+        write,
         result,
-        updated: write.as_ref().map(|w| view::updated(doc, w)),
         conflict,
-        duplicate: false,
     })
+}
+
+fn future_base(f: lww::FutureBase) -> AppError {
+    AppError::new(
+        Code::Conflict,
+        format!(
+            "baseVersion {} is ahead of the document's version {}; fetch it again",
+            f.base_version, f.current
+        ),
+    )
+    .with_details(json!({ "field": "baseVersion", "version": f.current }))
+}
+
+/// The document as stored once `w` is committed over `current`.
+fn written(current: &StoredDocument, w: &DocumentWrite) -> StoredDocument {
+    StoredDocument {
+        version: w.version,
+        data: w.data.clone(),
+        fields: w.fields.clone(),
+        created_at: if current.exists() {
+            current.created_at
+        } else {
+            w.updated_at
+        },
+        updated_at: w.updated_at,
+        updated_by: w.updated_by.clone(),
+    }
 }
 
 /// The merged document must fit `DOCUMENT_MAX_BYTES` (checked first, as
