@@ -483,3 +483,46 @@ async fn http_get_patch_and_history() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn reading_needs_a_read_role_of_the_catalog() {
+    let catalog = std::env::temp_dir().join(format!("{}.json", common::unique("catalog")));
+    std::fs::write(
+        &catalog,
+        json!({ "documents": { "payroll": { "read": ["manager"], "write": ["manager"] } } })
+            .to_string(),
+    )
+    .expect("catalog file");
+    let app = common::spawn_app(
+        &common::sqlite_url(),
+        &[("CATALOG_FILE", catalog.to_str().expect("utf-8 path"))],
+    )
+    .await;
+    let company = common::unique("c");
+    let mut op = connect(&app, "o1", &company, Role::Operator).await;
+    let mut mgr = connect(&app, "m1", &company, Role::Manager).await;
+    let ack = mgr
+        .emit_with_ack("document:update", json!({ "type": "payroll", "id": "2026-11", "baseVersion": 0, "changes": {"total": 1} }))
+        .await;
+    assert_eq!(ack["version"], 1, "{ack}");
+    let denied = op
+        .emit_with_ack(
+            "document:get",
+            json!({ "type": "payroll", "id": "2026-11" }),
+        )
+        .await;
+    assert_eq!(denied["error"]["code"], "FORBIDDEN", "{denied}");
+    let sub = op
+        .emit_with_ack("subscribe", json!({ "room": "document:payroll:2026-11" }))
+        .await;
+    assert_eq!(sub["denied"][0]["code"], "FORBIDDEN", "{sub}");
+    let got = mgr
+        .emit_with_ack(
+            "document:get",
+            json!({ "type": "payroll", "id": "2026-11" }),
+        )
+        .await;
+    assert_eq!(got["document"]["data"], json!({"total": 1}));
+    app.stop().await;
+    let _ = std::fs::remove_file(catalog);
+}
