@@ -80,6 +80,8 @@ pub struct Config {
     pub max_connections_per_ip: Option<usize>,
     pub max_payload: usize,
     pub max_subscriptions: usize,
+    /// Largest document (its JSON data), bytes: bigger results are PAYLOAD_TOO_LARGE.
+    pub document_max_bytes: usize,
     pub rate_limit: f64,
     pub rate_burst: f64,
     pub message_queue_ttl: Duration,
@@ -182,6 +184,10 @@ impl Config {
         if max_payload < 1024 {
             return Err(bad("WS_MAX_PAYLOAD", "must be at least 1024 bytes"));
         }
+        let document_max_bytes: usize = v.parse("DOCUMENT_MAX_BYTES", 262_144)?;
+        if document_max_bytes < 1024 {
+            return Err(bad("DOCUMENT_MAX_BYTES", "must be at least 1024 bytes"));
+        }
         let cors_origins = match v.list("CORS_ORIGINS") {
             Some(list) if list.iter().any(|o| o == "*") => None,
             Some(list) => Some(list),
@@ -214,6 +220,7 @@ impl Config {
             max_connections_per_ip: v.optional_usize("WS_MAX_CONNECTIONS_PER_IP")?,
             max_payload,
             max_subscriptions: v.parse("WS_MAX_SUBSCRIPTIONS", 50)?,
+            document_max_bytes,
             rate_limit,
             rate_burst,
             message_queue_ttl: v.seconds("WS_MESSAGE_QUEUE_TTL", 86_400)?,
@@ -295,6 +302,7 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://switchyard.db");
         assert_eq!(c.max_payload, 65_536);
         assert_eq!(c.max_subscriptions, 50);
+        assert_eq!(c.document_max_bytes, 262_144);
         assert_eq!(c.rate_burst, 40.0);
         assert!(matches!(
             c.jwt_key,
@@ -321,6 +329,7 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("HOST", "nowhere"),
             ("WS_MAX_PAYLOAD", "10"),
+            ("DOCUMENT_MAX_BYTES", "100"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");

@@ -8,6 +8,7 @@
 //!   rooms, publishing, delivery (with role filtering and the Redis fallback).
 //! - [`events`]: publishing shared by socket and HTTP: validation, durable append, conflation.
 //! - [`replay`]: live delivery of durable events per socket, catch-up, offline-queue cursors, retention.
+//! - [`documents`]: last-write-wins documents shared by socket and HTTP: merge, permissions, shapes.
 //! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
 //! - [`http`]: health, event API, telemetry ingest.
 //! - [`limits`]: connection limits per node and per IP, per-socket rate limits.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
+pub mod documents;
 pub mod domain;
 pub mod error;
 pub mod events;

@@ -358,3 +358,28 @@ impl DocumentSpec {
         self.validator.as_ref().is_none_or(|v| v.is_valid(data))
     }
 }
+
+impl DocumentSpec {
+    /// Validates a whole document (the result of a merge) against the type's
+    /// schema; the details name the failing field as a JSON pointer.
+    pub fn validate(&self, doc_type: &str, data: &Value) -> Result<(), AppError> {
+        let Some(validator) = &self.validator else {
+            return Ok(());
+        };
+        let errors: Vec<Value> = validator
+            .iter_errors(data)
+            .take(10)
+            .map(|e| json!({ "field": failing_field(&e), "reason": e.to_string() }))
+            .collect();
+        let Some(first) = errors.first() else {
+            return Ok(());
+        };
+        let field = first["field"].as_str().unwrap_or_default().to_string();
+        let reason = first["reason"].as_str().unwrap_or_default().to_string();
+        Err(AppError::new(
+            Code::ValidationFailed,
+            format!("the `{doc_type}` document would be invalid at `{field}`: {reason}"),
+        )
+        .with_details(json!({ "field": field, "errors": errors })))
+    }
+}

@@ -1,6 +1,8 @@
-//! The HTTP API: health, event publishing and history, telemetry ingest.
+//! The HTTP API: health, event publishing and history, telemetry ingest,
+//! documents.
 //! Served by the same axum router (and port) as the Socket.IO layer.
 
+pub mod documents;
 pub mod events;
 pub mod health;
 pub mod origin;
@@ -18,5 +20,13 @@ pub fn routes(state: AppState) -> Router {
         .route("/metrics", get(|| async { crate::metrics::render() }))
         .route("/api/v1/events", post(events::publish).get(events::history))
         .route("/api/v1/telemetry", post(events::telemetry))
+        .route(
+            "/api/v1/documents/{type}/{id}",
+            get(documents::get).patch(documents::patch),
+        )
+        .route(
+            "/api/v1/documents/{type}/{id}/history",
+            get(documents::history),
+        )
         .with_state(state)
 }

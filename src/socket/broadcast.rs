@@ -35,6 +35,22 @@ pub struct Delivery {
 #[async_trait]
 pub trait Hub: Send + Sync + 'static {
     async fn deliver(&self, d: &Delivery);
+
+    /// Emits `event` with the single argument `data` to a logical room of a
+    /// company (e.g. `document:updated`), except the socket `exclude`. No
+    /// role filtering: whoever may join the room may see what is sent there.
+    /// The default drops it with an error (hubs that cannot reach sockets).
+    async fn emit_room(
+        &self,
+        company: &str,
+        room: &str,
+        event: &str,
+        data: &Value,
+        exclude: Option<Sid>,
+    ) {
+        let _ = (company, data, exclude);
+        tracing::error!(%room, %event, "this hub cannot emit to rooms");
+    }
 }
 
 pub struct IoHub<A: Adapter> {
@@ -81,6 +97,27 @@ impl<A: Adapter> Hub for IoHub<A> {
                 }
             }
             Err(e) => count_drops(&e),
+        }
+    }
+
+    async fn emit_room(
+        &self,
+        company: &str,
+        room: &str,
+        event: &str,
+        data: &Value,
+        exclude: Option<Sid>,
+    ) {
+        let target = internal_room(company, room);
+        let operators = || match exclude.and_then(|sid| self.io.get_socket(sid)) {
+            Some(sender) => sender.to(target.clone()),
+            None => self.io.to(target.clone()),
+        };
+        if let Err(e) = operators().emit(event, data).await {
+            tracing::warn!(error = %e, %room, "cluster broadcast failed; delivering on this node only");
+            if let Err(e) = operators().local().emit(event, data).await {
+                tracing::error!(error = %e, "local delivery failed");
+            }
         }
     }
 }

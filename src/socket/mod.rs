@@ -6,6 +6,7 @@
 pub mod broadcast;
 pub mod connection;
 pub mod dispatch;
+pub mod documents;
 pub mod events;
 pub mod replay;
 pub mod rooms;
@@ -50,6 +51,8 @@ async fn route<A: Adapter>(ctx: &Ctx<A>, event: &str, data: Value) -> AppResult<
         "auth:refresh" => connection::refresh(ctx, data).await,
         "event:publish" => events::publish(ctx, data).await,
         "events:ack" => replay::ack(ctx, data).await,
+        "document:get" => documents::get(ctx, data).await,
+        "document:update" => documents::update(ctx, data).await,
         other => Err(AppError::new(
             Code::UnknownEvent,
             format!(

@@ -4,6 +4,13 @@
 //! of `DATABASE_URL`; migrations for each backend live in
 //! `migrations/{postgres,sqlite}` and run at startup and on `switchyard migrate`.
 //! The contract tests in `tests/store.rs` run the same cases on both.
+//! Documents (SPEC §6) have their own interface, [`DocumentStore`], in
+//! `documents.rs`, implemented in `postgres_documents.rs` and
+//! `sqlite_documents.rs`; contract tests in `tests/store_documents.rs`.
+
+pub mod documents;
+mod postgres_documents;
+mod sqlite_documents;
 
 mod postgres;
 mod sqlite;
@@ -15,6 +22,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use documents::DocumentStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -73,7 +81,7 @@ pub struct StoredEvent {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: DocumentStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`, for logs and health.
     fn backend(&self) -> &'static str;
 

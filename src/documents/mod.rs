@@ -1,0 +1,279 @@
+//! Last-write-wins documents (SPEC §6), shared by the socket handlers
+//! (`document:get`, `document:update`) and the HTTP API: permissions, the
+//! update path (lock → merge → validate → commit) and reads.
+//!
+//! - [`lww`]: the pure merge rules (conflicts, tie-break, clamping).
+//! - [`request`]: parsing and validation of what clients send.
+//! - [`view`]: the JSON shapes sent back and broadcast.
+//!
+//! The database arbitrates concurrent writers: an update holds the
+//! document's lock (see `store::documents`) from reading the current version
+//! to committing the next one, so the merge always runs against the latest
+//! state and every version number is used once, on any number of nodes.
+
+pub mod lww;
+pub mod request;
+pub mod view;
+
+use serde_json::{Value, json};
+
+use crate::catalog::Catalog;
+use crate::domain::{Role, now_ms};
+use crate::error::{AppError, AppResult, Code};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::store::documents::{DocumentVersion, DocumentWrite, StoredDocument};
+use request::{DocRef, UpdateRequest};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Whether `role` may read or write documents of `doc_type`. Types without a
+/// catalog entry are open to every role (SPEC §3 default permissions).
+pub fn authorize(catalog: &Catalog, doc_type: &str, role: Role, access: Access) -> AppResult<()> {
+    let Some(spec) = catalog.document(doc_type) else {
+        return Ok(());
+    };
+    let (roles, verb) = match access {
+        Access::Read => (spec.read, "read"),
+        Access::Write => (spec.write, "write"),
+    };
+    if roles.contains(role) {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            Code::Forbidden,
+            format!("role `{role}` may not {verb} `{doc_type}` documents"),
+        ))
+    }
+}
+
+/// Storage failures: an unreachable database is UNAVAILABLE (retry later);
+/// anything else is a bug or corruption, logged and reported as INTERNAL.
+fn store_error(e: StoreError) -> AppError {
+    match e {
+        StoreError::Db(e) => AppError::unavailable(e),
+        other => AppError::internal(other),
+    }
+}
+
+/// Who writes, and where their mutation ids live.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    pub company_id: &'a str,
+    /// Recorded as the author of each field written; breaks edit-time ties.
+    pub author: &'a str,
+    /// Prefix of the idempotency key, so two users' (or the HTTP API's and a
+    /// user's) `clientMutationId`s never collide.
+    pub mutation_scope: &'a str,
+}
+
+/// What an update produced for the caller to send.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    /// `{ status, version, document, conflict? }`: the ack / response body.
+    pub result: Value,
+    /// The `document:updated` body, when this call wrote a version.
+    pub updated: Option<Value>,
+    /// The `document:conflict` body, when fields were in conflict.
+    pub conflict: Option<Value>,
+    /// A retry of an earlier `clientMutationId`: `result` is the first one.
+    pub duplicate: bool,
+}
+
+/// The document, or `None` when it does not exist.
+pub async fn get(
+    state: &AppState,
+    company_id: &str,
+    doc: &DocRef,
+) -> AppResult<Option<StoredDocument>> {
+    state
+        .store
+        .document(&doc.key(company_id))
+        .await
+        .map_err(store_error)
+}
+
+/// Versions after `after`, at most `limit`, as history entries.
+pub async fn history(
+    state: &AppState,
+    company_id: &str,
+    doc: &DocRef,
+    after: i64,
+    limit: i64,
+) -> AppResult<Vec<DocumentVersion>> {
+    state
+        .store
+        .document_history(&doc.key(company_id), after, limit)
+        .await
+        .map_err(store_error)
+}
+
+/// Applies one update. Refusals (future base, size, schema) write nothing.
+pub async fn update(
+    state: &AppState,
+    writer: Writer<'_>,
+    doc: &DocRef,
+    req: &UpdateRequest,
+) -> AppResult<Updated> {
+    let mutation_key = req
+        .mutation_id
+        .as_ref()
+        .map(|id| format!("{}:{id}", writer.mutation_scope));
+    let lock = state
+        .store
+        .lock_document(&doc.key(writer.company_id), mutation_key.as_deref())
+        .await
+        .map_err(store_error)?;
+    if let Some(first) = lock.first_result() {
+        // Dropping the lock rolls back: a retry writes nothing.
+        return Ok(Updated {
+            result: first.clone(),
+            updated: None,
+            conflict: None,
+            duplicate: true,
+        });
+    }
+    let plan = plan(state, doc, lock.current(), writer.author, req)?;
+    lock.commit(plan.write.as_ref(), &plan.result)
+        .await
+        .map_err(store_error)?;
+    Ok(Updated {
+        updated: plan.write.as_ref().map(|w| view::updated(doc, w)),
+        result: plan.result,
+        conflict: plan.conflict,
+        duplicate: false,
+    })
+}
+
+/// What an update decided while holding the lock.
+struct Plan {
+    write: Option<DocumentWrite>,
+    result: Value,
+    conflict: Option<Value>,
+}
+
+/// Merges `req` into `current`, checks the result and builds the answer.
+fn plan(
+    state: &AppState,
+    doc: &DocRef,
+    current: &StoredDocument,
+    author: &str,
+    req: &UpdateRequest,
+) -> AppResult<Plan> {
+    let now = now_ms();
+    let merged = lww::merge(
+        current,
+        &lww::Update {
+            base_version: req.base_version,
+            changes: &req.changes,
+            edited_at: req.edited_at,
+            author,
+            now,
+        },
+    )
+    .map_err(future_base)?;
+    let write = (!merged.changes.is_empty()).then(|| DocumentWrite {
+        version: merged.version,
+        data: merged.data,
+        fields: merged.fields,
+        changes: merged.changes,
+        updated_by: author.to_string(),
+        edited_at: merged.edited_at,
+        updated_at: now,
+    });
+    let after = match &write {
+        Some(w) => {
+            check_document(state, doc, w)?;
+            written(current, w)
+        }
+        None => current.clone(),
+    };
+    let conflict = merged
+        .conflict
+        .as_ref()
+        .map(|c| view::conflict(doc, c, merged.version, merged.edited_at));
+    if conflict.is_some() {
+        crate::metrics::conflict();
+    }
+    let result = view::result(
+        merged.status,
+        merged.version,
+        view::document(doc, &after),
+        conflict.clone(),
+    );
+    Ok(Plan {
+        write,
+        result,
+        conflict,
+    })
+}
+
+fn future_base(f: lww::FutureBase) -> AppError {
+    AppError::new(
+        Code::Conflict,
+        format!(
+            "baseVersion {} is ahead of the document's version {}; fetch it again",
+            f.base_version, f.current
+        ),
+    )
+    .with_details(json!({ "field": "baseVersion", "version": f.current }))
+}
+
+/// The document as stored once `w` is committed over `current`.
+fn written(current: &StoredDocument, w: &DocumentWrite) -> StoredDocument {
+    StoredDocument {
+        version: w.version,
+        data: w.data.clone(),
+        fields: w.fields.clone(),
+        created_at: if current.exists() {
+            current.created_at
+        } else {
+            w.updated_at
+        },
+        updated_at: w.updated_at,
+        updated_by: w.updated_by.clone(),
+    }
+}
+
+/// The merged document must fit `DOCUMENT_MAX_BYTES` (checked first, as
+/// sizes are everywhere) and its type's schema.
+fn check_document(state: &AppState, doc: &DocRef, w: &DocumentWrite) -> AppResult<()> {
+    let max = state.config.document_max_bytes;
+    let size = serde_json::to_vec(&w.data).map_or(usize::MAX, |v| v.len());
+    if size > max {
+        return Err(AppError::new(
+            Code::PayloadTooLarge,
+            format!("the document would be {size} bytes; the limit is {max}"),
+        )
+        .with_details(json!({ "size": size, "limit": max })));
+    }
+    match state.catalog.document(&doc.doc_type) {
+        Some(spec) => spec.validate(&doc.doc_type, &Value::Object(w.data.clone())),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_roles_gate_reads_and_writes_and_unknown_types_are_open() {
+        let c = Catalog::load(None).unwrap();
+        assert!(authorize(&c, "order", Role::Operator, Access::Read).is_ok());
+        assert_eq!(
+            authorize(&c, "order", Role::Operator, Access::Write)
+                .unwrap_err()
+                .code,
+            Code::Forbidden
+        );
+        assert!(authorize(&c, "order", Role::Supervisor, Access::Write).is_ok());
+        assert!(authorize(&c, "project", Role::Supervisor, Access::Write).is_err());
+        assert!(authorize(&c, "project", Role::Manager, Access::Write).is_ok());
+        assert!(authorize(&c, "checklist", Role::Operator, Access::Write).is_ok());
+    }
+}

@@ -1,0 +1,145 @@
+//! `GET`/`PATCH /api/v1/documents/{type}/{id}?companyId=` and
+//! `GET /api/v1/documents/{type}/{id}/history` (SPEC §6), for backends
+//! holding an API key. Same semantics as the socket API; the author is the
+//! body's `updatedBy` (default `api`) and `clientMutationId`s are scoped to
+//! the HTTP API.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::http::ApiKey;
+use crate::documents::request::{DocRef, parse_update};
+use crate::documents::{self, Writer, view};
+use crate::domain::identity::valid_id;
+use crate::error::{AppError, AppResult, Code};
+use crate::state::AppState;
+
+/// Author recorded for HTTP writes that do not name one.
+const DEFAULT_AUTHOR: &str = "api";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocQuery {
+    company_id: String,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+fn target(
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<DocQuery>, QueryRejection>,
+) -> AppResult<(DocRef, DocQuery)> {
+    let Path((doc_type, doc_id)) =
+        path.map_err(|e| AppError::new(Code::ValidationFailed, e.body_text()))?;
+    let Query(q) = query.map_err(|e| AppError::new(Code::ValidationFailed, e.body_text()))?;
+    if !valid_id(&q.company_id) {
+        return Err(AppError::new(
+            Code::ValidationFailed,
+            "`companyId` must be 1-64 characters of letters, digits, _ . @ -",
+        ));
+    }
+    Ok((DocRef::parse(&doc_type, &doc_id)?, q))
+}
+
+/// `{ document }`, or 404 `NOT_FOUND`.
+pub async fn get(
+    _: ApiKey,
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<DocQuery>, QueryRejection>,
+) -> AppResult<Json<Value>> {
+    let (doc, q) = target(path, query)?;
+    let stored = documents::get(&state, &q.company_id, &doc)
+        .await?
+        .ok_or_else(|| {
+            AppError::new(
+                Code::NotFound,
+                format!("no `{}` document `{}`", doc.doc_type, doc.doc_id),
+            )
+        })?;
+    Ok(Json(json!({ "document": view::document(&doc, &stored) })))
+}
+
+/// Body `{ baseVersion, changes, editedAt?, clientMutationId?, updatedBy? }`
+/// → `{ status, version, document, conflict? }`; subscribers of the
+/// document's room get `document:updated`.
+pub async fn patch(
+    _: ApiKey,
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<DocQuery>, QueryRejection>,
+    body: Bytes,
+) -> AppResult<Json<Value>> {
+    let (doc, q) = target(path, query)?;
+    let body: Value = serde_json::from_slice(&body).map_err(|e| {
+        AppError::new(
+            Code::ValidationFailed,
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    let author = match body.get("updatedBy") {
+        None | Some(Value::Null) => DEFAULT_AUTHOR.to_string(),
+        Some(Value::String(s)) if valid_id(s) => s.clone(),
+        Some(_) => {
+            return Err(AppError::new(
+                Code::ValidationFailed,
+                "`updatedBy` must be 1-64 characters of letters, digits, _ . @ -",
+            )
+            .with_details(json!({ "field": "updatedBy" })));
+        }
+    };
+    let req = parse_update(&body)?;
+    let writer = Writer {
+        company_id: &q.company_id,
+        author: &author,
+        mutation_scope: "k",
+    };
+    let out = documents::update(&state, writer, &doc, &req).await?;
+    if let Some(updated) = &out.updated {
+        state
+            .hub()
+            .emit_room(
+                &q.company_id,
+                &doc.room(),
+                "document:updated",
+                updated,
+                None,
+            )
+            .await;
+    }
+    let mut result = out.result;
+    if out.duplicate {
+        result["duplicate"] = json!(true);
+    }
+    Ok(Json(result))
+}
+
+/// `?companyId=&after=&limit=` → `{ versions: [{ version, changes,
+/// updatedBy, updatedAt, editedAt }], next }` (`next` = the `after` of the
+/// following page, or null).
+pub async fn history(
+    _: ApiKey,
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<DocQuery>, QueryRejection>,
+) -> AppResult<Json<Value>> {
+    let (doc, q) = target(path, query)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let versions = documents::history(
+        &state,
+        &q.company_id,
+        &doc,
+        q.after.unwrap_or(0).max(0),
+        limit,
+    )
+    .await?;
+    let next = (versions.len() as i64 == limit)
+        .then(|| versions.last().map(|v| v.version))
+        .flatten();
+    let versions: Vec<Value> = versions.iter().map(view::version).collect();
+    Ok(Json(json!({ "versions": versions, "next": next })))
+}

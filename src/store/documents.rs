@@ -1,0 +1,158 @@
+//! Storage of last-write-wins documents (SPEC §6): the records and the
+//! [`DocumentStore`] interface. The merge rules live in
+//! `crate::documents::lww`; this module only persists what they decide.
+//!
+//! Writers of one document are serialised by the database: a writer takes a
+//! [`DocumentLock`] (the row lock in PostgreSQL, the single writer connection
+//! in SQLite), reads the current state, decides, and commits the new version,
+//! its history row and the mutation result in the same transaction. Every
+//! version number is therefore used exactly once, across any number of nodes.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::StoreError;
+
+/// Which document: `(companyId, type, id)`, already validated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DocKey {
+    pub company_id: String,
+    pub doc_type: String,
+    pub doc_id: String,
+}
+
+/// The last change of one top-level field (a deleted field keeps its entry,
+/// so a stale writer still sees that someone changed it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldMeta {
+    pub version: i64,
+    /// Milliseconds since the epoch, as resolved by the server (never in the future).
+    pub edited_at: i64,
+    pub author: String,
+}
+
+/// A document as stored. `version` 0 means it does not exist yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDocument {
+    pub version: i64,
+    pub data: Map<String, Value>,
+    pub fields: BTreeMap<String, FieldMeta>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
+impl StoredDocument {
+    /// The state of a document nobody has written yet.
+    pub fn absent() -> Self {
+        Self {
+            version: 0,
+            data: Map::new(),
+            fields: BTreeMap::new(),
+            created_at: 0,
+            updated_at: 0,
+            updated_by: String::new(),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.version > 0
+    }
+}
+
+/// One new version, as decided by the merge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentWrite {
+    /// Always the current version + 1.
+    pub version: i64,
+    /// The whole document after this version.
+    pub data: Map<String, Value>,
+    pub fields: BTreeMap<String, FieldMeta>,
+    /// What this version changed (`null` = field deleted), for the history.
+    pub changes: Map<String, Value>,
+    pub updated_by: String,
+    pub edited_at: i64,
+    pub updated_at: i64,
+}
+
+/// One entry of a document's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentVersion {
+    pub version: i64,
+    pub changes: Map<String, Value>,
+    pub updated_by: String,
+    pub edited_at: i64,
+    pub updated_at: i64,
+}
+
+/// A document held for writing. Nothing else can write the document until
+/// [`DocumentLock::commit`] or drop (which rolls back), so the holder must
+/// not wait on anything but its own decision.
+#[async_trait]
+pub trait DocumentLock: Send {
+    /// The current state ([`StoredDocument::absent`] for a new document).
+    fn current(&self) -> &StoredDocument;
+
+    /// The result remembered for this lock's mutation key, when that key was
+    /// already used: the caller answers with it and commits nothing.
+    fn first_result(&self) -> Option<&Value>;
+
+    /// Writes `write` (when something changed) and remembers `result` under
+    /// the mutation key (when there is one), atomically.
+    async fn commit(
+        self: Box<Self>,
+        write: Option<&DocumentWrite>,
+        result: &Value,
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait DocumentStore: Send + Sync {
+    /// The document, or `None` when it does not exist.
+    async fn document(&self, key: &DocKey) -> Result<Option<StoredDocument>, StoreError>;
+
+    /// Takes the document for writing; `mutation_key` is the scoped
+    /// idempotency key of this update, if any.
+    async fn lock_document(
+        &self,
+        key: &DocKey,
+        mutation_key: Option<&str>,
+    ) -> Result<Box<dyn DocumentLock>, StoreError>;
+
+    /// Versions after `after`, in version order, at most `limit`.
+    async fn document_history(
+        &self,
+        key: &DocKey,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<DocumentVersion>, StoreError>;
+}
+
+/// JSON text of a stored column, for the SQLite backend and error messages.
+pub(super) fn to_text<T: Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(super) fn from_text<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The write must follow the locked version exactly: anything else is a bug
+/// in the caller, refused before it could reuse a version number.
+pub(super) fn check_successor(
+    current: &StoredDocument,
+    write: &DocumentWrite,
+) -> Result<(), StoreError> {
+    if write.version == current.version + 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "document write of version {} over version {}",
+            write.version, current.version
+        )))
+    }
+}

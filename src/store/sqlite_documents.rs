@@ -1,0 +1,232 @@
+//! SQLite implementation of [`DocumentStore`].
+//!
+//! Writes go through the single writer connection (see `sqlite.rs`), so a
+//! writer's transaction — read, decide, write — runs alone: the next writer
+//! of any document waits for the pool. Reads use the reader pool. The write
+//! is still a compare-and-swap on the version and the history's primary key
+//! still rejects a reused version, as in PostgreSQL.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::SqliteStore;
+use super::StoreError;
+use super::documents::{
+    DocKey, DocumentLock, DocumentStore, DocumentVersion, DocumentWrite, FieldMeta, StoredDocument,
+    check_successor, from_text, to_text,
+};
+
+const SELECT_DOCUMENT: &str = "SELECT version, data, fields, created_at, updated_at, updated_by
+     FROM documents WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND version > 0";
+
+fn document_from_row(row: &SqliteRow) -> Result<StoredDocument, StoreError> {
+    let data: String = row.try_get("data")?;
+    let fields: String = row.try_get("fields")?;
+    Ok(StoredDocument {
+        version: row.try_get("version")?,
+        data: from_text::<Map<String, Value>>(&data)?,
+        fields: from_text::<BTreeMap<String, FieldMeta>>(&fields)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
+pub struct SqliteDocumentLock {
+    tx: Transaction<'static, Sqlite>,
+    key: DocKey,
+    mutation_key: Option<String>,
+    current: StoredDocument,
+    first: Option<Value>,
+}
+
+impl SqliteDocumentLock {
+    async fn write(&mut self, w: &DocumentWrite) -> Result<(), StoreError> {
+        check_successor(&self.current, w)?;
+        let key = &self.key;
+        let (data, fields) = (to_text(&w.data)?, to_text(&w.fields)?);
+        let written = if self.current.exists() {
+            sqlx::query(
+                "UPDATE documents SET version = ?, data = ?, fields = ?, updated_at = ?, updated_by = ?
+                 WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND version = ?",
+            )
+            .bind(w.version)
+            .bind(data)
+            .bind(fields)
+            .bind(w.updated_at)
+            .bind(&w.updated_by)
+            .bind(&key.company_id)
+            .bind(&key.doc_type)
+            .bind(&key.doc_id)
+            .bind(self.current.version)
+            .execute(&mut *self.tx)
+            .await?
+        } else {
+            sqlx::query(
+                "INSERT INTO documents
+                   (company_id, doc_type, doc_id, version, data, fields, created_at, updated_at, updated_by)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&key.company_id)
+            .bind(&key.doc_type)
+            .bind(&key.doc_id)
+            .bind(w.version)
+            .bind(data)
+            .bind(fields)
+            .bind(w.updated_at)
+            .bind(w.updated_at)
+            .bind(&w.updated_by)
+            .execute(&mut *self.tx)
+            .await?
+        };
+        if written.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "document {}/{} moved past version {} while locked",
+                key.doc_type, key.doc_id, self.current.version
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO document_versions
+               (company_id, doc_type, doc_id, version, changes, updated_by, edited_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.company_id)
+        .bind(&key.doc_type)
+        .bind(&key.doc_id)
+        .bind(w.version)
+        .bind(to_text(&w.changes)?)
+        .bind(&w.updated_by)
+        .bind(w.edited_at)
+        .bind(w.updated_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DocumentLock for SqliteDocumentLock {
+    fn current(&self) -> &StoredDocument {
+        &self.current
+    }
+
+    fn first_result(&self) -> Option<&Value> {
+        self.first.as_ref()
+    }
+
+    async fn commit(
+        mut self: Box<Self>,
+        write: Option<&DocumentWrite>,
+        result: &Value,
+    ) -> Result<(), StoreError> {
+        if let Some(w) = write {
+            self.write(w).await?;
+        }
+        if let Some(mutation) = &self.mutation_key {
+            let key = &self.key;
+            sqlx::query(
+                "INSERT INTO document_mutations (company_id, doc_type, doc_id, key, result, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&key.company_id)
+            .bind(&key.doc_type)
+            .bind(&key.doc_id)
+            .bind(mutation)
+            .bind(to_text(result)?)
+            .bind(crate::domain::now_ms())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DocumentStore for SqliteStore {
+    async fn document(&self, key: &DocKey) -> Result<Option<StoredDocument>, StoreError> {
+        let row = sqlx::query(SELECT_DOCUMENT)
+            .bind(&key.company_id)
+            .bind(&key.doc_type)
+            .bind(&key.doc_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(document_from_row).transpose()
+    }
+
+    async fn lock_document(
+        &self,
+        key: &DocKey,
+        mutation_key: Option<&str>,
+    ) -> Result<Box<dyn DocumentLock>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let current = match sqlx::query(SELECT_DOCUMENT)
+            .bind(&key.company_id)
+            .bind(&key.doc_type)
+            .bind(&key.doc_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            Some(row) => document_from_row(&row)?,
+            None => StoredDocument::absent(),
+        };
+        let first = match mutation_key {
+            None => None,
+            Some(mutation) => sqlx::query_scalar::<_, String>(
+                "SELECT result FROM document_mutations
+                 WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND key = ?",
+            )
+            .bind(&key.company_id)
+            .bind(&key.doc_type)
+            .bind(&key.doc_id)
+            .bind(mutation)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|text| from_text::<Value>(&text))
+            .transpose()?,
+        };
+        Ok(Box::new(SqliteDocumentLock {
+            tx,
+            key: key.clone(),
+            mutation_key: mutation_key.map(str::to_string),
+            current,
+            first,
+        }))
+    }
+
+    async fn document_history(
+        &self,
+        key: &DocKey,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<DocumentVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, changes, updated_by, edited_at, updated_at FROM document_versions
+             WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND version > ?
+             ORDER BY version LIMIT ?",
+        )
+        .bind(&key.company_id)
+        .bind(&key.doc_type)
+        .bind(&key.doc_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let changes: String = row.try_get("changes")?;
+                Ok(DocumentVersion {
+                    version: row.try_get("version")?,
+                    changes: from_text(&changes)?,
+                    updated_by: row.try_get("updated_by")?,
+                    edited_at: row.try_get("edited_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+}
