@@ -30,11 +30,24 @@ pub struct Delivery {
     pub exclude: Option<Sid>,
 }
 
+/// A server signal with a single argument (presence, typing) for one room;
+/// every role receives it.
+#[derive(Debug, Clone)]
+pub struct Signal {
+    pub company: String,
+    pub room: String,
+    pub event: &'static str,
+    pub data: Value,
+    /// A socket that does not receive it (e.g. the one typing).
+    pub exclude: Option<Sid>,
+}
+
 /// Hides the adapter type from code (HTTP handlers, timers) that only needs
 /// to deliver.
 #[async_trait]
 pub trait Hub: Send + Sync + 'static {
     async fn deliver(&self, d: &Delivery);
+    async fn emit(&self, s: &Signal);
 }
 
 pub struct IoHub<A: Adapter> {
@@ -46,12 +59,16 @@ impl<A: Adapter> IoHub<A> {
         Self { io }
     }
 
-    fn operators(&self, d: &Delivery) -> BroadcastOperators<A> {
-        let room = internal_room(&d.company, &d.room);
-        let base = match d.exclude.and_then(|sid| self.io.get_socket(sid)) {
+    fn to(&self, company: &str, room: &str, exclude: Option<Sid>) -> BroadcastOperators<A> {
+        let room = internal_room(company, room);
+        match exclude.and_then(|sid| self.io.get_socket(sid)) {
             Some(sender) => sender.to(room),
             None => self.io.to(room),
-        };
+        }
+    }
+
+    fn operators(&self, d: &Delivery) -> BroadcastOperators<A> {
+        let base = self.to(&d.company, &d.room, d.exclude);
         let excluded: Vec<String> = Role::ALL
             .into_iter()
             .filter(|r| !d.receive.contains(*r))
@@ -73,6 +90,16 @@ impl<A: Adapter> Hub for IoHub<A> {
             tracing::warn!(error = %e, room = %d.room, "cluster broadcast failed; delivering on this node only");
             if let Err(e) = self.operators(d).local().emit(&d.event_type, &args).await {
                 tracing::error!(error = %e, "local delivery failed");
+            }
+        }
+    }
+
+    async fn emit(&self, s: &Signal) {
+        let to = || self.to(&s.company, &s.room, s.exclude);
+        if let Err(e) = to().emit(s.event, &s.data).await {
+            tracing::warn!(error = %e, room = %s.room, "cluster broadcast failed; signalling this node only");
+            if let Err(e) = to().local().emit(s.event, &s.data).await {
+                tracing::error!(error = %e, "local signal failed");
             }
         }
     }

@@ -173,6 +173,8 @@ async fn welcome<A: Adapter>(ctx: Ctx<A>) {
     );
     let members = replay::replay_on_connect(&ctx, &extra).await;
     let replayed = ctx.state.durable.replay_merged(&members).await;
+    // Registered before `session`: a client that has `session` is listed.
+    crate::presence::join(&ctx.state, &ctx.session, ctx.socket.id, &extra).await;
     let session = json!({
         "socketId": ctx.socket.id.to_string(),
         "userId": identity.user_id,
@@ -256,6 +258,7 @@ pub async fn cleanup<A: Adapter>(
     state.connections.fetch_sub(1, Ordering::AcqRel);
     state.limits.release(session.ip);
     replay::leave::<A>(state, socket_id, session, reason).await;
+    crate::presence::leave(state, socket_id).await;
 }
 
 async fn on_disconnect<A: Adapter>(

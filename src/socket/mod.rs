@@ -1,5 +1,5 @@
 //! The Socket.IO side: connection life cycle, the ordered dispatcher, and
-//! one module per group of client events. Handlers are plain async functions
+//! one module per group of client events (rooms, events, replay, presence). Handlers are plain async functions
 //! of a [`Ctx`] and the event's JSON; they return the ack or an [`AppError`],
 //! and are generic over the adapter so local and Redis clusters share them.
 
@@ -7,6 +7,7 @@ pub mod broadcast;
 pub mod connection;
 pub mod dispatch;
 pub mod events;
+pub mod presence;
 pub mod replay;
 pub mod rooms;
 pub mod session;
@@ -50,6 +51,8 @@ async fn route<A: Adapter>(ctx: &Ctx<A>, event: &str, data: Value) -> AppResult<
         "auth:refresh" => connection::refresh(ctx, data).await,
         "event:publish" => events::publish(ctx, data).await,
         "events:ack" => replay::ack(ctx, data).await,
+        "presence:list" => presence::list(ctx, data).await,
+        "user:typing" => presence::typing(ctx, data).await,
         other => Err(AppError::new(
             Code::UnknownEvent,
             format!(

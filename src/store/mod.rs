@@ -3,10 +3,14 @@
 //! All SQL lives under this module. The backend is picked from the URL scheme
 //! of `DATABASE_URL`; migrations for each backend live in
 //! `migrations/{postgres,sqlite}` and run at startup and on `switchyard migrate`.
-//! The contract tests in `tests/store.rs` run the same cases on both.
+//! The contract tests in `tests/store.rs` (and `tests/store_presence.rs`
+//! for [`PresenceStore`]) run the same cases on both.
 
 mod postgres;
+mod postgres_presence;
+pub mod presence;
 mod sqlite;
+mod sqlite_presence;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use postgres::PgStore;
+pub use presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +78,7 @@ pub struct StoredEvent {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: PresenceStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`, for logs and health.
     fn backend(&self) -> &'static str;
 

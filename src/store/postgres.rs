@@ -20,7 +20,7 @@ use super::{
 };
 
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PgStore {
