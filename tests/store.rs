@@ -221,24 +221,66 @@ async fn cursors_only_move_forward_and_prune_drops_expired_events() {
             user_id: "u1".into(),
             device_id: "tablet".into(),
         };
-        assert!(store.load_cursors(&key).await.unwrap().is_empty(), "{backend}");
-        store.save_cursors(&key, &[("company".into(), 5), ("user:u1".into(), 2)], 1).await.unwrap();
-        store.save_cursors(&key, &[("company".into(), 3)], 2).await.unwrap();
+        assert!(
+            store.load_cursors(&key).await.unwrap().is_empty(),
+            "{backend}"
+        );
+        store
+            .save_cursors(&key, &[("company".into(), 5), ("user:u1".into(), 2)], 1)
+            .await
+            .unwrap();
+        store
+            .save_cursors(&key, &[("company".into(), 3)], 2)
+            .await
+            .unwrap();
         let c = store.load_cursors(&key).await.unwrap();
-        assert_eq!((c["company"], c["user:u1"]), (5, 2), "{backend}: never moves back");
-        let other_device = store::CursorKey { device_id: "phone".into(), ..key.clone() };
-        assert!(store.load_cursors(&other_device).await.unwrap().is_empty(), "{backend}: per device");
+        assert_eq!(
+            (c["company"], c["user:u1"]),
+            (5, 2),
+            "{backend}: never moves back"
+        );
+        let other_device = store::CursorKey {
+            device_id: "phone".into(),
+            ..key.clone()
+        };
+        assert!(
+            store.load_cursors(&other_device).await.unwrap().is_empty(),
+            "{backend}: per device"
+        );
 
         let mut old = event(&company, &["company"], None);
         old.expires_at = 1_000;
         let mut fresh = event(&company, &["company"], None);
         fresh.expires_at = i64::MAX / 2;
         store.append(vec![old, fresh]).await.unwrap();
-        assert_eq!(store.head_offset(&company, "company").await.unwrap(), 2, "{backend}");
-        let live = store.events_after(&company, "company", 0, 10, 2_000).await.unwrap();
-        assert_eq!(live.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![2], "{backend}: expired events are not served");
+        assert_eq!(
+            store.head_offset(&company, "company").await.unwrap(),
+            2,
+            "{backend}"
+        );
+        let live = store
+            .events_after(&company, "company", 0, 10, 2_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            live.iter().map(|e| e.offset).collect::<Vec<_>>(),
+            vec![2],
+            "{backend}: expired events are not served"
+        );
         assert!(store.prune(2_000).await.unwrap() >= 1, "{backend}");
-        assert_eq!(store.events_after(&company, "company", 0, 10, 0).await.unwrap().len(), 1, "{backend}: pruned");
-        assert_eq!(store.head_offset(&company, "company").await.unwrap(), 2, "{backend}: offsets never restart");
+        assert_eq!(
+            store
+                .events_after(&company, "company", 0, 10, 0)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{backend}: pruned"
+        );
+        assert_eq!(
+            store.head_offset(&company, "company").await.unwrap(),
+            2,
+            "{backend}: offsets never restart"
+        );
     }
 }
