@@ -188,6 +188,9 @@ pub async fn leave(state: &AppState, socket_id: &str) {
         typing::socket_gone(state, sid).await;
     }
     let p = &state.presence;
+    // Shared before the slot goes: the heartbeat never sees a socket gone
+    // from this node whose row is still being deleted (no false drift).
+    let _shared = p.sync.read().await;
     let Some(slot) = p.slots().remove(socket_id) else {
         return;
     };
@@ -195,7 +198,6 @@ pub async fn leave(state: &AppState, socket_id: &str) {
         return; // `leave_node` removes all of this node's rows at once
     }
     let user = user_of(&slot.entry());
-    let _shared = p.sync.read().await;
     let mut left = slot.op.lock().await;
     *left = true;
     match state.store.presence_leave(&user, socket_id, now_ms()).await {
