@@ -1,5 +1,5 @@
 //! The Socket.IO side: connection life cycle, the ordered dispatcher, and
-//! one module per group of client events (rooms, events, replay, presence). Handlers are plain async functions
+//! one module per group of client events. Handlers are plain async functions
 //! of a [`Ctx`] and the event's JSON; they return the ack or an [`AppError`],
 //! and are generic over the adapter so local and Redis clusters share them.
 
