@@ -25,7 +25,7 @@
 //! - **Drift.** The heartbeat compares the number of rows it refreshed with
 //!   the sockets this node registered; if they differ (a write failed while
 //!   the database was away, or another node reaped us while we were cut
-//!   off) it registers every socket again and removes rows it does not own.
+//!   off) it registers every socket again and removes its rows no socket backs.
 //! - **Shutdown** removes all of this node's rows in one transaction as
 //!   departures; clients reconnecting elsewhere within the grace period see
 //!   no flap, the others go offline when another node's sweep settles them.
