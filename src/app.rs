@@ -111,6 +111,7 @@ impl App {
                 (layer_router(layer), wire(&state, io))
             }
         };
+        tokio::spawn(crate::presence::maintain(state.clone()));
         let router = http::routes(state.clone())
             .merge(layer)
             .layer(axum::middleware::from_fn_with_state(
@@ -194,6 +195,7 @@ fn wire<A: Adapter>(state: &AppState, io: SocketIo<A>) -> Closer {
             {
                 tracing::warn!("shutdown grace elapsed with socket work still running");
             }
+            crate::presence::leave_node(&state).await;
             io.close().await;
         })
     })

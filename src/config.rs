@@ -85,7 +85,11 @@ pub struct Config {
     pub rate_limit: f64,
     pub rate_burst: f64,
     pub message_queue_ttl: Duration,
+    /// How long a dead node's sockets count as present (`WS_PRESENCE_TTL`).
     pub presence_ttl: Duration,
+    /// How long after a user's last socket left `user:offline` waits for a
+    /// reconnect (`WS_PRESENCE_GRACE_MS`).
+    pub presence_grace: Duration,
     pub catalog_file: Option<PathBuf>,
     pub http_body_limit: usize,
     pub shutdown_grace: Duration,
@@ -188,6 +192,10 @@ impl Config {
         if document_max_bytes < 1024 {
             return Err(bad("DOCUMENT_MAX_BYTES", "must be at least 1024 bytes"));
         }
+        let presence_ttl = v.seconds("WS_PRESENCE_TTL", 300)?;
+        if presence_ttl.is_zero() {
+            return Err(bad("WS_PRESENCE_TTL", "must be at least 1 second"));
+        }
         let cors_origins = match v.list("CORS_ORIGINS") {
             Some(list) if list.iter().any(|o| o == "*") => None,
             Some(list) => Some(list),
@@ -224,7 +232,8 @@ impl Config {
             rate_limit,
             rate_burst,
             message_queue_ttl: v.seconds("WS_MESSAGE_QUEUE_TTL", 86_400)?,
-            presence_ttl: v.seconds("WS_PRESENCE_TTL", 300)?,
+            presence_ttl,
+            presence_grace: v.millis("WS_PRESENCE_GRACE_MS", 5_000)?,
             catalog_file: v.get("CATALOG_FILE").map(PathBuf::from),
             http_body_limit: v.parse("HTTP_BODY_LIMIT", 1_048_576)?,
             shutdown_grace: v.seconds("SHUTDOWN_GRACE", 10)?,
@@ -333,6 +342,24 @@ mod tests {
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn presence_grace_and_ttl() {
+        let c = cfg(&[]).expect("defaults are valid");
+        assert_eq!(c.presence_grace, Duration::from_millis(5_000));
+        assert_eq!(c.presence_ttl, Duration::from_secs(300));
+        let c = cfg(&[("WS_PRESENCE_GRACE_MS", "750"), ("WS_PRESENCE_TTL", "3")]).expect("valid");
+        assert_eq!(c.presence_grace, Duration::from_millis(750));
+        assert_eq!(c.presence_ttl, Duration::from_secs(3));
+        for (var, val) in [
+            ("WS_PRESENCE_GRACE_MS", "0"),
+            ("WS_PRESENCE_GRACE_MS", "5s"),
+            ("WS_PRESENCE_TTL", "0"),
+            ("WS_PRESENCE_TTL", "-1"),
+        ] {
+            assert_eq!(cfg(&[(var, val)]).unwrap_err().var, var, "{var}={val}");
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`socket`]: connection life cycle, the ordered per-socket dispatcher,
 //!   rooms, publishing, delivery (with role filtering and the Redis fallback).
 //! - [`events`]: publishing shared by socket and HTTP: validation, durable append, conflation.
+//! - [`presence`]: who is online across the cluster (database-backed, exactly-once transitions), typing.
 //! - [`replay`]: live delivery of durable events per socket, catch-up, offline-queue cursors, retention.
 //! - [`documents`]: last-write-wins documents shared by socket and HTTP: merge, permissions, shapes.
 //! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
@@ -31,6 +32,7 @@ pub mod events;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod presence;
 pub mod replay;
 pub mod socket;
 pub mod state;

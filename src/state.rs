@@ -17,6 +17,7 @@ use crate::cluster::RedisLink;
 use crate::config::Config;
 use crate::events::conflate::Conflator;
 use crate::limits::ConnectionLimits;
+use crate::presence::Presence;
 use crate::replay::DurableHub;
 use crate::socket::broadcast::Hub;
 use crate::store::Store;
@@ -41,6 +42,8 @@ pub struct Inner {
     pub workers: TaskTracker,
     pub conflator: Arc<Conflator>,
     pub limits: ConnectionLimits,
+    /// This node's presence registrations and typing states (SPEC §7).
+    pub presence: Presence,
     /// Set once the Socket.IO instance exists (it is built after the state).
     hub: OnceLock<Arc<dyn Hub>>,
 }
@@ -55,6 +58,7 @@ impl AppState {
     ) -> Self {
         let catalog = Arc::new(catalog);
         let durable = DurableHub::new(store.clone(), catalog.clone());
+        let presence = Presence::new(&config);
         Self(Arc::new(Inner {
             config,
             verifier,
@@ -68,6 +72,7 @@ impl AppState {
             workers: TaskTracker::new(),
             conflator: Arc::new(Conflator::default()),
             limits: ConnectionLimits::default(),
+            presence,
             hub: OnceLock::new(),
         }))
     }
@@ -104,5 +109,9 @@ struct NoHub;
 impl Hub for NoHub {
     async fn deliver(&self, _: &crate::socket::broadcast::Delivery) {
         tracing::error!("delivery before the Socket.IO layer was built");
+    }
+
+    async fn emit(&self, _: &crate::socket::broadcast::Signal) {
+        tracing::error!("signal before the Socket.IO layer was built");
     }
 }

@@ -62,6 +62,8 @@ mod tests {
         async fn deliver(&self, d: &Delivery) {
             self.0.lock().unwrap().push(d.clone());
         }
+
+        async fn emit(&self, _: &crate::socket::broadcast::Signal) {}
     }
 
     fn reading(v: i64) -> Delivery {

@@ -16,6 +16,7 @@ use crate::documents::request::{DocRef, parse_update};
 use crate::documents::{self, Writer, view};
 use crate::domain::identity::valid_id;
 use crate::error::{AppError, AppResult, Code};
+use crate::socket::broadcast::Signal;
 use crate::state::AppState;
 
 /// Author recorded for HTTP writes that do not name one.
@@ -102,13 +103,13 @@ pub async fn patch(
     if let Some(updated) = &out.updated {
         state
             .hub()
-            .emit_room(
-                &q.company_id,
-                &doc.room(),
-                "document:updated",
-                updated,
-                None,
-            )
+            .emit(&Signal {
+                company: q.company_id.clone(),
+                room: doc.room(),
+                event: "document:updated",
+                data: updated.clone(),
+                exclude: None,
+            })
             .await;
     }
     let mut result = out.result;

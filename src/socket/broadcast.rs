@@ -30,27 +30,27 @@ pub struct Delivery {
     pub exclude: Option<Sid>,
 }
 
+/// A server signal with a single argument (presence, typing) for one room;
+/// every role receives it.
+#[derive(Debug, Clone)]
+pub struct Signal {
+    pub company: String,
+    pub room: String,
+    pub event: &'static str,
+    pub data: Value,
+    /// A socket that does not receive it (e.g. the one typing).
+    pub exclude: Option<Sid>,
+}
+
 /// Hides the adapter type from code (HTTP handlers, timers) that only needs
 /// to deliver.
 #[async_trait]
 pub trait Hub: Send + Sync + 'static {
     async fn deliver(&self, d: &Delivery);
 
-    /// Emits `event` with the single argument `data` to a logical room of a
-    /// company (e.g. `document:updated`), except the socket `exclude`. No
-    /// role filtering: whoever may join the room may see what is sent there.
-    /// The default drops it with an error (hubs that cannot reach sockets).
-    async fn emit_room(
-        &self,
-        company: &str,
-        room: &str,
-        event: &str,
-        data: &Value,
-        exclude: Option<Sid>,
-    ) {
-        let _ = (company, data, exclude);
-        tracing::error!(%room, %event, "this hub cannot emit to rooms");
-    }
+    /// A single-argument signal (presence, typing, documents); every role
+    /// that may be in the room gets it.
+    async fn emit(&self, s: &Signal);
 }
 
 pub struct IoHub<A: Adapter> {
@@ -62,12 +62,16 @@ impl<A: Adapter> IoHub<A> {
         Self { io }
     }
 
-    fn operators(&self, d: &Delivery) -> BroadcastOperators<A> {
-        let room = internal_room(&d.company, &d.room);
-        let base = match d.exclude.and_then(|sid| self.io.get_socket(sid)) {
+    fn to(&self, company: &str, room: &str, exclude: Option<Sid>) -> BroadcastOperators<A> {
+        let room = internal_room(company, room);
+        match exclude.and_then(|sid| self.io.get_socket(sid)) {
             Some(sender) => sender.to(room),
             None => self.io.to(room),
-        };
+        }
+    }
+
+    fn operators(&self, d: &Delivery) -> BroadcastOperators<A> {
+        let base = self.to(&d.company, &d.room, d.exclude);
         let excluded: Vec<String> = Role::ALL
             .into_iter()
             .filter(|r| !d.receive.contains(*r))
@@ -84,41 +88,45 @@ impl<A: Adapter> IoHub<A> {
 #[async_trait]
 impl<A: Adapter> Hub for IoHub<A> {
     async fn deliver(&self, d: &Delivery) {
-        let args = (&d.payload, &d.meta);
         crate::metrics::messages_out(&d.event_type, 1);
-        match self.operators(d).emit(&d.event_type, &args).await {
-            Ok(()) => {}
-            // Redis failed before anything was delivered: serve this node.
-            Err(BroadcastError::Adapter(e)) => {
-                crate::metrics::redis_error();
-                tracing::warn!(error = %e, room = %d.room, "cluster broadcast failed; delivering on this node only");
-                if let Err(e) = self.operators(d).local().emit(&d.event_type, &args).await {
-                    count_drops(&e);
-                }
-            }
-            Err(e) => count_drops(&e),
-        }
+        send(
+            || self.operators(d),
+            &d.event_type,
+            &(&d.payload, &d.meta),
+            &d.room,
+        )
+        .await;
     }
 
-    async fn emit_room(
-        &self,
-        company: &str,
-        room: &str,
-        event: &str,
-        data: &Value,
-        exclude: Option<Sid>,
-    ) {
-        let target = internal_room(company, room);
-        let operators = || match exclude.and_then(|sid| self.io.get_socket(sid)) {
-            Some(sender) => sender.to(target.clone()),
-            None => self.io.to(target.clone()),
-        };
-        if let Err(e) = operators().emit(event, data).await {
+    async fn emit(&self, s: &Signal) {
+        send(
+            || self.to(&s.company, &s.room, s.exclude),
+            s.event,
+            &s.data,
+            &s.room,
+        )
+        .await;
+    }
+}
+
+/// Emits through the cluster; if Redis fails before anything was
+/// delivered, serves this node's sockets. Full socket buffers are counted.
+async fn send<A: Adapter, T: serde::Serialize + ?Sized + Sync>(
+    operators: impl Fn() -> BroadcastOperators<A>,
+    event: &str,
+    data: &T,
+    room: &str,
+) {
+    match operators().emit(event, data).await {
+        Ok(()) => {}
+        Err(BroadcastError::Adapter(e)) => {
+            crate::metrics::redis_error();
             tracing::warn!(error = %e, %room, "cluster broadcast failed; delivering on this node only");
             if let Err(e) = operators().local().emit(event, data).await {
-                tracing::error!(error = %e, "local delivery failed");
+                count_drops(&e);
             }
         }
+        Err(e) => count_drops(&e),
     }
 }
 

@@ -185,6 +185,8 @@ async fn welcome<A: Adapter>(ctx: Ctx<A>) {
     let members = replay::replay_on_connect(&ctx, &extra).await;
     let replayed = ctx.state.durable.replay_merged(&members).await;
     crate::metrics::replayed(replayed as u64);
+    // Registered before `session`: a client that has `session` is listed.
+    crate::presence::join(&ctx.state, &ctx.session, ctx.socket.id, &extra).await;
     let session = json!({
         "socketId": ctx.socket.id.to_string(),
         "userId": identity.user_id,
@@ -269,6 +271,7 @@ pub async fn cleanup<A: Adapter>(
     crate::metrics::connection_closed();
     state.limits.release(session.ip);
     replay::leave::<A>(state, socket_id, session, reason).await;
+    crate::presence::leave(state, socket_id).await;
 }
 
 async fn on_disconnect<A: Adapter>(

@@ -2,6 +2,7 @@
 //! the role, run [`crate::documents`], then tell the writer about conflicts
 //! and the document's room about the new version.
 
+use crate::socket::broadcast::Signal;
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 
@@ -63,13 +64,13 @@ pub async fn update<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> {
     if let Some(updated) = &out.updated {
         ctx.state
             .hub()
-            .emit_room(
-                &identity.company_id,
-                &doc.room(),
-                "document:updated",
-                updated,
-                Some(ctx.socket.id),
-            )
+            .emit(&Signal {
+                company: identity.company_id.clone(),
+                room: doc.room(),
+                event: "document:updated",
+                data: updated.clone(),
+                exclude: Some(ctx.socket.id),
+            })
             .await;
     }
     let mut ack = out.result;

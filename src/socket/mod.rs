@@ -8,6 +8,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod documents;
 pub mod events;
+pub mod presence;
 pub mod replay;
 pub mod rooms;
 pub mod session;
@@ -53,6 +54,8 @@ async fn route<A: Adapter>(ctx: &Ctx<A>, event: &str, data: Value) -> AppResult<
         "events:ack" => replay::ack(ctx, data).await,
         "document:get" => documents::get(ctx, data).await,
         "document:update" => documents::update(ctx, data).await,
+        "presence:list" => presence::list(ctx, data).await,
+        "user:typing" => presence::typing(ctx, data).await,
         other => Err(AppError::new(
             Code::UnknownEvent,
             format!(

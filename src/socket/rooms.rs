@@ -181,6 +181,8 @@ pub async fn subscribe<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value
         let member = replay::attach(ctx, room, offset);
         replayed += ctx.state.durable.catch_up(&member, true).await;
     }
+    let sid = ctx.socket.id.to_string();
+    crate::presence::rooms_changed(&ctx.state, &sid, &join, &[]).await;
     let mut ack = json!({
         "ok": true,
         "rooms": join.iter().map(RoomName::as_str).collect::<Vec<_>>(),
@@ -198,6 +200,7 @@ pub async fn unsubscribe<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Val
     let identity = ctx.session.identity();
     let automatic = automatic_rooms(&identity);
     let mut left = Vec::new();
+    let mut gone = Vec::new();
     let mut denied = Vec::new();
     for raw in &requested {
         match RoomName::parse(raw) {
@@ -210,9 +213,12 @@ pub async fn unsubscribe<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Val
                 ctx.socket.leave(room.internal(&identity.company_id));
                 replay::detach(ctx, &room);
                 left.push(room.as_str().to_string());
+                gone.push(room);
             }
         }
     }
+    let sid = ctx.socket.id.to_string();
+    crate::presence::rooms_changed(&ctx.state, &sid, &[], &gone).await;
     Ok(json!({ "ok": true, "rooms": left, "denied": denied }))
 }
 

@@ -3,7 +3,8 @@
 //! All SQL lives under this module. The backend is picked from the URL scheme
 //! of `DATABASE_URL`; migrations for each backend live in
 //! `migrations/{postgres,sqlite}` and run at startup and on `switchyard migrate`.
-//! The contract tests in `tests/store.rs` run the same cases on both.
+//! The contract tests in `tests/store.rs` (and `tests/store_presence.rs`
+//! for [`PresenceStore`]) run the same cases on both.
 //! Documents (SPEC §6) have their own interface, [`DocumentStore`], in
 //! `documents.rs`, implemented in `postgres_documents.rs` and
 //! `sqlite_documents.rs`; contract tests in `tests/store_documents.rs`.
@@ -13,7 +14,10 @@ mod postgres_documents;
 mod sqlite_documents;
 
 mod postgres;
+mod postgres_presence;
+pub mod presence;
 mod sqlite;
+mod sqlite_presence;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use serde_json::Value;
 
 pub use documents::DocumentStore;
 pub use postgres::PgStore;
+pub use presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +86,7 @@ pub struct StoredEvent {
 }
 
 #[async_trait]
-pub trait Store: DocumentStore + Send + Sync + 'static {
+pub trait Store: DocumentStore + PresenceStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`, for logs and health.
     fn backend(&self) -> &'static str;
 

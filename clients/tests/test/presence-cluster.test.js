@@ -1,0 +1,224 @@
+// Presence across nodes (SPEC §7, §9): four server processes sharing Postgres
+// and Redis under one random REDIS_PREFIX, with a small grace period and
+// WS_PRESENCE_TTL=3 s. Presence counts the sockets of every node: a user
+// online via one node is seen on another, moving between nodes within the
+// grace period is no flap, a node killed with SIGKILL stops counting within
+// the TTL, and a node stopped with SIGTERM hands its users over cleanly.
+// Fails (never skips) when Postgres or Redis is unreachable.
+
+import assert from 'node:assert/strict';
+import { after, before, describe } from 'node:test';
+import {
+  cleanup, connect, emitAck, expectNoEvent, it, randomId, sleep, startServer, tcpReachable, token, waitFor,
+} from './helpers.js';
+
+const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
+const REDIS_URL = process.env.SY_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
+const GRACE = 1500;
+const TTL_S = 3;
+const COMPANY = randomId('presence-co-');
+const OTHER = randomId('presence-other-');
+
+let nodeA;
+let nodeB;
+let watcher; // another company's supervisor on node B, in the same rooms
+
+before(async () => {
+  const pg = new URL(PG_URL);
+  const redis = new URL(REDIS_URL);
+  const missing = [];
+  if (!(await tcpReachable(pg.hostname, Number(pg.port || 5432)))) missing.push(`Postgres at ${pg.hostname}:${pg.port || 5432}`);
+  if (!(await tcpReachable(redis.hostname, Number(redis.port || 6379)))) missing.push(`Redis at ${redis.hostname}:${redis.port || 6379}`);
+  if (missing.length) {
+    throw new Error(`presence cluster suite needs ${missing.join(' and ')}; start them (or set SY_TEST_POSTGRES_URL / SY_TEST_REDIS_URL). This suite does not skip.`);
+  }
+  nodeA = await node('a');
+  nodeB = await node('b');
+  watcher = await client(nodeB, 'op5', 'supervisor', { companyId: OTHER, rooms: ['order:9'] });
+});
+
+after(cleanup);
+
+const shared = { REDIS_PREFIX: randomId('sy-presence-') };
+
+function node(id) {
+  return startServer(
+    {
+      DATABASE_URL: PG_URL,
+      REDIS_URL,
+      REDIS_PREFIX: shared.REDIS_PREFIX,
+      NODE_ID: id,
+      WS_PRESENCE_GRACE_MS: GRACE,
+      WS_PRESENCE_TTL: TTL_S,
+    },
+    { name: `node-${id}` },
+  );
+}
+
+async function client(srv, sub, role, { companyId = COMPANY, rooms = [], t } = {}) {
+  const { socket } = await connect(srv.url, { auth: { token: token({ sub, companyId, role }) } }, { t });
+  if (rooms.length) {
+    const ack = await emitAck(socket, 'subscribe', { rooms });
+    assert.deepEqual(ack.denied, [], JSON.stringify(ack));
+  }
+  return socket;
+}
+
+/** The next presence event about `userId` on `socket`. */
+function presenceOf(socket, event, userId, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const handler = (data) => {
+      if (data?.userId !== userId) return;
+      clearTimeout(timer);
+      socket.off(event, handler);
+      resolve(data);
+    };
+    const timer = setTimeout(() => {
+      socket.off(event, handler);
+      reject(new Error(`no ${event} for ${userId} within ${ms} ms`));
+    }, ms);
+    socket.on(event, handler);
+  });
+}
+
+/** Resolves after `ms` unless a presence event about `userId` arrives. */
+function noPresenceOf(socket, userId, ms) {
+  return new Promise((resolve, reject) => {
+    const handler = (event, data) => {
+      if ((event === 'user:online' || event === 'user:offline') && data?.userId === userId) {
+        clearTimeout(timer);
+        socket.offAny(handler);
+        reject(new Error(`unexpected ${event} for ${userId}: ${JSON.stringify(data)}`));
+      }
+    };
+    const timer = setTimeout(() => {
+      socket.offAny(handler);
+      resolve();
+    }, ms);
+    socket.onAny(handler);
+  });
+}
+
+async function listed(socket, room) {
+  const ack = await emitAck(socket, 'presence:list', room ? { room } : undefined);
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  return Object.fromEntries(ack.users.map((u) => [u.userId, u.connections]));
+}
+
+describe('presence over two nodes', () => {
+  it('a user online via node A is seen by a supervisor on node B, and listed there', async (t) => {
+    const sup = await client(nodeB, 'sup1', 'supervisor', { t });
+    const online = presenceOf(sup, 'user:online', 'op1');
+    await client(nodeA, 'op1', 'operator', { t });
+    const data = await online;
+    assert.equal(data.role, 'operator');
+    assert.equal(typeof data.at, 'number');
+    assert.equal((await listed(sup)).op1, 1);
+  });
+
+  it('moving a socket from A to B within the grace period is no flap; leaving B is an offline', async (t) => {
+    const sup = await client(nodeB, 'sup2', 'supervisor', { t });
+    const online = presenceOf(sup, 'user:online', 'op2');
+    const onA = await client(nodeA, 'op2', 'operator', { t });
+    await online;
+    const quiet = noPresenceOf(sup, 'op2', GRACE + 2000);
+    onA.close();
+    await sleep(200);
+    const onB = await client(nodeB, 'op2', 'operator', { t });
+    await quiet;
+    assert.equal((await listed(sup)).op2, 1);
+
+    const offline = presenceOf(sup, 'user:offline', 'op2', GRACE + 5000);
+    onB.close();
+    const data = await offline;
+    assert.ok(data.duration >= GRACE, `online for ${data.duration} ms across both nodes`);
+    assert.equal((await listed(sup)).op2, undefined);
+  });
+
+  it('two tabs on two nodes: one user:online, user:offline only after both closed', async (t) => {
+    const sup = await client(nodeA, 'sup3', 'supervisor', { t });
+    const online = presenceOf(sup, 'user:online', 'op3');
+    const tabA = await client(nodeA, 'op3', 'operator', { t });
+    await online;
+    const noMore = noPresenceOf(sup, 'op3', GRACE + 1500);
+    const tabB = await client(nodeB, 'op3', 'operator', { t });
+    assert.equal((await listed(sup)).op3, 2, 'sockets of both nodes are counted');
+    tabA.close();
+    await noMore;
+    assert.equal((await listed(sup)).op3, 1);
+    const offline = presenceOf(sup, 'user:offline', 'op3', GRACE + 5000);
+    tabB.close();
+    await offline;
+  });
+
+  it('entity-room lists and typing work across nodes', async (t) => {
+    const sup = await client(nodeB, 'sup4', 'supervisor', { t, rooms: ['order:9'] });
+    const op = await client(nodeA, 'op4', 'operator', { t, rooms: ['order:9'] });
+    assert.deepEqual(await listed(sup, 'order:9'), { op4: 1, sup4: 1 });
+    const typing = waitFor(sup, 'user:typing');
+    const notSelf = expectNoEvent(op, 'user:typing', 700);
+    assert.deepEqual(await emitAck(op, 'user:typing', { room: 'order:9', isTyping: true }), { ok: true });
+    assert.deepEqual(await typing, [{ room: 'order:9', userId: 'op4', isTyping: true }]);
+    await notSelf;
+    await emitAck(op, 'unsubscribe', { room: 'order:9' });
+    assert.deepEqual(await listed(sup, 'order:9'), { sup4: 1 });
+  });
+
+  it('the users of a node killed with SIGKILL go offline within the TTL', { timeout: 40000 }, async (t) => {
+    const doomed = await node('k');
+    const sup = await client(nodeB, 'sup5', 'supervisor', { t });
+    const online = presenceOf(sup, 'user:online', 'op5');
+    await client(doomed, 'op5', 'operator', { t });
+    await online;
+    // A user with a socket on the dead node and one on a live node stays online.
+    await client(doomed, 'op6', 'operator', { t });
+    await client(nodeA, 'op6', 'operator', { t });
+    assert.deepEqual([(await listed(sup)).op5, (await listed(sup)).op6], [1, 2]);
+
+    const offline = presenceOf(sup, 'user:offline', 'op5', TTL_S * 1000 * 3);
+    const survivor = noPresenceOf(sup, 'op6', TTL_S * 1000 * 2);
+    const killedAt = Date.now();
+    doomed.proc.kill('SIGKILL');
+    const data = await offline;
+    const took = Date.now() - killedAt;
+    assert.ok(took <= TTL_S * 1000 + 3000, `offline ${took} ms after the kill (TTL ${TTL_S} s)`);
+    assert.ok(data.at <= killedAt + 100, `at (${data.at}) is the dead node's last heartbeat, before the kill (${killedAt})`);
+    assert.ok(data.at >= killedAt - (TTL_S * 1000) / 3 - 1000, `at (${data.at}) is a recent heartbeat`);
+    await survivor;
+    const list = await listed(sup);
+    assert.equal(list.op5, undefined);
+    assert.equal(list.op6, 1);
+    await doomed.stop();
+  });
+
+  it('SIGTERM: clients that reconnect elsewhere within the grace period stay online, the others go offline', { timeout: 40000 }, async (t) => {
+    const leaving = await node('g');
+    const sup = await client(nodeB, 'sup7', 'supervisor', { t });
+    const bothOnline = [presenceOf(sup, 'user:online', 'mover'), presenceOf(sup, 'user:online', 'goner')];
+    const mover = await client(leaving, 'mover', 'operator', { t });
+    await client(leaving, 'goner', 'operator', { t });
+    await Promise.all(bothOnline);
+
+    const moved = noPresenceOf(sup, 'mover', GRACE + 4000);
+    const gone = presenceOf(sup, 'user:offline', 'goner', GRACE + 6000);
+    const disconnected = waitFor(mover, 'disconnect', 10000);
+    const stopped = leaving.stop();
+    await disconnected;
+    // What socket.io clients do: reconnect, here to another node.
+    await client(nodeA, 'mover', 'operator', { t });
+    const exit = await stopped;
+    assert.equal(exit.code, 0, `graceful exit: ${JSON.stringify(exit)}`);
+    await gone;
+    await moved;
+    const list = await listed(sup);
+    assert.equal(list.mover, 1);
+    assert.equal(list.goner, undefined);
+  });
+
+  it('another company on node B heard none of it', async () => {
+    await sleep(300);
+    const heard = watcher.__events.filter((e) => e.event.startsWith('user:'));
+    assert.deepEqual(heard, []);
+    assert.deepEqual(await listed(watcher), { op5: 1 });
+  });
+});

@@ -1,0 +1,310 @@
+//! Presence (SPEC §7): who is online in each company, counted over the
+//! sockets of every node; and typing indicators ([`typing`]).
+//!
+//! The truth lives in the database behind [`crate::store::PresenceStore`]:
+//! a row per socket, owned by the node process serving it, and a state row
+//! per user. Nothing rests on the adapter's `fetch_sockets` (which silently
+//! returns partial results when a node is slow). How it stays correct:
+//!
+//! - **Exactly one transition.** Registering a socket and deciding that a
+//!   user went offline both run in a transaction that first locks the
+//!   user's row, then applies the pure rules of [`transition`]. Whichever
+//!   node's transaction flips the state emits the event, after commit;
+//!   every other transaction sees the flipped state and emits nothing.
+//! - **Grace.** When a socket leaves, its user's row records the time. If
+//!   the user has no socket left, the node schedules a settle after
+//!   `WS_PRESENCE_GRACE_MS`; it goes offline only if there is still no
+//!   socket (on any node) and no socket left more recently. A reconnect
+//!   within the grace period, on any node, finds the user still online: no
+//!   offline/online pair.
+//! - **Dead nodes.** Each node refreshes the heartbeat of all its rows in
+//!   one UPDATE every `WS_PRESENCE_TTL`/3. Every node sweeps: rows whose
+//!   heartbeat is older than the TTL are removed (their last heartbeat
+//!   counts as the departure) and their users settled; so are online users
+//!   whose settle timer was lost (a node that stopped after a departure).
+//! - **Drift.** The heartbeat compares the number of rows it refreshed with
+//!   the sockets this node registered; if they differ (a write failed while
+//!   the database was away, or another node reaped us while we were cut
+//!   off) it registers every socket again and removes its rows no socket backs.
+//! - **Shutdown** removes all of this node's rows in one transaction as
+//!   departures; clients reconnecting elsewhere within the grace period see
+//!   no flap, the others go offline when another node's sweep settles them.
+//!
+//! Per-node memory holds per-socket state only: what was registered for
+//! each socket of this node (to re-register it), and typing states.
+
+pub mod transition;
+pub mod typing;
+mod upkeep;
+
+pub use upkeep::{leave_node, maintain};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::json;
+use socketioxide::socket::Sid;
+
+use crate::config::Config;
+use crate::domain::room::RoomKind;
+use crate::domain::{RoomName, now_ms};
+use crate::error::{AppError, AppResult};
+use crate::socket::broadcast::Signal;
+use crate::socket::session::Session;
+use crate::state::AppState;
+use crate::store::{PresentUser, SocketEntry, UserKey};
+use transition::Change;
+use typing::Typing;
+
+/// What this node registered for one of its sockets.
+struct Slot {
+    /// Kept current (rooms) so the socket can be registered again.
+    entry: Mutex<SocketEntry>,
+    /// Orders this socket's writes: a leave waits for a registration still
+    /// in flight, so a socket that goes away while it is being registered
+    /// leaves no row behind. `true` once the socket left.
+    op: Arc<tokio::sync::Mutex<bool>>,
+}
+
+impl Slot {
+    fn entry(&self) -> MutexGuard<'_, SocketEntry> {
+        self.entry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct Presence {
+    /// This process's name in presence rows: `NODE_ID` plus a random part,
+    /// so a restarted node never keeps its predecessor's rows alive.
+    node: String,
+    grace: Duration,
+    ttl: Duration,
+    // std Mutex: never held across an await.
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Socket writes hold it shared; the heartbeat's drift check and
+    /// re-registration hold it exclusively, so they see no write in flight.
+    sync: tokio::sync::RwLock<()>,
+    pub typing: Typing,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Presence {
+    pub fn new(config: &Config) -> Self {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            node: format!("{}#{}", config.node_id, &suffix[..12]),
+            grace: config.presence_grace,
+            ttl: config.presence_ttl,
+            slots: Mutex::new(HashMap::new()),
+            sync: tokio::sync::RwLock::new(()),
+            typing: Typing::default(),
+        }
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<String, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn heartbeat_every(&self) -> Duration {
+        (self.ttl / 3).max(Duration::from_millis(500))
+    }
+
+    /// Often enough to settle lost grace timers about on time, and dead
+    /// nodes' users within a third of the TTL.
+    fn sweep_every(&self) -> Duration {
+        (self.ttl / 3)
+            .min(self.grace)
+            .clamp(Duration::from_millis(500), Duration::from_secs(30))
+    }
+}
+
+fn entity_rooms(rooms: &[RoomName]) -> Vec<String> {
+    rooms
+        .iter()
+        .filter(|r| matches!(r.kind(), RoomKind::Entity(_)))
+        .map(|r| r.as_str().to_string())
+        .collect()
+}
+
+fn user_of(entry: &SocketEntry) -> UserKey {
+    UserKey {
+        company_id: entry.company_id.clone(),
+        user_id: entry.user_id.clone(),
+    }
+}
+
+/// Registers a socket; announces `user:online` to the company (except to
+/// this socket) when it is its user's first socket anywhere.
+pub async fn join(state: &AppState, session: &Session, sid: Sid, rooms: &[RoomName]) {
+    let p = &state.presence;
+    let socket_id = sid.to_string();
+    let identity = session.identity();
+    let entry = SocketEntry {
+        company_id: identity.company_id,
+        user_id: identity.user_id,
+        role: identity.role.to_string(),
+        socket_id: socket_id.clone(),
+        node_id: p.node.clone(),
+        rooms: entity_rooms(rooms),
+        since: session.connected_at,
+    };
+    let shared = p.sync.read().await;
+    let op = {
+        let mut slots = p.slots();
+        // Checked under the lock `leave` takes first: a socket that is
+        // already gone is never registered.
+        if session.closed.is_cancelled() {
+            return;
+        }
+        let slot = Arc::new(Slot {
+            entry: Mutex::new(entry.clone()),
+            op: Arc::new(tokio::sync::Mutex::new(false)),
+        });
+        let Ok(op) = slot.op.clone().try_lock_owned() else {
+            return; // a fresh mutex is always free
+        };
+        slots.insert(socket_id.clone(), slot);
+        op
+    };
+    let result = state.store.presence_join(&entry, now_ms()).await;
+    drop((op, shared));
+    match result {
+        Ok(Some(change)) => announce(state, &user_of(&entry), change, Some(sid)).await,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "presence: cannot register a socket; the heartbeat will retry")
+        }
+    }
+}
+
+/// Unregisters a socket; settles its user after the grace period when it
+/// was the user's last socket. Ends what the socket was typing.
+pub async fn leave(state: &AppState, socket_id: &str) {
+    if let Ok(sid) = socket_id.parse() {
+        typing::socket_gone(state, sid).await;
+    }
+    let p = &state.presence;
+    // Shared before the slot goes: the heartbeat never sees a socket gone
+    // from this node whose row is still being deleted (no false drift).
+    let _shared = p.sync.read().await;
+    let Some(slot) = p.slots().remove(socket_id) else {
+        return;
+    };
+    if state.is_shutting_down() {
+        return; // `leave_node` removes all of this node's rows at once
+    }
+    let user = user_of(&slot.entry());
+    let mut left = slot.op.lock().await;
+    *left = true;
+    match state.store.presence_leave(&user, socket_id, now_ms()).await {
+        Ok(true) => settle_later(state, user),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "presence: cannot unregister a socket; the heartbeat will remove it")
+        }
+    }
+}
+
+/// Records entity-room subscriptions of a registered socket.
+pub async fn rooms_changed(
+    state: &AppState,
+    socket_id: &str,
+    joined: &[RoomName],
+    left: &[RoomName],
+) {
+    let (joined, left) = (entity_rooms(joined), entity_rooms(left));
+    if joined.is_empty() && left.is_empty() {
+        return;
+    }
+    let p = &state.presence;
+    let Some(slot) = p.slots().get(socket_id).cloned() else {
+        return;
+    };
+    let company = {
+        let mut entry = slot.entry();
+        entry.rooms.retain(|r| !left.contains(r));
+        for room in &joined {
+            if !entry.rooms.contains(room) {
+                entry.rooms.push(room.clone());
+            }
+        }
+        entry.company_id.clone()
+    };
+    let _shared = p.sync.read().await;
+    let gone = slot.op.lock().await;
+    if *gone {
+        return;
+    }
+    let result = state
+        .store
+        .presence_rooms(&company, socket_id, &joined, &left, now_ms())
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "presence: cannot record room subscriptions");
+    }
+}
+
+/// `presence:list`: online users of the company, of a role or a user room,
+/// or the users subscribed to an entity room.
+pub async fn list(state: &AppState, company: &str, room: &RoomName) -> AppResult<Vec<PresentUser>> {
+    let entity = matches!(room.kind(), RoomKind::Entity(_)).then_some(room.as_str());
+    let users = state
+        .store
+        .presence_list(company, entity)
+        .await
+        .map_err(AppError::unavailable)?;
+    Ok(match room.kind() {
+        RoomKind::Company | RoomKind::Entity(_) => users,
+        RoomKind::User(id) => users.into_iter().filter(|u| u.user_id == id).collect(),
+        RoomKind::Role(role) => users.into_iter().filter(|u| u.role == role).collect(),
+    })
+}
+
+fn settle_later(state: &AppState, user: UserKey) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(state.presence.grace).await;
+        settle(&state, &user).await;
+    });
+}
+
+async fn settle(state: &AppState, user: &UserKey) {
+    let p = &state.presence;
+    let now = now_ms();
+    let result = state
+        .store
+        .presence_settle(user, now - millis(p.ttl), now, millis(p.grace))
+        .await;
+    match result {
+        Ok(Some(change)) => announce(state, user, change, None).await,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "presence: settle failed; the sweep will retry")
+        }
+    }
+}
+
+async fn announce(state: &AppState, user: &UserKey, change: Change, exclude: Option<Sid>) {
+    let (event, data) = match change {
+        Change::Online { role, at } => (
+            "user:online",
+            json!({ "userId": user.user_id, "role": role, "at": at }),
+        ),
+        Change::Offline { at, duration } => (
+            "user:offline",
+            json!({ "userId": user.user_id, "at": at, "duration": duration }),
+        ),
+    };
+    tracing::debug!(company = %user.company_id, user = %user.user_id, event, "presence");
+    let signal = Signal {
+        company: user.company_id.clone(),
+        room: RoomName::company().as_str().to_string(),
+        event,
+        data,
+        exclude,
+    };
+    state.hub().emit(&signal).await;
+}

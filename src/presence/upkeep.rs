@@ -1,0 +1,135 @@
+//! Keeping presence true over time, on every node: the heartbeat of this
+//! node's rows (with drift repair), the sweep that retires dead nodes'
+//! sockets and settles users whose grace timer was lost, and the departure
+//! of all of this node's sockets at shutdown.
+
+use super::transition::Change;
+use super::{announce, millis, settle, settle_later, user_of};
+use crate::domain::now_ms;
+use crate::state::AppState;
+use crate::store::{SocketEntry, UserKey};
+
+/// Users settled per sweep query; a sweep repeats up to [`SWEEP_ROUNDS`].
+const SWEEP_BATCH: i64 = 500;
+const SWEEP_ROUNDS: usize = 20;
+
+/// Heartbeat and sweep, on every node, until shutdown.
+pub async fn maintain(state: AppState) {
+    let p = &state.presence;
+    let mut beat = tokio::time::interval(p.heartbeat_every());
+    let mut sweep = tokio::time::interval(p.sweep_every());
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !state.is_shutting_down() {
+        tokio::select! {
+            _ = beat.tick() => heartbeat(&state).await,
+            _ = sweep.tick() => sweep_once(&state).await,
+        }
+    }
+}
+
+/// Graceful shutdown: this node's sockets all leave at once. Clients that
+/// reconnect to another node within the grace period stay online.
+pub async fn leave_node(state: &AppState) {
+    let p = &state.presence;
+    match state
+        .store
+        .presence_leave_node(&p.node, i64::MAX, now_ms())
+        .await
+    {
+        Ok(users) => tracing::debug!(
+            users = users.len(),
+            "presence: sockets of this node left; other nodes settle their users"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "presence: cannot remove this node's sockets; other nodes drop them after WS_PRESENCE_TTL"
+        ),
+    }
+}
+
+async fn heartbeat(state: &AppState) {
+    let p = &state.presence;
+    let (online, departed) = {
+        let _exclusive = p.sync.write().await;
+        if state.is_shutting_down() {
+            return; // sockets are leaving; `leave_node` removes the rows
+        }
+        let now = now_ms();
+        let rows = match state.store.presence_heartbeat(&p.node, now).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence heartbeat failed; will retry");
+                return;
+            }
+        };
+        let entries: Vec<SocketEntry> = p.slots().values().map(|s| s.entry().clone()).collect();
+        if rows == entries.len() as u64 {
+            return;
+        }
+        tracing::info!(
+            rows,
+            sockets = entries.len(),
+            "presence rows of this node drifted from its sockets; registering them again"
+        );
+        register_again(state, &entries, now + 1).await
+    };
+    for (user, change) in online {
+        announce(state, &user, change, None).await;
+    }
+    for user in departed {
+        settle_later(state, user);
+    }
+}
+
+/// Registers `entries` with heartbeat `at`, then removes this node's rows
+/// that were not (older heartbeat) as departures.
+async fn register_again(
+    state: &AppState,
+    entries: &[SocketEntry],
+    at: i64,
+) -> (Vec<(UserKey, Change)>, Vec<UserKey>) {
+    let mut online = Vec::new();
+    for entry in entries {
+        match state.store.presence_join(entry, at).await {
+            Ok(Some(change)) => online.push((user_of(entry), change)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: re-registration failed; will retry");
+                return (online, Vec::new());
+            }
+        }
+    }
+    let node = &state.presence.node;
+    match state.store.presence_leave_node(node, at, at).await {
+        Ok(departed) => (online, departed),
+        Err(e) => {
+            tracing::warn!(error = %e, "presence: cannot remove stale rows; will retry");
+            (online, Vec::new())
+        }
+    }
+}
+
+async fn sweep_once(state: &AppState) {
+    let p = &state.presence;
+    for _ in 0..SWEEP_ROUNDS {
+        let now = now_ms();
+        let users = match state
+            .store
+            .presence_unsettled(now - millis(p.ttl), now - millis(p.grace), SWEEP_BATCH)
+            .await
+        {
+            Ok(users) => users,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence sweep failed; will retry");
+                return;
+            }
+        };
+        for user in &users {
+            settle(state, user).await;
+        }
+        if (users.len() as i64) < SWEEP_BATCH {
+            return;
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The presence part of the storage interface (SPEC §7).
+//!
+//! Presence lives in the database so that every node counts every node's
+//! sockets: one row per socket (owned by the node process serving it, kept
+//! alive by that process's heartbeat), the entity rooms each socket is in,
+//! and one state row per user whose transitions (see
+//! [`crate::presence::transition`]) run under that row's lock, so exactly
+//! one transaction, on one node, performs each online/offline transition.
+//! Lock order everywhere: user rows (sorted) before socket rows.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use super::StoreError;
+use crate::presence::transition::Change;
+
+/// A connected socket as presence records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketEntry {
+    pub company_id: String,
+    pub user_id: String,
+    pub role: String,
+    pub socket_id: String,
+    /// The node process serving the socket (see `Presence::node`).
+    pub node_id: String,
+    /// Entity rooms the socket is subscribed to (logical names).
+    pub rooms: Vec<String>,
+    /// When the socket connected, ms since the epoch.
+    pub since: i64,
+}
+
+/// One user of a company.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserKey {
+    pub company_id: String,
+    pub user_id: String,
+}
+
+/// One line of `presence:list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresentUser {
+    pub user_id: String,
+    pub role: String,
+    /// Sockets of the user (in the room, for an entity room).
+    pub connections: i64,
+    /// Online since (for an entity room: in the room since), ms since the epoch.
+    pub since: i64,
+}
+
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Registers a socket (or refreshes it: idempotent, rooms replaced) with
+    /// heartbeat `now`; returns `Online` when this made its user online.
+    async fn presence_join(
+        &self,
+        socket: &SocketEntry,
+        now: i64,
+    ) -> Result<Option<Change>, StoreError>;
+
+    /// Removes a socket and records that one of its user's sockets left at
+    /// `now`. Returns `true` when the user has no socket left (the caller
+    /// then settles the user after the grace period).
+    async fn presence_leave(
+        &self,
+        user: &UserKey,
+        socket_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Adds and removes entity-room subscriptions of a registered socket.
+    async fn presence_rooms(
+        &self,
+        company_id: &str,
+        socket_id: &str,
+        joined: &[String],
+        left: &[String],
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Removes the user's sockets whose heartbeat is older than
+    /// `stale_before` (their node died), then takes the user offline if it
+    /// has no socket left and the last one left `grace_ms` ago or more.
+    async fn presence_settle(
+        &self,
+        user: &UserKey,
+        stale_before: i64,
+        now: i64,
+        grace_ms: i64,
+    ) -> Result<Option<Change>, StoreError>;
+
+    /// Refreshes the heartbeat of every row of `node_id` (one UPDATE);
+    /// returns how many rows the node has.
+    async fn presence_heartbeat(&self, node_id: &str, now: i64) -> Result<u64, StoreError>;
+
+    /// Removes the rows of `node_id` whose heartbeat is older than `before`
+    /// as departures at `now`; returns their users (to settle after the
+    /// grace period). `before = i64::MAX` removes all of them (shutdown).
+    async fn presence_leave_node(
+        &self,
+        node_id: &str,
+        before: i64,
+        now: i64,
+    ) -> Result<Vec<UserKey>, StoreError>;
+
+    /// Users that may need [`Self::presence_settle`]: those with sockets
+    /// older than `stale_before`, and online users without sockets whose last
+    /// socket left before `left_before`. At most `limit`.
+    async fn presence_unsettled(
+        &self,
+        stale_before: i64,
+        left_before: i64,
+        limit: i64,
+    ) -> Result<Vec<UserKey>, StoreError>;
+
+    /// Online users of the company (`room` = `None`), or the users with a
+    /// socket subscribed to the entity room `room`, ordered by user id.
+    async fn presence_list(
+        &self,
+        company_id: &str,
+        room: Option<&str>,
+    ) -> Result<Vec<PresentUser>, StoreError>;
+}

@@ -1,0 +1,343 @@
+//! SQLite implementation of [`PresenceStore`].
+//!
+//! Writes go through the single writer connection, so every transaction
+//! here is serialised with every other: the user-state transitions need no
+//! row locks. Lists of rooms travel as JSON arrays (`json_each`).
+
+use async_trait::async_trait;
+use sqlx::{Sqlite, Transaction};
+
+use super::presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
+use super::{SqliteStore, StoreError};
+use crate::presence::transition::{self, Change, UserPresence};
+
+type Tx<'a> = Transaction<'a, Sqlite>;
+
+async fn load_user(tx: &mut Tx<'_>, user: &UserKey) -> Result<Option<UserPresence>, StoreError> {
+    let row: Option<(bool, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT online, since, left_at FROM presence_users WHERE company_id = ? AND user_id = ?",
+    )
+    .bind(&user.company_id)
+    .bind(&user.user_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|(online, since, left_at)| UserPresence {
+        online,
+        since,
+        left_at,
+    }))
+}
+
+async fn save_user(
+    tx: &mut Tx<'_>,
+    user: &UserKey,
+    state: UserPresence,
+    role: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE presence_users SET online = ?, since = ?, left_at = ?, role = COALESCE(?, role)
+         WHERE company_id = ? AND user_id = ?",
+    )
+    .bind(state.online)
+    .bind(state.since)
+    .bind(state.left_at)
+    .bind(role)
+    .bind(&user.company_id)
+    .bind(&user.user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn count_sockets(tx: &mut Tx<'_>, user: &UserKey) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM presence_sockets WHERE company_id = ? AND user_id = ?",
+    )
+    .bind(&user.company_id)
+    .bind(&user.user_id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::Value::from(items).to_string()
+}
+
+/// Subscribes a registered socket to rooms (nothing if its row is missing).
+async fn insert_rooms(
+    tx: &mut Tx<'_>,
+    company_id: &str,
+    socket_id: &str,
+    rooms: &[String],
+    now: i64,
+) -> Result<(), StoreError> {
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO presence_rooms (company_id, room, socket_id, joined_at)
+         SELECT ?1, value, ?2, ?4 FROM json_each(?3)
+         WHERE EXISTS (SELECT 1 FROM presence_sockets WHERE company_id = ?1 AND socket_id = ?2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(company_id)
+    .bind(socket_id)
+    .bind(json_list(rooms))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn key(company_id: String, user_id: String) -> UserKey {
+    UserKey {
+        company_id,
+        user_id,
+    }
+}
+
+#[async_trait]
+impl PresenceStore for SqliteStore {
+    async fn presence_join(&self, s: &SocketEntry, now: i64) -> Result<Option<Change>, StoreError> {
+        let user = key(s.company_id.clone(), s.user_id.clone());
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO presence_users (company_id, user_id, role, online, since)
+             VALUES (?, ?, ?, FALSE, 0) ON CONFLICT DO NOTHING",
+        )
+        .bind(&s.company_id)
+        .bind(&s.user_id)
+        .bind(&s.role)
+        .execute(&mut *tx)
+        .await?;
+        let current = load_user(&mut tx, &user)
+            .await?
+            .unwrap_or(UserPresence::OFFLINE);
+        sqlx::query(
+            "INSERT INTO presence_sockets (company_id, socket_id, user_id, role, node_id, since, heartbeat_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (company_id, socket_id)
+             DO UPDATE SET node_id = excluded.node_id, heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(&s.company_id)
+        .bind(&s.socket_id)
+        .bind(&s.user_id)
+        .bind(&s.role)
+        .bind(&s.node_id)
+        .bind(s.since)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM presence_rooms WHERE company_id = ? AND socket_id = ?
+             AND room NOT IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&s.company_id)
+        .bind(&s.socket_id)
+        .bind(json_list(&s.rooms))
+        .execute(&mut *tx)
+        .await?;
+        insert_rooms(&mut tx, &s.company_id, &s.socket_id, &s.rooms, now).await?;
+        let (next, change) = transition::join(current, &s.role, now);
+        save_user(&mut tx, &user, next, Some(&s.role)).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn presence_leave(
+        &self,
+        user: &UserKey,
+        socket_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE presence_users SET left_at = ? WHERE company_id = ? AND user_id = ?")
+            .bind(now)
+            .bind(&user.company_id)
+            .bind(&user.user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM presence_sockets WHERE company_id = ? AND socket_id = ?")
+            .bind(&user.company_id)
+            .bind(socket_id)
+            .execute(&mut *tx)
+            .await?;
+        let left = count_sockets(&mut tx, user).await?;
+        tx.commit().await?;
+        Ok(left == 0)
+    }
+
+    async fn presence_rooms(
+        &self,
+        company_id: &str,
+        socket_id: &str,
+        joined: &[String],
+        left: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        if !left.is_empty() {
+            sqlx::query(
+                "DELETE FROM presence_rooms WHERE company_id = ? AND socket_id = ?
+                 AND room IN (SELECT value FROM json_each(?))",
+            )
+            .bind(company_id)
+            .bind(socket_id)
+            .bind(json_list(left))
+            .execute(&mut *tx)
+            .await?;
+        }
+        insert_rooms(&mut tx, company_id, socket_id, joined, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn presence_settle(
+        &self,
+        user: &UserKey,
+        stale_before: i64,
+        now: i64,
+        grace_ms: i64,
+    ) -> Result<Option<Change>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let Some(stored) = load_user(&mut tx, user).await? else {
+            return Ok(None);
+        };
+        let reaped: Vec<i64> = sqlx::query_scalar(
+            "DELETE FROM presence_sockets
+             WHERE company_id = ? AND user_id = ? AND heartbeat_at < ?
+             RETURNING heartbeat_at",
+        )
+        .bind(&user.company_id)
+        .bind(&user.user_id)
+        .bind(stale_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let current = match reaped.into_iter().max() {
+            Some(last) => transition::reap(stored, last),
+            None => stored,
+        };
+        let sockets = count_sockets(&mut tx, user).await?;
+        let (next, change) = transition::settle(current, sockets, now, grace_ms);
+        if next != stored {
+            save_user(&mut tx, user, next, None).await?;
+        }
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn presence_heartbeat(&self, node_id: &str, now: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("UPDATE presence_sockets SET heartbeat_at = ? WHERE node_id = ?")
+                .bind(now)
+                .bind(node_id)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    async fn presence_leave_node(
+        &self,
+        node_id: &str,
+        before: i64,
+        now: i64,
+    ) -> Result<Vec<UserKey>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let users: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT company_id, user_id FROM presence_sockets
+             WHERE node_id = ? AND heartbeat_at < ? ORDER BY company_id, user_id",
+        )
+        .bind(node_id)
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE presence_users SET left_at = ?1
+             WHERE EXISTS (SELECT 1 FROM presence_sockets s
+                           WHERE s.node_id = ?2 AND s.heartbeat_at < ?3
+                             AND s.company_id = presence_users.company_id
+                             AND s.user_id = presence_users.user_id)",
+        )
+        .bind(now)
+        .bind(node_id)
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM presence_sockets WHERE node_id = ? AND heartbeat_at < ?")
+            .bind(node_id)
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(users.into_iter().map(|(c, u)| key(c, u)).collect())
+    }
+
+    async fn presence_unsettled(
+        &self,
+        stale_before: i64,
+        left_by: i64,
+        limit: i64,
+    ) -> Result<Vec<UserKey>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT company_id, user_id FROM presence_sockets WHERE heartbeat_at < ?1
+             UNION
+             SELECT u.company_id, u.user_id FROM presence_users u
+             WHERE u.online AND (u.left_at IS NULL OR u.left_at <= ?2)
+               AND NOT EXISTS (SELECT 1 FROM presence_sockets s
+                               WHERE s.company_id = u.company_id AND s.user_id = u.user_id)
+             LIMIT ?3",
+        )
+        .bind(stale_before)
+        .bind(left_by)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(c, u)| key(c, u)).collect())
+    }
+
+    async fn presence_list(
+        &self,
+        company_id: &str,
+        room: Option<&str>,
+    ) -> Result<Vec<PresentUser>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = match room {
+            None => {
+                sqlx::query_as(
+                    "SELECT u.user_id, u.role,
+                            (SELECT count(*) FROM presence_sockets s
+                             WHERE s.company_id = u.company_id AND s.user_id = u.user_id),
+                            u.since
+                     FROM presence_users u WHERE u.company_id = ? AND u.online
+                     ORDER BY u.user_id",
+                )
+                .bind(company_id)
+                .fetch_all(&self.reader)
+                .await?
+            }
+            Some(room) => {
+                sqlx::query_as(
+                    "SELECT s.user_id, u.role, count(*), min(r.joined_at)
+                     FROM presence_rooms r
+                     JOIN presence_sockets s ON s.company_id = r.company_id AND s.socket_id = r.socket_id
+                     JOIN presence_users u ON u.company_id = s.company_id AND u.user_id = s.user_id
+                     WHERE r.company_id = ? AND r.room = ?
+                     GROUP BY s.user_id, u.role ORDER BY s.user_id",
+                )
+                .bind(company_id)
+                .bind(room)
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, role, connections, since)| PresentUser {
+                user_id,
+                role,
+                connections,
+                since,
+            })
+            .collect())
+    }
+}

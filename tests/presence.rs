@@ -1,0 +1,99 @@
+//! Presence orchestration in a real server (in-process, SQLite): what the
+//! store contract cannot show on its own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::client::Client;
+use serde_json::json;
+use switchyard::domain::{Role, now_ms};
+use switchyard::store::{self, SocketEntry, UserKey};
+
+async fn rows_of(db: &str, company: &str) -> Vec<(String, String)> {
+    let pool = sqlx::SqlitePool::connect(db).await.unwrap();
+    let rows = sqlx::query_as(
+        "SELECT user_id, node_id FROM presence_sockets WHERE company_id = ? ORDER BY user_id",
+    )
+    .bind(company)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows
+}
+
+/// A node whose rows drifted from its sockets (reaped by another node while
+/// it was cut off from the database; or a row it failed to delete) puts
+/// them right at its next heartbeat, and announces what changed.
+#[tokio::test]
+async fn the_heartbeat_repairs_drifted_rows() {
+    let db = common::sqlite_url();
+    let app = common::spawn_app(
+        &db,
+        &[("WS_PRESENCE_TTL", "3"), ("WS_PRESENCE_GRACE_MS", "300")],
+    )
+    .await;
+    let store = store::connect(&db).await.unwrap();
+    let c = common::unique("c");
+    let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
+    sup.expect("session").await;
+    let mut op = Client::with_token(&app.url(), &app.token("op", &c, Role::Operator)).await;
+    op.expect("session").await;
+    assert_eq!(sup.expect("user:online").await[0]["userId"], "op");
+
+    // Another node reaps op's socket as if this node were dead.
+    let op_key = UserKey {
+        company_id: c.clone(),
+        user_id: "op".into(),
+    };
+    let reaped = store
+        .presence_settle(&op_key, i64::MAX, now_ms() + 60_000, 300)
+        .await
+        .unwrap();
+    assert!(reaped.is_some(), "op went offline in the database");
+    let online = sup.expect("user:online").await;
+    assert_eq!(online[0]["userId"], "op", "re-registered and announced");
+    assert_eq!(online[0]["role"], "operator");
+
+    // A row of this node that no socket backs is removed as a departure.
+    let rows = rows_of(&db, &c).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let node = rows[0].1.clone();
+    let ghost = SocketEntry {
+        company_id: c.clone(),
+        user_id: "ghost".into(),
+        role: "operator".into(),
+        socket_id: "ghost-socket".into(),
+        node_id: node,
+        rooms: vec![],
+        since: now_ms(),
+    };
+    store.presence_join(&ghost, now_ms()).await.unwrap();
+    let offline = sup.expect("user:offline").await;
+    assert_eq!(offline[0]["userId"], "ghost");
+    let users: Vec<String> = rows_of(&db, &c).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(users, vec!["op", "sup"]);
+    app.stop().await;
+}
+
+/// Sockets that go away while they are being registered leave no row
+/// behind (the heartbeat, which would repair it, is minutes away here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_closing_during_registration_leave_no_rows() {
+    let db = common::sqlite_url();
+    let app = common::spawn_app(&db, &[("WS_PRESENCE_GRACE_MS", "200")]).await;
+    let c = common::unique("c");
+    let token = app.token("flash", &c, Role::Operator);
+    for _ in 0..20 {
+        let client = Client::connect(&app.url(), "", json!({ "token": token }))
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        client.disconnect();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rows_of(&db, &c).await, vec![]);
+    let store = store::connect(&db).await.unwrap();
+    assert!(store.presence_list(&c, None).await.unwrap().is_empty());
+    app.stop().await;
+}

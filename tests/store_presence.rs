@@ -1,0 +1,578 @@
+//! Presence store contract: the same cases on PostgreSQL and SQLite.
+
+mod common;
+
+use switchyard::presence::transition::Change;
+use switchyard::store::{SocketEntry, Store, UserKey};
+
+const GRACE: i64 = 1_000;
+const NEVER_STALE: i64 = i64::MIN;
+
+fn socket(company: &str, user: &str, sid: &str, node: &str, rooms: &[&str]) -> SocketEntry {
+    SocketEntry {
+        company_id: company.into(),
+        user_id: user.into(),
+        role: "operator".into(),
+        socket_id: sid.into(),
+        node_id: node.into(),
+        rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        since: 1_000,
+    }
+}
+
+fn user(company: &str, user: &str) -> UserKey {
+    UserKey {
+        company_id: company.into(),
+        user_id: user.into(),
+    }
+}
+
+async fn online_users(store: &dyn Store, company: &str) -> Vec<(String, i64)> {
+    store
+        .presence_list(company, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.user_id, u.connections))
+        .collect()
+}
+
+#[tokio::test]
+async fn first_socket_online_last_socket_offline_after_grace() {
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        let u1 = user(&c, "u1");
+        let first = store
+            .presence_join(&socket(&c, "u1", "s1", "n1", &[]), 10_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            Some(Change::Online {
+                role: "operator".into(),
+                at: 10_000
+            }),
+            "{backend}"
+        );
+        // A second tab, here on another node: no second online.
+        let second = store
+            .presence_join(&socket(&c, "u1", "s2", "n2", &[]), 11_000)
+            .await
+            .unwrap();
+        assert_eq!(second, None, "{backend}");
+        assert_eq!(
+            online_users(store.as_ref(), &c).await,
+            vec![("u1".into(), 2)]
+        );
+        let listed = store.presence_list(&c, None).await.unwrap();
+        assert_eq!(
+            (listed[0].role.as_str(), listed[0].since),
+            ("operator", 10_000)
+        );
+
+        assert!(
+            !store.presence_leave(&u1, "s1", 12_000).await.unwrap(),
+            "{backend}: s2 remains"
+        );
+        assert!(
+            store.presence_leave(&u1, "s2", 13_000).await.unwrap(),
+            "{backend}: last one"
+        );
+        // Within the grace period nothing happens and the user stays listed.
+        let early = store
+            .presence_settle(&u1, NEVER_STALE, 13_500, GRACE)
+            .await
+            .unwrap();
+        assert_eq!(early, None, "{backend}");
+        assert_eq!(
+            online_users(store.as_ref(), &c).await,
+            vec![("u1".into(), 0)]
+        );
+        let late = store
+            .presence_settle(&u1, NEVER_STALE, 14_000, GRACE)
+            .await
+            .unwrap();
+        assert_eq!(
+            late,
+            Some(Change::Offline {
+                at: 13_000,
+                duration: 3_000
+            }),
+            "{backend}"
+        );
+        assert!(
+            online_users(store.as_ref(), &c).await.is_empty(),
+            "{backend}"
+        );
+        // Settling again, or an unknown user, emits nothing.
+        assert_eq!(
+            store
+                .presence_settle(&u1, NEVER_STALE, 99_000, GRACE)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .presence_settle(&user(&c, "nobody"), NEVER_STALE, 99_000, GRACE)
+                .await
+                .unwrap(),
+            None
+        );
+        // Coming back is a new online.
+        let back = store
+            .presence_join(&socket(&c, "u1", "s3", "n1", &[]), 20_000)
+            .await
+            .unwrap();
+        assert!(
+            matches!(back, Some(Change::Online { at: 20_000, .. })),
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reconnect_within_grace_is_no_transition() {
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        let u1 = user(&c, "u1");
+        store
+            .presence_join(&socket(&c, "u1", "s1", "a", &[]), 10_000)
+            .await
+            .unwrap();
+        assert!(store.presence_leave(&u1, "s1", 11_000).await.unwrap());
+        let again = store
+            .presence_join(&socket(&c, "u1", "s2", "b", &[]), 11_500)
+            .await
+            .unwrap();
+        assert_eq!(again, None, "{backend}: still online, no second online");
+        // The first departure's timer fires: the user has a socket again.
+        assert_eq!(
+            store
+                .presence_settle(&u1, NEVER_STALE, 12_000, GRACE)
+                .await
+                .unwrap(),
+            None
+        );
+        // A second departure restarts the grace period.
+        assert!(store.presence_leave(&u1, "s2", 12_500).await.unwrap());
+        assert_eq!(
+            store
+                .presence_settle(&u1, NEVER_STALE, 13_000, GRACE)
+                .await
+                .unwrap(),
+            None
+        );
+        let off = store
+            .presence_settle(&u1, NEVER_STALE, 13_500, GRACE)
+            .await
+            .unwrap();
+        assert_eq!(
+            off,
+            Some(Change::Offline {
+                at: 12_500,
+                duration: 2_500
+            }),
+            "{backend}"
+        );
+    }
+}
+
+/// Sockets of one user registering and settling on many "nodes" at once:
+/// exactly one online and exactly one offline transition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_transitions_happen_exactly_once() {
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        let joins = (0..16).map(|i| {
+            let store = store.clone();
+            let entry = socket(&c, "u1", &format!("s{i}"), &format!("n{}", i % 4), &[]);
+            tokio::spawn(async move { store.presence_join(&entry, 10_000 + i).await.unwrap() })
+        });
+        let onlines = futures::future::join_all(joins)
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Ok(Some(Change::Online { .. }))))
+            .count();
+        assert_eq!(onlines, 1, "{backend}");
+        for i in 0..16 {
+            store
+                .presence_leave(&user(&c, "u1"), &format!("s{i}"), 20_000)
+                .await
+                .unwrap();
+        }
+        let settles = (0..16).map(|_| {
+            let store = store.clone();
+            let u = user(&c, "u1");
+            tokio::spawn(async move {
+                store
+                    .presence_settle(&u, NEVER_STALE, 30_000, GRACE)
+                    .await
+                    .unwrap()
+            })
+        });
+        let offlines = futures::future::join_all(settles)
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Ok(Some(Change::Offline { .. }))))
+            .count();
+        assert_eq!(offlines, 1, "{backend}");
+    }
+}
+
+/// A registration racing an offline decision: whatever the interleaving,
+/// the transitions alternate and the final state matches the sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn join_racing_settle_never_leaves_a_connected_user_offline() {
+    for (backend, store) in common::stores().await {
+        for round in 0..10 {
+            let c = common::unique("c");
+            let u1 = user(&c, "u1");
+            store
+                .presence_join(&socket(&c, "u1", "s1", "a", &[]), 10_000)
+                .await
+                .unwrap();
+            store.presence_leave(&u1, "s1", 11_000).await.unwrap();
+            let (s2, settle) = (store.clone(), store.clone());
+            let entry = socket(&c, "u1", "s2", "b", &[]);
+            let u = u1.clone();
+            let (joined, settled) = tokio::join!(
+                tokio::spawn(async move { s2.presence_join(&entry, 20_000).await.unwrap() }),
+                tokio::spawn(async move {
+                    settle
+                        .presence_settle(&u, NEVER_STALE, 20_000, GRACE)
+                        .await
+                        .unwrap()
+                }),
+            );
+            let (joined, settled) = (joined.unwrap(), settled.unwrap());
+            // Either the settle saw the new socket (no transition at all) or
+            // it ran first: offline, then the join brought the user back.
+            match settled {
+                None => assert_eq!(joined, None, "{backend} round {round}"),
+                Some(Change::Offline { .. }) => {
+                    assert!(
+                        matches!(joined, Some(Change::Online { .. })),
+                        "{backend} round {round}"
+                    )
+                }
+                other => panic!("{backend}: {other:?}"),
+            }
+            assert_eq!(
+                online_users(store.as_ref(), &c).await,
+                vec![("u1".into(), 1)],
+                "{backend}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn dead_node_rows_are_reaped_after_the_ttl_and_live_ones_are_not() {
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        let dead = common::unique("dead");
+        let live = common::unique("live");
+        store
+            .presence_join(&socket(&c, "u1", "s1", &dead, &["order:1"]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&c, "u2", "s2", &dead, &[]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&c, "u2", "s3", &live, &[]), 10_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.presence_heartbeat(&live, 50_000).await.unwrap(),
+            1,
+            "{backend}"
+        );
+        // The sweep (stale before 40 s) finds both users of the dead node.
+        let mut unsettled: Vec<UserKey> = store
+            .presence_unsettled(40_000, 0, 1_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.company_id == c)
+            .collect();
+        unsettled.sort();
+        assert_eq!(unsettled, vec![user(&c, "u1"), user(&c, "u2")], "{backend}");
+        // u1 only had the dead node's socket: offline since its last heartbeat.
+        let off = store
+            .presence_settle(&user(&c, "u1"), 40_000, 50_000, GRACE)
+            .await
+            .unwrap();
+        assert_eq!(
+            off,
+            Some(Change::Offline {
+                at: 10_000,
+                duration: 0
+            }),
+            "{backend}"
+        );
+        // u2 keeps its live socket: reaped, but stays online.
+        assert_eq!(
+            store
+                .presence_settle(&user(&c, "u2"), 40_000, 50_000, GRACE)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            online_users(store.as_ref(), &c).await,
+            vec![("u2".into(), 1)],
+            "{backend}"
+        );
+        assert!(
+            store
+                .presence_list(&c, Some("order:1"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .presence_unsettled(40_000, 0, 1_000)
+                .await
+                .unwrap()
+                .iter()
+                .all(|u| u.company_id != c),
+            "{backend}: nothing left to settle"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_lost_grace_timer_is_found_by_the_sweep() {
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        store
+            .presence_join(&socket(&c, "u1", "s1", "n", &[]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_leave(&user(&c, "u1"), "s1", 11_000)
+            .await
+            .unwrap();
+        let mine = |v: Vec<UserKey>| {
+            v.into_iter()
+                .filter(|u| u.company_id == c)
+                .collect::<Vec<_>>()
+        };
+        // Left at 11 s: not yet due at a cutoff of 10.5 s, due at 11 s.
+        assert!(
+            mine(store.presence_unsettled(0, 10_500, 1_000).await.unwrap()).is_empty(),
+            "{backend}"
+        );
+        assert_eq!(
+            mine(store.presence_unsettled(0, 11_000, 1_000).await.unwrap()),
+            vec![user(&c, "u1")]
+        );
+    }
+}
+
+#[tokio::test]
+async fn leaving_a_node_removes_its_rows_as_departures() {
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        let node = common::unique("n");
+        store
+            .presence_join(&socket(&c, "u1", "s1", &node, &["order:1"]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&c, "u2", "s2", &node, &[]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&c, "u2", "s3", "elsewhere", &[]), 10_000)
+            .await
+            .unwrap();
+        let mut users = store
+            .presence_leave_node(&node, i64::MAX, 12_000)
+            .await
+            .unwrap();
+        users.sort();
+        assert_eq!(users, vec![user(&c, "u1"), user(&c, "u2")], "{backend}");
+        assert_eq!(store.presence_heartbeat(&node, 13_000).await.unwrap(), 0);
+        // Still online during the grace period (a reconnect elsewhere is no flap).
+        assert_eq!(
+            online_users(store.as_ref(), &c).await,
+            vec![("u1".into(), 0), ("u2".into(), 1)],
+            "{backend}"
+        );
+        let off = store
+            .presence_settle(&user(&c, "u1"), NEVER_STALE, 13_000, GRACE)
+            .await
+            .unwrap();
+        assert_eq!(
+            off,
+            Some(Change::Offline {
+                at: 12_000,
+                duration: 2_000
+            }),
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .presence_settle(&user(&c, "u2"), NEVER_STALE, 13_000, GRACE)
+                .await
+                .unwrap(),
+            None
+        );
+        // Only rows older than `before` go: a re-registration keeps the fresh ones.
+        store
+            .presence_join(&socket(&c, "u3", "s4", &node, &[]), 20_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&c, "u4", "s5", &node, &[]), 20_002)
+            .await
+            .unwrap();
+        let users = store
+            .presence_leave_node(&node, 20_001, 20_001)
+            .await
+            .unwrap();
+        assert_eq!(users, vec![user(&c, "u3")], "{backend}");
+        assert_eq!(store.presence_heartbeat(&node, 21_000).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn entity_room_lists_follow_subscriptions_per_company() {
+    for (backend, store) in common::stores().await {
+        let (c, other) = (common::unique("c"), common::unique("c"));
+        store
+            .presence_join(&socket(&c, "u1", "s1", "n", &["order:1"]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&c, "u1", "s2", "n", &[]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&c, "u2", "s3", "n", &[]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&other, "u9", "s1", "n", &["order:1"]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_rooms(&c, "s2", &["order:1".into()], &[], 11_000)
+            .await
+            .unwrap();
+        store
+            .presence_rooms(
+                &c,
+                "s3",
+                &["order:1".into(), "machine:m1".into()],
+                &[],
+                12_000,
+            )
+            .await
+            .unwrap();
+        let listed = store.presence_list(&c, Some("order:1")).await.unwrap();
+        let lines: Vec<(&str, i64, i64)> = listed
+            .iter()
+            .map(|u| (u.user_id.as_str(), u.connections, u.since))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![("u1", 2, 10_000), ("u2", 1, 12_000)],
+            "{backend}"
+        );
+        store
+            .presence_rooms(&c, "s3", &[], &["order:1".into()], 13_000)
+            .await
+            .unwrap();
+        store
+            .presence_leave(&user(&c, "u1"), "s1", 14_000)
+            .await
+            .unwrap();
+        let listed = store.presence_list(&c, Some("order:1")).await.unwrap();
+        assert_eq!(listed.len(), 1, "{backend}");
+        assert_eq!(
+            (listed[0].user_id.as_str(), listed[0].connections),
+            ("u1", 1)
+        );
+        assert_eq!(
+            store
+                .presence_list(&c, Some("machine:m1"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // A re-registration replaces the room set.
+        store
+            .presence_join(&socket(&c, "u2", "s3", "n", &["alarms"]), 15_000)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .presence_list(&c, Some("machine:m1"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}"
+        );
+        assert_eq!(
+            store.presence_list(&c, Some("alarms")).await.unwrap().len(),
+            1
+        );
+        // Rooms of a socket that is not registered are ignored.
+        store
+            .presence_rooms(&c, "ghost", &["order:1".into()], &[], 16_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .presence_list(&c, Some("order:1"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // The other company's room is its own.
+        let theirs = store.presence_list(&other, Some("order:1")).await.unwrap();
+        assert_eq!(theirs.len(), 1);
+        assert_eq!(theirs[0].user_id, "u9");
+    }
+}
+
+#[tokio::test]
+async fn heartbeat_counts_and_refreshes_only_its_node() {
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        let (a, b) = (common::unique("a"), common::unique("b"));
+        store
+            .presence_join(&socket(&c, "u1", "s1", &a, &[]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&c, "u2", "s2", &a, &[]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&c, "u3", "s3", &b, &[]), 10_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.presence_heartbeat(&a, 60_000).await.unwrap(),
+            2,
+            "{backend}"
+        );
+        let stale: Vec<UserKey> = store
+            .presence_unsettled(50_000, 0, 1_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.company_id == c)
+            .collect();
+        assert_eq!(stale, vec![user(&c, "u3")], "{backend}");
+    }
+}
