@@ -183,9 +183,9 @@ impl DurableHub {
                     match self.fetch(member, &mut c.first).await {
                         Ok(page) if page.is_empty() => c.done = true,
                         Ok(page) => c.buf.extend(page),
-                        Err(Stop::Retry) if self.attached(member) => {
-                            tokio::time::sleep(Duration::from_secs(1)).await
-                        }
+                        // Database down: `session` is not held back (ephemeral
+                        // traffic goes on); the member stays in catch-up and
+                        // the background catch-up retries until it is back.
                         Err(_) => c.done = true,
                     }
                 }

@@ -118,17 +118,14 @@ pub fn cursor_key(session: &Session) -> CursorKey {
     }
 }
 
-async fn load_cursors(state: &AppState, key: &CursorKey) -> HashMap<String, i64> {
-    for attempt in 0..3 {
-        match state.store.load_cursors(key).await {
-            Ok(c) => return c,
-            Err(e) => {
-                tracing::warn!(error = %e, attempt, "cannot load offline-queue cursors");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+async fn load_cursors(state: &AppState, key: &CursorKey) -> Option<HashMap<String, i64>> {
+    match state.store.load_cursors(key).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load offline-queue cursors; replaying from the head");
+            None
         }
     }
-    HashMap::new()
 }
 
 /// The offline queue and `auth.offsets` resume, run before `session`.
@@ -139,7 +136,15 @@ pub async fn replay_on_connect<A: Adapter>(
     extra_rooms: &[RoomName],
 ) -> Vec<Arc<Member>> {
     let identity = ctx.session.identity();
-    let cursors = load_cursors(&ctx.state, &cursor_key(&ctx.session)).await;
+    let cursors = match load_cursors(&ctx.state, &cursor_key(&ctx.session)).await {
+        Some(c) => c,
+        None => {
+            ctx.session
+                .cursors_known
+                .store(false, std::sync::atomic::Ordering::Release);
+            HashMap::new()
+        }
+    };
     let mut members = Vec::new();
     for room in automatic_rooms(&identity).iter().chain(extra_rooms) {
         let start = ctx
@@ -265,7 +270,11 @@ pub async fn leave<A: Adapter>(
         ?cursors,
         "saving offline-queue cursors"
     );
-    if cursors.is_empty() {
+    if cursors.is_empty()
+        || !session
+            .cursors_known
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
         return;
     }
     if let Err(e) = state
