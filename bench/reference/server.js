@@ -6,7 +6,7 @@
 // - Automatic rooms `company:{companyId}` and `user:{companyId}:{sub}`;
 //   clients use logical names (`company`, entity rooms like `order:1`).
 // - `session` after connect; `ping` → `{ pong: true, serverTime }`.
-// - `subscribe { room }` for entity rooms (used by the durable scenario).
+// - `subscribe { room }` or `{ rooms }` for entity rooms (durable scenario).
 // - `event:publish { type, room?, payload }` of a known type → delivered to
 //   the room except the sender as (payload, meta), ack `{ ok: true, id }`.
 //   Nothing is stored: there is no durable log, no offsets, no replay.
@@ -130,13 +130,18 @@ io.on("connection", (socket) => {
   });
 
   socket.on("subscribe", (data, ack) => {
-    const room = data?.room;
-    if (typeof ack !== "function") return;
-    if (typeof room !== "string" || !ROOM.test(room) || room.startsWith("user:")) {
-      return ack({ ok: false, rooms: [], denied: [{ room, code: "INVALID_ROOM", message: "bad room" }] });
+    const wanted = Array.isArray(data?.rooms) ? data.rooms : [data?.room];
+    const rooms = [];
+    const denied = [];
+    for (const room of wanted) {
+      if (typeof room === "string" && ROOM.test(room) && !room.startsWith("user:")) {
+        rooms.push(room);
+      } else {
+        denied.push({ room, code: "INVALID_ROOM", message: "bad room" });
+      }
     }
-    socket.join(internal(companyId, room));
-    ack({ ok: true, rooms: [room], denied: [] });
+    socket.join(rooms.map((room) => internal(companyId, room)));
+    if (typeof ack === "function") ack({ ok: true, rooms, denied });
   });
 
   socket.on("event:publish", (data, ack) => {

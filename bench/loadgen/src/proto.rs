@@ -96,6 +96,14 @@ pub fn find_u64(text: &str, key: &str) -> Option<u64> {
     rest[..digits].parse().ok()
 }
 
+/// The first string after `"key":"` anywhere in `text` (no escapes expected).
+pub fn find_str<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let needle = format!("\"{key}\":\"");
+    let at = text.find(&needle)? + needle.len();
+    let end = text[at..].find('"')?;
+    Some(&text[at..at + end])
+}
+
 /// A Socket.IO EVENT frame, with an ack id when one is wanted.
 pub fn event(name: &str, data: Option<&Value>, ack: Option<u64>) -> String {
     let args = match data {
@@ -181,6 +189,7 @@ mod tests {
         assert_eq!(find_u64(body, "sentAt"), Some(123));
         assert_eq!(find_u64(body, "offset"), Some(9));
         assert_eq!(find_u64(body, "missing"), None);
+        assert_eq!(find_str(r#"[{"room":"order:1"}]"#, "room"), Some("order:1"));
     }
 
     #[test]

@@ -120,34 +120,96 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The one core a process is pinned to (`Cpus_allowed_list: 0`), if any.
+fn pinned_core(pid: u32) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    list.parse().ok()
+}
+
+/// (busy, total) ticks of one core from /proc/stat; idle and iowait are not busy.
+fn core_ticks(core: usize) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{core} ");
+    let line = stat.lines().find(|l| l.starts_with(&name))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, total))
+}
+
 /// CPU use of the load generator and (when its pid is known) the server over
-/// a measured interval, as percent of one core.
+/// a measured interval, and how busy the server's core was with anything
+/// else: the machine is shared, so interference is measured, not assumed.
 pub struct CpuMeter {
     wall: Instant,
     own: Option<u64>,
     server: Option<(u32, u64)>,
+    core: Option<(usize, (u64, u64))>,
 }
 
 impl CpuMeter {
     pub fn start(server_pid: Option<u32>) -> Self {
+        let core = server_pid
+            .and_then(pinned_core)
+            .and_then(|c| Some((c, core_ticks(c)?)));
         Self {
             wall: Instant::now(),
             own: cpu_ticks("self"),
             server: server_pid.and_then(|p| Some((p, cpu_ticks(&p.to_string())?))),
+            core,
         }
     }
 
+    /// `{ loadgen_cpu_pct, server_cpu_pct, loadgen_cpu_s, server_cpu_s,
+    /// server_core_busy_pct, others_on_server_core_pct, wall_s }`.
+    /// CPU seconds are what a run cost each process whatever else the
+    /// machine was doing; percentages show whether a process was saturated.
     pub fn finish(&self) -> Value {
-        let secs = self.wall.elapsed().as_secs_f64().max(1e-6);
-        let pct = |before: u64, after: Option<u64>| {
-            after
-                .map(|a| ((a.saturating_sub(before)) as f64 / 100.0 / secs * 1000.0).round() / 10.0)
+        let wall = self.wall.elapsed().as_secs_f64().max(1e-6);
+        let used = |before: u64, after: Option<u64>| {
+            after.map(|a| a.saturating_sub(before) as f64 / CLOCK_TICKS_PER_S)
+        };
+        let own = self.own.and_then(|b| used(b, cpu_ticks("self")));
+        let server = self
+            .server
+            .and_then(|(p, b)| used(b, cpu_ticks(&p.to_string())));
+        let pct = |s: Option<f64>| s.map(|s| (s / wall * 1000.0).round() / 10.0);
+        let core_busy = self.core.and_then(|(c, (b0, t0))| {
+            let (b1, t1) = core_ticks(c)?;
+            let total = t1.saturating_sub(t0).max(1) as f64;
+            Some((b1.saturating_sub(b0) as f64 / total * 1000.0).round() / 10.0)
+        });
+        let others = match (core_busy, pct(server)) {
+            (Some(busy), Some(s)) => Some(((busy - s).max(0.0) * 10.0).round() / 10.0),
+            _ => None,
         };
         json!({
-            "loadgen_cpu_pct": self.own.and_then(|b| pct(b, cpu_ticks("self"))),
-            "server_cpu_pct": self.server.and_then(|(p, b)| pct(b, cpu_ticks(&p.to_string()))),
+            "loadgen_cpu_pct": pct(own),
+            "server_cpu_pct": pct(server),
+            "loadgen_cpu_s": own,
+            "server_cpu_s": server,
+            "server_core_busy_pct": core_busy,
+            "others_on_server_core_pct": others,
+            "wall_s": (wall * 1000.0).round() / 1000.0,
         })
     }
+}
+
+/// USER_HZ: fixed at 100 on Linux for /proc/<pid>/stat.
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// Server CPU microseconds per operation, from a [`CpuMeter::finish`] value.
+pub fn cost_us(cpu: &Value, ops: u64) -> Option<f64> {
+    let s = cpu["server_cpu_s"].as_f64()?;
+    (ops > 0).then(|| (s * 1e6 / ops as f64 * 10.0).round() / 10.0)
 }
 
 /// Rounds a rate for printing.

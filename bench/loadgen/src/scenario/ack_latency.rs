@@ -4,7 +4,9 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::time::MissedTickBehavior;
 
 use serde_json::json;
 
@@ -44,12 +46,23 @@ pub async fn run(ctx: Rc<Ctx>, a: AckArgs) -> Outcome {
         meter.finish()
     });
     let mut tasks = Vec::with_capacity(conns.len());
-    for c in conns {
+    let n = conns.len().max(1) as u64;
+    for (i, c) in conns.into_iter().enumerate() {
         let (hist, tally) = (hist.clone(), tally.clone());
+        let mut pace = (a.interval_ms > 0).then(|| {
+            let period = Duration::from_millis(a.interval_ms);
+            let phase = period * (i as u32) / (n as u32);
+            let mut t = tokio::time::interval_at((start + phase).into(), period);
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            t
+        });
         tasks.push(tokio::task::spawn_local(async move {
             let mut ws = c.ws;
             let mut id = 0u64;
             loop {
+                if let Some(p) = pace.as_mut() {
+                    p.tick().await;
+                }
                 let t0 = Instant::now();
                 if t0 >= end {
                     break;
@@ -78,7 +91,7 @@ pub async fn run(ctx: Rc<Ctx>, a: AckArgs) -> Outcome {
         let _ = t.await;
     }
     let measured = (end - record_from).as_secs_f64();
-    let cpu = cpu.await.ok();
+    let cpu = cpu.await.unwrap_or(serde_json::Value::Null);
     let tally = tally.borrow();
     let results = json!({
         "connections": a.connections,
@@ -87,6 +100,7 @@ pub async fn run(ctx: Rc<Ctx>, a: AckArgs) -> Outcome {
         "latency": report::summary(&hist.borrow()),
         "bad_acks": tally.bad_acks,
         "errors": tally.errors.json(),
+        "server_cpu_us_per_ack": report::cost_us(&cpu, tally.acks),
         "cpu": cpu,
     });
     if tally.errors.total() > 0 || tally.bad_acks > 0 || tally.acks == 0 {

@@ -61,6 +61,7 @@ pub async fn run(ctx: Rc<Ctx>, a: ConnectArgs) -> Outcome {
         "elapsed_s": opened.elapsed.as_secs_f64(),
         "connects_per_s": connects_per_s,
         "connect_latency": report::summary(&opened.latency),
+        "server_cpu_us_per_connect": report::cost_us(&cpu, opened.ok as u64),
         "cpu_during_connect": cpu,
         "dropped_while_held": dropped.get(),
         "rss_before_kib": rss_before,

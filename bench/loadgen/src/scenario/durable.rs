@@ -8,7 +8,7 @@
 //! subscriber must receive each of them.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -27,13 +27,32 @@ use crate::report::{self, CpuMeter, Outcome};
 
 const EVENT: &str = "order:status_changed";
 
+/// Offsets per room, as acknowledged to publishers and as delivered.
 #[derive(Default)]
 struct Log {
-    acked: Vec<u64>,
+    acked: BTreeMap<String, Vec<u64>>,
+    acked_n: usize,
     acked_without_offset: u64,
-    delivered: Vec<u64>,
+    delivered: BTreeMap<String, Vec<u64>>,
+    delivered_n: usize,
     errors: Errors,
     unacked: u64,
+}
+
+impl Log {
+    fn ack(&mut self, room: &str, offset: u64) {
+        self.acked.entry(room.to_string()).or_default().push(offset);
+        self.acked_n += 1;
+    }
+}
+
+/// The room publisher `who` writes to: `room`, or `room-{who % rooms}`.
+fn room_of(a: &DurableArgs, who: usize) -> String {
+    if a.rooms <= 1 {
+        a.room.clone()
+    } else {
+        format!("{}-{}", a.room, who % a.rooms)
+    }
 }
 
 struct Shared {
@@ -64,8 +83,12 @@ async fn subscriber(mut ws: Ws, sh: Rc<Shared>, mut stop: watch::Receiver<bool>)
                         if let Some(sent) = proto::find_u64(body, "sentAt") {
                             let _ = sh.latency.borrow_mut().record(now.saturating_sub(sent).max(1));
                         }
-                        if let Some(off) = proto::find_u64(body, "offset") {
-                            sh.log.borrow_mut().delivered.push(off);
+                        if let (Some(off), Some(room)) =
+                            (proto::find_u64(body, "offset"), proto::find_str(body, "room"))
+                        {
+                            let mut log = sh.log.borrow_mut();
+                            log.delivered.entry(room.to_string()).or_default().push(off);
+                            log.delivered_n += 1;
                         }
                     }
                     _ => {}
@@ -78,7 +101,7 @@ async fn subscriber(mut ws: Ws, sh: Rc<Shared>, mut stop: watch::Receiver<bool>)
     }
 }
 
-fn record_ack(sh: &Shared, body: &str, t0: Instant) {
+fn record_ack(sh: &Shared, room: &str, body: &str, t0: Instant) {
     let _ = sh
         .ack_latency
         .borrow_mut()
@@ -87,21 +110,28 @@ fn record_ack(sh: &Shared, body: &str, t0: Instant) {
     if !body.contains("\"ok\":true") {
         log.errors.add("ack", body);
     } else if let Some(off) = proto::find_u64(body, "offset") {
-        log.acked.push(off);
+        log.ack(room, off);
     } else {
         log.acked_without_offset += 1;
     }
 }
 
 /// One socket publisher: closed loop with `window` in flight, or at `rate`.
-async fn socket_publisher(mut ws: Ws, sh: Rc<Shared>, a: Rc<DurableArgs>, end: Instant) {
+async fn socket_publisher(
+    mut ws: Ws,
+    sh: Rc<Shared>,
+    a: Rc<DurableArgs>,
+    end: Instant,
+    who: usize,
+) {
+    let room = room_of(&a, who);
     let hard_end = end + secs(a.drain);
     let mut inflight: HashMap<u64, Instant> = HashMap::new();
     let mut next = 0u64;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate.max(1e-3)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let frame = |id: u64| {
-        let data = json!({ "type": EVENT, "room": a.room, "payload": payload(id) });
+        let data = json!({ "type": EVENT, "room": room, "payload": payload(id) });
         proto::event("event:publish", Some(&data), Some(id))
     };
     loop {
@@ -122,7 +152,7 @@ async fn socket_publisher(mut ws: Ws, sh: Rc<Shared>, a: Rc<DurableArgs>, end: I
                     Packet::Ping => { let _ = conn::send(&mut ws, "3".into()).await; }
                     Packet::Ack { id, body } => {
                         if let Some(t0) = inflight.remove(&id) {
-                            record_ack(&sh, body, t0);
+                            record_ack(&sh, &room, body, t0);
                         }
                     }
                     _ => {}
@@ -164,6 +194,7 @@ async fn http_publisher(
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut seq = (who as u64) << 32;
+    let room = room_of(&a, who);
     while Instant::now() < end {
         if a.rate > 0.0 {
             ticker.tick().await;
@@ -171,7 +202,7 @@ async fn http_publisher(
         let events: Vec<Value> = (0..batch)
             .map(|_| {
                 seq += 1;
-                json!({ "type": EVENT, "companyId": ctx.company, "rooms": [a.room],
+                json!({ "type": EVENT, "companyId": ctx.company, "rooms": [room],
                         "payload": payload(seq), "source": "loadgen" })
             })
             .collect();
@@ -211,45 +242,75 @@ async fn http_publisher(
             .map(Vec::as_slice)
             .unwrap_or_default()
         {
-            match ev["offsets"][&a.room].as_u64() {
-                Some(off) => log.acked.push(off),
+            match ev["offsets"][&room].as_u64() {
+                Some(off) => log.ack(&room, off),
                 None => log.acked_without_offset += 1,
             }
         }
     }
 }
 
-/// Gap/duplicate analysis of the acknowledged and delivered offsets.
-fn check_offsets(log: &Log) -> Value {
-    let mut acked = log.acked.clone();
-    acked.sort_unstable();
-    let n = acked.len() as u64;
-    acked.dedup();
-    let duplicates = n - acked.len() as u64;
-    let (first, last) = (acked.first().copied(), acked.last().copied());
-    let gaps = match (first, last) {
-        (Some(f), Some(l)) => (l - f + 1) - acked.len() as u64,
+/// Gap/duplicate analysis of one room's acknowledged and delivered offsets.
+#[derive(Default)]
+struct RoomCheck {
+    acked: u64,
+    gaps: u64,
+    duplicates: u64,
+    not_from_1: bool,
+    missing: u64,
+    delivered_duplicates: u64,
+    out_of_order: u64,
+}
+
+fn check_room(acked: &[u64], delivered: &[u64]) -> RoomCheck {
+    let mut a = acked.to_vec();
+    a.sort_unstable();
+    let n = a.len() as u64;
+    a.dedup();
+    let gaps = match (a.first(), a.last()) {
+        (Some(f), Some(l)) => (l - f + 1) - a.len() as u64,
         _ => 0,
     };
-    let out_of_order = log.delivered.windows(2).filter(|w| w[1] < w[0]).count();
-    let mut delivered = log.delivered.clone();
-    delivered.sort_unstable();
-    delivered.dedup();
-    let missing = acked
-        .iter()
-        .filter(|o| delivered.binary_search(o).is_err())
-        .count();
+    let mut d = delivered.to_vec();
+    d.sort_unstable();
+    d.dedup();
+    RoomCheck {
+        acked: n,
+        gaps,
+        duplicates: n - a.len() as u64,
+        not_from_1: a.first().is_some_and(|f| *f != 1),
+        missing: a.iter().filter(|o| d.binary_search(o).is_err()).count() as u64,
+        delivered_duplicates: (delivered.len() - d.len()) as u64,
+        out_of_order: delivered.windows(2).filter(|w| w[1] < w[0]).count() as u64,
+    }
+}
+
+/// Every room fresh, so each must hold exactly 1..=N, all delivered.
+fn check_offsets(log: &Log) -> Value {
+    let mut t = RoomCheck::default();
+    let none = Vec::new();
+    for (room, acked) in &log.acked {
+        let c = check_room(acked, log.delivered.get(room).unwrap_or(&none));
+        t.acked += c.acked;
+        t.gaps += c.gaps;
+        t.duplicates += c.duplicates;
+        t.not_from_1 |= c.not_from_1;
+        t.missing += c.missing;
+        t.delivered_duplicates += c.delivered_duplicates;
+        t.out_of_order += c.out_of_order;
+    }
+    let gapless = t.acked > 0 && t.gaps == 0 && t.duplicates == 0 && !t.not_from_1;
     json!({
-        "acked": n,
-        "first": first,
-        "last": last,
-        "gaps": gaps,
-        "duplicates": duplicates,
-        "gapless": n > 0 && gaps == 0 && duplicates == 0 && first == Some(1),
-        "delivered": log.delivered.len(),
-        "delivered_missing": missing,
-        "delivered_duplicates": log.delivered.len() - delivered.len(),
-        "delivered_out_of_order": out_of_order,
+        "rooms": log.acked.len(),
+        "acked": t.acked,
+        "gaps": t.gaps,
+        "duplicates": t.duplicates,
+        "first_offset_not_1": t.not_from_1,
+        "gapless": gapless,
+        "delivered": log.delivered_n,
+        "delivered_missing": t.missing,
+        "delivered_duplicates": t.delivered_duplicates,
+        "delivered_out_of_order": t.out_of_order,
     })
 }
 
@@ -271,7 +332,8 @@ pub async fn run(ctx: Rc<Ctx>, a: DurableArgs) -> Outcome {
     };
     let publishers = conns.split_off(1);
     let mut reader = conns.pop().expect("one subscriber").ws;
-    let sub = json!({ "room": a.room });
+    let rooms: Vec<String> = (0..a.rooms.max(1)).map(|i| room_of(&a, i)).collect();
+    let sub = json!({ "rooms": rooms });
     match conn::call(&mut reader, "subscribe", Some(&sub), 1, |_| {}).await {
         Ok(ack)
             if ack["ok"] == json!(true) && ack["denied"].as_array().is_none_or(Vec::is_empty) => {}
@@ -289,13 +351,9 @@ pub async fn run(ctx: Rc<Ctx>, a: DurableArgs) -> Outcome {
     let end = start + secs(a.duration);
     let cpu = CpuMeter::start(ctx.common.server_pid);
     let mut tasks = Vec::new();
-    for c in publishers {
-        tasks.push(tokio::task::spawn_local(socket_publisher(
-            c.ws,
-            sh.clone(),
-            a.clone(),
-            end,
-        )));
+    for (who, c) in publishers.into_iter().enumerate() {
+        let f = socket_publisher(c.ws, sh.clone(), a.clone(), end, who);
+        tasks.push(tokio::task::spawn_local(f));
     }
     if a.via == Via::Http {
         for who in 0..p {
@@ -312,7 +370,7 @@ pub async fn run(ctx: Rc<Ctx>, a: DurableArgs) -> Outcome {
     while Instant::now() < hard_end {
         let all_in = {
             let log = sh.log.borrow();
-            log.delivered.len() >= log.acked.len() + log.acked_without_offset as usize
+            log.delivered_n >= log.acked_n + log.acked_without_offset as usize
         };
         if all_in {
             break;
@@ -322,7 +380,7 @@ pub async fn run(ctx: Rc<Ctx>, a: DurableArgs) -> Outcome {
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), reader_task).await;
     let log = sh.log.borrow();
-    let published = log.acked.len() as u64 + log.acked_without_offset;
+    let published = log.acked_n as u64 + log.acked_without_offset;
     let offsets = (log.acked_without_offset == 0).then(|| check_offsets(&log));
     let results = json!({
         "via": a.via,
@@ -334,6 +392,7 @@ pub async fn run(ctx: Rc<Ctx>, a: DurableArgs) -> Outcome {
         "ack_latency": report::summary(&sh.ack_latency.borrow()),
         "unacked": log.unacked,
         "errors": log.errors.json(),
+        "server_cpu_us_per_event": report::cost_us(&cpu, published),
         "cpu": cpu,
     });
     if published == 0 || log.errors.total() > 0 {
@@ -353,11 +412,13 @@ mod tests {
     use super::*;
 
     fn log(acked: &[u64], delivered: &[u64]) -> Log {
-        Log {
-            acked: acked.to_vec(),
-            delivered: delivered.to_vec(),
-            ..Log::default()
+        let mut l = Log::default();
+        for o in acked {
+            l.ack("r", *o);
         }
+        l.delivered.insert("r".into(), delivered.to_vec());
+        l.delivered_n = delivered.len();
+        l
     }
 
     #[test]
@@ -377,5 +438,15 @@ mod tests {
         assert_eq!(v["delivered_missing"], json!(1));
         // Not starting at 1 in a fresh room is a gap too.
         assert_eq!(check_offsets(&log(&[2, 3], &[]))["gapless"], json!(false));
+    }
+
+    #[test]
+    fn rooms_are_checked_separately() {
+        let mut l = log(&[1, 2], &[1, 2]);
+        l.ack("s", 1);
+        l.ack("s", 2);
+        assert_eq!(check_offsets(&l)["gapless"], json!(true));
+        l.ack("s", 4);
+        assert_eq!(check_offsets(&l)["gaps"], json!(1));
     }
 }

@@ -230,7 +230,6 @@ pub async fn run(ctx: Rc<Ctx>, a: FanoutArgs) -> Outcome {
         tasks.push(tokio::task::spawn_local(publisher(c.ws, f.0, f.1, f.2)));
     }
     tokio::time::sleep_until(plan.end.into()).await;
-    let cpu = cpu.finish();
     // Drain: every publisher has its acks (or gave up), every delivery is in.
     let fanout_per_publish = (m + p - 1) as u64;
     loop {
@@ -244,6 +243,8 @@ pub async fn run(ctx: Rc<Ctx>, a: FanoutArgs) -> Outcome {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Over publishing and drain: the deliveries counted are all of them.
+    let cpu = cpu.finish();
     let _ = stop.send(true);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -270,6 +271,7 @@ pub async fn run(ctx: Rc<Ctx>, a: FanoutArgs) -> Outcome {
         "skipped_window_full": f.skipped,
         "closed_by_server": f.closed,
         "errors": f.errors.json(),
+        "server_cpu_us_per_delivery": report::cost_us(&cpu, received),
         "cpu": cpu,
     });
     if f.published_ok == 0 || f.errors.total() > 0 {

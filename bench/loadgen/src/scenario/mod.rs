@@ -94,6 +94,10 @@ pub struct AckArgs {
     /// Seconds at the start not recorded.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
+    /// Each connection pings once per this many ms (starts staggered);
+    /// 0 = the next ping as soon as the ack arrives (saturation).
+    #[arg(long, default_value_t = 0)]
+    pub interval_ms: u64,
 }
 
 #[derive(Args, Debug, Serialize)]
@@ -147,6 +151,9 @@ pub struct DurableArgs {
     /// Entity room the events go to; one subscriber joins it.
     #[arg(long, default_value = "order:bench")]
     pub room: String,
+    /// Spread publishers over this many rooms (`{room}-{i % rooms}`); 1 = all in `room`.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
 }
 
 #[derive(Args, Debug, Serialize)]
