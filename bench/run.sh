@@ -66,7 +66,7 @@ POINTS=()
 for arg in "$@"; do
   case $arg in
     --smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) POINTS+=("$arg") ;;
   esac
 done
