@@ -50,6 +50,7 @@ FANOUT_SUBS=${FANOUT_SUBS:-1000}
 FANOUT_PUBS=${FANOUT_PUBS:-10}
 FANOUT_SECS=${FANOUT_SECS:-10}
 FANOUT_WINDOW=${FANOUT_WINDOW:-4}
+FANOUT_PACED_RATE=${FANOUT_PACED_RATE:-5}   # fanout-paced: 10 x 5 publishes/s x 1,009 = 50,450 deliveries/s
 DURABLE_PUBS=${DURABLE_PUBS:-10}
 DURABLE_SECS=${DURABLE_SECS:-10}
 DURABLE_WINDOW=${DURABLE_WINDOW:-4}
@@ -60,7 +61,7 @@ DOC_SECS=${DOC_SECS:-5}
 REPLAY_CLIENTS=${REPLAY_CLIENTS:-1000}
 REPLAY_EVENTS=${REPLAY_EVENTS:-100}
 
-ALL_POINTS="connect ack ack-paced fanout durable-socket durable-rooms durable-http durable-2k documents replay"
+ALL_POINTS="connect ack ack-paced fanout fanout-paced durable-socket durable-rooms durable-http durable-2k documents replay"
 SMOKE=0
 POINTS=()
 for arg in "$@"; do
@@ -162,7 +163,7 @@ LG() {  # point run loadgen-args...
   line=$(timeout "$LOADGEN_TIMEOUT" taskset -c "$LOADGEN_CPU" "$LOADGEN_BIN" \
       --url "http://127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --label "$SERVER_LABEL" \
       "$@") || rc=$?
-  [ -n "$line" ] || line='{"status":"failed","results":{"reason":"load generator printed nothing (timeout or crash)"}}'
+  [ -n "$line" ] || line="{\"server\":\"$SERVER_LABEL\",\"status\":\"failed\",\"results\":{\"reason\":\"load generator printed nothing (exit $rc: usage error, timeout or crash; see the log)\"}}"
   printf '{"point":"%s","run":%d,"db":"%s","exit":%d,"result":%s}\n' \
     "$point" "$run" "$SERVER_DB" "$rc" "$line" >>"$RESULTS"
   log "$point run $run $SERVER_LABEL: exit $rc: $(printf '%s' "$line" | cut -c1-220)"
@@ -208,7 +209,7 @@ if [ $SMOKE = 1 ]; then
     LG "$1" 1 --strict "${@:2}" >/dev/null || rc=$?
     case $rc in
       0) echo "smoke: ok          $1" ;;
-      2) if [ "${SMOKE_STRICT:-0}" = 1 ]; then echo "smoke: FAILED      $1 (unsupported by server)"; failed=1
+      3) if [ "${SMOKE_STRICT:-0}" = 1 ]; then echo "smoke: FAILED      $1 (unsupported by server)"; failed=1
          else echo "smoke: unsupported $1 (server lacks the feature; SMOKE_STRICT=1 makes this fail)"; fi ;;
       *) echo "smoke: FAILED      $1 (exit $rc; see $RESULTS)"; failed=1 ;;
     esac
@@ -238,7 +239,7 @@ log "results go to $RESULTS"
 } >"$OUT/machine.txt"
 
 # point → database, and which servers run it.
-point_db() { case $1 in connect|ack|ack-paced|fanout) echo sqlite ;; *) echo postgres ;; esac; }
+point_db() { case $1 in connect|ack|ack-paced|fanout|fanout-paced) echo sqlite ;; *) echo postgres ;; esac; }
 point_servers() { case $1 in durable-http|documents|replay) echo "ours" ;; *) echo "ours ref" ;; esac; }
 point_args() {
   case $1 in
@@ -246,6 +247,7 @@ point_args() {
     ack) echo "ack-latency --connections $ACK_CONNS --duration $ACK_SECS --warmup 2" ;;
     ack-paced) echo "ack-latency --connections $ACK_CONNS --duration $ACK_SECS --warmup 2 --interval-ms $ACK_INTERVAL_MS" ;;
     fanout) echo "fanout --subscribers $FANOUT_SUBS --publishers $FANOUT_PUBS --duration $FANOUT_SECS --window $FANOUT_WINDOW" ;;
+    fanout-paced) echo "fanout --subscribers $FANOUT_SUBS --publishers $FANOUT_PUBS --duration $FANOUT_SECS --rate $FANOUT_PACED_RATE" ;;
     durable-socket) echo "durable --via socket --publishers $DURABLE_PUBS --duration $DURABLE_SECS --window $DURABLE_WINDOW" ;;
     durable-rooms) echo "durable --via socket --publishers $DURABLE_PUBS --rooms $DURABLE_PUBS --duration $DURABLE_SECS --window $DURABLE_WINDOW" ;;
     durable-http) echo "durable --via http --publishers $DURABLE_PUBS --batch $HTTP_BATCH --duration $DURABLE_SECS" ;;

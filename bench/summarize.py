@@ -3,7 +3,10 @@
 both servers side by side, the ratio of the means (Switchyard / reference),
 and each issue target met or missed (and by how much).
 
-usage: summarize.py results.jsonl [machine.txt]
+usage: summarize.py results.jsonl [more.jsonl ...] [machine.txt ...]
+
+Several results files (passes of run.sh) are merged: the runs of the second
+are numbered after those of the first, and so on.
 """
 import json
 import statistics
@@ -40,14 +43,25 @@ METRICS = {
         ("server CPU %", "cpu.server_cpu_pct", None),
     ],
     "fanout": [
-        ("deliveries/s", "deliveries_per_s", ("ratio>=", 6)),
+        ("deliveries/s (duplicates not counted)", "deliveries_per_s", ("ratio>=", 6)),
         ("publishes/s", "publishes_per_s", None),
         ("lost deliveries", "lost", None),
+        ("duplicated deliveries", "duplicates", None),
+        ("publishes never acknowledged", "unacked", None),
         ("delivery p50, ms", "latency.p50_ms", None),
         ("delivery p99, ms", "latency.p99_ms", None),
         ("server CPU µs per delivery", "server_cpu_us_per_delivery", None),
         ("server CPU %", "cpu.server_cpu_pct", None),
         ("load generator CPU %", "cpu.loadgen_cpu_pct", None),
+    ],
+    "fanout-paced": [
+        ("deliveries/s (offered 50,450)", "deliveries_per_s", None),
+        ("lost deliveries", "lost", None),
+        ("duplicated deliveries", "duplicates", None),
+        ("delivery p50, ms", "latency.p50_ms", None),
+        ("delivery p99, ms", "latency.p99_ms", None),
+        ("server CPU µs per delivery", "server_cpu_us_per_delivery", None),
+        ("server CPU %", "cpu.server_cpu_pct", None),
     ],
     "durable-socket": [
         ("events/s (reference: not durable)", "events_per_s", ("ours>=", 10000)),
@@ -145,12 +159,23 @@ def verdict(target, ours, ref):
 
 
 def main():
-    rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-    if len(sys.argv) > 2:
+    rows, offset = [], 0
+    for path in (a for a in sys.argv[1:] if a.endswith(".jsonl")):
+        got = [json.loads(l) for l in open(path) if l.strip()]
+        for r in got:
+            r["run"] += offset
+        offset = max((r["run"] for r in got), default=offset)
+        rows += got
+    for path in (a for a in sys.argv[1:] if a.endswith(".txt")):
         print("```")
-        print(open(sys.argv[2]).read().rstrip())
+        print(open(path).read().rstrip())
         print("```\n")
-    runs = max((r["run"] for r in rows), default=1)
+    # Columns: the most runs any point has for one server.
+    per = {}
+    for r in rows:
+        key = (r["point"], r["result"].get("server"))
+        per[key] = per.get(key, 0) + 1
+    runs = max(per.values(), default=1)
     head = ["point", "metric"]
     head += [f"Switchyard #{i}" for i in range(1, runs + 1)]
     head += [f"Node #{i}" for i in range(1, runs + 1)]

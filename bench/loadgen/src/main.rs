@@ -3,7 +3,7 @@
 //! It speaks raw Engine.IO v4 / Socket.IO v5 over WebSocket (no client
 //! library in the way), on a current-thread tokio runtime meant to be pinned
 //! to one core (`taskset -c 1`). Each scenario prints one JSON line and exits
-//! 0 (ok), 1 (failed) or 2 (unsupported by the server).
+//! 0 (ok), 1 (failed) or 3 (unsupported by the server); 2 is a usage error.
 //!
 //! - [`proto`]: packet encoding and the cheap parsing the hot paths need.
 //! - [`conn`]: dialing from several 127.0.0.x source addresses, CONNECT, `session`.

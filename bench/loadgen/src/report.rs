@@ -29,7 +29,8 @@ impl Status {
         match self {
             Status::Ok => 0,
             Status::Failed => 1,
-            Status::Unsupported => 2,
+            // Not 2: clap exits 2 on a usage error.
+            Status::Unsupported => 3,
         }
     }
 }

@@ -34,7 +34,9 @@ struct Fan {
     latency: Histogram<u64>,
     ack_latency: Histogram<u64>,
     published_ok: u64,
+    sent: u64,
     errors: Errors,
+    duplicates: u64,
     unacked: u64,
     skipped: u64,
     closed: u64,
@@ -43,8 +45,33 @@ struct Fan {
 
 type Shared = Rc<RefCell<Fan>>;
 
-/// Counts a delivery of the benchmark event; ignores anything else.
-fn on_delivery(fan: &Shared, text: &str, publisher: bool) {
+/// The last `seq` a receiver saw from each publisher: a socket's events
+/// arrive in order, so a `seq` not above the last one is a duplicate.
+struct Seen(Vec<u64>);
+
+impl Seen {
+    fn new(publishers: usize) -> Self {
+        Self(vec![0; publishers])
+    }
+
+    fn fresh(&mut self, publisher: Option<u64>, seq: Option<u64>) -> bool {
+        match (publisher, seq) {
+            (Some(p), Some(s)) => match self.0.get_mut(p as usize) {
+                Some(last) if s <= *last => false,
+                Some(last) => {
+                    *last = s;
+                    true
+                }
+                None => true,
+            },
+            _ => true,
+        }
+    }
+}
+
+/// Counts a delivery of the benchmark event (duplicates apart); ignores
+/// anything else.
+fn on_delivery(fan: &Shared, text: &str, publisher: bool, seen: &mut Seen) {
     let Packet::Event { body, .. } = proto::parse(text) else {
         return;
     };
@@ -53,6 +80,10 @@ fn on_delivery(fan: &Shared, text: &str, publisher: bool) {
     }
     let now = report::now_micros();
     let mut f = fan.borrow_mut();
+    if !seen.fresh(proto::find_u64(body, "pub"), proto::find_u64(body, "seq")) {
+        f.duplicates += 1;
+        return;
+    }
     if publisher {
         f.pub_deliveries += 1;
     } else {
@@ -65,14 +96,20 @@ fn on_delivery(fan: &Shared, text: &str, publisher: bool) {
 }
 
 /// Reads deliveries until `stop` flips or the server closes the socket.
-async fn receive(mut ws: Ws, fan: Shared, publisher: bool, mut stop: watch::Receiver<bool>) {
+async fn receive(
+    mut ws: Ws,
+    fan: Shared,
+    publisher: bool,
+    mut stop: watch::Receiver<bool>,
+    mut seen: Seen,
+) {
     loop {
         tokio::select! {
             m = ws.next() => match m {
                 Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
                     let _ = conn::send(&mut ws, "3".into()).await;
                 }
-                Some(Ok(Message::Text(t))) => on_delivery(&fan, t.as_str(), publisher),
+                Some(Ok(Message::Text(t))) => on_delivery(&fan, t.as_str(), publisher, &mut seen),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                     fan.borrow_mut().closed += 1;
                     return;
@@ -93,15 +130,18 @@ async fn tick(t: &mut Option<Interval>) {
     }
 }
 
-fn publish_frame(id: u64) -> String {
+/// `pub` and `seq` (extra payload fields, which the catalog allows) let
+/// receivers tell duplicates.
+fn publish_frame(who: usize, id: u64) -> String {
     format!(
-        r#"42{id}["event:publish",{{"type":"{EVENT}","payload":{{"timestamp":"{}","sentAt":{}}}}}]"#,
+        r#"42{id}["event:publish",{{"type":"{EVENT}","payload":{{"timestamp":"{}","sentAt":{},"pub":{who},"seq":{id}}}}}]"#,
         iso_now(),
         report::now_micros()
     )
 }
 
 struct Plan {
+    publishers: usize,
     rate: f64,
     window: usize,
     end: Instant,
@@ -110,7 +150,14 @@ struct Plan {
 
 /// Publishes until `plan.end` (closed loop, or at `plan.rate` with at most
 /// `plan.window` unacknowledged), then keeps receiving like a subscriber.
-async fn publisher(mut ws: Ws, fan: Shared, plan: Rc<Plan>, stop: watch::Receiver<bool>) {
+async fn publisher(
+    mut ws: Ws,
+    fan: Shared,
+    plan: Rc<Plan>,
+    stop: watch::Receiver<bool>,
+    who: usize,
+) {
+    let mut seen = Seen::new(plan.publishers);
     let mut next_id = 0u64;
     let mut inflight: HashMap<u64, Instant> = HashMap::new();
     let mut ticker = (plan.rate > 0.0).then(|| {
@@ -124,7 +171,8 @@ async fn publisher(mut ws: Ws, fan: Shared, plan: Rc<Plan>, stop: watch::Receive
             while inflight.len() < plan.window {
                 next_id += 1;
                 inflight.insert(next_id, Instant::now());
-                let _ = conn::send(&mut ws, publish_frame(next_id)).await;
+                fan.borrow_mut().sent += 1;
+                let _ = conn::send(&mut ws, publish_frame(who, next_id)).await;
             }
         }
         if !publishing && inflight.is_empty() {
@@ -147,7 +195,7 @@ async fn publisher(mut ws: Ws, fan: Shared, plan: Rc<Plan>, stop: watch::Receive
                                 }
                             }
                         }
-                        _ => on_delivery(&fan, text, true),
+                        _ => on_delivery(&fan, text, true, &mut seen),
                     }
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
@@ -163,7 +211,9 @@ async fn publisher(mut ws: Ws, fan: Shared, plan: Rc<Plan>, stop: watch::Receive
                 if inflight.len() < plan.window {
                     next_id += 1;
                     inflight.insert(next_id, Instant::now());
-                    let _ = conn::send(&mut ws, publish_frame(next_id)).await;
+                    fan.borrow_mut().sent += 1;
+                fan.borrow_mut().sent += 1;
+                    let _ = conn::send(&mut ws, publish_frame(who, next_id)).await;
                 } else {
                     fan.borrow_mut().skipped += 1;
                 }
@@ -176,7 +226,7 @@ async fn publisher(mut ws: Ws, fan: Shared, plan: Rc<Plan>, stop: watch::Receive
         }
     }
     fan.borrow_mut().publishers_done += 1;
-    receive(ws, fan, true, stop).await;
+    receive(ws, fan, true, stop, seen).await;
 }
 
 pub async fn run(ctx: Rc<Ctx>, a: FanoutArgs) -> Outcome {
@@ -201,7 +251,9 @@ pub async fn run(ctx: Rc<Ctx>, a: FanoutArgs) -> Outcome {
         latency: report::histogram(),
         ack_latency: report::histogram(),
         published_ok: 0,
+        sent: 0,
         errors: Errors::default(),
+        duplicates: 0,
         unacked: 0,
         skipped: 0,
         closed: 0,
@@ -210,24 +262,21 @@ pub async fn run(ctx: Rc<Ctx>, a: FanoutArgs) -> Outcome {
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::with_capacity(m + p);
     for c in conns {
-        tasks.push(tokio::task::spawn_local(receive(
-            c.ws,
-            fan.clone(),
-            false,
-            stop_rx.clone(),
-        )));
+        let f = receive(c.ws, fan.clone(), false, stop_rx.clone(), Seen::new(p));
+        tasks.push(tokio::task::spawn_local(f));
     }
     let start = Instant::now();
     let plan = Rc::new(Plan {
+        publishers: p,
         rate: a.rate,
         window: a.window.max(1),
         end: start + secs(a.duration),
         hard_end: start + secs(a.duration + a.drain),
     });
     let cpu = CpuMeter::start(ctx.common.server_pid);
-    for c in publishers {
-        let f = (fan.clone(), plan.clone(), stop_rx.clone());
-        tasks.push(tokio::task::spawn_local(publisher(c.ws, f.0, f.1, f.2)));
+    for (who, c) in publishers.into_iter().enumerate() {
+        let f = publisher(c.ws, fan.clone(), plan.clone(), stop_rx.clone(), who);
+        tasks.push(tokio::task::spawn_local(f));
     }
     tokio::time::sleep_until(plan.end.into()).await;
     // Drain: every publisher has its acks (or gave up), every delivery is in.
@@ -256,12 +305,14 @@ pub async fn run(ctx: Rc<Ctx>, a: FanoutArgs) -> Outcome {
     let lost = expected.saturating_sub(received);
     let results = json!({
         "published": f.published_ok,
+        "sent": f.sent,
         "publishes_per_s": report::rate(f.published_ok, secs(a.duration).as_secs_f64()),
         "expected_deliveries": expected,
         "deliveries": received,
         "subscriber_deliveries": f.sub_deliveries,
         "publisher_deliveries": f.pub_deliveries,
         "lost": lost,
+        "duplicates": f.duplicates,
         "extra": received.saturating_sub(expected),
         "deliveries_per_s": report::rate(received, span),
         "span_s": span,
@@ -278,8 +329,24 @@ pub async fn run(ctx: Rc<Ctx>, a: FanoutArgs) -> Outcome {
         let reason = format!("publishes failed: {}", f.errors.first());
         return Outcome::failed(reason, results);
     }
-    if ctx.common.strict && (lost > 0 || f.closed > 0) {
-        return Outcome::failed(format!("{lost} deliveries lost"), results);
+    if ctx.common.strict && (lost > 0 || f.closed > 0 || f.duplicates > 0) {
+        let reason = format!("{lost} deliveries lost, {} duplicated", f.duplicates);
+        return Outcome::failed(reason, results);
     }
     Outcome::ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_told_per_publisher() {
+        let mut seen = Seen::new(2);
+        assert!(seen.fresh(Some(0), Some(1)));
+        assert!(seen.fresh(Some(1), Some(1)));
+        assert!(!seen.fresh(Some(0), Some(1)));
+        assert!(seen.fresh(Some(0), Some(2)));
+        assert!(seen.fresh(None, Some(2)));
+    }
 }
