@@ -5,6 +5,7 @@ mod connect;
 mod documents;
 mod durable;
 mod fanout;
+mod offsets;
 mod replay;
 mod support;
 
