@@ -63,6 +63,8 @@ node_tests() { (cd clients/tests && npm ci --no-audit --no-fund --loglevel=error
 run_suite "Rust tests (unit + integration, SQLite and Postgres)" rust_tests
 run_suite "Node suite (socket.io-client)" node_tests
 run_suite "Python suite (python-socketio)" bash tests/python/run.sh
+# Keeps the benchmark harness working (a few connections per scenario, no timing claims).
+run_suite "Benchmark smoke (bench/run.sh --smoke)" env SWITCHYARD_BIN="$PWD/target/debug/switchyard" SMOKE_STRICT=1 bench/run.sh --smoke
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "test.sh: FAILED suites: ${failed[*]}" >&2

@@ -73,7 +73,10 @@ impl App {
             // fills, so idle sockets pay nothing; durable events never
             // overflow it (they wait and catch up), ephemeral bursts beyond
             // it are dropped and counted.
-            .max_buffer_size(256);
+            .max_buffer_size(256)
+            // Most events are small; a 1 KiB read buffer (default 4 KiB)
+            // matters at tens of thousands of idle connections.
+            .ws_read_buffer_size(1024);
 
         let (redis_parts, link) = match &config.redis_url {
             Some(_) => {
@@ -117,6 +120,9 @@ impl App {
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 http::origin::check,
+            ))
+            .layer(tower::util::MapRequestLayer::new(
+                http::origin::own_request_parts,
             ))
             .layer(DefaultBodyLimit::max(state.config.http_body_limit))
             .layer(cors(&state.config))

@@ -27,6 +27,9 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            // No extra round trip per checkout: a broken connection fails
+            // its query (UNAVAILABLE, retried by the client) and is dropped.
+            .test_before_acquire(false)
             .acquire_timeout(std::time::Duration::from_secs(3))
             .connect(url)
             .await?;
