@@ -29,6 +29,8 @@ pub struct Inner {
     pub config: Config,
     pub verifier: JwtVerifier,
     pub store: Arc<dyn Store>,
+    /// Group commit for durable appends.
+    pub appender: crate::store::batch::Appender,
     pub catalog: Arc<Catalog>,
     /// Live delivery and replay of durable events.
     pub durable: Arc<DurableHub>,
@@ -59,9 +61,11 @@ impl AppState {
         let catalog = Arc::new(catalog);
         let durable = DurableHub::new(store.clone(), catalog.clone());
         let presence = Presence::new(&config);
+        let appender = crate::store::batch::Appender::new(store.clone());
         Self(Arc::new(Inner {
             config,
             verifier,
+            appender,
             store,
             catalog,
             durable,

@@ -284,3 +284,50 @@ async fn cursors_only_move_forward_and_prune_drops_expired_events() {
         );
     }
 }
+
+/// Group commit: concurrent requests share transactions, yet each gets its
+/// own results, offsets stay gapless, and a bad request fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_answers_each_request_with_its_own_results() {
+    for (backend, store) in common::stores().await {
+        let appender = store::batch::Appender::new(store.clone());
+        let company = common::unique("c");
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let appender = appender.clone();
+            let company = company.clone();
+            tasks.push(tokio::spawn(async move {
+                let batch: Vec<NewEvent> = (0..(i % 3 + 1))
+                    .map(|_| event(&company, &["line:1"], None))
+                    .collect();
+                let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+                let res = appender.append(batch).await.unwrap();
+                assert_eq!(
+                    res.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
+                    ids,
+                    "own results, in order"
+                );
+                res.iter().map(|a| a.offsets[0].1).collect::<Vec<_>>()
+            }));
+        }
+        let mut offsets = Vec::new();
+        for t in tasks {
+            offsets.extend(t.await.unwrap());
+        }
+        offsets.sort();
+        assert_eq!(
+            offsets,
+            (1..=offsets.len() as i64).collect::<Vec<_>>(),
+            "{backend}: gapless"
+        );
+        // A request that cannot be written fails without failing its neighbours.
+        let good = event(&company, &["line:1"], None);
+        let mut bad = event(&company, &["line:1"], None);
+        bad.id = good.id.clone();
+        let (a, b) = tokio::join!(appender.append(vec![good]), appender.append(vec![bad]));
+        assert!(
+            a.is_ok() != b.is_ok(),
+            "{backend}: exactly one of two clashing requests fails"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use crate::error::{AppError, AppResult, Code};
 use crate::replay::LogEvent;
 use crate::socket::broadcast::Delivery;
 use crate::state::AppState;
-use crate::store::{Appended, NewEvent, Store};
+use crate::store::{Appended, NewEvent};
 use socketioxide::socket::Sid;
 
 /// Retention of critical events in the offline queue (SPEC §5).
@@ -200,7 +200,7 @@ pub async fn dispatch(
 /// Appends the durable events of a batch in one transaction (ephemeral ones
 /// skip the log). Returns, per event, its append result (`None` if ephemeral).
 pub async fn persist(
-    store: &dyn Store,
+    store: &crate::store::batch::Appender,
     batch: &[Prepared],
     queue_ttl_ms: i64,
 ) -> AppResult<Vec<Option<Appended>>> {

@@ -173,7 +173,7 @@ fn company_id(v: Option<&Value>) -> AppResult<String> {
 /// Validates the whole batch, appends its durable events in one transaction,
 /// then delivers: nothing is half-published.
 async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<Value>> {
-    let appended = events::persist(state.store.as_ref(), &batch, state.queue_ttl_ms()).await?;
+    let appended = events::persist(&state.appender, &batch, state.queue_ttl_ms()).await?;
     let mut out = Vec::with_capacity(batch.len());
     for (prepared, appended) in batch.iter().zip(appended) {
         let offsets: Map<String, Value> = appended

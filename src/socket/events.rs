@@ -77,7 +77,7 @@ pub async fn publish<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> 
         state.config.max_payload,
     )?;
     let appended = events::persist(
-        state.store.as_ref(),
+        &state.appender,
         std::slice::from_ref(&prepared),
         state.queue_ttl_ms(),
     )

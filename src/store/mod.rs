@@ -9,6 +9,7 @@
 //! `documents.rs`, implemented in `postgres_documents.rs` and
 //! `sqlite_documents.rs`; contract tests in `tests/store_documents.rs`.
 
+pub mod batch;
 pub mod documents;
 mod postgres_documents;
 mod sqlite_documents;
