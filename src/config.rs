@@ -86,6 +86,8 @@ pub struct Config {
     pub rate_burst: f64,
     pub message_queue_ttl: Duration,
     /// How long a dead node's sockets count as present (`WS_PRESENCE_TTL`).
+    /// `WS_PRESENCE`: whether presence (online/offline, `presence:list`) runs.
+    pub presence: bool,
     pub presence_ttl: Duration,
     /// How long after a user's last socket left `user:offline` waits for a
     /// reconnect (`WS_PRESENCE_GRACE_MS`).
@@ -232,6 +234,11 @@ impl Config {
             rate_limit,
             rate_burst,
             message_queue_ttl: v.seconds("WS_MESSAGE_QUEUE_TTL", 86_400)?,
+            presence: match v.get("WS_PRESENCE").unwrap_or("on") {
+                "on" | "true" => true,
+                "off" | "false" => false,
+                other => return Err(bad("WS_PRESENCE", format!("`{other}` must be on or off"))),
+            },
             presence_ttl,
             presence_grace: v.millis("WS_PRESENCE_GRACE_MS", 5_000)?,
             catalog_file: v.get("CATALOG_FILE").map(PathBuf::from),

@@ -49,7 +49,7 @@ use socketioxide::socket::Sid;
 use crate::config::Config;
 use crate::domain::room::RoomKind;
 use crate::domain::{RoomName, now_ms};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Code};
 use crate::socket::broadcast::Signal;
 use crate::socket::session::Session;
 use crate::state::AppState;
@@ -139,6 +139,9 @@ fn user_of(entry: &SocketEntry) -> UserKey {
 /// Registers a socket; announces `user:online` to the company (except to
 /// this socket) when it is its user's first socket anywhere.
 pub async fn join(state: &AppState, session: &Session, sid: Sid, rooms: &[RoomName]) {
+    if !state.config.presence {
+        return;
+    }
     let p = &state.presence;
     let socket_id = sid.to_string();
     let identity = session.identity();
@@ -183,6 +186,9 @@ pub async fn join(state: &AppState, session: &Session, sid: Sid, rooms: &[RoomNa
 /// Unregisters a socket; settles its user after the grace period when it
 /// was the user's last socket. Ends what the socket was typing.
 pub async fn leave(state: &AppState, socket_id: &str) {
+    if !state.config.presence {
+        return;
+    }
     if let Ok(sid) = socket_id.parse() {
         typing::socket_gone(state, sid).await;
     }
@@ -215,6 +221,9 @@ pub async fn rooms_changed(
     joined: &[RoomName],
     left: &[RoomName],
 ) {
+    if !state.config.presence {
+        return;
+    }
     let (joined, left) = (entity_rooms(joined), entity_rooms(left));
     if joined.is_empty() && left.is_empty() {
         return;
@@ -250,6 +259,12 @@ pub async fn rooms_changed(
 /// `presence:list`: online users of the company, of a role or a user room,
 /// or the users subscribed to an entity room.
 pub async fn list(state: &AppState, company: &str, room: &RoomName) -> AppResult<Vec<PresentUser>> {
+    if !state.config.presence {
+        return Err(AppError::new(
+            Code::Unavailable,
+            "presence is turned off on this server (WS_PRESENCE=off)",
+        ));
+    }
     let entity = matches!(room.kind(), RoomKind::Entity(_)).then_some(room.as_str());
     let users = state
         .store

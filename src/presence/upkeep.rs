@@ -15,6 +15,9 @@ const SWEEP_ROUNDS: usize = 20;
 
 /// Heartbeat and sweep, on every node, until shutdown.
 pub async fn maintain(state: AppState) {
+    if !state.config.presence {
+        return;
+    }
     let p = &state.presence;
     let mut beat = tokio::time::interval(p.heartbeat_every());
     let mut sweep = tokio::time::interval(p.sweep_every());
@@ -31,6 +34,9 @@ pub async fn maintain(state: AppState) {
 /// Graceful shutdown: this node's sockets all leave at once. Clients that
 /// reconnect to another node within the grace period stay online.
 pub async fn leave_node(state: &AppState) {
+    if !state.config.presence {
+        return;
+    }
     let p = &state.presence;
     match state
         .store

@@ -225,7 +225,11 @@ impl DurableHub {
                 .await
                 .map_err(store_err)?;
             member.resolve_head(head);
-            *first = false; // starting at the head: nothing can be truncated
+            // Starting at the head: nothing can be truncated, and anything
+            // committed after that read is announced live (and re-read by
+            // the finalizing pass), so there is nothing to page.
+            *first = false;
+            return Ok(Vec::new());
         }
         let after = member.last();
         // The head is read before the page: if the page then comes back
@@ -243,6 +247,11 @@ impl DurableHub {
         } else {
             None
         };
+        if head_before == Some(after) {
+            // Up to date: the page query would come back empty.
+            *first = false;
+            return Ok(Vec::new());
+        }
         let page = self
             .store
             .events_after(&member.company, &member.room, after, PAGE, now_ms())
