@@ -119,10 +119,13 @@ start_ours() {
   # Defaults everywhere except: where to listen and store, the secret and
   # API key the load generator uses, and the per-socket rate limit (a policy,
   # not a performance knob) lifted so publishers may exceed 20 events/s.
+  # Presence is off by default (BENCH_PRESENCE=on to measure it): the
+  # reference has none, and its user:online to the whole company makes each
+  # connect cost O(connections in the company).
   # Run from an empty directory so no .env is read.
   (cd "$dir" && exec env HOST=127.0.0.1 PORT="$PORT_OURS" DATABASE_URL="$db" \
       JWT_SECRET="$JWT_SECRET" API_KEYS="$BENCH_API_KEY" \
-      WS_RATE_LIMIT=1000000 WS_RATE_BURST=1000000 \
+      WS_RATE_LIMIT=1000000 WS_RATE_BURST=1000000 WS_PRESENCE="${BENCH_PRESENCE:-off}" \
       taskset -c "$SERVER_CPU" "$SWITCHYARD_BIN" serve) >"$dir/server.log" 2>&1 &
   SERVER_PID=$!
   STARTED+=("$SERVER_PID")
