@@ -91,8 +91,8 @@ struct Track {
     samples: VecDeque<(Instant, i64)>,
     initial: i64,
     acked: Option<i64>,
-    /// When the socket's buffer was first found full and not drained since:
-    /// what was sent after (and shortly before) that may never have left.
+    /// When the socket's buffer was first found full: what was sent after
+    /// (and shortly before) that may never have been read.
     stalled_since: Option<Instant>,
 }
 
@@ -227,7 +227,8 @@ impl Member {
             return false;
         }
         t.catching_up = false;
-        t.stalled_since = None;
+        // `stalled_since` stays: emptying our buffer into the kernel's is no
+        // proof that the client read anything.
         true
     }
 

@@ -13,7 +13,7 @@
 //!   remembers per user and device the last offset sent in each automatic
 //!   room. After a clean disconnect that is exact. After a connection that
 //!   died silently (heartbeat timeout, transport error) the cursor is the
-//!   last offset sent at least `pingInterval + pingTimeout` before the
+//!   last offset sent at least `2 × (pingInterval + pingTimeout)` before the
 //!   disconnect, so events that may have gone into a dead connection are
 //!   replayed: possibly twice, never lost. `events:ack` makes the cursor
 //!   follow the client's acknowledgements instead.

@@ -235,7 +235,10 @@ fn rollback_window(state: &AppState, reason: Option<DisconnectReason>) -> Durati
         Some(DisconnectReason::ClientNSDisconnect | DisconnectReason::TransportClose) => {
             Duration::ZERO
         }
-        _ => state.config.ping_interval + state.config.ping_timeout,
+        // Two heartbeat windows: the connection may have been dead for one
+        // before the heartbeat noticed, and data sent just before that may
+        // still have been in flight.
+        _ => 2 * (state.config.ping_interval + state.config.ping_timeout),
     }
 }
 
