@@ -270,7 +270,7 @@ pub async fn cleanup<A: Adapter>(
     state.connections.fetch_sub(1, Ordering::AcqRel);
     crate::metrics::connection_closed();
     state.limits.release(session.ip);
-    replay::leave::<A>(state, socket_id, session, reason).await;
+    replay::leave(state, socket_id, session, reason).await;
     crate::presence::leave(state, socket_id).await;
 }
 

@@ -244,13 +244,12 @@ fn rollback_window(state: &AppState, reason: Option<DisconnectReason>) -> Durati
 
 /// Saves the offline-queue cursors of the socket's automatic rooms and
 /// leaves every feed.
-pub async fn leave<A: Adapter>(
+pub async fn leave(
     state: &AppState,
     socket_id: &str,
     session: &Session,
     reason: Option<DisconnectReason>,
 ) {
-    let _ = std::marker::PhantomData::<A>;
     let identity = session.identity();
     let window = rollback_window(state, reason);
     let automatic = automatic_rooms(&identity);
