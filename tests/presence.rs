@@ -51,7 +51,7 @@ async fn the_heartbeat_repairs_drifted_rows() {
         .presence_settle(&op_key, i64::MAX, now_ms() + 60_000, 300)
         .await
         .unwrap();
-    assert!(reaped.is_some(), "op went offline in the database");
+    assert!(reaped.user.is_some(), "op went offline in the database");
     let online = sup.expect("user:online").await;
     assert_eq!(online[0]["userId"], "op", "re-registered and announced");
     assert_eq!(online[0]["role"], "operator");

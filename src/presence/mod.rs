@@ -1,5 +1,6 @@
-//! Presence (SPEC §7): who is online in each company, counted over the
-//! sockets of every node; and typing indicators ([`typing`]).
+//! Presence (SPEC §7): who is online in each company and who is in each
+//! entity room, counted over the sockets of every node; and typing
+//! indicators ([`typing`]).
 //!
 //! The truth lives in the database behind [`crate::store::PresenceStore`]:
 //! a row per socket, owned by the node process serving it, and a state row
@@ -29,6 +30,14 @@
 //! - **Shutdown** removes all of this node's rows in one transaction as
 //!   departures; clients reconnecting elsewhere within the grace period see
 //!   no flap, the others go offline when another node's sweep settles them.
+//! - **Entity rooms** follow the same rules per (user, room), under the
+//!   same user row lock: the user's first socket in a room announces
+//!   `presence:joined` to the room (except that socket); a departure that
+//!   leaves the room without a socket of the user schedules the same settle,
+//!   which announces `presence:left` once the grace period has passed with
+//!   no socket of the user back in the room, on any node. Dead nodes'
+//!   sockets, shutdown and drift leave rooms exactly as they leave the
+//!   company. A socket without entity rooms costs no extra statement.
 //!
 //! Per-node memory holds per-socket state only: what was registered for
 //! each socket of this node (to re-register it), and typing states.
@@ -54,7 +63,7 @@ use crate::socket::broadcast::Signal;
 use crate::socket::session::Session;
 use crate::state::AppState;
 use crate::store::{PresentUser, SocketEntry, UserKey};
-use transition::Change;
+use transition::{Change, RoomChange, Transitions};
 use typing::Typing;
 
 /// What this node registered for one of its sockets.
@@ -175,8 +184,7 @@ pub async fn join(state: &AppState, session: &Session, sid: Sid, rooms: &[RoomNa
     let result = state.store.presence_join(&entry, now_ms()).await;
     drop((op, shared));
     match result {
-        Ok(Some(change)) => announce(state, &user_of(&entry), change, Some(sid)).await,
-        Ok(None) => {}
+        Ok(changes) => publish(state, &user_of(&entry), changes, Some(sid)).await,
         Err(e) => {
             tracing::warn!(error = %e, "presence: cannot register a socket; the heartbeat will retry")
         }
@@ -202,10 +210,17 @@ pub async fn leave(state: &AppState, socket_id: &str) {
     if state.is_shutting_down() {
         return; // `leave_node` removes all of this node's rows at once
     }
-    let user = user_of(&slot.entry());
+    let (user, in_rooms) = {
+        let entry = slot.entry();
+        (user_of(&entry), !entry.rooms.is_empty())
+    };
     let mut left = slot.op.lock().await;
     *left = true;
-    match state.store.presence_leave(&user, socket_id, now_ms()).await {
+    let result = state
+        .store
+        .presence_leave(&user, socket_id, in_rooms, now_ms())
+        .await;
+    match result {
         Ok(true) => settle_later(state, user),
         Ok(false) => {}
         Err(e) => {
@@ -214,7 +229,9 @@ pub async fn leave(state: &AppState, socket_id: &str) {
     }
 }
 
-/// Records entity-room subscriptions of a registered socket.
+/// Records entity-room subscriptions of a registered socket; announces
+/// `presence:joined` (except to this socket) for rooms its user entered,
+/// and settles the user later when it left a room's last socket.
 pub async fn rooms_changed(
     state: &AppState,
     socket_id: &str,
@@ -232,7 +249,7 @@ pub async fn rooms_changed(
     let Some(slot) = p.slots().get(socket_id).cloned() else {
         return;
     };
-    let company = {
+    let entry = {
         let mut entry = slot.entry();
         entry.rooms.retain(|r| !left.contains(r));
         for room in &joined {
@@ -240,19 +257,21 @@ pub async fn rooms_changed(
                 entry.rooms.push(room.clone());
             }
         }
-        entry.company_id.clone()
+        entry.clone()
     };
-    let _shared = p.sync.read().await;
+    let shared = p.sync.read().await;
     let gone = slot.op.lock().await;
     if *gone {
         return;
     }
     let result = state
         .store
-        .presence_rooms(&company, socket_id, &joined, &left, now_ms())
+        .presence_rooms(&entry, &joined, &left, now_ms())
         .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "presence: cannot record room subscriptions");
+    drop((gone, shared));
+    match result {
+        Ok(changes) => publish(state, &user_of(&entry), changes, socket_id.parse().ok()).await,
+        Err(e) => tracing::warn!(error = %e, "presence: cannot record room subscriptions"),
     }
 }
 
@@ -294,11 +313,38 @@ async fn settle(state: &AppState, user: &UserKey) {
         .presence_settle(user, now - millis(p.ttl), now, millis(p.grace))
         .await;
     match result {
-        Ok(Some(change)) => announce(state, user, change, None).await,
-        Ok(None) => {}
+        Ok(changes) => publish(state, user, changes, None).await,
         Err(e) => {
             tracing::warn!(error = %e, "presence: settle failed; the sweep will retry")
         }
+    }
+}
+
+/// Announces what a store operation changed, after its commit: arrivals
+/// company first then rooms, departures rooms first then company; and
+/// schedules a settle when a departure asks for one. `exclude` is the
+/// socket that caused an arrival (it is not told about itself).
+async fn publish(state: &AppState, user: &UserKey, changes: Transitions, exclude: Option<Sid>) {
+    let Transitions {
+        user: change,
+        rooms,
+        settle,
+    } = changes;
+    let (before, after) = match change {
+        Some(online @ Change::Online { .. }) => (Some(online), None),
+        other => (None, other),
+    };
+    if let Some(change) = before {
+        announce(state, user, change, exclude).await;
+    }
+    for room in rooms {
+        announce_room(state, user, room, exclude).await;
+    }
+    if let Some(change) = after {
+        announce(state, user, change, exclude).await;
+    }
+    if settle {
+        settle_later(state, user.clone());
     }
 }
 
@@ -317,6 +363,31 @@ async fn announce(state: &AppState, user: &UserKey, change: Change, exclude: Opt
     let signal = Signal {
         company: user.company_id.clone(),
         room: RoomName::company().as_str().to_string(),
+        event,
+        data,
+        exclude,
+    };
+    state.hub().emit(&signal).await;
+}
+
+/// `presence:joined { room, userId, role, at }` or
+/// `presence:left { room, userId, at, duration }` to the room.
+async fn announce_room(state: &AppState, user: &UserKey, room: RoomChange, exclude: Option<Sid>) {
+    let RoomChange { room, change } = room;
+    let (event, data) = match change {
+        Change::Online { role, at } => (
+            "presence:joined",
+            json!({ "room": room, "userId": user.user_id, "role": role, "at": at }),
+        ),
+        Change::Offline { at, duration } => (
+            "presence:left",
+            json!({ "room": room, "userId": user.user_id, "at": at, "duration": duration }),
+        ),
+    };
+    tracing::debug!(company = %user.company_id, user = %user.user_id, room = %room, event, "presence");
+    let signal = Signal {
+        company: user.company_id.clone(),
+        room,
         event,
         data,
         exclude,
