@@ -45,7 +45,8 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         let first = store
             .presence_join(&socket(&c, "u1", "s1", "n1", &[]), 10_000)
             .await
-            .unwrap().user;
+            .unwrap()
+            .user;
         assert_eq!(
             first,
             Some(Change::Online {
@@ -58,7 +59,8 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         let second = store
             .presence_join(&socket(&c, "u1", "s2", "n2", &[]), 11_000)
             .await
-            .unwrap().user;
+            .unwrap()
+            .user;
         assert_eq!(second, None, "{backend}");
         assert_eq!(
             online_users(store.as_ref(), &c).await,
@@ -82,7 +84,8 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         let early = store
             .presence_settle(&u1, NEVER_STALE, 13_500, GRACE)
             .await
-            .unwrap().user;
+            .unwrap()
+            .user;
         assert_eq!(early, None, "{backend}");
         assert_eq!(
             online_users(store.as_ref(), &c).await,
@@ -91,7 +94,8 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         let late = store
             .presence_settle(&u1, NEVER_STALE, 14_000, GRACE)
             .await
-            .unwrap().user;
+            .unwrap()
+            .user;
         assert_eq!(
             late,
             Some(Change::Offline {
@@ -109,21 +113,24 @@ async fn first_socket_online_last_socket_offline_after_grace() {
             store
                 .presence_settle(&u1, NEVER_STALE, 99_000, GRACE)
                 .await
-                .unwrap().user,
+                .unwrap()
+                .user,
             None
         );
         assert_eq!(
             store
                 .presence_settle(&user(&c, "nobody"), NEVER_STALE, 99_000, GRACE)
                 .await
-                .unwrap().user,
+                .unwrap()
+                .user,
             None
         );
         // Coming back is a new online.
         let back = store
             .presence_join(&socket(&c, "u1", "s3", "n1", &[]), 20_000)
             .await
-            .unwrap().user;
+            .unwrap()
+            .user;
         assert!(
             matches!(back, Some(Change::Online { at: 20_000, .. })),
             "{backend}"
@@ -144,14 +151,16 @@ async fn reconnect_within_grace_is_no_transition() {
         let again = store
             .presence_join(&socket(&c, "u1", "s2", "b", &[]), 11_500)
             .await
-            .unwrap().user;
+            .unwrap()
+            .user;
         assert_eq!(again, None, "{backend}: still online, no second online");
         // The first departure's timer fires: the user has a socket again.
         assert_eq!(
             store
                 .presence_settle(&u1, NEVER_STALE, 12_000, GRACE)
                 .await
-                .unwrap().user,
+                .unwrap()
+                .user,
             None
         );
         // A second departure restarts the grace period.
@@ -160,13 +169,15 @@ async fn reconnect_within_grace_is_no_transition() {
             store
                 .presence_settle(&u1, NEVER_STALE, 13_000, GRACE)
                 .await
-                .unwrap().user,
+                .unwrap()
+                .user,
             None
         );
         let off = store
             .presence_settle(&u1, NEVER_STALE, 13_500, GRACE)
             .await
-            .unwrap().user;
+            .unwrap()
+            .user;
         assert_eq!(
             off,
             Some(Change::Offline {
@@ -208,7 +219,8 @@ async fn concurrent_transitions_happen_exactly_once() {
                 store
                     .presence_settle(&u, NEVER_STALE, 30_000, GRACE)
                     .await
-                    .unwrap().user
+                    .unwrap()
+                    .user
             })
         });
         let offlines = futures::future::join_all(settles)
@@ -242,7 +254,8 @@ async fn join_racing_settle_never_leaves_a_connected_user_offline() {
                     settle
                         .presence_settle(&u, NEVER_STALE, 20_000, GRACE)
                         .await
-                        .unwrap().user
+                        .unwrap()
+                        .user
                 }),
             );
             let (joined, settled) = (joined.unwrap(), settled.unwrap());
@@ -304,7 +317,8 @@ async fn dead_node_rows_are_reaped_after_the_ttl_and_live_ones_are_not() {
         let off = store
             .presence_settle(&user(&c, "u1"), 40_000, 50_000, GRACE)
             .await
-            .unwrap().user;
+            .unwrap()
+            .user;
         assert_eq!(
             off,
             Some(Change::Offline {
@@ -318,7 +332,8 @@ async fn dead_node_rows_are_reaped_after_the_ttl_and_live_ones_are_not() {
             store
                 .presence_settle(&user(&c, "u2"), 40_000, 50_000, GRACE)
                 .await
-                .unwrap().user,
+                .unwrap()
+                .user,
             None
         );
         assert_eq!(
@@ -407,7 +422,8 @@ async fn leaving_a_node_removes_its_rows_as_departures() {
         let off = store
             .presence_settle(&user(&c, "u1"), NEVER_STALE, 13_000, GRACE)
             .await
-            .unwrap().user;
+            .unwrap()
+            .user;
         assert_eq!(
             off,
             Some(Change::Offline {
@@ -420,7 +436,8 @@ async fn leaving_a_node_removes_its_rows_as_departures() {
             store
                 .presence_settle(&user(&c, "u2"), NEVER_STALE, 13_000, GRACE)
                 .await
-                .unwrap().user,
+                .unwrap()
+                .user,
             None
         );
         // Only rows older than `before` go: a re-registration keeps the fresh ones.
@@ -461,8 +478,14 @@ async fn entity_room_lists_follow_subscriptions_per_company() {
             .presence_join(&s("u1", "s1", &["order:1"]), 10_000)
             .await
             .unwrap();
-        store.presence_join(&s("u1", "s2", &[]), 10_000).await.unwrap();
-        store.presence_join(&s("u2", "s3", &[]), 10_000).await.unwrap();
+        store
+            .presence_join(&s("u1", "s2", &[]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&s("u2", "s3", &[]), 10_000)
+            .await
+            .unwrap();
         store
             .presence_join(&socket(&other, "u9", "s1", "n", &["order:1"]), 10_000)
             .await

@@ -94,7 +94,10 @@ async fn first_socket_in_a_room_joins_it_last_one_leaves_after_grace() {
             .await
             .unwrap();
         assert_eq!(sub.rooms, vec![joined("machine:m2", 11_500)], "{backend}");
-        assert_eq!(listed(store, &c, "machine:m1").await, vec![("u1".into(), 3)]);
+        assert_eq!(
+            listed(store, &c, "machine:m1").await,
+            vec![("u1".into(), 3)]
+        );
 
         // Two of three sockets leave machine:m1: no settle needed.
         let s1 = socket(&c, "u1", "s1", "n1", &[]);
@@ -111,8 +114,14 @@ async fn first_socket_in_a_room_joins_it_last_one_leaves_after_grace() {
         // The last one in machine:m1 goes with its socket: settle, though
         // the user keeps two sockets.
         assert!(store.presence_leave(&u1, "s2", true, 13_000).await.unwrap());
-        assert!(settle(store, &u1, 13_500).await.is_empty(), "{backend}: grace");
-        assert_eq!(listed(store, &c, "machine:m1").await, vec![("u1".into(), 0)]);
+        assert!(
+            settle(store, &u1, 13_500).await.is_empty(),
+            "{backend}: grace"
+        );
+        assert_eq!(
+            listed(store, &c, "machine:m1").await,
+            vec![("u1".into(), 0)]
+        );
         let off = settle(store, &u1, 14_000).await;
         assert_eq!(
             off,
@@ -123,9 +132,18 @@ async fn first_socket_in_a_room_joins_it_last_one_leaves_after_grace() {
             },
             "{backend}"
         );
-        assert!(listed(store, &c, "machine:m1").await.is_empty(), "{backend}");
-        assert_eq!(listed(store, &c, "machine:m2").await, vec![("u1".into(), 1)]);
-        assert!(settle(store, &u1, 99_000).await.is_empty(), "{backend}: once");
+        assert!(
+            listed(store, &c, "machine:m1").await.is_empty(),
+            "{backend}"
+        );
+        assert_eq!(
+            listed(store, &c, "machine:m2").await,
+            vec![("u1".into(), 1)]
+        );
+        assert!(
+            settle(store, &u1, 99_000).await.is_empty(),
+            "{backend}: once"
+        );
         // Coming back is a new presence:joined.
         let back = store
             .presence_rooms(&s1, &rooms(&["machine:m1"]), &[], 20_000)
@@ -200,17 +218,26 @@ async fn concurrent_room_transitions_happen_exactly_once() {
         });
         let results = join_all(joins).await;
         assert_eq!(count(&results, is_joined), 1, "{backend}: {results:?}");
-        assert_eq!(listed(store.as_ref(), &c, "machine:m1").await, vec![("u1".into(), 16)]);
+        assert_eq!(
+            listed(store.as_ref(), &c, "machine:m1").await,
+            vec![("u1".into(), 16)]
+        );
 
         let leaves = entries.iter().enumerate().map(|(i, entry)| {
             let (store, entry) = (store.clone(), entry.clone());
             tokio::spawn(async move {
                 let room = rooms(&["machine:m1"]);
                 if i % 2 == 0 {
-                    store.presence_rooms(&entry, &[], &room, 20_000).await.unwrap()
+                    store
+                        .presence_rooms(&entry, &[], &room, 20_000)
+                        .await
+                        .unwrap()
                 } else {
                     let u = user(&entry.company_id, "u1");
-                    store.presence_leave(&u, &entry.socket_id, true, 20_000).await.unwrap();
+                    store
+                        .presence_leave(&u, &entry.socket_id, true, 20_000)
+                        .await
+                        .unwrap();
                     Transitions::default()
                 }
             })
@@ -226,7 +253,9 @@ async fn concurrent_room_transitions_happen_exactly_once() {
     }
 }
 
-async fn join_all(tasks: impl Iterator<Item = tokio::task::JoinHandle<Transitions>>) -> Vec<Transitions> {
+async fn join_all(
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<Transitions>>,
+) -> Vec<Transitions> {
     futures::future::join_all(tasks)
         .await
         .into_iter()
@@ -235,7 +264,11 @@ async fn join_all(tasks: impl Iterator<Item = tokio::task::JoinHandle<Transition
 }
 
 fn count(results: &[Transitions], pred: fn(&RoomChange) -> bool) -> usize {
-    results.iter().flat_map(|t| &t.rooms).filter(|r| pred(r)).count()
+    results
+        .iter()
+        .flat_map(|t| &t.rooms)
+        .filter(|r| pred(r))
+        .count()
 }
 
 fn is_joined(r: &RoomChange) -> bool {
@@ -262,14 +295,20 @@ async fn subscribe_racing_settle_never_leaves_a_member_out() {
             store.presence_rooms(&s1, &[], &room, 11_000).await.unwrap();
             let (a, b) = (store.clone(), store.clone());
             let (sub, settled) = tokio::join!(
-                tokio::spawn(async move { a.presence_rooms(&s2, &room, &[], 20_000).await.unwrap() }),
+                tokio::spawn(
+                    async move { a.presence_rooms(&s2, &room, &[], 20_000).await.unwrap() }
+                ),
                 tokio::spawn(async move { settle(b.as_ref(), &u1, 20_000).await }),
             );
             let (sub, settled) = (sub.unwrap(), settled.unwrap());
             match settled.rooms.as_slice() {
                 [] => assert!(sub.rooms.is_empty(), "{backend} round {round}: {sub:?}"),
                 [r] if is_left(r) => {
-                    assert_eq!(sub.rooms, vec![joined("order:1", 20_000)], "{backend} round {round}")
+                    assert_eq!(
+                        sub.rooms,
+                        vec![joined("order:1", 20_000)],
+                        "{backend} round {round}"
+                    )
                 }
                 other => panic!("{backend}: {other:?}"),
             }
@@ -304,12 +343,22 @@ async fn dead_node_sockets_leave_their_rooms_after_the_ttl() {
         s.presence_heartbeat(&live, 50_000).await.unwrap();
         // u1 stays online (s2 lives) but leaves order:1 as of the dead
         // node's last heartbeat; u2 keeps a live socket in the room.
-        let u1 = s.presence_settle(&user(&c, "u1"), 40_000, 50_000, GRACE).await.unwrap();
+        let u1 = s
+            .presence_settle(&user(&c, "u1"), 40_000, 50_000, GRACE)
+            .await
+            .unwrap();
         assert_eq!(u1.user, None, "{backend}");
         assert_eq!(u1.rooms, vec![left("order:1", 20_000, 10_000)], "{backend}");
-        let u2 = s.presence_settle(&user(&c, "u2"), 40_000, 50_000, GRACE).await.unwrap();
+        let u2 = s
+            .presence_settle(&user(&c, "u2"), 40_000, 50_000, GRACE)
+            .await
+            .unwrap();
         assert!(u2.is_empty(), "{backend}: {u2:?}");
-        assert_eq!(listed(s, &c, "order:1").await, vec![("u2".into(), 1)], "{backend}");
+        assert_eq!(
+            listed(s, &c, "order:1").await,
+            vec![("u2".into(), 1)],
+            "{backend}"
+        );
     }
 }
 
@@ -325,11 +374,21 @@ async fn leaving_a_node_records_room_departures() {
         s.presence_join(&socket(&c, "u1", "s2", "elsewhere", &["order:2"]), 10_000)
             .await
             .unwrap();
-        let mut users = s.presence_leave_node(&node, i64::MAX, 12_000).await.unwrap();
+        let mut users = s
+            .presence_leave_node(&node, i64::MAX, 12_000)
+            .await
+            .unwrap();
         users.sort();
         assert_eq!(users, vec![user(&c, "u1")], "{backend}");
-        assert_eq!(listed(s, &c, "order:1").await, vec![("u1".into(), 0)], "{backend}");
-        assert!(settle(s, &user(&c, "u1"), 12_500).await.is_empty(), "{backend}");
+        assert_eq!(
+            listed(s, &c, "order:1").await,
+            vec![("u1".into(), 0)],
+            "{backend}"
+        );
+        assert!(
+            settle(s, &user(&c, "u1"), 12_500).await.is_empty(),
+            "{backend}"
+        );
         let off = settle(s, &user(&c, "u1"), 13_000).await;
         assert_eq!(off.rooms, vec![left("order:1", 12_000, 2_000)], "{backend}");
         assert_eq!(off.user, None, "{backend}: still online through s2");
@@ -347,7 +406,11 @@ async fn the_sweep_finds_rooms_whose_settle_timer_was_lost() {
         s.presence_rooms(&s1, &[], &rooms(&["order:1"]), 11_000)
             .await
             .unwrap();
-        let mine = |v: Vec<UserKey>| v.into_iter().filter(|u| u.company_id == c).collect::<Vec<_>>();
+        let mine = |v: Vec<UserKey>| {
+            v.into_iter()
+                .filter(|u| u.company_id == c)
+                .collect::<Vec<_>>()
+        };
         // The user is online with a socket; only its room is unsettled.
         assert!(
             mine(s.presence_unsettled(0, 10_500, 1_000).await.unwrap()).is_empty(),
@@ -358,7 +421,13 @@ async fn the_sweep_finds_rooms_whose_settle_timer_was_lost() {
             vec![user(&c, "u1")],
             "{backend}"
         );
-        assert_eq!(settle(s.as_ref(), &user(&c, "u1"), 12_000).await.rooms.len(), 1);
+        assert_eq!(
+            settle(s.as_ref(), &user(&c, "u1"), 12_000)
+                .await
+                .rooms
+                .len(),
+            1
+        );
         assert!(mine(s.presence_unsettled(0, 99_000, 1_000).await.unwrap()).is_empty());
     }
 }

@@ -56,8 +56,11 @@ pub trait PresenceStore: Send + Sync {
     /// heartbeat `now`. Returns `user: Online` when this made its user
     /// online, and a joined room change for each of the socket's rooms the
     /// user was not in. No extra statement when `socket.rooms` is empty.
-    async fn presence_join(&self, socket: &SocketEntry, now: i64)
-    -> Result<Transitions, StoreError>;
+    async fn presence_join(
+        &self,
+        socket: &SocketEntry,
+        now: i64,
+    ) -> Result<Transitions, StoreError>;
 
     /// Removes a socket and records that one of its user's sockets left at
     /// `now`, in the company and in each room the socket was in. `in_rooms`
