@@ -97,3 +97,46 @@ async fn sockets_closing_during_registration_leave_no_rows() {
     assert!(store.presence_list(&c, None).await.unwrap().is_empty());
     app.stop().await;
 }
+
+/// `WS_PRESENCE=off`: no presence signal of any kind, in the company or in
+/// entity rooms, and `presence:list` says presence is off.
+#[tokio::test]
+async fn presence_off_sends_no_presence_signals() {
+    let db = common::sqlite_url();
+    let app = common::spawn_app(
+        &db,
+        &[("WS_PRESENCE", "off"), ("WS_PRESENCE_GRACE_MS", "200")],
+    )
+    .await;
+    let c = common::unique("c");
+    let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
+    sup.expect("session").await;
+    let ack = sup
+        .emit_with_ack("subscribe", json!({ "room": "machine:m1" }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let mut op = Client::with_token(&app.url(), &app.token("op", &c, Role::Operator)).await;
+    op.expect("session").await;
+    let ack = op
+        .emit_with_ack("subscribe", json!({ "room": "machine:m1" }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let ack = op
+        .emit_with_ack("unsubscribe", json!({ "room": "machine:m1" }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    op.disconnect();
+    let heard = sup.drain(Duration::from_millis(800)).await;
+    let names: Vec<&str> = heard.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("user:") || n.starts_with("presence:")),
+        "{names:?}"
+    );
+    let list = sup
+        .emit_with_ack("presence:list", json!({ "room": "machine:m1" }))
+        .await;
+    assert_eq!(list["error"]["code"], "UNAVAILABLE", "{list}");
+    app.stop().await;
+}

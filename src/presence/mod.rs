@@ -209,12 +209,13 @@ pub async fn leave(state: &AppState, socket_id: &str) {
     if state.is_shutting_down() {
         return; // `leave_node` removes all of this node's rows at once
     }
+    let mut left = slot.op.lock().await;
+    *left = true;
+    // Read under `op`: a room change that got there first is in the entry.
     let (user, in_rooms) = {
         let entry = slot.entry();
         (user_of(&entry), !entry.rooms.is_empty())
     };
-    let mut left = slot.op.lock().await;
-    *left = true;
     let result = state
         .store
         .presence_leave(&user, socket_id, in_rooms, now_ms())

@@ -244,28 +244,33 @@ describe('presence over two nodes', () => {
     await doomed.stop();
   });
 
-  it('SIGTERM: clients that reconnect elsewhere within the grace period stay online, the others go offline', { timeout: 40000 }, async (t) => {
+  it('SIGTERM: clients that reconnect elsewhere within the grace period stay online and in their rooms, the others go', { timeout: 40000 }, async (t) => {
     const leaving = await node('g');
-    const sup = await client(nodeB, 'sup7', 'supervisor', { t });
+    const room = 'machine:g1';
+    const sup = await client(nodeB, 'sup7', 'supervisor', { t, rooms: [room] });
     const bothOnline = [presenceOf(sup, 'user:online', 'mover'), presenceOf(sup, 'user:online', 'goner')];
-    const mover = await client(leaving, 'mover', 'operator', { t });
-    await client(leaving, 'goner', 'operator', { t });
+    const mover = await client(leaving, 'mover', 'operator', { t, rooms: [room] });
+    await client(leaving, 'goner', 'operator', { t, rooms: [room] });
     await Promise.all(bothOnline);
 
     const moved = noPresenceOf(sup, 'mover', GRACE + 4000);
     const gone = presenceOf(sup, 'user:offline', 'goner', GRACE + 6000);
+    const goneFromRoom = presenceOf(sup, 'presence:left', 'goner', GRACE + 6000);
     const disconnected = waitFor(mover, 'disconnect', 10000);
     const stopped = leaving.stop();
     await disconnected;
-    // What socket.io clients do: reconnect, here to another node.
-    await client(nodeA, 'mover', 'operator', { t });
+    // What socket.io clients do: reconnect (and resubscribe), here to another node.
+    await client(nodeA, 'mover', 'operator', { t, rooms: [room] });
     const exit = await stopped;
     assert.equal(exit.code, 0, `graceful exit: ${JSON.stringify(exit)}`);
     await gone;
+    assert.equal((await goneFromRoom).room, room);
     await moved;
     const list = await listed(sup);
     assert.equal(list.mover, 1);
     assert.equal(list.goner, undefined);
+    assert.deepEqual(await listed(sup, room), { mover: 1, sup7: 1 });
+    assert.deepEqual(roomPresence(sup, 'mover'), [['presence:joined', 'mover', room]], 'the mover never left the room');
   });
 
   it('another company on node B heard none of it', async () => {

@@ -257,9 +257,11 @@ describe('presence in entity rooms', () => {
     assert.deepEqual(roomPresence(sup), [['presence:joined', 'op', 'machine:m2']], 'no flap');
     assert.deepEqual(await roomList(sup, 'machine:m2'), [['op', 1], ['sup', 1]]);
 
-    const gotLeft = waitFor(sup, 'presence:left', GRACE + 5000);
+    const gotOffline = waitFor(sup, 'user:offline', GRACE + 5000);
     again.close();
-    assert.equal((await gotLeft)[0].userId, 'op');
+    assert.equal((await gotOffline)[0].userId, 'op');
+    const order = sup.__events.filter((e) => ['presence:left', 'user:offline'].includes(e.event)).map((e) => e.event);
+    assert.deepEqual(order, ['presence:left', 'user:offline'], 'the room is left before the company');
   });
 });
 
