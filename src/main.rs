@@ -1,12 +1,13 @@
-//! The `switchyard` binary: `serve` (default), `migrate`, `token`.
+//! The `switchyard` binary: `serve` (default), `migrate`, `token`, `catalog`.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use switchyard::config::{Config, LogFormat};
 use switchyard::domain::Role;
-use switchyard::{App, auth, store};
+use switchyard::{App, auth, catalog, store};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +38,13 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+    /// Print the merged event catalog (built-in + CATALOG_FILE); needs no
+    /// database and no JWT secret.
+    Catalog {
+        /// As one JSON document (for client code generation; see docs/protocol.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -58,6 +66,10 @@ fn init_tracing(format: LogFormat) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Catalog { json } = command {
+        return print_catalog(json);
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -66,7 +78,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     init_tracing(config.log_format);
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let result = match command {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
         Command::Token {
@@ -75,6 +87,7 @@ async fn main() -> std::process::ExitCode {
             role,
             ttl,
         } => auth::mint_token(&config, &user, &company, role, ttl).map(|t| println!("{t}")),
+        Command::Catalog { .. } => Ok(()), // handled above, without configuration
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -106,6 +119,45 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     store.migrate().await?;
     println!("migrations applied ({})", store.backend());
     Ok(())
+}
+
+/// `switchyard catalog [--json]`: reads only `CATALOG_FILE` (from the
+/// environment or `.env`), so it runs where the server's other settings
+/// (database, JWT secret) are absent.
+fn print_catalog(json: bool) -> std::process::ExitCode {
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("switchyard: .env: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    let file = std::env::var("CATALOG_FILE")
+        .ok()
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty())
+        .map(std::path::PathBuf::from);
+    let doc = match catalog::export::load_json(file.as_deref()) {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("switchyard: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let text = match json {
+        true => serde_json::to_string_pretty(&doc).map(|t| t + "\n"),
+        false => Ok(catalog::export::summary(&doc)),
+    };
+    let written = text
+        .map_err(std::io::Error::other)
+        .and_then(|t| std::io::stdout().lock().write_all(t.as_bytes()));
+    match written {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("switchyard: {e}");
+            std::process::ExitCode::FAILURE
+        }
+        _ => std::process::ExitCode::SUCCESS,
+    }
 }
 
 async fn shutdown_signal() {

@@ -126,3 +126,174 @@ fn tempfile(ext: &str) -> (std::path::PathBuf, std::fs::File) {
     let file = std::fs::File::create(&path).unwrap();
     (path, file)
 }
+
+/// Runs the built `switchyard catalog` with only the given variables, in an
+/// empty directory (no `.env`): no database, no JWT secret, production mode.
+fn catalog_command(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("catalog-cmd-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("catalog")
+        .args(args)
+        .env_clear()
+        .env("SWITCHYARD_ENV", "production")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .envs(vars.iter().copied())
+        .current_dir(&dir)
+        .output()
+        .expect("run switchyard catalog");
+    let _ = std::fs::remove_dir_all(&dir);
+    output
+}
+
+fn catalog_json(vars: &[(&str, &str)]) -> Value {
+    let out = catalog_command(&["--json"], vars);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+}
+
+#[test]
+fn catalog_command_prints_every_builtin_type_with_its_schema() {
+    let doc = catalog_json(&[]);
+    let builtin: Value = serde_json::from_str(include_str!("../src/catalog/builtin.json")).unwrap();
+    let expected = builtin["events"].as_object().unwrap();
+    let events = doc["events"].as_object().expect("events");
+    assert_eq!(
+        events.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "every built-in type, sorted"
+    );
+    for (name, entry) in expected {
+        let e = &events[name];
+        assert_eq!(e["schema"], entry["schema"], "{name}: schema as written");
+        assert_eq!(e["priority"], entry["priority"], "{name}");
+        assert_eq!(e["durable"], entry["durable"], "{name}");
+        assert_eq!(e["receive"], entry["receive"], "{name}");
+        assert_eq!(
+            e["conflate"],
+            entry.get("conflate").cloned().unwrap_or(Value::Null),
+            "{name}"
+        );
+        assert_eq!(
+            e["priorityMap"],
+            entry.get("priorityMap").cloned().unwrap_or(Value::Null),
+            "{name}"
+        );
+        let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "conflate",
+                "description",
+                "durable",
+                "priority",
+                "priorityMap",
+                "publish",
+                "receive",
+                "schema"
+            ],
+            "{name}: fixed shape"
+        );
+    }
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["allowUnknown"], false);
+    assert_eq!(doc["rooms"], builtin["rooms"]);
+    assert_eq!(
+        doc["documents"]["order"]["schema"],
+        builtin["documents"]["order"]["schema"]
+    );
+    // Stable: the same bytes twice.
+    let again = catalog_command(&["--json"], &[]);
+    assert_eq!(
+        serde_json::to_string(&doc).unwrap(),
+        serde_json::to_string(&serde_json::from_slice::<Value>(&again.stdout).unwrap()).unwrap()
+    );
+    // Without --json: one line per type.
+    let text = catalog_command(&[], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&text.stdout).lines().count(),
+        expected.len()
+    );
+}
+
+#[test]
+fn catalog_command_reflects_a_catalog_file() {
+    let mut f = tempfile("json");
+    let speed = json!({ "type": "object", "required": ["lineId", "speed"],
+                        "properties": { "lineId": { "type": "string" }, "speed": { "type": "number" } } });
+    write!(
+        f.1,
+        "{}",
+        json!({
+            "allowUnknown": true,
+            "events": {
+                "line:speed_changed": { "schema": speed, "durable": false, "publish": ["operator"],
+                                        "conflate": { "key": "lineId", "windowMs": 250 } },
+                "order:created": { "priority": "high" }
+            },
+            "rooms": { "secret": ["manager"] },
+            "documents": { "recipe": { "write": ["manager"] } }
+        })
+    )
+    .unwrap();
+    let path = f.0.display().to_string();
+    let doc = catalog_json(&[("CATALOG_FILE", &path)]);
+    let added = &doc["events"]["line:speed_changed"];
+    assert_eq!(added["schema"], speed);
+    assert_eq!(added["durable"], false);
+    assert_eq!(added["priority"], "medium", "default");
+    assert_eq!(
+        added["publish"],
+        json!(["operator", "admin"]),
+        "admins always may"
+    );
+    assert_eq!(
+        added["receive"],
+        json!(["operator", "supervisor", "manager", "admin"])
+    );
+    assert_eq!(
+        added["conflate"],
+        json!({ "key": "lineId", "windowMs": 250 })
+    );
+    // An override replaces the built-in entry whole, as the server merges.
+    let overridden = &doc["events"]["order:created"];
+    assert_eq!(overridden["priority"], "high");
+    assert_eq!(overridden["schema"], json!({ "type": "object" }));
+    assert!(
+        doc["events"]["order:status_changed"]["schema"]["required"].is_array(),
+        "built-ins remain"
+    );
+    assert_eq!(doc["allowUnknown"], true);
+    assert_eq!(doc["rooms"]["secret"], json!(["manager", "admin"]));
+    assert_eq!(
+        doc["rooms"]["quality"],
+        json!(["supervisor", "manager", "admin"])
+    );
+    let recipe = &doc["documents"]["recipe"];
+    assert_eq!(recipe["write"], json!(["manager", "admin"]));
+    assert_eq!(
+        recipe["read"],
+        json!(["operator", "supervisor", "manager", "admin"])
+    );
+
+    // A broken file fails the command as it fails startup, naming the entry.
+    let mut bad = tempfile("json");
+    write!(
+        bad.1,
+        "{}",
+        json!({ "events": { "a:b": { "publish": ["boss"] } } })
+    )
+    .unwrap();
+    let out = catalog_command(
+        &["--json"],
+        &[("CATALOG_FILE", &bad.0.display().to_string())],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("events.a:b") && stderr.contains("unknown role"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -51,7 +51,7 @@ async fn the_heartbeat_repairs_drifted_rows() {
         .presence_settle(&op_key, i64::MAX, now_ms() + 60_000, 300)
         .await
         .unwrap();
-    assert!(reaped.is_some(), "op went offline in the database");
+    assert!(reaped.user.is_some(), "op went offline in the database");
     let online = sup.expect("user:online").await;
     assert_eq!(online[0]["userId"], "op", "re-registered and announced");
     assert_eq!(online[0]["role"], "operator");
@@ -95,5 +95,48 @@ async fn sockets_closing_during_registration_leave_no_rows() {
     assert_eq!(rows_of(&db, &c).await, vec![]);
     let store = store::connect(&db).await.unwrap();
     assert!(store.presence_list(&c, None).await.unwrap().is_empty());
+    app.stop().await;
+}
+
+/// `WS_PRESENCE=off`: no presence signal of any kind, in the company or in
+/// entity rooms, and `presence:list` says presence is off.
+#[tokio::test]
+async fn presence_off_sends_no_presence_signals() {
+    let db = common::sqlite_url();
+    let app = common::spawn_app(
+        &db,
+        &[("WS_PRESENCE", "off"), ("WS_PRESENCE_GRACE_MS", "200")],
+    )
+    .await;
+    let c = common::unique("c");
+    let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
+    sup.expect("session").await;
+    let ack = sup
+        .emit_with_ack("subscribe", json!({ "room": "machine:m1" }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let mut op = Client::with_token(&app.url(), &app.token("op", &c, Role::Operator)).await;
+    op.expect("session").await;
+    let ack = op
+        .emit_with_ack("subscribe", json!({ "room": "machine:m1" }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let ack = op
+        .emit_with_ack("unsubscribe", json!({ "room": "machine:m1" }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    op.disconnect();
+    let heard = sup.drain(Duration::from_millis(800)).await;
+    let names: Vec<&str> = heard.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("user:") || n.starts_with("presence:")),
+        "{names:?}"
+    );
+    let list = sup
+        .emit_with_ack("presence:list", json!({ "room": "machine:m1" }))
+        .await;
+    assert_eq!(list["error"]["code"], "UNAVAILABLE", "{list}");
     app.stop().await;
 }

@@ -45,7 +45,8 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         let first = store
             .presence_join(&socket(&c, "u1", "s1", "n1", &[]), 10_000)
             .await
-            .unwrap();
+            .unwrap()
+            .user;
         assert_eq!(
             first,
             Some(Change::Online {
@@ -58,7 +59,8 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         let second = store
             .presence_join(&socket(&c, "u1", "s2", "n2", &[]), 11_000)
             .await
-            .unwrap();
+            .unwrap()
+            .user;
         assert_eq!(second, None, "{backend}");
         assert_eq!(
             online_users(store.as_ref(), &c).await,
@@ -71,18 +73,19 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         );
 
         assert!(
-            !store.presence_leave(&u1, "s1", 12_000).await.unwrap(),
+            !store.presence_leave(&u1, "s1", true, 12_000).await.unwrap(),
             "{backend}: s2 remains"
         );
         assert!(
-            store.presence_leave(&u1, "s2", 13_000).await.unwrap(),
+            store.presence_leave(&u1, "s2", true, 13_000).await.unwrap(),
             "{backend}: last one"
         );
         // Within the grace period nothing happens and the user stays listed.
         let early = store
             .presence_settle(&u1, NEVER_STALE, 13_500, GRACE)
             .await
-            .unwrap();
+            .unwrap()
+            .user;
         assert_eq!(early, None, "{backend}");
         assert_eq!(
             online_users(store.as_ref(), &c).await,
@@ -91,7 +94,8 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         let late = store
             .presence_settle(&u1, NEVER_STALE, 14_000, GRACE)
             .await
-            .unwrap();
+            .unwrap()
+            .user;
         assert_eq!(
             late,
             Some(Change::Offline {
@@ -109,21 +113,24 @@ async fn first_socket_online_last_socket_offline_after_grace() {
             store
                 .presence_settle(&u1, NEVER_STALE, 99_000, GRACE)
                 .await
-                .unwrap(),
+                .unwrap()
+                .user,
             None
         );
         assert_eq!(
             store
                 .presence_settle(&user(&c, "nobody"), NEVER_STALE, 99_000, GRACE)
                 .await
-                .unwrap(),
+                .unwrap()
+                .user,
             None
         );
         // Coming back is a new online.
         let back = store
             .presence_join(&socket(&c, "u1", "s3", "n1", &[]), 20_000)
             .await
-            .unwrap();
+            .unwrap()
+            .user;
         assert!(
             matches!(back, Some(Change::Online { at: 20_000, .. })),
             "{backend}"
@@ -140,33 +147,37 @@ async fn reconnect_within_grace_is_no_transition() {
             .presence_join(&socket(&c, "u1", "s1", "a", &[]), 10_000)
             .await
             .unwrap();
-        assert!(store.presence_leave(&u1, "s1", 11_000).await.unwrap());
+        assert!(store.presence_leave(&u1, "s1", true, 11_000).await.unwrap());
         let again = store
             .presence_join(&socket(&c, "u1", "s2", "b", &[]), 11_500)
             .await
-            .unwrap();
+            .unwrap()
+            .user;
         assert_eq!(again, None, "{backend}: still online, no second online");
         // The first departure's timer fires: the user has a socket again.
         assert_eq!(
             store
                 .presence_settle(&u1, NEVER_STALE, 12_000, GRACE)
                 .await
-                .unwrap(),
+                .unwrap()
+                .user,
             None
         );
         // A second departure restarts the grace period.
-        assert!(store.presence_leave(&u1, "s2", 12_500).await.unwrap());
+        assert!(store.presence_leave(&u1, "s2", true, 12_500).await.unwrap());
         assert_eq!(
             store
                 .presence_settle(&u1, NEVER_STALE, 13_000, GRACE)
                 .await
-                .unwrap(),
+                .unwrap()
+                .user,
             None
         );
         let off = store
             .presence_settle(&u1, NEVER_STALE, 13_500, GRACE)
             .await
-            .unwrap();
+            .unwrap()
+            .user;
         assert_eq!(
             off,
             Some(Change::Offline {
@@ -187,7 +198,7 @@ async fn concurrent_transitions_happen_exactly_once() {
         let joins = (0..16).map(|i| {
             let store = store.clone();
             let entry = socket(&c, "u1", &format!("s{i}"), &format!("n{}", i % 4), &[]);
-            tokio::spawn(async move { store.presence_join(&entry, 10_000 + i).await.unwrap() })
+            tokio::spawn(async move { store.presence_join(&entry, 10_000 + i).await.unwrap().user })
         });
         let onlines = futures::future::join_all(joins)
             .await
@@ -197,7 +208,7 @@ async fn concurrent_transitions_happen_exactly_once() {
         assert_eq!(onlines, 1, "{backend}");
         for i in 0..16 {
             store
-                .presence_leave(&user(&c, "u1"), &format!("s{i}"), 20_000)
+                .presence_leave(&user(&c, "u1"), &format!("s{i}"), true, 20_000)
                 .await
                 .unwrap();
         }
@@ -209,6 +220,7 @@ async fn concurrent_transitions_happen_exactly_once() {
                     .presence_settle(&u, NEVER_STALE, 30_000, GRACE)
                     .await
                     .unwrap()
+                    .user
             })
         });
         let offlines = futures::future::join_all(settles)
@@ -232,17 +244,18 @@ async fn join_racing_settle_never_leaves_a_connected_user_offline() {
                 .presence_join(&socket(&c, "u1", "s1", "a", &[]), 10_000)
                 .await
                 .unwrap();
-            store.presence_leave(&u1, "s1", 11_000).await.unwrap();
+            store.presence_leave(&u1, "s1", true, 11_000).await.unwrap();
             let (s2, settle) = (store.clone(), store.clone());
             let entry = socket(&c, "u1", "s2", "b", &[]);
             let u = u1.clone();
             let (joined, settled) = tokio::join!(
-                tokio::spawn(async move { s2.presence_join(&entry, 20_000).await.unwrap() }),
+                tokio::spawn(async move { s2.presence_join(&entry, 20_000).await.unwrap().user }),
                 tokio::spawn(async move {
                     settle
                         .presence_settle(&u, NEVER_STALE, 20_000, GRACE)
                         .await
                         .unwrap()
+                        .user
                 }),
             );
             let (joined, settled) = (joined.unwrap(), settled.unwrap());
@@ -304,7 +317,8 @@ async fn dead_node_rows_are_reaped_after_the_ttl_and_live_ones_are_not() {
         let off = store
             .presence_settle(&user(&c, "u1"), 40_000, 50_000, GRACE)
             .await
-            .unwrap();
+            .unwrap()
+            .user;
         assert_eq!(
             off,
             Some(Change::Offline {
@@ -318,7 +332,8 @@ async fn dead_node_rows_are_reaped_after_the_ttl_and_live_ones_are_not() {
             store
                 .presence_settle(&user(&c, "u2"), 40_000, 50_000, GRACE)
                 .await
-                .unwrap(),
+                .unwrap()
+                .user,
             None
         );
         assert_eq!(
@@ -354,7 +369,7 @@ async fn a_lost_grace_timer_is_found_by_the_sweep() {
             .await
             .unwrap();
         store
-            .presence_leave(&user(&c, "u1"), "s1", 11_000)
+            .presence_leave(&user(&c, "u1"), "s1", true, 11_000)
             .await
             .unwrap();
         let mine = |v: Vec<UserKey>| {
@@ -407,7 +422,8 @@ async fn leaving_a_node_removes_its_rows_as_departures() {
         let off = store
             .presence_settle(&user(&c, "u1"), NEVER_STALE, 13_000, GRACE)
             .await
-            .unwrap();
+            .unwrap()
+            .user;
         assert_eq!(
             off,
             Some(Change::Offline {
@@ -420,7 +436,8 @@ async fn leaving_a_node_removes_its_rows_as_departures() {
             store
                 .presence_settle(&user(&c, "u2"), NEVER_STALE, 13_000, GRACE)
                 .await
-                .unwrap(),
+                .unwrap()
+                .user,
             None
         );
         // Only rows older than `before` go: a re-registration keeps the fresh ones.
@@ -441,20 +458,32 @@ async fn leaving_a_node_removes_its_rows_as_departures() {
     }
 }
 
+async fn room_list(store: &dyn Store, company: &str, room: &str) -> Vec<(String, i64, i64)> {
+    store
+        .presence_list(company, Some(room))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.user_id, u.connections, u.since))
+        .collect()
+}
+
 #[tokio::test]
 async fn entity_room_lists_follow_subscriptions_per_company() {
     for (backend, store) in common::stores().await {
         let (c, other) = (common::unique("c"), common::unique("c"));
+        let s = |user: &str, sid: &str, rooms: &[&str]| socket(&c, user, sid, "n", rooms);
+        let rooms = |list: &[&str]| list.iter().map(|r| r.to_string()).collect::<Vec<_>>();
         store
-            .presence_join(&socket(&c, "u1", "s1", "n", &["order:1"]), 10_000)
+            .presence_join(&s("u1", "s1", &["order:1"]), 10_000)
             .await
             .unwrap();
         store
-            .presence_join(&socket(&c, "u1", "s2", "n", &[]), 10_000)
+            .presence_join(&s("u1", "s2", &[]), 10_000)
             .await
             .unwrap();
         store
-            .presence_join(&socket(&c, "u2", "s3", "n", &[]), 10_000)
+            .presence_join(&s("u2", "s3", &[]), 10_000)
             .await
             .unwrap();
         store
@@ -462,85 +491,80 @@ async fn entity_room_lists_follow_subscriptions_per_company() {
             .await
             .unwrap();
         store
-            .presence_rooms(&c, "s2", &["order:1".into()], &[], 11_000)
+            .presence_rooms(&s("u1", "s2", &[]), &rooms(&["order:1"]), &[], 11_000)
             .await
             .unwrap();
         store
             .presence_rooms(
-                &c,
-                "s3",
-                &["order:1".into(), "machine:m1".into()],
+                &s("u2", "s3", &[]),
+                &rooms(&["order:1", "machine:m1"]),
                 &[],
                 12_000,
             )
             .await
             .unwrap();
-        let listed = store.presence_list(&c, Some("order:1")).await.unwrap();
-        let lines: Vec<(&str, i64, i64)> = listed
-            .iter()
-            .map(|u| (u.user_id.as_str(), u.connections, u.since))
-            .collect();
         assert_eq!(
-            lines,
-            vec![("u1", 2, 10_000), ("u2", 1, 12_000)],
+            room_list(store.as_ref(), &c, "order:1").await,
+            vec![("u1".into(), 2, 10_000), ("u2".into(), 1, 12_000)],
             "{backend}"
         );
         store
-            .presence_rooms(&c, "s3", &[], &["order:1".into()], 13_000)
+            .presence_rooms(&s("u2", "s3", &[]), &[], &rooms(&["order:1"]), 13_000)
             .await
             .unwrap();
         store
-            .presence_leave(&user(&c, "u1"), "s1", 14_000)
+            .presence_leave(&user(&c, "u1"), "s1", true, 14_000)
             .await
             .unwrap();
-        let listed = store.presence_list(&c, Some("order:1")).await.unwrap();
-        assert_eq!(listed.len(), 1, "{backend}");
+        // Gone from the room, listed without connections until settled.
         assert_eq!(
-            (listed[0].user_id.as_str(), listed[0].connections),
-            ("u1", 1)
-        );
-        assert_eq!(
-            store
-                .presence_list(&c, Some("machine:m1"))
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        // A re-registration replaces the room set.
-        store
-            .presence_join(&socket(&c, "u2", "s3", "n", &["alarms"]), 15_000)
-            .await
-            .unwrap();
-        assert!(
-            store
-                .presence_list(&c, Some("machine:m1"))
-                .await
-                .unwrap()
-                .is_empty(),
+            room_list(store.as_ref(), &c, "order:1").await,
+            vec![("u1".into(), 1, 10_000), ("u2".into(), 0, 12_000)],
             "{backend}"
         );
+        store
+            .presence_settle(&user(&c, "u2"), NEVER_STALE, 14_000, GRACE)
+            .await
+            .unwrap();
         assert_eq!(
-            store.presence_list(&c, Some("alarms")).await.unwrap().len(),
-            1
+            room_list(store.as_ref(), &c, "order:1").await,
+            vec![("u1".into(), 1, 10_000)],
+            "{backend}"
         );
+        assert_eq!(room_list(store.as_ref(), &c, "machine:m1").await.len(), 1);
+        // A re-registration replaces the room set; the dropped room is a departure.
+        let moved = store
+            .presence_join(&s("u2", "s3", &["alarms"]), 15_000)
+            .await
+            .unwrap();
+        assert!(moved.settle, "{backend}: machine:m1 lost u2's last socket");
+        assert_eq!(
+            room_list(store.as_ref(), &c, "machine:m1").await,
+            vec![("u2".into(), 0, 12_000)],
+            "{backend}"
+        );
+        let settled = store
+            .presence_settle(&user(&c, "u2"), NEVER_STALE, 16_000, GRACE)
+            .await
+            .unwrap();
+        assert_eq!(settled.rooms.len(), 1, "{backend}: {settled:?}");
+        assert!(room_list(store.as_ref(), &c, "machine:m1").await.is_empty());
+        assert_eq!(room_list(store.as_ref(), &c, "alarms").await.len(), 1);
         // Rooms of a socket that is not registered are ignored.
-        store
-            .presence_rooms(&c, "ghost", &["order:1".into()], &[], 16_000)
+        let ghost = store
+            .presence_rooms(&s("u3", "ghost", &[]), &rooms(&["order:1"]), &[], 16_000)
             .await
             .unwrap();
-        assert_eq!(
-            store
-                .presence_list(&c, Some("order:1"))
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        assert!(ghost.is_empty(), "{backend}");
+        let ghost = store
+            .presence_rooms(&s("u1", "ghost", &[]), &rooms(&["order:1"]), &[], 16_000)
+            .await
+            .unwrap();
+        assert!(ghost.is_empty(), "{backend}");
+        assert_eq!(room_list(store.as_ref(), &c, "order:1").await.len(), 1);
         // The other company's room is its own.
-        let theirs = store.presence_list(&other, Some("order:1")).await.unwrap();
-        assert_eq!(theirs.len(), 1);
-        assert_eq!(theirs[0].user_id, "u9");
+        let theirs = room_list(store.as_ref(), &other, "order:1").await;
+        assert_eq!(theirs, vec![("u9".into(), 1, 10_000)], "{backend}");
     }
 }
 

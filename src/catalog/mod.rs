@@ -7,6 +7,7 @@
 //! It is loaded once at startup with every schema compiled once; a bad entry
 //! fails startup naming the entry and the reason.
 
+pub mod export;
 mod spec;
 
 use std::collections::HashMap;

@@ -1,5 +1,6 @@
-//! Presence (SPEC §7): who is online in each company, counted over the
-//! sockets of every node; and typing indicators ([`typing`]).
+//! Presence (SPEC §7): who is online in each company and who is in each
+//! entity room, counted over the sockets of every node; and typing
+//! indicators ([`typing`]).
 //!
 //! The truth lives in the database behind [`crate::store::PresenceStore`]:
 //! a row per socket, owned by the node process serving it, and a state row
@@ -29,32 +30,39 @@
 //! - **Shutdown** removes all of this node's rows in one transaction as
 //!   departures; clients reconnecting elsewhere within the grace period see
 //!   no flap, the others go offline when another node's sweep settles them.
+//! - **Entity rooms** follow the same rules per (user, room), under the
+//!   same user row lock: the user's first socket in a room announces
+//!   `presence:joined` to the room (except that socket); a departure that
+//!   leaves the room without a socket of the user schedules the same settle,
+//!   which announces `presence:left` once the grace period has passed with
+//!   no socket of the user back in the room, on any node. Dead nodes'
+//!   sockets, shutdown and drift leave rooms exactly as they leave the
+//!   company. A socket without entity rooms costs no extra statement.
 //!
 //! Per-node memory holds per-socket state only: what was registered for
 //! each socket of this node (to re-register it), and typing states.
 
+mod announce;
 pub mod transition;
 pub mod typing;
 mod upkeep;
 
+use announce::publish;
 pub use upkeep::{leave_node, maintain};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::json;
 use socketioxide::socket::Sid;
 
 use crate::config::Config;
 use crate::domain::room::RoomKind;
 use crate::domain::{RoomName, now_ms};
 use crate::error::{AppError, AppResult, Code};
-use crate::socket::broadcast::Signal;
 use crate::socket::session::Session;
 use crate::state::AppState;
 use crate::store::{PresentUser, SocketEntry, UserKey};
-use transition::Change;
 use typing::Typing;
 
 /// What this node registered for one of its sockets.
@@ -175,8 +183,7 @@ pub async fn join(state: &AppState, session: &Session, sid: Sid, rooms: &[RoomNa
     let result = state.store.presence_join(&entry, now_ms()).await;
     drop((op, shared));
     match result {
-        Ok(Some(change)) => announce(state, &user_of(&entry), change, Some(sid)).await,
-        Ok(None) => {}
+        Ok(changes) => publish(state, &user_of(&entry), changes, Some(sid)).await,
         Err(e) => {
             tracing::warn!(error = %e, "presence: cannot register a socket; the heartbeat will retry")
         }
@@ -202,10 +209,18 @@ pub async fn leave(state: &AppState, socket_id: &str) {
     if state.is_shutting_down() {
         return; // `leave_node` removes all of this node's rows at once
     }
-    let user = user_of(&slot.entry());
     let mut left = slot.op.lock().await;
     *left = true;
-    match state.store.presence_leave(&user, socket_id, now_ms()).await {
+    // Read under `op`: a room change that got there first is in the entry.
+    let (user, in_rooms) = {
+        let entry = slot.entry();
+        (user_of(&entry), !entry.rooms.is_empty())
+    };
+    let result = state
+        .store
+        .presence_leave(&user, socket_id, in_rooms, now_ms())
+        .await;
+    match result {
         Ok(true) => settle_later(state, user),
         Ok(false) => {}
         Err(e) => {
@@ -214,7 +229,9 @@ pub async fn leave(state: &AppState, socket_id: &str) {
     }
 }
 
-/// Records entity-room subscriptions of a registered socket.
+/// Records entity-room subscriptions of a registered socket; announces
+/// `presence:joined` (except to this socket) for rooms its user entered,
+/// and settles the user later when it left a room's last socket.
 pub async fn rooms_changed(
     state: &AppState,
     socket_id: &str,
@@ -232,7 +249,7 @@ pub async fn rooms_changed(
     let Some(slot) = p.slots().get(socket_id).cloned() else {
         return;
     };
-    let company = {
+    let entry = {
         let mut entry = slot.entry();
         entry.rooms.retain(|r| !left.contains(r));
         for room in &joined {
@@ -240,19 +257,21 @@ pub async fn rooms_changed(
                 entry.rooms.push(room.clone());
             }
         }
-        entry.company_id.clone()
+        entry.clone()
     };
-    let _shared = p.sync.read().await;
+    let shared = p.sync.read().await;
     let gone = slot.op.lock().await;
     if *gone {
         return;
     }
     let result = state
         .store
-        .presence_rooms(&company, socket_id, &joined, &left, now_ms())
+        .presence_rooms(&entry, &joined, &left, now_ms())
         .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "presence: cannot record room subscriptions");
+    drop((gone, shared));
+    match result {
+        Ok(changes) => publish(state, &user_of(&entry), changes, socket_id.parse().ok()).await,
+        Err(e) => tracing::warn!(error = %e, "presence: cannot record room subscriptions"),
     }
 }
 
@@ -294,32 +313,9 @@ async fn settle(state: &AppState, user: &UserKey) {
         .presence_settle(user, now - millis(p.ttl), now, millis(p.grace))
         .await;
     match result {
-        Ok(Some(change)) => announce(state, user, change, None).await,
-        Ok(None) => {}
+        Ok(changes) => publish(state, user, changes, None).await,
         Err(e) => {
             tracing::warn!(error = %e, "presence: settle failed; the sweep will retry")
         }
     }
-}
-
-async fn announce(state: &AppState, user: &UserKey, change: Change, exclude: Option<Sid>) {
-    let (event, data) = match change {
-        Change::Online { role, at } => (
-            "user:online",
-            json!({ "userId": user.user_id, "role": role, "at": at }),
-        ),
-        Change::Offline { at, duration } => (
-            "user:offline",
-            json!({ "userId": user.user_id, "at": at, "duration": duration }),
-        ),
-    };
-    tracing::debug!(company = %user.company_id, user = %user.user_id, event, "presence");
-    let signal = Signal {
-        company: user.company_id.clone(),
-        room: RoomName::company().as_str().to_string(),
-        event,
-        data,
-        exclude,
-    };
-    state.hub().emit(&signal).await;
 }

@@ -8,6 +8,11 @@
 //!   offline ──first socket registered──▶ online
 //!   online  ──no socket left for `grace` (or only dead nodes' sockets)──▶ offline
 //! ```
+//!
+//! The same machine runs for each (user, entity room) pair, counting the
+//! user's sockets in that room: online is "in the room" (`presence:joined`),
+//! offline is "gone from it" (`presence:left`). The store keeps a row per
+//! pair only while the user is in the room, under the same user row lock.
 
 /// The stored state of one user (the `presence_users` row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +43,33 @@ pub enum Change {
     Offline { at: i64, duration: i64 },
 }
 
+/// A transition of one user in one entity room: `Online` is announced as
+/// `presence:joined { room, userId, role, at }`, `Offline` as
+/// `presence:left { room, userId, at, duration }`, to that room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomChange {
+    pub room: String,
+    pub change: Change,
+}
+
+/// What one store operation changed for one user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transitions {
+    /// `user:online` / `user:offline`, to the company.
+    pub user: Option<Change>,
+    /// `presence:joined` / `presence:left`, each to its room.
+    pub rooms: Vec<RoomChange>,
+    /// A departure left the user, or one of its rooms, without sockets:
+    /// the caller settles the user after the grace period.
+    pub settle: bool,
+}
+
+impl Transitions {
+    pub fn is_empty(&self) -> bool {
+        self.user.is_none() && self.rooms.is_empty() && !self.settle
+    }
+}
+
 /// A socket of the user was registered at `now`.
 pub fn join(current: UserPresence, role: &str, now: i64) -> (UserPresence, Option<Change>) {
     if current.online {
@@ -55,6 +87,20 @@ pub fn join(current: UserPresence, role: &str, now: i64) -> (UserPresence, Optio
     (next, Some(change))
 }
 
+/// The user's first socket entered `room` at `now`: the store found no
+/// state row for the pair (absent = not in the room) and inserted one,
+/// in the room since `now` with no departure (what [`join`] makes of
+/// [`UserPresence::OFFLINE`]).
+pub fn entered(room: &str, role: &str, now: i64) -> RoomChange {
+    RoomChange {
+        room: room.to_string(),
+        change: Change::Online {
+            role: role.to_string(),
+            at: now,
+        },
+    }
+}
+
 /// Sockets of the user on a node that stopped heartbeating were removed;
 /// `last_heartbeat` is the latest sign of life among them, and counts as
 /// the moment they left.
@@ -67,6 +113,23 @@ pub fn reap(current: UserPresence, last_heartbeat: i64) -> UserPresence {
         ),
         ..current
     }
+}
+
+/// Settles one (user, entity room) state at `now`: `reaped` is the last
+/// heartbeat of the user's dead-node sockets just removed from the room,
+/// `sockets` how many live sockets of the user are still in it.
+pub fn settle_room(
+    stored: UserPresence,
+    reaped: Option<i64>,
+    sockets: i64,
+    now: i64,
+    grace_ms: i64,
+) -> (UserPresence, Option<Change>) {
+    let current = match reaped {
+        Some(last) => reap(stored, last),
+        None => stored,
+    };
+    settle(current, sockets, now, grace_ms)
 }
 
 /// Decides whether the user goes offline at `now`, given how many live

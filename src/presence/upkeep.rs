@@ -3,8 +3,8 @@
 //! sockets and settles users whose grace timer was lost, and the departure
 //! of all of this node's sockets at shutdown.
 
-use super::transition::Change;
-use super::{announce, millis, settle, settle_later, user_of};
+use super::transition::Transitions;
+use super::{millis, publish, settle, settle_later, user_of};
 use crate::domain::now_ms;
 use crate::state::AppState;
 use crate::store::{SocketEntry, UserKey};
@@ -80,8 +80,8 @@ async fn heartbeat(state: &AppState) {
         );
         register_again(state, &entries, now + 1).await
     };
-    for (user, change) in online {
-        announce(state, &user, change, None).await;
+    for (user, changes) in online {
+        publish(state, &user, changes, None).await;
     }
     for user in departed {
         settle_later(state, user);
@@ -94,12 +94,12 @@ async fn register_again(
     state: &AppState,
     entries: &[SocketEntry],
     at: i64,
-) -> (Vec<(UserKey, Change)>, Vec<UserKey>) {
+) -> (Vec<(UserKey, Transitions)>, Vec<UserKey>) {
     let mut online = Vec::new();
     for entry in entries {
         match state.store.presence_join(entry, at).await {
-            Ok(Some(change)) => online.push((user_of(entry), change)),
-            Ok(None) => {}
+            Ok(changes) if changes.is_empty() => {}
+            Ok(changes) => online.push((user_of(entry), changes)),
             Err(e) => {
                 tracing::warn!(error = %e, "presence: re-registration failed; will retry");
                 return (online, Vec::new());

@@ -16,9 +16,13 @@ mod sqlite_documents;
 
 mod postgres;
 mod postgres_presence;
+mod postgres_presence_reads;
+mod postgres_presence_rooms;
 pub mod presence;
 mod sqlite;
 mod sqlite_presence;
+mod sqlite_presence_reads;
+mod sqlite_presence_rooms;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -11,9 +11,11 @@
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 
+use super::postgres_presence_reads as reads;
+use super::postgres_presence_rooms as rooms;
 use super::presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
 use super::{PgStore, StoreError};
-use crate::presence::transition::{self, Change, UserPresence};
+use crate::presence::transition::{self, Transitions, UserPresence};
 
 type Tx<'a> = Transaction<'a, Postgres>;
 
@@ -73,7 +75,7 @@ fn key(company_id: &str, user_id: &str) -> UserKey {
 
 #[async_trait]
 impl PresenceStore for PgStore {
-    async fn presence_join(&self, s: &SocketEntry, now: i64) -> Result<Option<Change>, StoreError> {
+    async fn presence_join(&self, s: &SocketEntry, now: i64) -> Result<Transitions, StoreError> {
         let user = key(&s.company_id, &s.user_id);
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -103,25 +105,35 @@ impl PresenceStore for PgStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "DELETE FROM presence_rooms WHERE company_id = $1 AND socket_id = $2 AND room <> ALL($3)",
+        // A re-registration replaces the room set: rooms dropped from it are departures.
+        let dropped: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM presence_rooms WHERE company_id = $1 AND socket_id = $2 AND room <> ALL($3)
+             RETURNING room",
         )
         .bind(&s.company_id)
         .bind(&s.socket_id)
         .bind(&s.rooms)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        rooms::depart(&mut tx, &user, &dropped, now).await?;
         insert_rooms(&mut tx, &s.company_id, &s.socket_id, &s.rooms, now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, &s.rooms, now).await?;
+        let settle = rooms::emptied(&mut tx, &user, &dropped).await?;
         let (next, change) = transition::join(current, &s.role, now);
         save_user(&mut tx, &user, next, Some(&s.role)).await?;
         tx.commit().await?;
-        Ok(change)
+        Ok(Transitions {
+            user: change,
+            rooms: entered,
+            settle,
+        })
     }
 
     async fn presence_leave(
         &self,
         user: &UserKey,
         socket_id: &str,
+        in_rooms: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -134,38 +146,55 @@ impl PresenceStore for PgStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        let departed = match in_rooms {
+            true => rooms::depart_socket(&mut tx, user, socket_id, now).await?,
+            false => Vec::new(),
+        };
         sqlx::query("DELETE FROM presence_sockets WHERE company_id = $1 AND socket_id = $2")
             .bind(&user.company_id)
             .bind(socket_id)
             .execute(&mut *tx)
             .await?;
-        let left = count_sockets(&mut tx, user).await?;
+        let settle = count_sockets(&mut tx, user).await? == 0
+            || rooms::emptied(&mut tx, user, &departed).await?;
         tx.commit().await?;
-        Ok(left == 0)
+        Ok(settle)
     }
 
     async fn presence_rooms(
         &self,
-        company_id: &str,
-        socket_id: &str,
+        s: &SocketEntry,
         joined: &[String],
         left: &[String],
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Transitions, StoreError> {
+        let user = key(&s.company_id, &s.user_id);
         let mut tx = self.pool.begin().await?;
-        if !left.is_empty() {
-            sqlx::query(
-                "DELETE FROM presence_rooms WHERE company_id = $1 AND socket_id = $2 AND room = ANY($3)",
-            )
-            .bind(company_id)
-            .bind(socket_id)
-            .bind(left)
-            .execute(&mut *tx)
-            .await?;
+        if lock_user(&mut tx, &user).await?.is_none() {
+            return Ok(Transitions::default()); // never registered
         }
-        insert_rooms(&mut tx, company_id, socket_id, joined, now).await?;
+        let mut departed = Vec::new();
+        if !left.is_empty() {
+            departed = sqlx::query_scalar(
+                "DELETE FROM presence_rooms WHERE company_id = $1 AND socket_id = $2 AND room = ANY($3)
+                 RETURNING room",
+            )
+            .bind(&s.company_id)
+            .bind(&s.socket_id)
+            .bind(left)
+            .fetch_all(&mut *tx)
+            .await?;
+            rooms::depart(&mut tx, &user, &departed, now).await?;
+        }
+        let added = insert_rooms(&mut tx, &s.company_id, &s.socket_id, joined, now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, &added, now).await?;
+        let settle = rooms::emptied(&mut tx, &user, &departed).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Transitions {
+            user: None,
+            rooms: entered,
+            settle,
+        })
     }
 
     async fn presence_settle(
@@ -174,11 +203,12 @@ impl PresenceStore for PgStore {
         stale_before: i64,
         now: i64,
         grace_ms: i64,
-    ) -> Result<Option<Change>, StoreError> {
+    ) -> Result<Transitions, StoreError> {
         let mut tx = self.pool.begin().await?;
         let Some(stored) = lock_user(&mut tx, user).await? else {
-            return Ok(None);
+            return Ok(Transitions::default());
         };
+        let reaped_rooms = rooms::reap(&mut tx, user, stale_before).await?;
         let reaped: Vec<i64> = sqlx::query_scalar(
             "DELETE FROM presence_sockets
              WHERE company_id = $1 AND user_id = $2 AND heartbeat_at < $3
@@ -189,6 +219,7 @@ impl PresenceStore for PgStore {
         .bind(stale_before)
         .fetch_all(&mut *tx)
         .await?;
+        let left_rooms = rooms::settle(&mut tx, user, &reaped_rooms, now, grace_ms).await?;
         let current = match reaped.into_iter().max() {
             Some(last) => transition::reap(stored, last),
             None => stored,
@@ -199,7 +230,11 @@ impl PresenceStore for PgStore {
             save_user(&mut tx, user, next, None).await?;
         }
         tx.commit().await?;
-        Ok(change)
+        Ok(Transitions {
+            user: change,
+            rooms: left_rooms,
+            settle: false,
+        })
     }
 
     async fn presence_heartbeat(&self, node_id: &str, now: i64) -> Result<u64, StoreError> {
@@ -242,6 +277,7 @@ impl PresenceStore for PgStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        rooms::depart_node(&mut tx, node_id, before, now).await?;
         sqlx::query("DELETE FROM presence_sockets WHERE node_id = $1 AND heartbeat_at < $2")
             .bind(node_id)
             .bind(before)
@@ -261,24 +297,10 @@ impl PresenceStore for PgStore {
     async fn presence_unsettled(
         &self,
         stale_before: i64,
-        left_by: i64,
+        left_before: i64,
         limit: i64,
     ) -> Result<Vec<UserKey>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT company_id, user_id FROM presence_sockets WHERE heartbeat_at < $1
-             UNION
-             SELECT u.company_id, u.user_id FROM presence_users u
-             WHERE u.online AND (u.left_at IS NULL OR u.left_at <= $2)
-               AND NOT EXISTS (SELECT 1 FROM presence_sockets s
-                               WHERE s.company_id = u.company_id AND s.user_id = u.user_id)
-             LIMIT $3",
-        )
-        .bind(stale_before)
-        .bind(left_by)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(c, u)| key(&c, &u)).collect())
+        reads::unsettled(&self.pool, stale_before, left_before, limit).await
     }
 
     async fn presence_list(
@@ -286,69 +308,32 @@ impl PresenceStore for PgStore {
         company_id: &str,
         room: Option<&str>,
     ) -> Result<Vec<PresentUser>, StoreError> {
-        let rows: Vec<(String, String, i64, i64)> = match room {
-            None => {
-                sqlx::query_as(
-                    "SELECT u.user_id, u.role,
-                            (SELECT count(*) FROM presence_sockets s
-                             WHERE s.company_id = u.company_id AND s.user_id = u.user_id),
-                            u.since
-                     FROM presence_users u WHERE u.company_id = $1 AND u.online
-                     ORDER BY u.user_id",
-                )
-                .bind(company_id)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            Some(room) => {
-                sqlx::query_as(
-                    "SELECT s.user_id, u.role, count(*), min(r.joined_at)
-                     FROM presence_rooms r
-                     JOIN presence_sockets s ON s.company_id = r.company_id AND s.socket_id = r.socket_id
-                     JOIN presence_users u ON u.company_id = s.company_id AND u.user_id = s.user_id
-                     WHERE r.company_id = $1 AND r.room = $2
-                     GROUP BY s.user_id, u.role ORDER BY s.user_id",
-                )
-                .bind(company_id)
-                .bind(room)
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
-        Ok(rows
-            .into_iter()
-            .map(|(user_id, role, connections, since)| PresentUser {
-                user_id,
-                role,
-                connections,
-                since,
-            })
-            .collect())
+        reads::list(&self.pool, company_id, room).await
     }
 }
 
-/// Subscribes a registered socket to rooms (nothing if its row is missing).
+/// Subscribes a registered socket to rooms (nothing if its row is missing);
+/// returns the rooms it was not in yet.
 async fn insert_rooms(
     tx: &mut Tx<'_>,
     company_id: &str,
     socket_id: &str,
     rooms: &[String],
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     if rooms.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    sqlx::query(
+    Ok(sqlx::query_scalar(
         "INSERT INTO presence_rooms (company_id, room, socket_id, joined_at)
          SELECT $1, r, $2, $4 FROM unnest($3::text[]) AS r
          WHERE EXISTS (SELECT 1 FROM presence_sockets WHERE company_id = $1 AND socket_id = $2)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING RETURNING room",
     )
     .bind(company_id)
     .bind(socket_id)
     .bind(rooms)
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_all(&mut **tx)
+    .await?)
 }

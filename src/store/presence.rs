@@ -3,16 +3,18 @@
 //! Presence lives in the database so that every node counts every node's
 //! sockets: one row per socket (owned by the node process serving it, kept
 //! alive by that process's heartbeat), the entity rooms each socket is in,
-//! and one state row per user whose transitions (see
-//! [`crate::presence::transition`]) run under that row's lock, so exactly
-//! one transaction, on one node, performs each online/offline transition.
-//! Lock order everywhere: user rows (sorted) before socket rows.
+//! one state row per user, and one state row per (user, entity room) while
+//! the user is in the room. Their transitions (see
+//! [`crate::presence::transition`]) run under the user row's lock, so
+//! exactly one transaction, on one node, performs each online/offline and
+//! joined/left transition. Lock order everywhere: user rows (sorted) before
+//! socket rows; (user, room) rows are only written under their user's lock.
 
 use async_trait::async_trait;
 use serde::Serialize;
 
 use super::StoreError;
-use crate::presence::transition::Change;
+use crate::presence::transition::Transitions;
 
 /// A connected socket as presence records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,43 +53,52 @@ pub struct PresentUser {
 #[async_trait]
 pub trait PresenceStore: Send + Sync {
     /// Registers a socket (or refreshes it: idempotent, rooms replaced) with
-    /// heartbeat `now`; returns `Online` when this made its user online.
+    /// heartbeat `now`. Returns `user: Online` when this made its user
+    /// online, and a joined room change for each of the socket's rooms the
+    /// user was not in. No extra statement when `socket.rooms` is empty.
     async fn presence_join(
         &self,
         socket: &SocketEntry,
         now: i64,
-    ) -> Result<Option<Change>, StoreError>;
+    ) -> Result<Transitions, StoreError>;
 
     /// Removes a socket and records that one of its user's sockets left at
-    /// `now`. Returns `true` when the user has no socket left (the caller
-    /// then settles the user after the grace period).
+    /// `now`, in the company and in each room the socket was in. `in_rooms`
+    /// says whether the caller recorded entity rooms for the socket (when
+    /// not, its room rows are not consulted). Returns `true` when the user
+    /// has no socket left, or none in one of those rooms (the caller then
+    /// settles the user after the grace period).
     async fn presence_leave(
         &self,
         user: &UserKey,
         socket_id: &str,
+        in_rooms: bool,
         now: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Adds and removes entity-room subscriptions of a registered socket.
+    /// Adds and removes entity-room subscriptions of a registered socket
+    /// (`socket.rooms` is not read): joined room changes for rooms its user
+    /// entered, `settle` when a room lost the user's last socket. Nothing
+    /// happens for a socket that is not registered.
     async fn presence_rooms(
         &self,
-        company_id: &str,
-        socket_id: &str,
+        socket: &SocketEntry,
         joined: &[String],
         left: &[String],
         now: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Transitions, StoreError>;
 
     /// Removes the user's sockets whose heartbeat is older than
     /// `stale_before` (their node died), then takes the user offline if it
-    /// has no socket left and the last one left `grace_ms` ago or more.
+    /// has no socket left and the last one left `grace_ms` ago or more, and
+    /// out of each entity room by the same rule.
     async fn presence_settle(
         &self,
         user: &UserKey,
         stale_before: i64,
         now: i64,
         grace_ms: i64,
-    ) -> Result<Option<Change>, StoreError>;
+    ) -> Result<Transitions, StoreError>;
 
     /// Refreshes the heartbeat of every row of `node_id` (one UPDATE);
     /// returns how many rows the node has.
@@ -104,8 +115,9 @@ pub trait PresenceStore: Send + Sync {
     ) -> Result<Vec<UserKey>, StoreError>;
 
     /// Users that may need [`Self::presence_settle`]: those with sockets
-    /// older than `stale_before`, and online users without sockets whose last
-    /// socket left before `left_before`. At most `limit`.
+    /// older than `stale_before`, and online users (or users in an entity
+    /// room) without sockets (there) whose last socket left before
+    /// `left_before`. At most `limit`.
     async fn presence_unsettled(
         &self,
         stale_before: i64,
@@ -113,8 +125,10 @@ pub trait PresenceStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<UserKey>, StoreError>;
 
-    /// Online users of the company (`room` = `None`), or the users with a
-    /// socket subscribed to the entity room `room`, ordered by user id.
+    /// Online users of the company (`room` = `None`), or the users in the
+    /// entity room `room`, ordered by user id. Both include users whose last
+    /// socket left less than the grace period ago (`connections: 0`): a user
+    /// is listed from its online/joined transition to its offline/left one.
     async fn presence_list(
         &self,
         company_id: &str,

@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
 use super::presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
+use super::sqlite_presence_reads as reads;
+use super::sqlite_presence_rooms::{self as rooms, json_list};
 use super::{SqliteStore, StoreError};
-use crate::presence::transition::{self, Change, UserPresence};
+use crate::presence::transition::{self, Transitions, UserPresence};
 
 type Tx<'a> = Transaction<'a, Sqlite>;
 
@@ -59,34 +61,30 @@ async fn count_sockets(tx: &mut Tx<'_>, user: &UserKey) -> Result<i64, StoreErro
     .await?)
 }
 
-fn json_list(items: &[String]) -> String {
-    serde_json::Value::from(items).to_string()
-}
-
-/// Subscribes a registered socket to rooms (nothing if its row is missing).
+/// Subscribes a registered socket to rooms (nothing if its row is missing);
+/// returns the rooms it was not in yet.
 async fn insert_rooms(
     tx: &mut Tx<'_>,
     company_id: &str,
     socket_id: &str,
     rooms: &[String],
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     if rooms.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    sqlx::query(
+    Ok(sqlx::query_scalar(
         "INSERT INTO presence_rooms (company_id, room, socket_id, joined_at)
          SELECT ?1, value, ?2, ?4 FROM json_each(?3)
          WHERE EXISTS (SELECT 1 FROM presence_sockets WHERE company_id = ?1 AND socket_id = ?2)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING RETURNING room",
     )
     .bind(company_id)
     .bind(socket_id)
     .bind(json_list(rooms))
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
 fn key(company_id: String, user_id: String) -> UserKey {
@@ -98,7 +96,7 @@ fn key(company_id: String, user_id: String) -> UserKey {
 
 #[async_trait]
 impl PresenceStore for SqliteStore {
-    async fn presence_join(&self, s: &SocketEntry, now: i64) -> Result<Option<Change>, StoreError> {
+    async fn presence_join(&self, s: &SocketEntry, now: i64) -> Result<Transitions, StoreError> {
         let user = key(s.company_id.clone(), s.user_id.clone());
         let mut tx = self.writer.begin().await?;
         sqlx::query(
@@ -128,26 +126,35 @@ impl PresenceStore for SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        // A re-registration replaces the room set: rooms dropped from it are departures.
+        let dropped: Vec<String> = sqlx::query_scalar(
             "DELETE FROM presence_rooms WHERE company_id = ? AND socket_id = ?
-             AND room NOT IN (SELECT value FROM json_each(?))",
+             AND room NOT IN (SELECT value FROM json_each(?)) RETURNING room",
         )
         .bind(&s.company_id)
         .bind(&s.socket_id)
         .bind(json_list(&s.rooms))
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        rooms::depart(&mut tx, &user, &dropped, now).await?;
         insert_rooms(&mut tx, &s.company_id, &s.socket_id, &s.rooms, now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, &s.rooms, now).await?;
+        let settle = rooms::emptied(&mut tx, &user, &dropped).await?;
         let (next, change) = transition::join(current, &s.role, now);
         save_user(&mut tx, &user, next, Some(&s.role)).await?;
         tx.commit().await?;
-        Ok(change)
+        Ok(Transitions {
+            user: change,
+            rooms: entered,
+            settle,
+        })
     }
 
     async fn presence_leave(
         &self,
         user: &UserKey,
         socket_id: &str,
+        in_rooms: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
@@ -157,39 +164,55 @@ impl PresenceStore for SqliteStore {
             .bind(&user.user_id)
             .execute(&mut *tx)
             .await?;
+        let departed = match in_rooms {
+            true => rooms::depart_socket(&mut tx, user, socket_id, now).await?,
+            false => Vec::new(),
+        };
         sqlx::query("DELETE FROM presence_sockets WHERE company_id = ? AND socket_id = ?")
             .bind(&user.company_id)
             .bind(socket_id)
             .execute(&mut *tx)
             .await?;
-        let left = count_sockets(&mut tx, user).await?;
+        let settle = count_sockets(&mut tx, user).await? == 0
+            || rooms::emptied(&mut tx, user, &departed).await?;
         tx.commit().await?;
-        Ok(left == 0)
+        Ok(settle)
     }
 
     async fn presence_rooms(
         &self,
-        company_id: &str,
-        socket_id: &str,
+        s: &SocketEntry,
         joined: &[String],
         left: &[String],
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Transitions, StoreError> {
+        let user = key(s.company_id.clone(), s.user_id.clone());
         let mut tx = self.writer.begin().await?;
-        if !left.is_empty() {
-            sqlx::query(
-                "DELETE FROM presence_rooms WHERE company_id = ? AND socket_id = ?
-                 AND room IN (SELECT value FROM json_each(?))",
-            )
-            .bind(company_id)
-            .bind(socket_id)
-            .bind(json_list(left))
-            .execute(&mut *tx)
-            .await?;
+        if load_user(&mut tx, &user).await?.is_none() {
+            return Ok(Transitions::default()); // never registered
         }
-        insert_rooms(&mut tx, company_id, socket_id, joined, now).await?;
+        let mut departed = Vec::new();
+        if !left.is_empty() {
+            departed = sqlx::query_scalar(
+                "DELETE FROM presence_rooms WHERE company_id = ? AND socket_id = ?
+                 AND room IN (SELECT value FROM json_each(?)) RETURNING room",
+            )
+            .bind(&s.company_id)
+            .bind(&s.socket_id)
+            .bind(json_list(left))
+            .fetch_all(&mut *tx)
+            .await?;
+            rooms::depart(&mut tx, &user, &departed, now).await?;
+        }
+        let added = insert_rooms(&mut tx, &s.company_id, &s.socket_id, joined, now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, &added, now).await?;
+        let settle = rooms::emptied(&mut tx, &user, &departed).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Transitions {
+            user: None,
+            rooms: entered,
+            settle,
+        })
     }
 
     async fn presence_settle(
@@ -198,11 +221,12 @@ impl PresenceStore for SqliteStore {
         stale_before: i64,
         now: i64,
         grace_ms: i64,
-    ) -> Result<Option<Change>, StoreError> {
+    ) -> Result<Transitions, StoreError> {
         let mut tx = self.writer.begin().await?;
         let Some(stored) = load_user(&mut tx, user).await? else {
-            return Ok(None);
+            return Ok(Transitions::default());
         };
+        let reaped_rooms = rooms::reap(&mut tx, user, stale_before).await?;
         let reaped: Vec<i64> = sqlx::query_scalar(
             "DELETE FROM presence_sockets
              WHERE company_id = ? AND user_id = ? AND heartbeat_at < ?
@@ -213,6 +237,7 @@ impl PresenceStore for SqliteStore {
         .bind(stale_before)
         .fetch_all(&mut *tx)
         .await?;
+        let left_rooms = rooms::settle(&mut tx, user, &reaped_rooms, now, grace_ms).await?;
         let current = match reaped.into_iter().max() {
             Some(last) => transition::reap(stored, last),
             None => stored,
@@ -223,7 +248,11 @@ impl PresenceStore for SqliteStore {
             save_user(&mut tx, user, next, None).await?;
         }
         tx.commit().await?;
-        Ok(change)
+        Ok(Transitions {
+            user: change,
+            rooms: left_rooms,
+            settle: false,
+        })
     }
 
     async fn presence_heartbeat(&self, node_id: &str, now: i64) -> Result<u64, StoreError> {
@@ -264,6 +293,7 @@ impl PresenceStore for SqliteStore {
         .bind(before)
         .execute(&mut *tx)
         .await?;
+        rooms::depart_node(&mut tx, node_id, before, now).await?;
         sqlx::query("DELETE FROM presence_sockets WHERE node_id = ? AND heartbeat_at < ?")
             .bind(node_id)
             .bind(before)
@@ -276,24 +306,10 @@ impl PresenceStore for SqliteStore {
     async fn presence_unsettled(
         &self,
         stale_before: i64,
-        left_by: i64,
+        left_before: i64,
         limit: i64,
     ) -> Result<Vec<UserKey>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT company_id, user_id FROM presence_sockets WHERE heartbeat_at < ?1
-             UNION
-             SELECT u.company_id, u.user_id FROM presence_users u
-             WHERE u.online AND (u.left_at IS NULL OR u.left_at <= ?2)
-               AND NOT EXISTS (SELECT 1 FROM presence_sockets s
-                               WHERE s.company_id = u.company_id AND s.user_id = u.user_id)
-             LIMIT ?3",
-        )
-        .bind(stale_before)
-        .bind(left_by)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.into_iter().map(|(c, u)| key(c, u)).collect())
+        reads::unsettled(&self.reader, stale_before, left_before, limit).await
     }
 
     async fn presence_list(
@@ -301,43 +317,6 @@ impl PresenceStore for SqliteStore {
         company_id: &str,
         room: Option<&str>,
     ) -> Result<Vec<PresentUser>, StoreError> {
-        let rows: Vec<(String, String, i64, i64)> = match room {
-            None => {
-                sqlx::query_as(
-                    "SELECT u.user_id, u.role,
-                            (SELECT count(*) FROM presence_sockets s
-                             WHERE s.company_id = u.company_id AND s.user_id = u.user_id),
-                            u.since
-                     FROM presence_users u WHERE u.company_id = ? AND u.online
-                     ORDER BY u.user_id",
-                )
-                .bind(company_id)
-                .fetch_all(&self.reader)
-                .await?
-            }
-            Some(room) => {
-                sqlx::query_as(
-                    "SELECT s.user_id, u.role, count(*), min(r.joined_at)
-                     FROM presence_rooms r
-                     JOIN presence_sockets s ON s.company_id = r.company_id AND s.socket_id = r.socket_id
-                     JOIN presence_users u ON u.company_id = s.company_id AND u.user_id = s.user_id
-                     WHERE r.company_id = ? AND r.room = ?
-                     GROUP BY s.user_id, u.role ORDER BY s.user_id",
-                )
-                .bind(company_id)
-                .bind(room)
-                .fetch_all(&self.reader)
-                .await?
-            }
-        };
-        Ok(rows
-            .into_iter()
-            .map(|(user_id, role, connections, since)| PresentUser {
-                user_id,
-                role,
-                connections,
-                since,
-            })
-            .collect())
+        reads::list(&self.reader, company_id, room).await
     }
 }

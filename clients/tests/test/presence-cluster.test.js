@@ -4,6 +4,8 @@
 // online via one node is seen on another, moving between nodes within the
 // grace period is no flap, a node killed with SIGKILL stops counting within
 // the TTL, and a node stopped with SIGTERM hands its users over cleanly.
+// The same holds per entity room: one presence:joined / presence:left per
+// transition whichever node's sockets cause it.
 // Fails (never skips) when Postgres or Redis is unreachable.
 
 import assert from 'node:assert/strict';
@@ -99,6 +101,12 @@ function noPresenceOf(socket, userId, ms) {
   });
 }
 
+/** [event, userId, room] of the presence:joined / presence:left about `userId` that `socket` received. */
+const roomPresence = (socket, userId) =>
+  socket.__events
+    .filter((e) => (e.event === 'presence:joined' || e.event === 'presence:left') && e.args[0]?.userId === userId)
+    .map((e) => [e.event, e.args[0].userId, e.args[0].room]);
+
 async function listed(socket, room) {
   const ack = await emitAck(socket, 'presence:list', room ? { room } : undefined);
   assert.equal(ack.ok, true, JSON.stringify(ack));
@@ -160,22 +168,61 @@ describe('presence over two nodes', () => {
     assert.deepEqual(await emitAck(op, 'user:typing', { room: 'order:9', isTyping: true }), { ok: true });
     assert.deepEqual(await typing, [{ room: 'order:9', userId: 'op4', isTyping: true }]);
     await notSelf;
+    const left = presenceOf(sup, 'presence:left', 'op4', GRACE + 5000);
     await emitAck(op, 'unsubscribe', { room: 'order:9' });
+    // Listed without connections until presence:left (grace period).
+    assert.deepEqual(await listed(sup, 'order:9'), { op4: 0, sup4: 1 });
+    await left;
     assert.deepEqual(await listed(sup, 'order:9'), { sup4: 1 });
   });
 
-  it('the users of a node killed with SIGKILL go offline within the TTL', { timeout: 40000 }, async (t) => {
+  it('entity rooms: joined on A is announced on B once, a second tab and a quick move are silent, the last leave is one presence:left', { timeout: 40000 }, async (t) => {
+    const room = 'machine:x1';
+    const watch = await client(nodeB, 'sup8', 'supervisor', { t, rooms: [room] });
+    const joined = presenceOf(watch, 'presence:joined', 'op8');
+    const tabA = await client(nodeA, 'op8', 'operator', { t, rooms: [room] });
+    const data = await joined;
+    assert.deepEqual({ ...data, at: 0 }, { room, userId: 'op8', role: 'operator', at: 0 });
+
+    // A second tab, on the other node: no second presence:joined.
+    const tabB = await client(nodeB, 'op8', 'operator', { t, rooms: [room] });
+    assert.deepEqual(await listed(watch, room), { op8: 2, sup8: 1 }, 'sockets of both nodes are counted');
+    // The first tab goes; then the second moves from B to A within the grace period.
+    tabA.close();
+    await sleep(300);
+    await emitAck(tabB, 'unsubscribe', { room });
+    await sleep(200);
+    const moved = await client(nodeA, 'op8', 'operator', { t, rooms: [room] });
+    await sleep(GRACE + 1500);
+    assert.deepEqual(roomPresence(watch, 'op8'), [['presence:joined', 'op8', room]], 'no flap');
+    assert.deepEqual(await listed(watch, room), { op8: 1, sup8: 1 });
+
+    const left = presenceOf(watch, 'presence:left', 'op8', GRACE + 5000);
+    await emitAck(moved, 'unsubscribe', { room });
+    const leftData = await left;
+    assert.equal(leftData.room, room);
+    assert.ok(leftData.duration >= GRACE, `in the room for ${leftData.duration} ms across both nodes`);
+    await sleep(GRACE + 500); // the settle timers of the other departures find nothing more
+    assert.deepEqual(roomPresence(watch, 'op8'), [['presence:joined', 'op8', room], ['presence:left', 'op8', room]]);
+    assert.deepEqual(await listed(watch, room), { sup8: 1 });
+  });
+
+  it('the users of a node killed with SIGKILL go offline and leave their rooms within the TTL', { timeout: 40000 }, async (t) => {
     const doomed = await node('k');
-    const sup = await client(nodeB, 'sup5', 'supervisor', { t });
+    const room = 'machine:k1';
+    const sup = await client(nodeB, 'sup5', 'supervisor', { t, rooms: [room] });
     const online = presenceOf(sup, 'user:online', 'op5');
-    await client(doomed, 'op5', 'operator', { t });
+    const joined = presenceOf(sup, 'presence:joined', 'op5');
+    await client(doomed, 'op5', 'operator', { t, rooms: [room] });
     await online;
-    // A user with a socket on the dead node and one on a live node stays online.
-    await client(doomed, 'op6', 'operator', { t });
-    await client(nodeA, 'op6', 'operator', { t });
+    await joined;
+    // A user with a socket on the dead node and one on a live node stays online and in the room.
+    await client(doomed, 'op6', 'operator', { t, rooms: [room] });
+    await client(nodeA, 'op6', 'operator', { t, rooms: [room] });
     assert.deepEqual([(await listed(sup)).op5, (await listed(sup)).op6], [1, 2]);
 
     const offline = presenceOf(sup, 'user:offline', 'op5', TTL_S * 1000 * 3);
+    const roomLeft = presenceOf(sup, 'presence:left', 'op5', TTL_S * 1000 * 3);
     const survivor = noPresenceOf(sup, 'op6', TTL_S * 1000 * 2);
     const killedAt = Date.now();
     doomed.proc.kill('SIGKILL');
@@ -184,40 +231,51 @@ describe('presence over two nodes', () => {
     assert.ok(took <= TTL_S * 1000 + 3000, `offline ${took} ms after the kill (TTL ${TTL_S} s)`);
     assert.ok(data.at <= killedAt + 100, `at (${data.at}) is the dead node's last heartbeat, before the kill (${killedAt})`);
     assert.ok(data.at >= killedAt - (TTL_S * 1000) / 3 - 1000, `at (${data.at}) is a recent heartbeat`);
+    const leftData = await roomLeft;
+    assert.equal(leftData.room, room);
+    assert.ok(leftData.at <= killedAt + 100, `presence:left at (${leftData.at}) is the dead node's last heartbeat`);
     await survivor;
     const list = await listed(sup);
     assert.equal(list.op5, undefined);
     assert.equal(list.op6, 1);
+    assert.deepEqual(await listed(sup, room), { op6: 1, sup5: 1 });
+    assert.deepEqual(roomPresence(sup, 'op5'), [['presence:joined', 'op5', room], ['presence:left', 'op5', room]]);
+    assert.deepEqual(roomPresence(sup, 'op6'), [['presence:joined', 'op6', room]]);
     await doomed.stop();
   });
 
-  it('SIGTERM: clients that reconnect elsewhere within the grace period stay online, the others go offline', { timeout: 40000 }, async (t) => {
+  it('SIGTERM: clients that reconnect elsewhere within the grace period stay online and in their rooms, the others go', { timeout: 40000 }, async (t) => {
     const leaving = await node('g');
-    const sup = await client(nodeB, 'sup7', 'supervisor', { t });
+    const room = 'machine:g1';
+    const sup = await client(nodeB, 'sup7', 'supervisor', { t, rooms: [room] });
     const bothOnline = [presenceOf(sup, 'user:online', 'mover'), presenceOf(sup, 'user:online', 'goner')];
-    const mover = await client(leaving, 'mover', 'operator', { t });
-    await client(leaving, 'goner', 'operator', { t });
+    const mover = await client(leaving, 'mover', 'operator', { t, rooms: [room] });
+    await client(leaving, 'goner', 'operator', { t, rooms: [room] });
     await Promise.all(bothOnline);
 
     const moved = noPresenceOf(sup, 'mover', GRACE + 4000);
     const gone = presenceOf(sup, 'user:offline', 'goner', GRACE + 6000);
+    const goneFromRoom = presenceOf(sup, 'presence:left', 'goner', GRACE + 6000);
     const disconnected = waitFor(mover, 'disconnect', 10000);
     const stopped = leaving.stop();
     await disconnected;
-    // What socket.io clients do: reconnect, here to another node.
-    await client(nodeA, 'mover', 'operator', { t });
+    // What socket.io clients do: reconnect (and resubscribe), here to another node.
+    await client(nodeA, 'mover', 'operator', { t, rooms: [room] });
     const exit = await stopped;
     assert.equal(exit.code, 0, `graceful exit: ${JSON.stringify(exit)}`);
     await gone;
+    assert.equal((await goneFromRoom).room, room);
     await moved;
     const list = await listed(sup);
     assert.equal(list.mover, 1);
     assert.equal(list.goner, undefined);
+    assert.deepEqual(await listed(sup, room), { mover: 1, sup7: 1 });
+    assert.deepEqual(roomPresence(sup, 'mover'), [['presence:joined', 'mover', room]], 'the mover never left the room');
   });
 
   it('another company on node B heard none of it', async () => {
     await sleep(300);
-    const heard = watcher.__events.filter((e) => e.event.startsWith('user:'));
+    const heard = watcher.__events.filter((e) => e.event.startsWith('user:') || e.event.startsWith('presence:'));
     assert.deepEqual(heard, []);
     assert.deepEqual(await listed(watcher), { op5: 1 });
   });

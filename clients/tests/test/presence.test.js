@@ -2,7 +2,8 @@
 // a grace period (WS_PRESENCE_GRACE_MS, small here), no flap on a quick
 // reconnect, several tabs, presence:list for the company and entity rooms,
 // user:typing relayed to the room except the sender, throttled, expiring
-// after 5 s; and another company never sees any of it.
+// after 5 s; presence:joined / presence:left in entity rooms with the same
+// grace rule; and another company never sees any of it.
 // The two-node cases are in presence-cluster.test.js.
 
 import assert from 'node:assert/strict';
@@ -124,7 +125,12 @@ describe('presence', () => {
     // An entity room lists its subscribers, whether or not the asker is one.
     let room = await emitAck(sup, 'presence:list', { room: 'order:1' });
     assert.deepEqual(room.users.map((u) => [u.userId, u.connections]), [['mgr', 1], ['op', 1]]);
+    // Unsubscribed: listed without connections until presence:left (grace period).
+    const gotLeft = waitFor(mgr, 'presence:left', GRACE + 5000);
     await emitAck(op1, 'unsubscribe', { room: 'order:1' });
+    room = await emitAck(sup, 'presence:list', { room: 'order:1' });
+    assert.deepEqual(room.users.map((u) => [u.userId, u.connections]), [['mgr', 1], ['op', 0]]);
+    await gotLeft;
     room = await emitAck(sup, 'presence:list', { room: 'order:1' });
     assert.deepEqual(room.users.map((u) => u.userId), ['mgr']);
     room = await emitAck(mgr, 'presence:list', { room: 'order:3' });
@@ -167,6 +173,95 @@ describe('presence', () => {
     assert.deepEqual(theirs.users.map((u) => u.userId), ['sup']);
     const theirRoom = await emitAck(watcher, 'presence:list', { room: 'order:1' });
     assert.deepEqual(theirRoom.users.map((u) => u.userId), ['sup']);
+  });
+});
+
+/** [event, userId, room] of the presence:joined / presence:left events `socket` received. */
+const roomPresence = (socket) =>
+  socket.__events
+    .filter((e) => e.event === 'presence:joined' || e.event === 'presence:left')
+    .map((e) => [e.event, e.args[0].userId, e.args[0].room]);
+
+async function roomList(socket, room) {
+  const ack = await emitAck(socket, 'presence:list', { room });
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  return ack.users.map((u) => [u.userId, u.connections]);
+}
+
+describe('presence in entity rooms', () => {
+  it('presence:joined to the other members on a user\'s first socket, presence:left after the grace period on its last', async (t) => {
+    const co = randomId('co-');
+    const sup = await client(t, co, 'sup', 'supervisor', ['machine:m1']);
+    const outsider = await client(t, co, 'mgr', 'manager'); // in the company, not in the room
+    const stranger = await client(t, randomId('other-'), 'sup', 'supervisor', ['machine:m1']);
+    const gotJoined = waitFor(sup, 'presence:joined');
+    const joinedAt = Date.now();
+    const tab1 = await client(t, co, 'op', 'operator', ['machine:m1']);
+    const [joined] = await gotJoined;
+    assert.deepEqual(Object.keys(joined).sort(), ['at', 'role', 'room', 'userId']);
+    assert.deepEqual({ ...joined, at: 0 }, { room: 'machine:m1', userId: 'op', role: 'operator', at: 0 });
+    assert.ok(Math.abs(joined.at - joinedAt) < 2000, `at ${joined.at} is about when op subscribed (${joinedAt})`);
+
+    // A second tab of the same user joins: no second presence:joined.
+    const tab2 = await client(t, co, 'op', 'operator', ['machine:m1']);
+    await sleep(300);
+    assert.deepEqual(await roomList(sup, 'machine:m1'), [['op', 2], ['sup', 1]]);
+    // One tab leaves: the user is still in the room.
+    await emitAck(tab1, 'unsubscribe', { room: 'machine:m1' });
+    await sleep(GRACE + 800);
+    assert.deepEqual(roomPresence(sup), [['presence:joined', 'op', 'machine:m1']]);
+    assert.deepEqual(await roomList(sup, 'machine:m1'), [['op', 1], ['sup', 1]]);
+
+    // The last one goes (its socket closes; op stays online through tab1).
+    const gotLeft = waitFor(sup, 'presence:left', GRACE + 5000);
+    const closedAt = Date.now();
+    tab2.close();
+    await sleep(200);
+    // Within the grace period the user is listed, with no connection in the room.
+    assert.deepEqual(await roomList(sup, 'machine:m1'), [['op', 0], ['sup', 1]]);
+    const [left] = await gotLeft;
+    const waited = Date.now() - closedAt;
+    assert.deepEqual(Object.keys(left).sort(), ['at', 'duration', 'room', 'userId']);
+    assert.equal(left.room, 'machine:m1');
+    assert.equal(left.userId, 'op');
+    assert.ok(waited >= GRACE - 100, `presence:left came ${waited} ms after the close, not before the grace period (${GRACE} ms)`);
+    assert.ok(Math.abs(left.at - closedAt) < 1000, `at ${left.at} is when the last socket left (${closedAt})`);
+    assert.equal(left.duration, left.at - joined.at);
+    assert.deepEqual(await roomList(sup, 'machine:m1'), [['sup', 1]]);
+
+    await sleep(200);
+    assert.deepEqual(roomPresence(sup), [['presence:joined', 'op', 'machine:m1'], ['presence:left', 'op', 'machine:m1']]);
+    assert.deepEqual(named(sup, 'user:offline'), [], 'op is still online (tab1)');
+    for (const s of [tab1, outsider, stranger]) assert.deepEqual(roomPresence(s), [], 'only the room\'s other members hear it');
+  });
+
+  it('a quick resubscribe or reconnect within the grace period is no left/joined pair; connecting with auth.offsets joins', async (t) => {
+    const co = randomId('co-');
+    const sup = await client(t, co, 'sup', 'supervisor', ['machine:m2']);
+    const gotJoined = waitFor(sup, 'presence:joined');
+    // The connect path: an entity room named in auth.offsets is joined before `session`.
+    const { socket: first } = await connect(
+      srv.url,
+      { auth: { token: token({ sub: 'op', companyId: co, role: 'operator' }), offsets: { 'machine:m2': 0 } } },
+      { t },
+    );
+    assert.equal((await gotJoined)[0].userId, 'op');
+
+    await emitAck(first, 'unsubscribe', { room: 'machine:m2' });
+    await sleep(200);
+    await emitAck(first, 'subscribe', { room: 'machine:m2' });
+    first.close();
+    await sleep(200);
+    const again = await client(t, co, 'op', 'operator', ['machine:m2']);
+    await sleep(GRACE + 1500);
+    assert.deepEqual(roomPresence(sup), [['presence:joined', 'op', 'machine:m2']], 'no flap');
+    assert.deepEqual(await roomList(sup, 'machine:m2'), [['op', 1], ['sup', 1]]);
+
+    const gotOffline = waitFor(sup, 'user:offline', GRACE + 5000);
+    again.close();
+    assert.equal((await gotOffline)[0].userId, 'op');
+    const order = sup.__events.filter((e) => ['presence:left', 'user:offline'].includes(e.event)).map((e) => e.event);
+    assert.deepEqual(order, ['presence:left', 'user:offline'], 'the room is left before the company');
   });
 });
 
