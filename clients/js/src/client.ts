@@ -57,6 +57,10 @@ export interface PublishResult {
 }
 
 type AnyHandler = (payload: never, meta: EventMeta) => void;
+/** Event names of the map (autocompleted), or any other string. */
+export type EventName<E> = (keyof E & string) | (string & {});
+/** The payload of `K` in the map, `unknown` for types the map does not know. */
+export type PayloadOf<E, K> = K extends keyof E ? E[K] : unknown;
 
 const INITIAL: ConnectionState = { status: 'disconnected', replaying: false, replayed: 0, lastError: null, pending: 0, session: null };
 const codeOf = (message: string): string | null => /^([A-Z_]+):/.exec(message)?.[1] ?? null;
@@ -417,8 +421,7 @@ export class SwitchyardClient<E extends object = SwitchyardEvents> {
   }
 
   /** Listens to an event type; returns the function that stops listening. */
-  on<K extends keyof E & string>(type: K, handler: (payload: E[K], meta: EventMeta) => void): () => void;
-  on(type: string, handler: (payload: unknown, meta: EventMeta) => void): () => void;
+  on<K extends EventName<E>>(type: K, handler: (payload: PayloadOf<E, K>, meta: EventMeta) => void): () => void;
   on(type: string, handler: AnyHandler): () => void {
     let sig = this.handlers.get(type);
     if (!sig) this.handlers.set(type, (sig = new Signal()));
@@ -508,8 +511,7 @@ export class SwitchyardClient<E extends object = SwitchyardEvents> {
    * `clientEventId`: the promise resolves when the server has stored it, even
    * after disconnects. Ephemeral types are sent now or fail with OFFLINE.
    */
-  publish<K extends keyof E & string>(type: K, payload: E[K], opts?: PublishOptions): Promise<PublishResult>;
-  publish(type: string, payload: unknown, opts?: PublishOptions): Promise<PublishResult>;
+  publish<K extends EventName<E>>(type: K, payload: PayloadOf<E, K>, opts?: PublishOptions): Promise<PublishResult>;
   async publish(type: string, payload: unknown, opts: PublishOptions = {}): Promise<PublishResult> {
     const body: Record<string, unknown> = { type, payload, ...opts };
     if (!this.isDurable(type)) {

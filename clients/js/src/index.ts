@@ -1,5 +1,5 @@
 export { SwitchyardClient, createClient } from './client';
-export type { ClientOptions, PublishOptions, PublishResult, RoomState } from './client';
+export type { ClientOptions, EventName, PayloadOf, PublishOptions, PublishResult, RoomState } from './client';
 export type { DocumentView, DocumentUpdateAck, PresenceView, TypingView } from './views';
 export type { DocView, DocStatus } from './document';
 export { SwitchyardError, RETRY_CODES } from './outbox';

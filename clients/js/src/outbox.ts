@@ -81,8 +81,9 @@ export class Rebaser {
 export const docKey = (b: Record<string, unknown>): string => `${b.type}:${b.id}`;
 
 export class Outbox {
-  private running = false;
+  private current: Promise<void> | null = null;
   private again = false;
+  private blocked = false;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private rebaser = new Rebaser();
 
@@ -114,27 +115,40 @@ export class Outbox {
     return n;
   }
 
-  /** Sends every stored entry in order until one must wait (retry) or the connection is gone. */
-  async flush(): Promise<void> {
-    if (this.running) {
+  /**
+   * Sends every stored entry in order until one must wait (retry) or the
+   * connection is gone. A call during a running flush makes it go over the
+   * entries once more, and resolves when that pass is done.
+   */
+  flush(): Promise<void> {
+    if (this.current) {
       this.again = true;
-      return;
+      return this.current;
     }
-    this.running = true;
     clearTimeout(this.retryTimer);
-    try {
-      await withLock(`switchyard-outbox:${this.scope}`, async () => {
+    this.blocked = false;
+    this.current = (async () => {
+      try {
         do {
           this.again = false;
-          for (const entry of await this.entries()) {
-            if (!this.hooks.canSend()) return;
-            if (!(await this.sendOne(entry))) return;
-          }
-        } while (this.again);
-      });
-    } finally {
-      this.running = false;
+          await withLock(`switchyard-outbox:${this.scope}`, () => this.drain());
+        } while (this.again && !this.blocked);
+      } finally {
+        // Same synchronous step as the last check of `again`: no call is lost in between.
+        this.current = null;
+      }
       await this.count();
+    })();
+    return this.current;
+  }
+
+  private async drain(): Promise<void> {
+    for (const entry of await this.entries()) {
+      if (!this.hooks.canSend()) return;
+      if (!(await this.sendOne(entry))) {
+        this.blocked = true;
+        return;
+      }
     }
   }
 
