@@ -357,8 +357,10 @@ export class SwitchyardClient<E extends object = SwitchyardEvents> {
       else this.tokens.current = null;
     }
     if (!s.connected) {
+      // Try now rather than after the back-off. disconnect() first also clears a
+      // reconnect that socket.io's manager abandoned while offline.
       clearTimeout(this.t.retry);
-      s.connect();
+      s.disconnect().connect();
     }
   }
 
