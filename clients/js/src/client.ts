@@ -471,9 +471,11 @@ export class SwitchyardClient<E extends object = SwitchyardEvents> {
 
   private async join(rooms: string[]): Promise<void> {
     this.subscribing++;
-    this.setState({ replaying: true });
+    const offsets = this.book.pick(rooms);
+    // Rooms resumed from an offset replay what they missed before the ack.
+    if (Object.keys(offsets).length) this.setState({ replaying: true });
     const ack = await this.call<{ rooms: string[]; denied: Array<{ room: string; code: string; message: string }> }>(
-      'subscribe', { rooms, offsets: this.book.pick(rooms) });
+      'subscribe', { rooms, offsets });
     this.subscribing--;
     if (ack.ok) {
       for (const r of ack.rooms) { const e = this.rooms.get(r); if (e) this.setRoom(e, { status: 'joined', error: null }); }
