@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite: Rust (unit + integration, on SQLite and Postgres),
-# the Node suite with the real socket.io-client, and the python-socketio suite.
+# the Node suite with the real socket.io-client, the python-socketio suite,
+# the TypeScript SDK / React hooks (unit, type and bundle-size checks), and the
+# browser tests (Debian chromium + playwright-core, installed with apt-get
+# when missing) of the hooks, the SDK and the example dashboard.
 #
 # Needs PostgreSQL (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test)
 # and Redis (TEST_REDIS_URL, default redis://127.0.0.1:6379). If either is not
@@ -59,10 +62,17 @@ rust_tests() {
   fi
 }
 node_tests() { (cd clients/tests && npm ci --no-audit --no-fund --loglevel=error && npm test); }
+js_clients() {
+  (cd clients && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm run test:unit \
+    && npm run test:types && npm run size)
+}
+browser_tests() { SWITCHYARD_BIN="$PWD/target/debug/switchyard" bash clients/e2e/run.sh; }
 
 run_suite "Rust tests (unit + integration, SQLite and Postgres)" rust_tests
 run_suite "Node suite (socket.io-client)" node_tests
 run_suite "Python suite (python-socketio)" bash tests/python/run.sh
+run_suite "JS clients (build, vitest unit tests, tsc type test, bundle-size budget)" js_clients
+run_suite "Browser tests (chromium: hooks, SDK, dashboard end to end)" browser_tests
 # Keeps the benchmark harness working (a few connections per scenario, no timing claims).
 run_suite "Benchmark smoke (bench/run.sh --smoke)" env SWITCHYARD_BIN="$PWD/target/debug/switchyard" SMOKE_STRICT=1 bench/run.sh --smoke
 

@@ -1,0 +1,11 @@
+export { SwitchyardClient, createClient } from './client';
+export type { ClientOptions, EventName, PayloadOf, PublishOptions, PublishResult, RoomState } from './client';
+export type { DocumentView, DocumentUpdateAck, PresenceView, TypingView } from './views';
+export type { DocView, DocStatus } from './document';
+export { SwitchyardError, RETRY_CODES } from './outbox';
+export type { OutboxEntry, Store } from './storage';
+export { memoryStore, indexedDbStore } from './storage';
+export type { TokenSource } from './token';
+export { EPHEMERAL_TYPES } from './catalog.gen';
+export type * from './catalog.gen';
+export type * from './types';
