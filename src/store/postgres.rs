@@ -44,7 +44,12 @@ impl Store for PgStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/postgres")
+        // A rolling upgrade runs older nodes against a schema a newer node
+        // already migrated: migrations are additive, so unknown newer ones
+        // are not an error.
+        let mut migrator = sqlx::migrate!("migrations/postgres");
+        migrator.set_ignore_missing(true);
+        migrator
             .run(&self.pool)
             .await?;
         Ok(())

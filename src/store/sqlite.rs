@@ -59,7 +59,12 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/sqlite")
+        // A rolling upgrade runs older nodes against a schema a newer node
+        // already migrated: migrations are additive, so unknown newer ones
+        // are not an error.
+        let mut migrator = sqlx::migrate!("migrations/sqlite");
+        migrator.set_ignore_missing(true);
+        migrator
             .run(&self.writer)
             .await?;
         Ok(())
