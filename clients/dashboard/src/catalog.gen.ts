@@ -4,8 +4,8 @@
 /** Control-panel alarm (critical severity is critical priority, never conflated); goes to alarms */
 export interface AlarmPayload {
   alarmId: string;
-  severity: "info" | "warning" | "critical";
   message: string;
+  severity: "info" | "warning" | "critical";
   timestamp: string;
   [k: string]: unknown;
 }
@@ -22,46 +22,46 @@ export interface AnalyticsUpdatedPayload {
 /** Andon raised, acknowledged or resolved on a line; goes to company and line:{lineId} */
 export interface AndonEventPayload {
   andonId: string;
-  lineId: string;
   kind: "quality" | "maintenance" | "material" | "safety";
-  status: "raised" | "acknowledged" | "resolved";
-  stationId?: string;
+  lineId: string;
   raisedBy?: string;
+  stationId?: string;
+  status: "raised" | "acknowledged" | "resolved";
   [k: string]: unknown;
 }
 
 /** Batch approved or rejected by quality (managers and up); goes to company and quality */
 export interface BatchQualityApprovalPayload {
-  batchId: string;
   approved: boolean;
   approvedBy: string;
+  batchId: string;
   notes?: string;
   [k: string]: unknown;
 }
 
 /** Product changeover started or completed on a line; goes to company and line:{lineId} */
 export interface ChangeoverEventPayload {
-  lineId: string;
   fromProduct: string;
-  toProduct: string;
+  lineId: string;
   status: "started" | "completed";
+  toProduct: string;
   [k: string]: unknown;
 }
 
 /** COFEPRIS compliance status changed (managers and up); goes to company */
 export interface CofeprisComplianceUpdatePayload {
   complianceRate: number;
-  status: string;
   findings?: unknown[] | string;
+  status: string;
   [k: string]: unknown;
 }
 
 /** Progress of a control command; goes to command:{commandId} */
 export interface CommandStatusPayload {
-  commandId: string;
-  status: "queued" | "sent" | "acked" | "succeeded" | "failed";
   actualValue?: number | string | boolean | null;
+  commandId: string;
   completedAt?: string;
+  status: "queued" | "sent" | "acked" | "succeeded" | "failed";
   [k: string]: unknown;
 }
 
@@ -74,53 +74,53 @@ export interface DashboardRefreshPayload {
 /** Downtime started or ended on a line; goes to company and line:{lineId} */
 export interface DowntimeEventPayload {
   downtimeId: string;
+  endedAt?: string;
   lineId: string;
   reason: string;
   startedAt: string;
-  endedAt?: string;
   [k: string]: unknown;
 }
 
 /** Equipment status changed; goes to company and equipment:{equipmentId} */
 export interface EquipmentStatusPayload {
   equipmentId: string;
-  status: string;
   reason?: string;
+  status: string;
   [k: string]: unknown;
 }
 
 /** Andon or issue escalated to higher roles (supervisors and up); goes to company */
 export interface EscalationEventPayload {
+  andonId?: string;
   escalationId: string;
   level: number | string;
   notifiedRoles: string[];
-  andonId?: string;
   [k: string]: unknown;
 }
 
 /** Expense approved; goes to the submitter's user room */
 export interface ExpenseApprovedPayload {
-  expenseId: string;
-  userId: string;
   amount: number;
+  expenseId: string;
   reason?: string;
+  userId: string;
   [k: string]: unknown;
 }
 
 /** Expense rejected; goes to the submitter's user room */
 export interface ExpenseRejectedPayload {
-  expenseId: string;
-  userId: string;
   amount: number;
+  expenseId: string;
   reason?: string;
+  userId: string;
   [k: string]: unknown;
 }
 
 /** Invoice paid; goes to company */
 export interface InvoicePaidPayload {
-  invoiceId: string;
   amount: number;
   currency: string;
+  invoiceId: string;
   paidAt: string;
   [k: string]: unknown;
 }
@@ -137,309 +137,309 @@ export interface ItemAddedPayload {
 export interface JobUpdatePayload {
   jobId: string;
   lineId: string;
-  status: string;
   progress?: number;
+  status: string;
   [k: string]: unknown;
 }
 
 /** Machine reported an error; goes to company and machine:{machineId} */
 export interface MachineErrorPayload {
-  machineId: string;
   error: string;
+  machineId: string;
   timestamp: string;
   [k: string]: unknown;
 }
 
 /** Machine load in percent, sampled often; goes to company; ephemeral (the dashboard's own type, an example of CATALOG_FILE) */
 export interface MachineLoadPayload {
-  machineId: string;
   load: number;
+  machineId: string;
   [k: string]: unknown;
 }
 
 /** Machine completed work on an order; goes to company and machine:{machineId} and order:{orderId} */
 export interface MachineOrderCompletedPayload {
-  machineId: string;
-  orderId: string;
   at: string;
+  machineId: string;
   operatorId?: string;
+  orderId: string;
   [k: string]: unknown;
 }
 
 /** Machine paused work on an order; goes to company and machine:{machineId} and order:{orderId} */
 export interface MachineOrderPausedPayload {
-  machineId: string;
-  orderId: string;
   at: string;
+  machineId: string;
   operatorId?: string;
+  orderId: string;
   reason?: string;
   [k: string]: unknown;
 }
 
 /** Machine resumed work on an order; goes to company and machine:{machineId} and order:{orderId} */
 export interface MachineOrderResumedPayload {
-  machineId: string;
-  orderId: string;
   at: string;
+  machineId: string;
   operatorId?: string;
+  orderId: string;
   [k: string]: unknown;
 }
 
 /** Machine started work on an order; goes to company and machine:{machineId} and order:{orderId} */
 export interface MachineOrderStartedPayload {
-  machineId: string;
-  orderId: string;
   at: string;
+  machineId: string;
   operatorId?: string;
+  orderId: string;
   [k: string]: unknown;
 }
 
 /** Machine status changed (idle/running/paused...); goes to company and machine:{machineId} */
 export interface MachineStatusChangedPayload {
   machineId: string;
-  oldStatus: string;
   newStatus: string;
+  oldStatus: string;
   [k: string]: unknown;
 }
 
 /** Maintenance scheduled for a piece of equipment (managers and up); goes to company */
 export interface MaintenanceScheduledPayload {
-  maintenanceId: string;
-  equipmentId: string;
-  scheduledFor: string;
-  kind: string;
   durationMinutes?: number;
+  equipmentId: string;
+  kind: string;
+  maintenanceId: string;
+  scheduledFor: string;
   [k: string]: unknown;
 }
 
 /** Broadcast notification to everyone; goes to company */
 export interface NotificationBroadcastPayload {
   message: string;
-  type: string;
   priority: string;
+  type: string;
   [k: string]: unknown;
 }
 
 /** New notification for a user; goes to the user's room or company */
 export interface NotificationNewPayload {
-  notificationId: string;
-  title: string;
   body?: string;
   link?: string;
+  notificationId: string;
+  title: string;
   [k: string]: unknown;
 }
 
 /** OEE figures for a line (supervisors and up; 0-1 or percent); goes to line:{lineId}; conflated per line */
 export interface OeeUpdatePayload {
-  lineId: string;
   availability: number;
+  lineId: string;
+  oee: number;
   performance: number;
   quality: number;
-  oee: number;
   [k: string]: unknown;
 }
 
 /** Operator assigned to an order; goes to company, order:{orderId} and the operator's user room */
 export interface OperatorAssignedPayload {
+  assignedBy: string;
   operatorId: string;
   orderId: string;
-  assignedBy: string;
   [k: string]: unknown;
 }
 
 /** Operator logged in at a machine; goes to company and machine:{machineId} */
 export interface OperatorLoggedInPayload {
-  operatorId: string;
   machineId: string;
+  operatorId: string;
   timestamp: string;
   [k: string]: unknown;
 }
 
 /** Operator logged out of a machine (duration in seconds); goes to company and machine:{machineId} */
 export interface OperatorLoggedOutPayload {
-  operatorId: string;
-  machineId: string;
   duration: number;
+  machineId: string;
+  operatorId: string;
   timestamp?: string;
   [k: string]: unknown;
 }
 
 /** Order assigned to a machine and/or operator; goes to company and order:{orderId} */
 export interface OrderAssignedPayload {
-  orderId: string;
   machineId?: string;
   operatorId?: string;
+  orderId: string;
   [k: string]: unknown;
 }
 
 /** Order completed; goes to company and order:{orderId} */
 export interface OrderCompletedPayload {
-  orderId: string;
   completedAt: string;
   duration?: number;
+  orderId: string;
   [k: string]: unknown;
 }
 
 /** Manufacturing order created; goes to company and order:{orderId} */
 export interface OrderCreatedPayload {
+  customerId?: string;
   orderId: string;
   orderNumber: string;
-  customerId?: string;
   [k: string]: unknown;
 }
 
 /** Note added to an order; goes to company and order:{orderId} */
 export interface OrderNoteAddedPayload {
-  orderId: string;
-  note: string;
   addedBy: string;
+  note: string;
+  orderId: string;
   [k: string]: unknown;
 }
 
 /** Order priority changed; goes to company and order:{orderId} */
 export interface OrderPriorityChangedPayload {
-  orderId: string;
-  oldPriority: string;
   newPriority: string;
+  oldPriority: string;
+  orderId: string;
   [k: string]: unknown;
 }
 
 /** Order status changed (pending/in_progress/completed...); goes to company and order:{orderId} */
 export interface OrderStatusChangedPayload {
-  orderId: string;
-  oldStatus: string;
   newStatus: string;
+  oldStatus: string;
+  orderId: string;
   timestamp: string;
   [k: string]: unknown;
 }
 
 /** Payment processed; goes to company */
 export interface PaymentProcessedPayload {
-  paymentId: string;
   amount: number;
   currency: string;
+  paymentId: string;
   [k: string]: unknown;
 }
 
 /** Production line status; goes to company and line:{lineId} */
 export interface ProductionLineStatusPayload {
   lineId: string;
+  speed?: number;
   status: string;
   timestamp: string;
-  speed?: number;
   [k: string]: unknown;
 }
 
 /** Plant-wide production KPIs; goes to company; conflated to one value per room per second */
 export interface ProductionMetricsUpdatePayload {
-  timestamp: string;
-  totalProduction: number;
+  activeOrders: number;
+  alertsCount: number;
+  completedBatches: number;
+  energyConsumption: number;
   overallEfficiency: number;
   qualityRate: number;
-  activeOrders: number;
-  completedBatches: number;
-  alertsCount: number;
-  energyConsumption: number;
+  timestamp: string;
+  totalProduction: number;
   [k: string]: unknown;
 }
 
 /** Project created; goes to company and project:{projectId} */
 export interface ProjectCreatedPayload {
-  projectId: string;
-  name?: string;
   changes?: {
     [k: string]: unknown;
   };
+  name?: string;
+  projectId: string;
   [k: string]: unknown;
 }
 
 /** Project deleted; goes to company and project:{projectId} */
 export interface ProjectDeletedPayload {
-  projectId: string;
-  name?: string;
   changes?: {
     [k: string]: unknown;
   };
+  name?: string;
+  projectId: string;
   [k: string]: unknown;
 }
 
 /** Project updated; goes to company and project:{projectId} */
 export interface ProjectUpdatedPayload {
-  projectId: string;
-  name?: string;
   changes?: {
     [k: string]: unknown;
   };
+  name?: string;
+  projectId: string;
   [k: string]: unknown;
 }
 
 /** Quality parameter out of range (critical when severity=critical, else high); goes to quality and company */
 export interface QualityAlertPayload {
+  actionRequired: string | boolean;
   alertId: string;
   batchId: string;
-  parameter: string;
-  measuredValue: number;
+  cofepisRequirement: boolean;
   /**
    * @minItems 2
    * @maxItems 2
    */
   expectedRange: [number, number];
+  measuredValue: number;
+  parameter: string;
   severity: "warning" | "critical";
-  cofepisRequirement: boolean;
-  actionRequired: string | boolean;
   [k: string]: unknown;
 }
 
 /** Quality test measurement for a batch (supervisors and up); goes to quality and company */
 export interface QualityTestResultPayload {
-  testId: string;
   batchId: string;
-  parameter: string;
-  measuredValue: number;
   /**
    * @minItems 2
    * @maxItems 2
    */
   expectedRange: [number, number];
+  measuredValue: number;
+  parameter: string;
   passed: boolean;
+  testId: string;
   [k: string]: unknown;
 }
 
 /** A batch completed in a reactor; goes to company and reactor:{reactorId} */
 export interface ReactorBatchCompletePayload {
-  reactorId: string;
   batchId: string;
-  timestamp: string;
   product?: string;
+  reactorId: string;
+  timestamp: string;
   [k: string]: unknown;
 }
 
 /** A batch started in a reactor; goes to company and reactor:{reactorId} */
 export interface ReactorBatchStartPayload {
-  reactorId: string;
   batchId: string;
-  timestamp: string;
   product?: string;
+  reactorId: string;
+  timestamp: string;
   [k: string]: unknown;
 }
 
 /** Reactor pressure reading; goes to reactor:{reactorId}; conflated per reactor */
 export interface ReactorPressureUpdatePayload {
-  reactorId: string;
   pressure: number;
+  reactorId: string;
   timestamp: string;
   [k: string]: unknown;
 }
 
 /** Reactor changed status (e.g. idle -> running); goes to company and reactor:{reactorId} */
 export interface ReactorStatusChangePayload {
-  reactorId: string;
-  previousStatus: string;
-  newStatus: string;
-  reason?: string;
   batchId?: string;
   estimatedDuration?: number;
+  newStatus: string;
   operator?: string;
+  previousStatus: string;
+  reactorId: string;
+  reason?: string;
   [k: string]: unknown;
 }
 
@@ -469,54 +469,54 @@ export interface ReportGeneratedPayload {
 
 /** Shift handover; goes to company */
 export interface ShiftChangePayload {
+  crew?: string[] | string;
   shiftId: string;
   startsAt: string;
   supervisorId?: string;
-  crew?: string[] | string;
   [k: string]: unknown;
 }
 
 /** Station efficiency snapshot (supervisors and up); goes to station:{stationId}; conflated per station */
 export interface StationEfficiencyUpdatePayload {
-  stationId: string;
   currentEfficiency: number;
-  targetEfficiency: number;
-  unitsProducedLastHour: number;
   downtime: number;
   qualityRate: number;
+  stationId: string;
+  targetEfficiency: number;
+  unitsProducedLastHour: number;
   [k: string]: unknown;
 }
 
 /** Station switched to a new product; goes to company and station:{stationId} */
 export interface StationProductChangePayload {
-  stationId: string;
   newProduct: string;
   previousProduct?: string;
+  stationId: string;
   [k: string]: unknown;
 }
 
 /** Station queue length changed; goes to station:{stationId}; conflated per station */
 export interface StationQueueUpdatePayload {
-  stationId: string;
-  queueLength: number;
   nextOrderId?: string;
+  queueLength: number;
+  stationId: string;
   [k: string]: unknown;
 }
 
 /** Station changed status; goes to company and station:{stationId} */
 export interface StationStatusChangePayload {
-  stationId: string;
   newStatus: string;
   previousStatus?: string;
   reason?: string;
+  stationId: string;
   [k: string]: unknown;
 }
 
 /** Stock level of an item changed; goes to company; conflated per item */
 export interface StockUpdatedPayload {
   itemId: string;
-  quantity: number;
   location?: string;
+  quantity: number;
   [k: string]: unknown;
 }
 
@@ -531,25 +531,25 @@ export interface SystemAlertPayload {
 
 /** Task assigned to a user; goes to the assignee's user room */
 export interface TaskAssignedPayload {
-  taskId: string;
-  assigneeId: string;
   assignedBy: string;
+  assigneeId: string;
   projectId?: string;
+  taskId: string;
   [k: string]: unknown;
 }
 
 /** Telemetry reading for an endpoint; goes to telemetry:{endpointId}; conflated per endpoint */
 export interface TelemetryPayload {
   endpointId: number;
-  value: number | string | boolean | null;
   timestamp: string;
+  value: number | string | boolean | null;
   [k: string]: unknown;
 }
 
 export interface OrderDocument {
-  status?: string;
-  priority?: string;
   notes?: string;
+  priority?: string;
+  status?: string;
   [k: string]: unknown;
 }
 
