@@ -91,6 +91,10 @@ impl App {
             state.durable.set_bus(bus);
         }
         tokio::spawn(crate::replay::prune_forever(state.store.clone()));
+        tokio::spawn(crate::replay::cursors::save_forever(
+            state.durable.clone(),
+            state.store.clone(),
+        ));
         let (layer, close_sockets) = match redis_parts {
             Some(ctr) => {
                 let (layer, io) = engine

@@ -11,7 +11,8 @@
 //! the hand-over from history to live, with no gap and no duplicate.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::RoleSet;
 use crate::domain::{Role, iso8601};
+use crate::store::CursorKey;
 
 /// A durable event as one room's log holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,13 +84,21 @@ pub trait Sink: Send + Sync + 'static {
     fn overflowed(&self);
 }
 
+/// A run of sends within half a second: the last offset sent in it and when.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    start: Instant,
+    at: Instant,
+    last: i64,
+}
+
 #[derive(Debug, Default)]
 struct Track {
     last: i64,
     catching_up: bool,
     missed: bool,
-    /// `(when, last)` samples, for the offset confirmed before a deadline.
-    samples: VecDeque<(Instant, i64)>,
+    /// When what was sent, for the offset confirmed before a deadline.
+    samples: VecDeque<Sample>,
     initial: i64,
     acked: Option<i64>,
     /// When the socket's buffer was first found full: what was sent after
@@ -101,16 +111,32 @@ pub struct Member {
     pub sink: Arc<dyn Sink>,
     pub company: String,
     pub room: String,
+    /// How long after a send a still-open connection proves the client read
+    /// it (the heartbeat argument in `crate::socket::replay::proof_window`).
+    window: Duration,
+    /// Whose offline-queue cursor this position feeds (automatic rooms only).
+    cursor: OnceLock<CursorKey>,
+    /// The cursor value last written to the database (-1: none).
+    persisted: AtomicI64,
     track: Mutex<Track>,
 }
 
 impl Member {
     /// Starts in catch-up mode: nothing live is sent until a catch-up ran.
-    pub fn new(sink: Arc<dyn Sink>, company: &str, room: &str, last: i64) -> Arc<Self> {
+    pub fn new(
+        sink: Arc<dyn Sink>,
+        company: &str,
+        room: &str,
+        last: i64,
+        window: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             sink,
             company: company.to_string(),
             room: room.to_string(),
+            window,
+            cursor: OnceLock::new(),
+            persisted: AtomicI64::new(-1),
             track: Mutex::new(Track {
                 last,
                 catching_up: true,
@@ -128,8 +154,35 @@ impl Member {
         self.track().last
     }
 
-    /// The last offset sent at least `window` ago: what the client surely
-    /// had before a connection that died silently (heartbeat timeout).
+    /// Makes this position feed `key`'s offline-queue cursor, whose stored
+    /// value is `stored` (-1: none).
+    pub fn track_cursor(&self, key: CursorKey, stored: i64) {
+        let _ = self.cursor.set(key);
+        self.persisted.store(stored, Ordering::Release);
+    }
+
+    /// The cursor to store if it moved past what is stored:
+    /// `(key, room, offset)`.
+    pub fn cursor_to_save(&self) -> Option<(CursorKey, String, i64)> {
+        let key = self.cursor.get()?;
+        let safe = self.safe();
+        (safe >= 0 && safe > self.persisted.load(Ordering::Acquire))
+            .then(|| (key.clone(), self.room.clone(), safe))
+    }
+
+    /// Records that `offset` is stored.
+    pub fn cursor_saved(&self, offset: i64) {
+        self.persisted.fetch_max(offset, Ordering::AcqRel);
+    }
+
+    /// The offset the client has surely processed: its last acknowledgement
+    /// if it sends them, else the last offset sent at least `window` before
+    /// now (or before its buffer first filled). Never ahead of the truth as
+    /// long as the connection is open now.
+    pub fn safe(&self) -> i64 {
+        self.acked().unwrap_or_else(|| self.confirmed())
+    }
+
     /// For a member that started at "the head" (`last < 0`).
     pub fn resolve_head(&self, head: i64) {
         let mut t = self.track();
@@ -155,20 +208,19 @@ impl Member {
         true
     }
 
-    pub fn confirmed(&self, window: Duration) -> i64 {
+    /// The last offset sent at least `window` before now, or before the
+    /// socket's buffer first filled if it did.
+    pub fn confirmed(&self) -> i64 {
         let t = self.track();
-        if window.is_zero() && t.stalled_since.is_none() {
-            return t.last;
-        }
         let since = t.stalled_since.unwrap_or_else(Instant::now);
-        let Some(deadline) = since.checked_sub(window) else {
+        let Some(deadline) = since.checked_sub(self.window) else {
             return t.initial;
         };
         t.samples
             .iter()
             .rev()
-            .find(|(at, _)| *at <= deadline)
-            .map_or(t.initial, |(_, last)| *last)
+            .find(|s| s.at <= deadline)
+            .map_or(t.initial, |s| s.last)
     }
 
     pub fn ack(&self, offset: i64) -> i64 {
@@ -196,13 +248,19 @@ impl Member {
         t.last = ev.offset;
         let now = Instant::now();
         match t.samples.back_mut() {
-            Some((at, last)) if now.duration_since(*at) < Duration::from_millis(500) => {
-                *last = ev.offset
+            Some(s) if now.duration_since(s.start) < Duration::from_millis(500) => {
+                s.at = now;
+                s.last = ev.offset;
             }
-            _ => t.samples.push_back((now, ev.offset)),
+            _ => t.samples.push_back(Sample {
+                start: now,
+                at: now,
+                last: ev.offset,
+            }),
         }
-        // Heartbeat windows are under two minutes; older samples are noise.
-        while t.samples.len() > 2 && t.samples[1].0 + Duration::from_secs(180) < now {
+        // Only the newest sample older than the window is ever looked up.
+        let keep = self.window + Duration::from_secs(5);
+        while t.samples.len() > 2 && t.samples[1].at + keep < now {
             t.samples.pop_front();
         }
         Ok(sent)
@@ -397,7 +455,13 @@ mod tests {
     fn setup(role: Role, last: i64) -> (Feeds, Arc<Member>, Arc<Recorder>) {
         let rec = Arc::new(Recorder::default());
         let feeds = Feeds::default();
-        let m = Member::new(Arc::new(TestSink(rec.clone(), role)), "c", "company", last);
+        let m = Member::new(
+            Arc::new(TestSink(rec.clone(), role)),
+            "c",
+            "company",
+            last,
+            Duration::from_millis(200),
+        );
         feeds.attach(m.clone());
         (feeds, m, rec)
     }
@@ -452,6 +516,23 @@ mod tests {
             Notified::CatchUp(_)
         ));
         assert_eq!(m.last(), 0);
+    }
+
+    #[test]
+    fn only_what_was_sent_a_window_ago_counts_as_read() {
+        let (feeds, m, _rec) = setup(Role::Operator, 0);
+        assert!(m.finish_catch_up());
+        feeds.notify(&ev(1, RoleSet::ALL));
+        std::thread::sleep(Duration::from_millis(100));
+        feeds.notify(&ev(2, RoleSet::ALL));
+        std::thread::sleep(Duration::from_millis(150));
+        // Offset 1 was sent 250 ms ago but shares a sample with offset 2,
+        // sent 150 ms ago: neither is older than the 200 ms window yet.
+        assert_eq!(m.confirmed(), 0);
+        std::thread::sleep(Duration::from_millis(600));
+        feeds.notify(&ev(3, RoleSet::ALL));
+        assert_eq!(m.confirmed(), 2, "what was sent before the window");
+        assert_eq!(m.safe(), 2);
     }
 
     #[test]

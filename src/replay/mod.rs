@@ -22,6 +22,7 @@
 //!   are not replayed and are pruned; a resume from before the oldest
 //!   retained event gets `replay:truncated { room, oldestOffset }` first.
 
+pub mod cursors;
 pub mod feed;
 
 use std::sync::{Arc, OnceLock};

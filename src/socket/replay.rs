@@ -90,11 +90,52 @@ fn sink<A: Adapter>(ctx: &Ctx<A>) -> Arc<dyn Sink> {
     })
 }
 
+/// Slack for scheduling delays between the engine's heartbeat and our clock.
+const PROOF_MARGIN: Duration = Duration::from_secs(2);
+/// socketioxide's (engineioxide's) default, which `app` does not change.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long after a send an open connection proves the client processed it.
+///
+/// Engine.IO v4: the server pings the client at most `max(interval,
+/// timeout)` after any send (a ping goes out every interval, or as soon as the
+/// previous pong arrived), that ping is queued behind what was sent, and the
+/// client answers it only after processing every packet before it. Without a
+/// pong the engine closes the connection `timeout` after the ping. So a
+/// connection still open `max(interval, timeout) + timeout` after a send has
+/// delivered it. The heartbeat skips its tick while a polling connection
+/// upgrades (bounded by the upgrade timeout), so sockets that began on
+/// polling add those intervals. Engine.IO v3 (socket.io v2): the client pings
+/// only after it read the previous pong, and the server closes without a ping
+/// for `interval + timeout`, so it takes two such periods.
+pub fn proof_window<A: Adapter>(state: &AppState, socket: &SocketRef<A>) -> Duration {
+    let (i, t) = (state.config.ping_interval, state.config.ping_timeout);
+    let window = match socket.protocol() {
+        // socket.io v4 = Engine.IO v3; socket.io v5 = Engine.IO v4.
+        socketioxide::ProtocolVersion::V4 => 2 * (i + t),
+        socketioxide::ProtocolVersion::V5 => i.max(t) + t,
+    };
+    let upgrade = match socket.transport_type() {
+        socketioxide::TransportType::Polling => {
+            i * UPGRADE_TIMEOUT.as_millis().div_ceil(i.as_millis().max(1)) as u32
+        }
+        socketioxide::TransportType::Websocket => Duration::ZERO,
+    };
+    window + upgrade + PROOF_MARGIN
+}
+
 /// Puts the socket in `room`'s durable feed after `start` (`None` = from
 /// the current head). Replaces an existing membership for the same room.
 pub fn attach<A: Adapter>(ctx: &Ctx<A>, room: &RoomName, start: Option<i64>) -> Arc<Member> {
     let company = ctx.session.identity().company_id;
-    let member = Member::new(sink(ctx), &company, room.as_str(), start.unwrap_or(-1));
+    let window = proof_window(&ctx.state, &ctx.socket);
+    let member = Member::new(
+        sink(ctx),
+        &company,
+        room.as_str(),
+        start.unwrap_or(-1),
+        window,
+    );
     ctx.state.durable.feeds.attach(member.clone());
     ctx.session.set_member(member.clone());
     member
@@ -129,14 +170,17 @@ async fn load_cursors(state: &AppState, key: &CursorKey) -> Option<HashMap<Strin
 }
 
 /// The offline queue and `auth.offsets` resume, run before `session`.
-/// Returns the number of events replayed. The rooms stay in catch-up mode
-/// until [`go_live`] after `session` went out.
+/// The rooms stay in catch-up mode until [`go_live`] after `session` went
+/// out. A room of the user's own with no stored cursor gets one now, at
+/// its start position, before anything is sent: a node that dies at any
+/// moment after this leaves the device a cursor to come back to.
 pub async fn replay_on_connect<A: Adapter>(
     ctx: &Ctx<A>,
     extra_rooms: &[RoomName],
 ) -> Vec<Arc<Member>> {
     let identity = ctx.session.identity();
-    let cursors = match load_cursors(&ctx.state, &cursor_key(&ctx.session)).await {
+    let key = cursor_key(&ctx.session);
+    let cursors = match load_cursors(&ctx.state, &key).await {
         Some(c) => c,
         None => {
             ctx.session
@@ -145,20 +189,53 @@ pub async fn replay_on_connect<A: Adapter>(
             HashMap::new()
         }
     };
+    let known = ctx
+        .session
+        .cursors_known
+        .load(std::sync::atomic::Ordering::Acquire);
+    let automatic = automatic_rooms(&identity);
+    let mut fresh = Vec::new();
     let mut members = Vec::new();
-    for room in automatic_rooms(&identity).iter().chain(extra_rooms) {
-        let start = ctx
-            .session
-            .offsets
-            .get(room.as_str())
-            .or_else(|| cursors.get(room.as_str()))
-            .copied()
-            // A user's own room keeps what was addressed to them before
-            // their first connection; shared rooms start at the head.
-            .or(matches!(room.kind(), crate::domain::room::RoomKind::User(_)).then_some(0));
-        members.push(attach(ctx, room, start));
+    let mut tracked = Vec::new();
+    for room in automatic.iter().chain(extra_rooms) {
+        let stored = cursors.get(room.as_str()).copied();
+        let mut start = ctx.session.offsets.get(room.as_str()).copied().or(stored);
+        let is_automatic = automatic.contains(room) && known;
+        if start.is_none() && is_automatic {
+            start = first_start(&ctx.state, &identity.company_id, room).await;
+            if let Some(s) = start {
+                fresh.push((room.to_string(), s));
+            }
+        }
+        let member = attach(ctx, room, start);
+        if is_automatic {
+            tracked.push((member.clone(), stored, start));
+        }
+        members.push(member);
+    }
+    let fresh_saved = fresh.is_empty()
+        || match ctx.state.store.save_cursors(&key, &fresh, now_ms()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not store first cursors; the next save retries");
+                false
+            }
+        };
+    for (member, stored, start) in tracked {
+        let saved = stored.or(start.filter(|_| fresh_saved));
+        member.track_cursor(key.clone(), saved.unwrap_or(-1));
     }
     members
+}
+
+/// Where an automatic room without a cursor starts: a user's own room keeps
+/// what was addressed to them before their first connection; shared rooms
+/// start at the head. `None` (resolved later) if the head cannot be read.
+async fn first_start(state: &AppState, company: &str, room: &RoomName) -> Option<i64> {
+    if matches!(room.kind(), crate::domain::room::RoomKind::User(_)) {
+        return Some(0);
+    }
+    state.store.head_offset(company, room.as_str()).await.ok()
 }
 
 pub fn go_live<A: Adapter>(ctx: &Ctx<A>, members: Vec<Arc<Member>>) {
@@ -226,24 +303,10 @@ pub async fn ack<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> {
     Ok(json!({ "ok": true, "room": room.as_str(), "offset": acked }))
 }
 
-/// How far back a cursor goes when a socket leaves. A client that closed
-/// the connection itself had what was sent before it left; a connection
-/// that died silently (or that we cut) may have swallowed what was sent in
-/// its last heartbeat window, so that is sent again.
-fn rollback_window(state: &AppState, reason: Option<DisconnectReason>) -> Duration {
-    match reason {
-        Some(DisconnectReason::ClientNSDisconnect | DisconnectReason::TransportClose) => {
-            Duration::ZERO
-        }
-        // Two heartbeat windows: the connection may have been dead for one
-        // before the heartbeat noticed, and data sent just before that may
-        // still have been in flight.
-        _ => 2 * (state.config.ping_interval + state.config.ping_timeout),
-    }
-}
-
 /// Saves the offline-queue cursors of the socket's automatic rooms and
-/// leaves every feed.
+/// leaves every feed. Whatever the reason, the cursor is what the client
+/// surely processed (see [`proof_window`]): a client that closed the
+/// connection itself may not have read what was in flight either.
 pub async fn leave(
     state: &AppState,
     socket_id: &str,
@@ -251,7 +314,6 @@ pub async fn leave(
     reason: Option<DisconnectReason>,
 ) {
     let identity = session.identity();
-    let window = rollback_window(state, reason);
     let automatic = automatic_rooms(&identity);
     let mut cursors = Vec::new();
     for member in session.take_members() {
@@ -260,7 +322,7 @@ pub async fn leave(
             .feeds
             .detach(&member.company, &member.room, socket_id);
         if automatic.iter().any(|r| r.as_str() == member.room) {
-            let offset = member.acked().unwrap_or_else(|| member.confirmed(window));
+            let offset = member.safe();
             if offset >= 0 {
                 cursors.push((member.room.clone(), offset));
             }

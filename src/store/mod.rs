@@ -126,6 +126,14 @@ pub trait Store: DocumentStore + PresenceStore + Send + Sync + 'static {
         now: i64,
     ) -> Result<(), StoreError>;
 
+    /// Advances many devices' cursors in one statement (as [`Store::save_cursors`]);
+    /// each `(key, room)` appears at most once.
+    async fn save_cursor_batch(
+        &self,
+        rows: &[(CursorKey, String, i64)],
+        now: i64,
+    ) -> Result<(), StoreError>;
+
     /// Deletes events expired at `now`; returns how many.
     async fn prune(&self, now: i64) -> Result<u64, StoreError>;
 }
