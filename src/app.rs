@@ -87,7 +87,11 @@ impl App {
         };
         let state = AppState::new(config, verifier, store, catalog, link);
         if state.redis.is_some() {
-            let bus = cluster::durable_bus(&state.config, state.durable.clone()).await?;
+            let link = state
+                .redis
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("REDIS_URL: no link"))?;
+            let bus = cluster::durable_bus(&state.config, state.durable.clone(), link).await?;
             state.durable.set_bus(bus);
         }
         tokio::spawn(crate::replay::prune_forever(state.store.clone()));

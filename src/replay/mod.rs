@@ -87,13 +87,14 @@ impl DurableHub {
         }
     }
 
-    /// Delivers committed events on this node and tells the other nodes.
-    pub async fn publish(self: &Arc<Self>, events: Vec<LogEvent>) {
+    /// Delivers committed events on this node and queues their announcement
+    /// to the other nodes (never waiting for Redis: see [`DurableBus`]).
+    pub fn publish(self: &Arc<Self>, events: Vec<LogEvent>) {
         for ev in &events {
             self.notify_local(ev);
         }
         if let Some(bus) = self.bus.get() {
-            bus.publish(&events).await;
+            bus.announce(events);
         }
     }
 

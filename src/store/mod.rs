@@ -10,6 +10,7 @@
 //! `sqlite_documents.rs`; contract tests in `tests/store_documents.rs`.
 
 pub mod batch;
+mod breaker;
 pub mod documents;
 mod postgres_documents;
 mod sqlite_documents;
@@ -42,6 +43,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A durable event to append to one or more room logs.
