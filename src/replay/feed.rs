@@ -11,7 +11,7 @@
 //! the hand-over from history to live, with no gap and no duplicate.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,9 @@ pub struct Member {
     cursor: OnceLock<CursorKey>,
     /// The cursor value last written to the database (-1: none).
     persisted: AtomicI64,
+    /// The start is the stored cursor, which could not be read at connect
+    /// (database down): it is read before anything is sent.
+    from_stored: AtomicBool,
     track: Mutex<Track>,
 }
 
@@ -137,6 +140,7 @@ impl Member {
             window,
             cursor: OnceLock::new(),
             persisted: AtomicI64::new(-1),
+            from_stored: AtomicBool::new(false),
             track: Mutex::new(Track {
                 last,
                 catching_up: true,
@@ -161,6 +165,21 @@ impl Member {
         self.persisted.store(stored, Ordering::Release);
     }
 
+    /// The start is `key`'s stored cursor, still to be read.
+    pub fn start_from_stored_cursor(&self, key: CursorKey) {
+        self.track_cursor(key, -1);
+        self.from_stored.store(true, Ordering::Release);
+    }
+
+    /// The cursor whose stored value is this member's start, if it is still
+    /// to be read.
+    pub fn pending_cursor(&self) -> Option<&CursorKey> {
+        self.from_stored
+            .load(Ordering::Acquire)
+            .then(|| self.cursor.get())
+            .flatten()
+    }
+
     /// The cursor to store if it moved past what is stored:
     /// `(key, room, offset)`.
     pub fn cursor_to_save(&self) -> Option<(CursorKey, String, i64)> {
@@ -183,13 +202,14 @@ impl Member {
         self.acked().unwrap_or_else(|| self.confirmed())
     }
 
-    /// For a member that started at "the head" (`last < 0`).
+    /// Sets the start of a member that had none (`last < 0`).
     pub fn resolve_head(&self, head: i64) {
         let mut t = self.track();
         if t.last < 0 {
             t.last = head;
             t.initial = head;
         }
+        self.from_stored.store(false, Ordering::Release);
     }
 
     /// Moves past offsets that no longer exist (expired).

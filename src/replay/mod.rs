@@ -221,17 +221,17 @@ impl DurableHub {
             Stop::Retry
         };
         if member.last() < 0 {
-            let head = self
-                .store
-                .head_offset(&member.company, &member.room)
-                .await
-                .map_err(store_err)?;
-            member.resolve_head(head);
-            // Starting at the head: nothing can be truncated, and anything
-            // committed after that read is announced live (and re-read by
-            // the finalizing pass), so there is nothing to page.
-            *first = false;
-            return Ok(Vec::new());
+            match self.start_of(member).await.map_err(store_err)? {
+                Start::Cursor(offset) => member.resolve_head(offset),
+                Start::Head(head) => {
+                    member.resolve_head(head);
+                    // Starting at the head: nothing can be truncated, and
+                    // anything committed after that read is announced live
+                    // (and re-read by the finalizing pass): nothing to page.
+                    *first = false;
+                    return Ok(Vec::new());
+                }
+            }
         }
         let after = member.last();
         // The head is read before the page: if the page then comes back
@@ -282,6 +282,39 @@ impl DurableHub {
             .collect())
     }
 
+    /// Where a member without a position starts: its stored cursor if that
+    /// could not be read at connect (stored now if there was none: a first
+    /// cursor is on record before anything is sent), else the head.
+    async fn start_of(&self, member: &Member) -> Result<Start, crate::store::StoreError> {
+        let Some(key) = member.pending_cursor() else {
+            let head = self
+                .store
+                .head_offset(&member.company, &member.room)
+                .await?;
+            return Ok(Start::Head(head));
+        };
+        if let Some(offset) = self.store.load_cursors(key).await?.get(&member.room) {
+            member.cursor_saved(*offset);
+            return Ok(Start::Cursor(*offset));
+        }
+        let start = if member.room.starts_with("user:") {
+            0
+        } else {
+            self.store
+                .head_offset(&member.company, &member.room)
+                .await?
+        };
+        self.store
+            .save_cursors(key, &[(member.room.clone(), start)], now_ms())
+            .await?;
+        member.cursor_saved(start);
+        Ok(if start == 0 {
+            Start::Cursor(0)
+        } else {
+            Start::Head(start)
+        })
+    }
+
     /// Replay waits for room in the socket's buffer instead of overflowing it.
     async fn deliver_with_backpressure(
         &self,
@@ -309,6 +342,13 @@ impl DurableHub {
 enum Stop {
     Gone,
     Retry,
+}
+
+enum Start {
+    /// From a stored position: page from there.
+    Cursor(i64),
+    /// From the head: nothing to page.
+    Head(i64),
 }
 
 /// Deletes expired events every minute.

@@ -163,7 +163,7 @@ async fn load_cursors(state: &AppState, key: &CursorKey) -> Option<HashMap<Strin
     match state.store.load_cursors(key).await {
         Ok(c) => Some(c),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot load offline-queue cursors; replaying from the head");
+            tracing::warn!(error = %e, "cannot load offline-queue cursors now; each room reads its cursor when the database answers");
             None
         }
     }
@@ -180,19 +180,11 @@ pub async fn replay_on_connect<A: Adapter>(
 ) -> Vec<Arc<Member>> {
     let identity = ctx.session.identity();
     let key = cursor_key(&ctx.session);
-    let cursors = match load_cursors(&ctx.state, &key).await {
-        Some(c) => c,
-        None => {
-            ctx.session
-                .cursors_known
-                .store(false, std::sync::atomic::Ordering::Release);
-            HashMap::new()
-        }
-    };
-    let known = ctx
-        .session
-        .cursors_known
-        .load(std::sync::atomic::Ordering::Acquire);
+    // `None`: the database is down; each automatic room then reads its
+    // stored cursor before sending anything (see `DurableHub::start_of`).
+    let cursors = load_cursors(&ctx.state, &key).await;
+    let known = cursors.is_some();
+    let cursors = cursors.unwrap_or_default();
     let automatic = automatic_rooms(&identity);
     let mut fresh = Vec::new();
     let mut members = Vec::new();
@@ -210,6 +202,8 @@ pub async fn replay_on_connect<A: Adapter>(
         let member = attach(ctx, room, start);
         if is_automatic {
             tracked.push((member.clone(), stored, start));
+        } else if start.is_none() && automatic.contains(room) {
+            member.start_from_stored_cursor(key.clone());
         }
         members.push(member);
     }
@@ -334,11 +328,9 @@ pub async fn leave(
         ?cursors,
         "saving offline-queue cursors"
     );
-    if cursors.is_empty()
-        || !session
-            .cursors_known
-            .load(std::sync::atomic::Ordering::Acquire)
-    {
+    // A position still unresolved (database down since the connect) is -1
+    // and was left out: the stored cursor stays as it was.
+    if cursors.is_empty() {
         return;
     }
     if let Err(e) = state
