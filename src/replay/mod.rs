@@ -9,14 +9,14 @@
 //!   and no duplicate, even while events are being published (see
 //!   [`feed`] for the hand-over). A client that tracks `meta.offset` and
 //!   resumes with it therefore sees each durable event exactly once.
-//! - **At least once for unchanged clients (the offline queue).** The server
-//!   remembers per user and device the last offset sent in each automatic
-//!   room. After a clean disconnect that is exact. After a connection that
-//!   died silently (heartbeat timeout, transport error) the cursor is the
-//!   last offset sent at least `2 × (pingInterval + pingTimeout)` before the
-//!   disconnect, so events that may have gone into a dead connection are
-//!   replayed: possibly twice, never lost. `events:ack` makes the cursor
-//!   follow the client's acknowledgements instead.
+//! - **At least once for unchanged clients (the offline queue)**, however
+//!   the connection ends. The server remembers per user and device a cursor
+//!   in each automatic room that never runs ahead of what the client
+//!   processed: the last offset sent at least a heartbeat proof window
+//!   before the socket left (`crate::socket::replay::proof_window`), stored
+//!   first before `session` and then every few seconds while connected
+//!   ([`cursors`]), so a node crash costs duplicates, not losses.
+//!   `events:ack` makes the cursor follow the client's acknowledgements.
 //! - **At most once for ephemeral types**: never stored, never replayed.
 //! - Retention: events older than `WS_MESSAGE_QUEUE_TTL` (critical: 7 days)
 //!   are not replayed and are pruned; a resume from before the oldest
