@@ -13,7 +13,7 @@
 //!   the connection ends. The server remembers per user and device a cursor
 //!   in each automatic room that never runs ahead of what the client
 //!   processed: the last offset sent at least a heartbeat proof window
-//!   before the socket left (`crate::socket::replay::proof_window`), stored
+//!   before the socket left (`crate::socket::proof::proof_window`), stored
 //!   first before `session` and then every few seconds while connected
 //!   ([`cursors`]), so a node crash costs duplicates, not losses.
 //!   `events:ack` makes the cursor follow the client's acknowledgements.

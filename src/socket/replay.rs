@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
@@ -90,45 +89,11 @@ fn sink<A: Adapter>(ctx: &Ctx<A>) -> Arc<dyn Sink> {
     })
 }
 
-/// Slack for scheduling delays between the engine's heartbeat and our clock.
-const PROOF_MARGIN: Duration = Duration::from_secs(2);
-/// socketioxide's (engineioxide's) default, which `app` does not change.
-const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long after a send an open connection proves the client processed it.
-///
-/// Engine.IO v4: the server pings the client at most `max(interval,
-/// timeout)` after any send (a ping goes out every interval, or as soon as the
-/// previous pong arrived), that ping is queued behind what was sent, and the
-/// client answers it only after processing every packet before it. Without a
-/// pong the engine closes the connection `timeout` after the ping. So a
-/// connection still open `max(interval, timeout) + timeout` after a send has
-/// delivered it. The heartbeat skips its tick while a polling connection
-/// upgrades (bounded by the upgrade timeout), so sockets that began on
-/// polling add those intervals. Engine.IO v3 (socket.io v2): the client pings
-/// only after it read the previous pong, and the server closes without a ping
-/// for `interval + timeout`, so it takes two such periods.
-pub fn proof_window<A: Adapter>(state: &AppState, socket: &SocketRef<A>) -> Duration {
-    let (i, t) = (state.config.ping_interval, state.config.ping_timeout);
-    let window = match socket.protocol() {
-        // socket.io v4 = Engine.IO v3; socket.io v5 = Engine.IO v4.
-        socketioxide::ProtocolVersion::V4 => 2 * (i + t),
-        socketioxide::ProtocolVersion::V5 => i.max(t) + t,
-    };
-    let upgrade = match socket.transport_type() {
-        socketioxide::TransportType::Polling => {
-            i * UPGRADE_TIMEOUT.as_millis().div_ceil(i.as_millis().max(1)) as u32
-        }
-        socketioxide::TransportType::Websocket => Duration::ZERO,
-    };
-    window + upgrade + PROOF_MARGIN
-}
-
 /// Puts the socket in `room`'s durable feed after `start` (`None` = from
 /// the current head). Replaces an existing membership for the same room.
 pub fn attach<A: Adapter>(ctx: &Ctx<A>, room: &RoomName, start: Option<i64>) -> Arc<Member> {
     let company = ctx.session.identity().company_id;
-    let window = proof_window(&ctx.state, &ctx.socket);
+    let window = super::proof::proof_window(&ctx.state, &ctx.socket);
     let member = Member::new(
         sink(ctx),
         &company,
@@ -299,7 +264,7 @@ pub async fn ack<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> {
 
 /// Saves the offline-queue cursors of the socket's automatic rooms and
 /// leaves every feed. Whatever the reason, the cursor is what the client
-/// surely processed (see [`proof_window`]): a client that closed the
+/// surely processed (see [`super::proof::proof_window`]): a client that closed the
 /// connection itself may not have read what was in flight either.
 pub async fn leave(
     state: &AppState,

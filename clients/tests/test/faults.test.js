@@ -168,6 +168,9 @@ describe('fault run: storm, kill -9, Redis restart, Postgres restart on three no
     });
     await sleep(3000);
 
+    const unchangedDuplicates = () => clients.filter((c) => !c.offsets).reduce((sum, c) => sum + c.seen.length - new Set(c.seen).size, 0);
+    const phases = { storm: unchangedDuplicates() };
+
     // 2. kill -9 of node c while first-time users are connected to it.
     const victim = nodes[2];
     const fresh = [];
@@ -182,6 +185,7 @@ describe('fault run: storm, kill -9, Redis restart, Postgres restart on three no
     await waitUntil(() => victim.exited(), 5000, 'node c exits');
     await sleep(2000);
     nodes[2] = await startServer({ ...shared, NODE_ID: 'c2' }, { name: 'run-c2' });
+    phases.kill = unchangedDuplicates() - phases.storm;
 
     // 3. Redis restart.
     const probes = [];
@@ -207,6 +211,7 @@ describe('fault run: storm, kill -9, Redis restart, Postgres restart on three no
       throw new Error(`${e.message}: ${JSON.stringify({ failures, health })}`);
     });
     const redisHealMs = Date.now() - redisBack;
+    phases.redis = unchangedDuplicates() - phases.storm - phases.kill;
 
     // 4. Postgres restart.
     const refusedBefore = pub.refused.length;
@@ -228,6 +233,7 @@ describe('fault run: storm, kill -9, Redis restart, Postgres restart on three no
       throw new Error(`${e.message}: behind ${JSON.stringify(behind)}`);
     });
     for (const c of clients) c.closing = true;
+    phases.postgresAndEnd = unchangedDuplicates() - phases.storm - phases.kill - phases.redis;
 
     const report = { unchangedLosses: 0, unchangedDuplicates: 0, offsetLosses: 0, offsetDuplicates: 0 };
     for (const c of clients) {
@@ -252,7 +258,10 @@ describe('fault run: storm, kill -9, Redis restart, Postgres restart on three no
       published: pub.published.length,
       head,
       ...report,
+      unchangedClients: clients.filter((c) => !c.offsets).length,
+      unchangedDuplicatesByPhase: phases,
       freshUsersOnKilledNode: fresh.length,
+      freshUsersLosses: fresh.reduce((sum, c) => sum + pub.published.filter((p) => p.started > c.firstSession && !c.seen.includes(p.offset)).length, 0),
       redisHealMs,
       pgOutageRefusals: refusals.length,
       pgRefusalCodes: [...new Set(refusals.map((r) => r.code))],
