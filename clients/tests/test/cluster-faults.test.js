@@ -3,7 +3,9 @@
 // - Redis restarts: ephemeral cross-node delivery resumes on every node by
 //   itself and health returns to ok;
 // - Redis stalls: a durable HTTP publish does not wait for the announcement
-//   to other nodes, and the announcement that could not be made is healed;
+//   to other nodes; Redis refuses PUBLISH for a moment: the announcement that
+//   never reached it is healed (the other node's subscriptions stayed up, so
+//   only the publishing node's resync request can tell it);
 // - Postgres stops: durable publishes are refused with 503 UNAVAILABLE at
 //   once, and publishing recovers by itself when it is back.
 
@@ -111,6 +113,33 @@ describe('Redis stalls', () => {
     await waitUntil(() => got.length === 2, 10000, `offset 2 on the other node (got ${JSON.stringify(got)})`);
     assert.deepEqual(got, [1, 2]);
     assert.ok(res.ms < 1000, `the publish waited ${res.ms} ms for Redis`);
+    socket.disconnect();
+  });
+});
+
+describe('Redis refuses the announcement', () => {
+  it('an announcement that never reached Redis is healed: the other node still delivers the event', { timeout: 60000 }, async (t) => {
+    const co = randomId('co-');
+    const [a, b] = nodes;
+    const got = [];
+    const { socket } = await connect(b.url, { auth: { token: token({ sub: 'watcher', companyId: co, role: 'operator' }) } }, {
+      onSocket: (s) => s.on('order:status_changed', (p, meta) => got.push(meta.offset)),
+    });
+    assert.equal((await post(a, order(co, 1))).status, 202);
+    await waitUntil(() => got.length === 1, 5000, 'live across nodes');
+    // PUBLISH (the durable bus) is refused for a moment; node b's
+    // subscriptions stay up, so only node a knows an announcement was lost.
+    await redis.cli('ACL', 'SETUSER', 'default', '-publish');
+    try {
+      const res = await post(a, order(co, 2));
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      await sleep(1000);
+    } finally {
+      await redis.cli('ACL', 'SETUSER', 'default', '+publish');
+    }
+    // Nothing else is published in this room: only the heal path can deliver it.
+    await waitUntil(() => got.length === 2, 10000, `offset 2 on node b (got ${JSON.stringify(got)})`);
+    assert.deepEqual(got, [1, 2]);
     socket.disconnect();
   });
 });
