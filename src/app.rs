@@ -87,10 +87,18 @@ impl App {
         };
         let state = AppState::new(config, verifier, store, catalog, link);
         if state.redis.is_some() {
-            let bus = cluster::durable_bus(&state.config, state.durable.clone()).await?;
+            let link = state
+                .redis
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("REDIS_URL: no link"))?;
+            let bus = cluster::durable_bus(&state.config, state.durable.clone(), link).await?;
             state.durable.set_bus(bus);
         }
         tokio::spawn(crate::replay::prune_forever(state.store.clone()));
+        tokio::spawn(crate::replay::cursors::save_forever(
+            state.durable.clone(),
+            state.store.clone(),
+        ));
         let (layer, close_sockets) = match redis_parts {
             Some(ctr) => {
                 let (layer, io) = engine

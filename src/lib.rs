@@ -15,7 +15,7 @@
 //! - [`limits`]: connection limits per node and per IP, per-socket rate limits.
 //! - [`metrics`]: Prometheus metrics, named in one place.
 //! - [`store`]: the storage interface with its PostgreSQL and SQLite implementations.
-//! - [`cluster`]: the Redis adapter wiring and Redis health.
+//! - [`cluster`]: the Redis adapter wiring, Redis health and the self-probe, the durable bus.
 //! - [`domain`]: pure types and rules (roles, identities, room names).
 //! - [`error`]: the protocol's error codes and their one mapping to acks and HTTP.
 #![forbid(unsafe_code)]

@@ -213,6 +213,40 @@ async fn a_batch_is_atomic() {
 }
 
 #[tokio::test]
+async fn many_devices_cursors_in_one_batch_only_move_forward() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("c");
+        let key = |user: &str, device: &str| store::CursorKey {
+            company_id: company.clone(),
+            user_id: user.into(),
+            device_id: device.into(),
+        };
+        store
+            .save_cursors(&key("u1", ""), &[("company".into(), 9)], 1)
+            .await
+            .unwrap();
+        let rows = vec![
+            (key("u1", ""), "company".to_string(), 4),
+            (key("u1", ""), "user:u1".to_string(), 3),
+            (key("u2", "phone"), "company".to_string(), 7),
+        ];
+        store.save_cursor_batch(&rows, 2).await.unwrap();
+        let u1 = store.load_cursors(&key("u1", "")).await.unwrap();
+        assert_eq!(
+            (u1["company"], u1["user:u1"]),
+            (9, 3),
+            "{backend}: never moves back"
+        );
+        let u2 = store.load_cursors(&key("u2", "phone")).await.unwrap();
+        assert_eq!(u2["company"], 7, "{backend}");
+        assert!(
+            store.load_cursors(&key("u2", "")).await.unwrap().is_empty(),
+            "{backend}: per device"
+        );
+    }
+}
+
+#[tokio::test]
 async fn cursors_only_move_forward_and_prune_drops_expired_events() {
     for (backend, store) in common::stores().await {
         let company = common::unique("c");

@@ -181,7 +181,7 @@ pub async fn dispatch(
                     exclude: exclude.map(|s| s.to_string()),
                 })
                 .collect();
-            state.durable.publish(events).await;
+            state.durable.publish(events);
         }
         None => {
             for mut d in prepared.deliveries(None) {

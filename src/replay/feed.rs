@@ -11,7 +11,8 @@
 //! the hand-over from history to live, with no gap and no duplicate.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::RoleSet;
 use crate::domain::{Role, iso8601};
+use crate::store::CursorKey;
 
 /// A durable event as one room's log holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,13 +84,21 @@ pub trait Sink: Send + Sync + 'static {
     fn overflowed(&self);
 }
 
+/// A run of sends within half a second: the last offset sent in it and when.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    start: Instant,
+    at: Instant,
+    last: i64,
+}
+
 #[derive(Debug, Default)]
 struct Track {
     last: i64,
     catching_up: bool,
     missed: bool,
-    /// `(when, last)` samples, for the offset confirmed before a deadline.
-    samples: VecDeque<(Instant, i64)>,
+    /// When what was sent, for the offset confirmed before a deadline.
+    samples: VecDeque<Sample>,
     initial: i64,
     acked: Option<i64>,
     /// When the socket's buffer was first found full: what was sent after
@@ -101,16 +111,36 @@ pub struct Member {
     pub sink: Arc<dyn Sink>,
     pub company: String,
     pub room: String,
+    /// How long after a send a still-open connection proves the client read
+    /// it (the heartbeat argument in `crate::socket::proof::proof_window`).
+    window: Duration,
+    /// Whose offline-queue cursor this position feeds (automatic rooms only).
+    cursor: OnceLock<CursorKey>,
+    /// The cursor value last written to the database (-1: none).
+    persisted: AtomicI64,
+    /// The start is the stored cursor, which could not be read at connect
+    /// (database down): it is read before anything is sent.
+    from_stored: AtomicBool,
     track: Mutex<Track>,
 }
 
 impl Member {
     /// Starts in catch-up mode: nothing live is sent until a catch-up ran.
-    pub fn new(sink: Arc<dyn Sink>, company: &str, room: &str, last: i64) -> Arc<Self> {
+    pub fn new(
+        sink: Arc<dyn Sink>,
+        company: &str,
+        room: &str,
+        last: i64,
+        window: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             sink,
             company: company.to_string(),
             room: room.to_string(),
+            window,
+            cursor: OnceLock::new(),
+            persisted: AtomicI64::new(-1),
+            from_stored: AtomicBool::new(false),
             track: Mutex::new(Track {
                 last,
                 catching_up: true,
@@ -128,15 +158,58 @@ impl Member {
         self.track().last
     }
 
-    /// The last offset sent at least `window` ago: what the client surely
-    /// had before a connection that died silently (heartbeat timeout).
-    /// For a member that started at "the head" (`last < 0`).
+    /// Makes this position feed `key`'s offline-queue cursor, whose stored
+    /// value is `stored` (-1: none).
+    pub fn track_cursor(&self, key: CursorKey, stored: i64) {
+        let _ = self.cursor.set(key);
+        self.persisted.store(stored, Ordering::Release);
+    }
+
+    /// The start is `key`'s stored cursor, still to be read.
+    pub fn start_from_stored_cursor(&self, key: CursorKey) {
+        self.track_cursor(key, -1);
+        self.from_stored.store(true, Ordering::Release);
+    }
+
+    /// The cursor whose stored value is this member's start, if it is still
+    /// to be read.
+    pub fn pending_cursor(&self) -> Option<&CursorKey> {
+        self.from_stored
+            .load(Ordering::Acquire)
+            .then(|| self.cursor.get())
+            .flatten()
+    }
+
+    /// The cursor to store if it moved past what is stored:
+    /// `(key, room, offset)`.
+    pub fn cursor_to_save(&self) -> Option<(CursorKey, String, i64)> {
+        let key = self.cursor.get()?;
+        let safe = self.safe();
+        (safe >= 0 && safe > self.persisted.load(Ordering::Acquire))
+            .then(|| (key.clone(), self.room.clone(), safe))
+    }
+
+    /// Records that `offset` is stored.
+    pub fn cursor_saved(&self, offset: i64) {
+        self.persisted.fetch_max(offset, Ordering::AcqRel);
+    }
+
+    /// The offset the client has surely processed: its last acknowledgement
+    /// if it sends them, else the last offset sent at least `window` before
+    /// now (or before its buffer first filled). Never ahead of the truth as
+    /// long as the connection is open now.
+    pub fn safe(&self) -> i64 {
+        self.acked().unwrap_or_else(|| self.confirmed())
+    }
+
+    /// Sets the start of a member that had none (`last < 0`).
     pub fn resolve_head(&self, head: i64) {
         let mut t = self.track();
         if t.last < 0 {
             t.last = head;
             t.initial = head;
         }
+        self.from_stored.store(false, Ordering::Release);
     }
 
     /// Moves past offsets that no longer exist (expired).
@@ -155,20 +228,19 @@ impl Member {
         true
     }
 
-    pub fn confirmed(&self, window: Duration) -> i64 {
+    /// The last offset sent at least `window` before now, or before the
+    /// socket's buffer first filled if it did.
+    pub fn confirmed(&self) -> i64 {
         let t = self.track();
-        if window.is_zero() && t.stalled_since.is_none() {
-            return t.last;
-        }
         let since = t.stalled_since.unwrap_or_else(Instant::now);
-        let Some(deadline) = since.checked_sub(window) else {
+        let Some(deadline) = since.checked_sub(self.window) else {
             return t.initial;
         };
         t.samples
             .iter()
             .rev()
-            .find(|(at, _)| *at <= deadline)
-            .map_or(t.initial, |(_, last)| *last)
+            .find(|s| s.at <= deadline)
+            .map_or(t.initial, |s| s.last)
     }
 
     pub fn ack(&self, offset: i64) -> i64 {
@@ -196,13 +268,19 @@ impl Member {
         t.last = ev.offset;
         let now = Instant::now();
         match t.samples.back_mut() {
-            Some((at, last)) if now.duration_since(*at) < Duration::from_millis(500) => {
-                *last = ev.offset
+            Some(s) if now.duration_since(s.start) < Duration::from_millis(500) => {
+                s.at = now;
+                s.last = ev.offset;
             }
-            _ => t.samples.push_back((now, ev.offset)),
+            _ => t.samples.push_back(Sample {
+                start: now,
+                at: now,
+                last: ev.offset,
+            }),
         }
-        // Heartbeat windows are under two minutes; older samples are noise.
-        while t.samples.len() > 2 && t.samples[1].0 + Duration::from_secs(180) < now {
+        // Only the newest sample older than the window is ever looked up.
+        let keep = self.window + Duration::from_secs(5);
+        while t.samples.len() > 2 && t.samples[1].at + keep < now {
             t.samples.pop_front();
         }
         Ok(sent)
@@ -342,122 +420,5 @@ impl Feeds {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Default)]
-    struct Recorder {
-        got: Mutex<Vec<i64>>,
-        full: std::sync::atomic::AtomicBool,
-    }
-
-    struct TestSink(Arc<Recorder>, Role);
-
-    impl Sink for TestSink {
-        fn id(&self) -> String {
-            "s1".into()
-        }
-        fn role(&self) -> Role {
-            self.1
-        }
-        fn emit(&self, _: &str, _: &Value, meta: &Value) -> Result<(), SendFail> {
-            if self.0.full.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(SendFail::Full);
-            }
-            self.0
-                .got
-                .lock()
-                .unwrap()
-                .push(meta["offset"].as_i64().unwrap());
-            Ok(())
-        }
-        fn emit_one(&self, _: &str, _: &Value) -> Result<(), SendFail> {
-            Ok(())
-        }
-        fn overflowed(&self) {}
-    }
-
-    fn ev(offset: i64, receive: RoleSet) -> LogEvent {
-        LogEvent {
-            company: "c".into(),
-            room: "company".into(),
-            offset,
-            id: format!("e{offset}"),
-            event_type: "t".into(),
-            payload: json!({}),
-            priority: "medium".into(),
-            source: "test".into(),
-            publisher: None,
-            created_at: 0,
-            receive: receive.bits(),
-            exclude: None,
-        }
-    }
-
-    fn setup(role: Role, last: i64) -> (Feeds, Arc<Member>, Arc<Recorder>) {
-        let rec = Arc::new(Recorder::default());
-        let feeds = Feeds::default();
-        let m = Member::new(Arc::new(TestSink(rec.clone(), role)), "c", "company", last);
-        feeds.attach(m.clone());
-        (feeds, m, rec)
-    }
-
-    #[test]
-    fn notifications_during_catch_up_are_deferred_then_reread() {
-        let (feeds, m, rec) = setup(Role::Operator, 0);
-        assert!(matches!(feeds.notify(&ev(1, RoleSet::ALL)), Notified::Done));
-        assert!(
-            rec.got.lock().unwrap().is_empty(),
-            "nothing live while catching up"
-        );
-        assert!(
-            !m.finish_catch_up(),
-            "a missed notification forces another read"
-        );
-        m.deliver_caught_up(&ev(1, RoleSet::ALL)).unwrap();
-        assert!(m.finish_catch_up());
-        feeds.notify(&ev(2, RoleSet::ALL));
-        feeds.notify(&ev(2, RoleSet::ALL));
-        assert_eq!(*rec.got.lock().unwrap(), vec![1, 2], "no duplicate");
-    }
-
-    #[test]
-    fn a_gap_hands_the_member_to_catch_up() {
-        let (feeds, m, rec) = setup(Role::Operator, 5);
-        assert!(m.finish_catch_up());
-        match feeds.notify(&ev(7, RoleSet::ALL)) {
-            Notified::CatchUp(members) => assert_eq!(members.len(), 1),
-            Notified::Done => panic!("gap not detected"),
-        }
-        assert!(rec.got.lock().unwrap().is_empty());
-        assert_eq!(m.last(), 5);
-    }
-
-    #[test]
-    fn role_filtered_events_advance_the_position_without_sending() {
-        let (feeds, m, rec) = setup(Role::Operator, 0);
-        assert!(m.finish_catch_up());
-        feeds.notify(&ev(1, RoleSet::of(&[Role::Supervisor, Role::Admin])));
-        feeds.notify(&ev(2, RoleSet::ALL));
-        assert_eq!(*rec.got.lock().unwrap(), vec![2]);
-    }
-
-    #[test]
-    fn a_full_buffer_hands_the_member_to_catch_up_without_advancing() {
-        let (feeds, m, rec) = setup(Role::Operator, 0);
-        assert!(m.finish_catch_up());
-        rec.full.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(matches!(
-            feeds.notify(&ev(1, RoleSet::ALL)),
-            Notified::CatchUp(_)
-        ));
-        assert_eq!(m.last(), 0);
-    }
-
-    #[test]
-    fn acks_never_exceed_what_was_sent() {
-        let (_feeds, m, _rec) = setup(Role::Operator, 3);
-        assert_eq!(m.ack(10), 3);
-        assert_eq!(m.ack(1), 3, "acks never move back");
-    }
-}
+#[path = "feed_tests.rs"]
+mod tests;

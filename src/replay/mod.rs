@@ -9,19 +9,20 @@
 //!   and no duplicate, even while events are being published (see
 //!   [`feed`] for the hand-over). A client that tracks `meta.offset` and
 //!   resumes with it therefore sees each durable event exactly once.
-//! - **At least once for unchanged clients (the offline queue).** The server
-//!   remembers per user and device the last offset sent in each automatic
-//!   room. After a clean disconnect that is exact. After a connection that
-//!   died silently (heartbeat timeout, transport error) the cursor is the
-//!   last offset sent at least `2 × (pingInterval + pingTimeout)` before the
-//!   disconnect, so events that may have gone into a dead connection are
-//!   replayed: possibly twice, never lost. `events:ack` makes the cursor
-//!   follow the client's acknowledgements instead.
+//! - **At least once for unchanged clients (the offline queue)**, however
+//!   the connection ends. The server remembers per user and device a cursor
+//!   in each automatic room that never runs ahead of what the client
+//!   processed: the last offset sent at least a heartbeat proof window
+//!   before the socket left (`crate::socket::proof::proof_window`), stored
+//!   first before `session` and then every few seconds while connected
+//!   ([`cursors`]), so a node crash costs duplicates, not losses.
+//!   `events:ack` makes the cursor follow the client's acknowledgements.
 //! - **At most once for ephemeral types**: never stored, never replayed.
 //! - Retention: events older than `WS_MESSAGE_QUEUE_TTL` (critical: 7 days)
 //!   are not replayed and are pruned; a resume from before the oldest
 //!   retained event gets `replay:truncated { room, oldestOffset }` first.
 
+pub mod cursors;
 pub mod feed;
 
 use std::sync::{Arc, OnceLock};
@@ -86,13 +87,14 @@ impl DurableHub {
         }
     }
 
-    /// Delivers committed events on this node and tells the other nodes.
-    pub async fn publish(self: &Arc<Self>, events: Vec<LogEvent>) {
+    /// Delivers committed events on this node and queues their announcement
+    /// to the other nodes (never waiting for Redis: see [`DurableBus`]).
+    pub fn publish(self: &Arc<Self>, events: Vec<LogEvent>) {
         for ev in &events {
             self.notify_local(ev);
         }
         if let Some(bus) = self.bus.get() {
-            bus.publish(&events).await;
+            bus.announce(events);
         }
     }
 
@@ -219,17 +221,17 @@ impl DurableHub {
             Stop::Retry
         };
         if member.last() < 0 {
-            let head = self
-                .store
-                .head_offset(&member.company, &member.room)
-                .await
-                .map_err(store_err)?;
-            member.resolve_head(head);
-            // Starting at the head: nothing can be truncated, and anything
-            // committed after that read is announced live (and re-read by
-            // the finalizing pass), so there is nothing to page.
-            *first = false;
-            return Ok(Vec::new());
+            match self.start_of(member).await.map_err(store_err)? {
+                Start::Cursor(offset) => member.resolve_head(offset),
+                Start::Head(head) => {
+                    member.resolve_head(head);
+                    // Starting at the head: nothing can be truncated, and
+                    // anything committed after that read is announced live
+                    // (and re-read by the finalizing pass): nothing to page.
+                    *first = false;
+                    return Ok(Vec::new());
+                }
+            }
         }
         let after = member.last();
         // The head is read before the page: if the page then comes back
@@ -280,6 +282,39 @@ impl DurableHub {
             .collect())
     }
 
+    /// Where a member without a position starts: its stored cursor if that
+    /// could not be read at connect (stored now if there was none: a first
+    /// cursor is on record before anything is sent), else the head.
+    async fn start_of(&self, member: &Member) -> Result<Start, crate::store::StoreError> {
+        let Some(key) = member.pending_cursor() else {
+            let head = self
+                .store
+                .head_offset(&member.company, &member.room)
+                .await?;
+            return Ok(Start::Head(head));
+        };
+        if let Some(offset) = self.store.load_cursors(key).await?.get(&member.room) {
+            member.cursor_saved(*offset);
+            return Ok(Start::Cursor(*offset));
+        }
+        let start = if member.room.starts_with("user:") {
+            0
+        } else {
+            self.store
+                .head_offset(&member.company, &member.room)
+                .await?
+        };
+        self.store
+            .save_cursors(key, &[(member.room.clone(), start)], now_ms())
+            .await?;
+        member.cursor_saved(start);
+        Ok(if start == 0 {
+            Start::Cursor(0)
+        } else {
+            Start::Head(start)
+        })
+    }
+
     /// Replay waits for room in the socket's buffer instead of overflowing it.
     async fn deliver_with_backpressure(
         &self,
@@ -307,6 +342,13 @@ impl DurableHub {
 enum Stop {
     Gone,
     Retry,
+}
+
+enum Start {
+    /// From a stored position: page from there.
+    Cursor(i64),
+    /// From the head: nothing to page.
+    Head(i64),
 }
 
 /// Deletes expired events every minute.

@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod documents;
 pub mod events;
 pub mod presence;
+pub mod proof;
 pub mod replay;
 pub mod rooms;
 pub mod session;

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
@@ -94,7 +93,14 @@ fn sink<A: Adapter>(ctx: &Ctx<A>) -> Arc<dyn Sink> {
 /// the current head). Replaces an existing membership for the same room.
 pub fn attach<A: Adapter>(ctx: &Ctx<A>, room: &RoomName, start: Option<i64>) -> Arc<Member> {
     let company = ctx.session.identity().company_id;
-    let member = Member::new(sink(ctx), &company, room.as_str(), start.unwrap_or(-1));
+    let window = super::proof::proof_window(&ctx.state, &ctx.socket);
+    let member = Member::new(
+        sink(ctx),
+        &company,
+        room.as_str(),
+        start.unwrap_or(-1),
+        window,
+    );
     ctx.state.durable.feeds.attach(member.clone());
     ctx.session.set_member(member.clone());
     member
@@ -122,43 +128,73 @@ async fn load_cursors(state: &AppState, key: &CursorKey) -> Option<HashMap<Strin
     match state.store.load_cursors(key).await {
         Ok(c) => Some(c),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot load offline-queue cursors; replaying from the head");
+            tracing::warn!(error = %e, "cannot load offline-queue cursors now; each room reads its cursor when the database answers");
             None
         }
     }
 }
 
 /// The offline queue and `auth.offsets` resume, run before `session`.
-/// Returns the number of events replayed. The rooms stay in catch-up mode
-/// until [`go_live`] after `session` went out.
+/// The rooms stay in catch-up mode until [`go_live`] after `session` went
+/// out. A room of the user's own with no stored cursor gets one now, at
+/// its start position, before anything is sent: a node that dies at any
+/// moment after this leaves the device a cursor to come back to.
 pub async fn replay_on_connect<A: Adapter>(
     ctx: &Ctx<A>,
     extra_rooms: &[RoomName],
 ) -> Vec<Arc<Member>> {
     let identity = ctx.session.identity();
-    let cursors = match load_cursors(&ctx.state, &cursor_key(&ctx.session)).await {
-        Some(c) => c,
-        None => {
-            ctx.session
-                .cursors_known
-                .store(false, std::sync::atomic::Ordering::Release);
-            HashMap::new()
-        }
-    };
+    let key = cursor_key(&ctx.session);
+    // `None`: the database is down; each automatic room then reads its
+    // stored cursor before sending anything (see `DurableHub::start_of`).
+    let cursors = load_cursors(&ctx.state, &key).await;
+    let known = cursors.is_some();
+    let cursors = cursors.unwrap_or_default();
+    let automatic = automatic_rooms(&identity);
+    let mut fresh = Vec::new();
     let mut members = Vec::new();
-    for room in automatic_rooms(&identity).iter().chain(extra_rooms) {
-        let start = ctx
-            .session
-            .offsets
-            .get(room.as_str())
-            .or_else(|| cursors.get(room.as_str()))
-            .copied()
-            // A user's own room keeps what was addressed to them before
-            // their first connection; shared rooms start at the head.
-            .or(matches!(room.kind(), crate::domain::room::RoomKind::User(_)).then_some(0));
-        members.push(attach(ctx, room, start));
+    let mut tracked = Vec::new();
+    for room in automatic.iter().chain(extra_rooms) {
+        let stored = cursors.get(room.as_str()).copied();
+        let mut start = ctx.session.offsets.get(room.as_str()).copied().or(stored);
+        let is_automatic = automatic.contains(room) && known;
+        if start.is_none() && is_automatic {
+            start = first_start(&ctx.state, &identity.company_id, room).await;
+            if let Some(s) = start {
+                fresh.push((room.to_string(), s));
+            }
+        }
+        let member = attach(ctx, room, start);
+        if is_automatic {
+            tracked.push((member.clone(), stored, start));
+        } else if start.is_none() && automatic.contains(room) {
+            member.start_from_stored_cursor(key.clone());
+        }
+        members.push(member);
+    }
+    let fresh_saved = fresh.is_empty()
+        || match ctx.state.store.save_cursors(&key, &fresh, now_ms()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not store first cursors; the next save retries");
+                false
+            }
+        };
+    for (member, stored, start) in tracked {
+        let saved = stored.or(start.filter(|_| fresh_saved));
+        member.track_cursor(key.clone(), saved.unwrap_or(-1));
     }
     members
+}
+
+/// Where an automatic room without a cursor starts: a user's own room keeps
+/// what was addressed to them before their first connection; shared rooms
+/// start at the head. `None` (resolved later) if the head cannot be read.
+async fn first_start(state: &AppState, company: &str, room: &RoomName) -> Option<i64> {
+    if matches!(room.kind(), crate::domain::room::RoomKind::User(_)) {
+        return Some(0);
+    }
+    state.store.head_offset(company, room.as_str()).await.ok()
 }
 
 pub fn go_live<A: Adapter>(ctx: &Ctx<A>, members: Vec<Arc<Member>>) {
@@ -226,24 +262,10 @@ pub async fn ack<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> {
     Ok(json!({ "ok": true, "room": room.as_str(), "offset": acked }))
 }
 
-/// How far back a cursor goes when a socket leaves. A client that closed
-/// the connection itself had what was sent before it left; a connection
-/// that died silently (or that we cut) may have swallowed what was sent in
-/// its last heartbeat window, so that is sent again.
-fn rollback_window(state: &AppState, reason: Option<DisconnectReason>) -> Duration {
-    match reason {
-        Some(DisconnectReason::ClientNSDisconnect | DisconnectReason::TransportClose) => {
-            Duration::ZERO
-        }
-        // Two heartbeat windows: the connection may have been dead for one
-        // before the heartbeat noticed, and data sent just before that may
-        // still have been in flight.
-        _ => 2 * (state.config.ping_interval + state.config.ping_timeout),
-    }
-}
-
 /// Saves the offline-queue cursors of the socket's automatic rooms and
-/// leaves every feed.
+/// leaves every feed. Whatever the reason, the cursor is what the client
+/// surely processed (see [`super::proof::proof_window`]): a client that closed the
+/// connection itself may not have read what was in flight either.
 pub async fn leave(
     state: &AppState,
     socket_id: &str,
@@ -251,7 +273,6 @@ pub async fn leave(
     reason: Option<DisconnectReason>,
 ) {
     let identity = session.identity();
-    let window = rollback_window(state, reason);
     let automatic = automatic_rooms(&identity);
     let mut cursors = Vec::new();
     for member in session.take_members() {
@@ -260,7 +281,7 @@ pub async fn leave(
             .feeds
             .detach(&member.company, &member.room, socket_id);
         if automatic.iter().any(|r| r.as_str() == member.room) {
-            let offset = member.acked().unwrap_or_else(|| member.confirmed(window));
+            let offset = member.safe();
             if offset >= 0 {
                 cursors.push((member.room.clone(), offset));
             }
@@ -272,11 +293,9 @@ pub async fn leave(
         ?cursors,
         "saving offline-queue cursors"
     );
-    if cursors.is_empty()
-        || !session
-            .cursors_known
-            .load(std::sync::atomic::Ordering::Acquire)
-    {
+    // A position still unresolved (database down since the connect) is -1
+    // and was left out: the stored cursor stays as it was.
+    if cursors.is_empty() {
         return;
     }
     if let Err(e) = state

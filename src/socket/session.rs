@@ -39,10 +39,6 @@ pub struct Session {
     pub refreshed: Notify,
     start: Mutex<Option<oneshot::Sender<()>>>,
     rate: Mutex<TokenBucket>,
-    /// False when the stored cursors could not be read at connect: this
-    /// socket's positions then say nothing about what the device missed
-    /// before, so they must not overwrite the stored cursors.
-    pub cursors_known: std::sync::atomic::AtomicBool,
     /// This socket's positions in durable feeds, by logical room.
     members: Mutex<HashMap<String, Arc<Member>>>,
 }
@@ -73,7 +69,6 @@ impl Session {
             start: Mutex::new(Some(start_tx)),
             members: Mutex::new(HashMap::new()),
             rate: Mutex::new(rate),
-            cursors_known: std::sync::atomic::AtomicBool::new(true),
         });
         (
             session,

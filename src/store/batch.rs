@@ -8,12 +8,26 @@
 //! stay gapless and in commit order (one transaction assigns them in request
 //! order); a failing batch is retried request by request, so one bad
 //! request cannot fail the others.
+//!
+//! The database being down is another matter: a circuit breaker
+//! ([`super::breaker`]) opens on the first failure that is an outage (or a
+//! failure after which the database does not answer a ping), every waiting
+//! and new request is then refused at once with
+//! [`StoreError::Unavailable`], and a background probe closes it when the
+//! database answers again. The writer never waits out connection timeouts
+//! request by request.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::breaker::Breaker;
 use super::{Appended, NewEvent, Store, StoreError};
+
+/// A transaction that takes longer than this is given up (and the
+/// database treated as down): the writer must not hang on a dead link.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most events one transaction carries.
 const MAX_BATCH_EVENTS: usize = 512;
@@ -23,17 +37,20 @@ type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
 #[derive(Clone)]
 pub struct Appender {
     tx: mpsc::Sender<(Vec<NewEvent>, Reply)>,
+    breaker: Arc<Breaker>,
 }
 
 impl Appender {
     pub fn new(store: Arc<dyn Store>) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(store, rx));
-        Self { tx }
+        let breaker = Breaker::new(store.clone());
+        tokio::spawn(run(store, breaker.clone(), rx));
+        Self { tx, breaker }
     }
 
     /// Appends one request's events atomically (as [`Store::append`]).
     pub async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+        self.breaker.check()?;
         let (reply, answer) = oneshot::channel();
         if self.tx.send((batch, reply)).await.is_err() {
             return Err(StoreError::Corrupt("the log writer stopped".into()));
@@ -44,7 +61,11 @@ impl Appender {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(Vec<NewEvent>, Reply)>) {
+async fn run(
+    store: Arc<dyn Store>,
+    breaker: Arc<Breaker>,
+    mut rx: mpsc::Receiver<(Vec<NewEvent>, Reply)>,
+) {
     while let Some(first) = rx.recv().await {
         let mut requests = vec![first];
         let mut events = requests[0].0.len();
@@ -57,11 +78,8 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(Vec<NewEvent>, Reply
                 Err(_) => break,
             }
         }
-        if requests.len() == 1 {
-            let Some((batch, reply)) = requests.pop() else {
-                continue;
-            };
-            let _ = reply.send(store.append(batch).await);
+        if let Err(e) = breaker.check() {
+            refuse(requests, &e);
             continue;
         }
         let sizes: Vec<usize> = requests.iter().map(|(b, _)| b.len()).collect();
@@ -69,18 +87,52 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(Vec<NewEvent>, Reply
             .iter()
             .flat_map(|(b, _)| b.iter().cloned())
             .collect();
-        match store.append(all).await {
+        match append(&store, &breaker, all).await {
             Ok(results) => {
                 let mut results = results.into_iter();
                 for ((_, reply), n) in requests.into_iter().zip(sizes) {
                     let _ = reply.send(Ok(results.by_ref().take(n).collect()));
                 }
             }
+            Err(e) if requests.len() == 1 => {
+                if let Some((_, reply)) = requests.pop() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(e) if breaker.check().is_err() => refuse(requests, &e),
             Err(_) => {
                 for (batch, reply) in requests {
-                    let _ = reply.send(store.append(batch).await);
+                    let result = match breaker.check() {
+                        Ok(()) => append(&store, &breaker, batch).await,
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(result);
                 }
             }
         }
+    }
+}
+
+/// One transaction, bounded in time; an outage opens the breaker.
+async fn append(
+    store: &Arc<dyn Store>,
+    breaker: &Arc<Breaker>,
+    batch: Vec<NewEvent>,
+) -> Result<Vec<Appended>, StoreError> {
+    let result = match tokio::time::timeout(APPEND_TIMEOUT, store.append(batch)).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Unavailable(
+            "the database did not answer in time".into(),
+        )),
+    };
+    if let Err(e) = &result {
+        breaker.failed(e).await;
+    }
+    result
+}
+
+fn refuse(requests: Vec<(Vec<NewEvent>, Reply)>, cause: &StoreError) {
+    for (_, reply) in requests {
+        let _ = reply.send(Err(StoreError::Unavailable(cause.to_string())));
     }
 }

@@ -10,6 +10,7 @@
 //! `sqlite_documents.rs`; contract tests in `tests/store_documents.rs`.
 
 pub mod batch;
+mod breaker;
 pub mod documents;
 mod postgres_documents;
 mod sqlite_documents;
@@ -46,6 +47,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A durable event to append to one or more room logs.
@@ -127,6 +130,14 @@ pub trait Store: DocumentStore + PresenceStore + Send + Sync + 'static {
         &self,
         key: &CursorKey,
         cursors: &[(String, i64)],
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Advances many devices' cursors in one statement (as [`Store::save_cursors`]);
+    /// each `(key, room)` appears at most once.
+    async fn save_cursor_batch(
+        &self,
+        rows: &[(CursorKey, String, i64)],
         now: i64,
     ) -> Result<(), StoreError>;
 

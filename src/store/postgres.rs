@@ -247,6 +247,30 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn save_cursor_batch(
+        &self,
+        rows: &[(CursorKey, String, i64)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let column =
+            |f: fn(&(CursorKey, String, i64)) -> String| rows.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO cursors (company_id, user_id, device_id, room, last_offset, updated_at)
+             SELECT c, u, d, r, o, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) AS t(c, u, d, r, o)
+             ON CONFLICT (company_id, user_id, device_id, room) DO UPDATE
+             SET last_offset = GREATEST(cursors.last_offset, EXCLUDED.last_offset), updated_at = EXCLUDED.updated_at",
+        )
+        .bind(column(|r| r.0.company_id.clone()))
+        .bind(column(|r| r.0.user_id.clone()))
+        .bind(column(|r| r.0.device_id.clone()))
+        .bind(column(|r| r.1.clone()))
+        .bind(rows.iter().map(|r| r.2).collect::<Vec<i64>>())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn prune(&self, now: i64) -> Result<u64, StoreError> {
         // event_rooms rows go with their event (ON DELETE CASCADE); room
         // counters stay, so offsets never restart.

@@ -253,6 +253,29 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn save_cursor_batch(
+        &self,
+        rows: &[(CursorKey, String, i64)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        // One statement whatever the count: the rows travel as one JSON array.
+        let json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(k, room, o)| serde_json::json!([k.company_id, k.user_id, k.device_id, room, o]))
+            .collect();
+        sqlx::query(
+            "INSERT INTO cursors (company_id, user_id, device_id, room, last_offset, updated_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ? FROM json_each(?) WHERE true
+             ON CONFLICT (company_id, user_id, device_id, room) DO UPDATE
+             SET last_offset = MAX(cursors.last_offset, EXCLUDED.last_offset), updated_at = EXCLUDED.updated_at",
+        )
+        .bind(now)
+        .bind(serde_json::Value::Array(json).to_string())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     async fn prune(&self, now: i64) -> Result<u64, StoreError> {
         // event_rooms rows go with their event (ON DELETE CASCADE); room
         // counters stay, so offsets never restart.

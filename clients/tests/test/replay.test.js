@@ -14,9 +14,15 @@ const API_KEY = 'replay-test-key';
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env.SY_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 
+// Short heartbeats: an unchanged client's cursor counts an event as processed
+// once the heartbeat proves it, `max(interval, timeout) + timeout + 2 s` after
+// it was sent (docs/protocol.md); with these settings that is 3 s.
+const HEARTBEAT = { WS_PING_INTERVAL: 500, WS_PING_TIMEOUT: 500 };
+const PROOF_MS = 3300;
+
 let srv;
 before(async () => {
-  srv = await startServer({ API_KEYS: API_KEY }, { name: 'replay' });
+  srv = await startServer({ API_KEYS: API_KEY, ...HEARTBEAT }, { name: 'replay' });
 });
 after(cleanup);
 
@@ -54,6 +60,12 @@ async function leave(socket) {
   await sleep(300); // the server saves the cursor on disconnect
 }
 
+/** Stays until the heartbeat proved the client processed what it got, then leaves. */
+async function leaveProven(socket) {
+  await sleep(PROOF_MS);
+  await leave(socket);
+}
+
 describe('offline queue for unchanged clients', () => {
   it('50 durable events to company, user and role rooms arrive in order before session; ephemeral ones do not', async () => {
     const co = randomId('co-');
@@ -83,9 +95,9 @@ describe('offline queue for unchanged clients', () => {
       const offs = again.received.filter((r) => r.meta.room === room).map((r) => r.meta.offset);
       assert.deepEqual(offs, offs.map((_, i) => offs[0] + i), `${room} contiguous`);
     }
-    await leave(again.socket);
+    await leaveProven(again.socket);
     const third = await connectRecording(srv.url, auth);
-    assert.equal(third.session.replayed, 0, 'nothing is replayed twice');
+    assert.equal(third.session.replayed, 0, 'nothing the heartbeat proved processed is replayed');
   });
 
   it('two devices of one user each get their own missed events', async () => {
@@ -98,7 +110,7 @@ describe('offline queue for unchanged clients', () => {
     for (let n = 0; n < 5; n++) await publish(srv, [order(co, n, { users: ['u1'] })]);
     const a = await connectRecording(srv.url, d1);
     assert.deepEqual(a.received.map((r) => r.payload.n), [0, 1, 2, 3, 4]);
-    await leave(a.socket);
+    await leaveProven(a.socket);
     for (let n = 5; n < 8; n++) await publish(srv, [order(co, n, { users: ['u1'] })]);
     const b = await connectRecording(srv.url, d2);
     assert.deepEqual(b.received.map((r) => r.payload.n), [0, 1, 2, 3, 4, 5, 6, 7]);
@@ -247,7 +259,7 @@ describe('cluster: leave node A, come back on node B', () => {
     if (!(await tcpReachable(pg.hostname, Number(pg.port || 5432))) || !(await tcpReachable(redis.hostname, Number(redis.port || 6379)))) {
       throw new Error('the replay cluster suite needs Postgres and Redis (see scripts/test.sh); it does not skip');
     }
-    const shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-replay-'), API_KEYS: API_KEY };
+    const shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-replay-'), API_KEYS: API_KEY, ...HEARTBEAT };
     a = await startServer({ ...shared, NODE_ID: 'a' }, { name: 'replay-a' });
     b = await startServer({ ...shared, NODE_ID: 'b' }, { name: 'replay-b' });
   });
@@ -266,7 +278,7 @@ describe('cluster: leave node A, come back on node B', () => {
     const onA = await connectRecording(a.url, auth);
     await publish(a, [order(co, 1), order(co, 2), order(co, 3)]);
     await waitUntil(() => onA.received.length === 3, 5000, 'live on A');
-    await leave(onA.socket);
+    await leaveProven(onA.socket);
     await publish(b, [order(co, 4)]);
     await publish(a, [order(co, 5)]);
     const plain = await connectRecording(b.url, auth);

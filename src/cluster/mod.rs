@@ -1,0 +1,119 @@
+//! Cluster wiring: the socketioxide-redis adapter (fred driver), a Redis
+//! link used for health, the durable bus ([`bus`]) and the self-probe that
+//! keeps this node subscribed ([`probe`]).
+//!
+//! Facts of socketioxide-redis 0.4 / fred 10.1 this module designs around:
+//! - the fred driver subscribes with `SSUBSCRIBE` only, and fred's own
+//!   re-subscription (`manage_subscriptions`) first sends `SUBSCRIBE` with no
+//!   channel, fails on Redis' error and never re-issues the sharded ones: so
+//!   [`probe`] re-subscribes every tracked channel itself after a reconnect
+//!   and proves, every few seconds, that this node receives cluster traffic;
+//! - a broadcast is published to Redis before local delivery, so with Redis
+//!   down even same-node delivery fails: [`crate::socket::broadcast`] retries
+//!   locally; commands time out quickly instead of queueing while Redis is away;
+//! - `fetch_sockets` silently returns partial results after its timeout, so
+//!   nothing correctness-critical rests on it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fred::clients::SubscriberClient;
+use fred::prelude::*;
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver};
+
+use crate::config::Config;
+
+pub mod bus;
+pub mod probe;
+
+pub use bus::{DurableBus, durable_bus};
+
+/// How long a Redis command may take before we call Redis unreachable.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// A plain Redis client for health probes, the adapter's subscriber, and
+/// the last probes' results.
+#[derive(Clone)]
+pub struct RedisLink {
+    client: Client,
+    /// Redis answers `PING`.
+    healthy: Arc<AtomicBool>,
+    /// This node receives what other nodes publish (see [`probe`]).
+    subscribed: Arc<AtomicBool>,
+    adapter_subscriber: SubscriberClient,
+    prefix: String,
+}
+
+impl RedisLink {
+    /// Redis is reachable and this node receives cluster traffic.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire) && self.subscribed.load(Ordering::Acquire)
+    }
+}
+
+pub(crate) fn builder(url: &str) -> Result<Builder, Error> {
+    let mut config = fred::types::config::Config::from_url(url)?;
+    // socketioxide-redis publishes on its subscriber connection, which Redis
+    // only allows under RESP3.
+    config.version = fred::types::RespVersion::RESP3;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_performance_config(|p| {
+            p.default_command_timeout = COMMAND_TIMEOUT;
+        })
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(2);
+            c.max_command_attempts = 1;
+        })
+        // Reconnect forever with backoff capped at 2 s: Redis coming back must
+        // heal the cluster without a restart.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    Ok(builder)
+}
+
+/// Connects the adapter's subscriber and the health client; spawns the probe.
+pub async fn connect(config: &Config) -> anyhow::Result<(RedisAdapterCtr<FredDriver>, RedisLink)> {
+    let url = config
+        .redis_url
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("REDIS_URL is not set"))?;
+    let subscriber = builder(url)?.build_subscriber_client()?;
+    let adapter_config = RedisAdapterConfig::new()
+        .with_prefix(config.redis_prefix.clone())
+        .with_request_timeout(Duration::from_secs(2));
+    let ctr = RedisAdapterCtr::new_with_fred_config(subscriber.clone(), adapter_config)
+        .await
+        .map_err(|e| anyhow::anyhow!("REDIS_URL: cannot connect the adapter: {e}"))?;
+    tokio::spawn(probe::resubscribe_on_reconnect(subscriber.clone()));
+
+    let client = builder(url)?.build()?;
+    client
+        .init()
+        .await
+        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+    let link = RedisLink {
+        client,
+        healthy: Arc::new(AtomicBool::new(true)),
+        subscribed: Arc::new(AtomicBool::new(true)),
+        adapter_subscriber: subscriber,
+        prefix: config.redis_prefix.clone(),
+    };
+    tokio::spawn(probe(link.clone()));
+    Ok((ctr, link))
+}
+
+async fn probe(link: RedisLink) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let ok = link.client.ping::<String>(None).await.is_ok();
+        if ok != link.healthy.swap(ok, Ordering::AcqRel) {
+            if ok {
+                tracing::info!("redis is reachable again");
+            } else {
+                tracing::warn!("redis is unreachable: serving local sockets only");
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! A circuit breaker for durable appends: while the database is known to
+//! be down, appends are refused at once instead of each waiting out the
+//! pool's connection timeout.
+//!
+//! Closed: appends run. A failed append that is an outage (connection
+//! refused or reset, pool timeout, the server shutting down), or any
+//! failure after which the database does not answer a ping within
+//! [`PING_TIMEOUT`], opens it. Open: [`Breaker::check`] refuses; one probe
+//! task pings every [`PROBE_EVERY`] and closes the breaker on the first
+//! answer (the half-open check: nothing else reaches the database before).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::{Store, StoreError};
+
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+pub struct Breaker {
+    store: Arc<dyn Store>,
+    open: AtomicBool,
+}
+
+impl Breaker {
+    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            open: AtomicBool::new(false),
+        })
+    }
+
+    /// `Err` while the database is known to be down.
+    pub fn check(&self) -> Result<(), StoreError> {
+        if self.open.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(
+                "the database is down; durable writes resume by themselves".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Called with every failed append: opens on an outage.
+    pub async fn failed(self: &Arc<Self>, error: &StoreError) {
+        if self.open.load(Ordering::Acquire) {
+            return;
+        }
+        if is_outage(error) || !self.answers().await {
+            self.open();
+        }
+    }
+
+    async fn answers(&self) -> bool {
+        matches!(
+            tokio::time::timeout(PING_TIMEOUT, self.store.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    fn open(self: &Arc<Self>) {
+        if self.open.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!("database down: durable writes are refused until it answers again");
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                if this.answers().await {
+                    this.open.store(false, Ordering::Release);
+                    tracing::info!("database answers again: durable writes resume");
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Errors that say the database cannot be reached, whatever the statement.
+fn is_outage(error: &StoreError) -> bool {
+    use sqlx::Error as E;
+    match error {
+        StoreError::Unavailable(_) => true,
+        StoreError::Db(
+            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed,
+        ) => true,
+        // Postgres: connection exceptions (08xxx), the server shutting down
+        // or starting (57P01-57P03), too many connections.
+        StoreError::Db(E::Database(db)) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
