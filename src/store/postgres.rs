@@ -49,9 +49,7 @@ impl Store for PgStore {
         // are not an error.
         let mut migrator = sqlx::migrate!("migrations/postgres");
         migrator.set_ignore_missing(true);
-        migrator
-            .run(&self.pool)
-            .await?;
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 

@@ -64,9 +64,7 @@ impl Store for SqliteStore {
         // are not an error.
         let mut migrator = sqlx::migrate!("migrations/sqlite");
         migrator.set_ignore_missing(true);
-        migrator
-            .run(&self.writer)
-            .await?;
+        migrator.run(&self.writer).await?;
         Ok(())
     }
 
