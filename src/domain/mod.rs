@@ -1,6 +1,8 @@
 //! Pure domain types and rules, free of I/O so they can be unit-tested:
-//! roles and identities, room names and their tenant-scoped internal form.
+//! roles and identities, room names and their tenant-scoped internal form,
+//! event type names.
 
+pub mod event_type;
 pub mod identity;
 pub mod room;
 
