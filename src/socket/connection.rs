@@ -242,7 +242,7 @@ pub async fn refresh<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> 
             "the new token must name the same user (sub) and companyId",
         ));
     }
-    let expires_at = next.expires_at * 1000;
+    let expires_at = next.expires_at_ms();
     // A role change would need different automatic rooms; keep it simple and
     // explicit: the role of a live socket is fixed, reconnect to change it.
     if next.role != current.role {
