@@ -120,7 +120,10 @@ pub async fn authenticate<A: Adapter>(
         crate::metrics::refused(e.code.as_str());
         return Err(e);
     }
-    let rate = crate::limits::TokenBucket::new(config.rate_limit, config.rate_burst);
+    let rate = super::session::Rates {
+        socket: crate::limits::TokenBucket::new(config.rate_limit, config.rate_burst),
+        user: (state.user_rates).bucket(&identity.company_id, &identity.user_id),
+    };
     let (session, worker) =
         Session::new(identity, device_id, auth_offsets(&auth), now_ms(), ip, rate);
     state.workers.spawn(worker.run());
