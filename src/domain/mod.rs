@@ -7,7 +7,7 @@ pub mod identity;
 pub mod room;
 
 pub use identity::{Identity, Role};
-pub use room::{RoomName, internal_room};
+pub use room::{RoomName, internal_room, receive_room, receiving_role};
 
 /// Milliseconds since the Unix epoch, the protocol's `serverTime` unit.
 pub fn now_ms() -> i64 {

@@ -183,6 +183,10 @@ async fn welcome<A: Adapter>(ctx: Ctx<A>) {
             .iter()
             .chain(&extra)
             .map(|r| r.internal(&identity.company_id))
+            .chain([crate::domain::receive_room(
+                &identity.company_id,
+                identity.role,
+            )])
             .collect::<Vec<_>>(),
     );
     let members = replay::replay_on_connect(&ctx, &extra).await;
