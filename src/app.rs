@@ -51,6 +51,7 @@ impl App {
         crate::metrics::install();
         let verifier = JwtVerifier::from_config(&config)?;
         let catalog = Catalog::load(config.catalog_file.as_deref())?;
+        crate::metrics::register_event_types(catalog.type_names());
         let store = store::connect(&config.database_url)
             .await
             .with_context(|| {

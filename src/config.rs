@@ -71,7 +71,13 @@ pub struct Config {
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub jwt_leeway: Duration,
+    /// `JWT_MAX_TTL`: the longest lifetime a token may have (`exp − iat`,
+    /// and `exp − now`); `None` = no limit.
+    pub jwt_max_ttl: Option<Duration>,
     pub api_keys: Vec<String>,
+    /// `API_KEY_FAILURE_LIMIT`: failed API-key attempts per IP (IPv6: per
+    /// /64) per minute before the HTTP API answers 429.
+    pub api_key_failure_limit: u32,
     /// `None` = any origin (development default); `Some(empty)` = same-origin only.
     pub cors_origins: Option<Vec<String>>,
     pub ping_interval: Duration,
@@ -84,6 +90,10 @@ pub struct Config {
     pub document_max_bytes: usize,
     pub rate_limit: f64,
     pub rate_burst: f64,
+    /// `WS_USER_RATE_LIMIT` / `WS_USER_RATE_BURST`: one bucket per user and
+    /// node, shared by all the user's sockets on that node.
+    pub user_rate_limit: f64,
+    pub user_rate_burst: f64,
     pub message_queue_ttl: Duration,
     /// How long a dead node's sockets count as present (`WS_PRESENCE_TTL`).
     /// `WS_PRESENCE`: whether presence (online/offline, `presence:list`) runs.
@@ -140,6 +150,38 @@ impl Vars {
         Ok(Duration::from_secs(self.parse(var, default_s)?))
     }
 
+    /// A duration in seconds (`3600`) or humantime (`1h`); unset = `None`.
+    fn optional_duration(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {
+        let Some(raw) = self.get(var) else {
+            return Ok(None);
+        };
+        let parsed = match raw.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => humantime::parse_duration(raw).map_err(|e| {
+                bad(
+                    var,
+                    format!("`{raw}` is neither seconds nor a duration: {e}"),
+                )
+            })?,
+        };
+        if parsed.is_zero() {
+            return Err(bad(var, "must be greater than 0 (unset it for no limit)"));
+        }
+        Ok(Some(parsed))
+    }
+
+    /// A positive events/s rate.
+    fn rate(&self, var: &'static str, default: f64, min: f64) -> Result<f64, ConfigError> {
+        let rate: f64 = self.parse(var, default)?;
+        if !(rate.is_finite() && rate >= min && rate > 0.0) {
+            return Err(bad(
+                var,
+                format!("must be a number of events/s, at least {min}"),
+            ));
+        }
+        Ok(rate)
+    }
+
     fn list(&self, var: &'static str) -> Option<Vec<String>> {
         self.get(var).map(|raw| {
             raw.split(',')
@@ -186,6 +228,9 @@ impl Config {
         if !(rate_burst.is_finite() && rate_burst >= 1.0) {
             return Err(bad("WS_RATE_BURST", "must be at least 1"));
         }
+        // A user's sockets together: three sockets' worth by default.
+        let user_rate_limit = v.rate("WS_USER_RATE_LIMIT", rate_limit * 3.0, 0.0)?;
+        let user_rate_burst = v.rate("WS_USER_RATE_BURST", user_rate_limit * 2.0, 1.0)?;
         let max_payload: usize = v.parse("WS_MAX_PAYLOAD", 65_536)?;
         if max_payload < 1024 {
             return Err(bad("WS_MAX_PAYLOAD", "must be at least 1024 bytes"));
@@ -222,7 +267,12 @@ impl Config {
             jwt_issuer: v.get("JWT_ISSUER").map(str::to_string),
             jwt_audience: v.get("JWT_AUDIENCE").map(str::to_string),
             jwt_leeway: v.seconds("JWT_LEEWAY", 30)?,
+            jwt_max_ttl: v.optional_duration("JWT_MAX_TTL")?,
             api_keys: v.list("API_KEYS").unwrap_or_default(),
+            api_key_failure_limit: match v.parse("API_KEY_FAILURE_LIMIT", 10u32)? {
+                0 => return Err(bad("API_KEY_FAILURE_LIMIT", "must be at least 1")),
+                n => n,
+            },
             cors_origins,
             ping_interval: v.millis("WS_PING_INTERVAL", 25_000)?,
             ping_timeout: v.millis("WS_PING_TIMEOUT", 20_000)?,
@@ -233,6 +283,8 @@ impl Config {
             document_max_bytes,
             rate_limit,
             rate_burst,
+            user_rate_limit,
+            user_rate_burst,
             message_queue_ttl: v.seconds("WS_MESSAGE_QUEUE_TTL", 86_400)?,
             presence: match v.get("WS_PRESENCE").unwrap_or("on") {
                 "on" | "true" => true,
@@ -346,9 +398,26 @@ mod tests {
             ("HOST", "nowhere"),
             ("WS_MAX_PAYLOAD", "10"),
             ("DOCUMENT_MAX_BYTES", "100"),
+            ("JWT_MAX_TTL", "0"),
+            ("JWT_MAX_TTL", "soon"),
+            ("WS_USER_RATE_LIMIT", "0"),
+            ("WS_USER_RATE_BURST", "0.5"),
+            ("API_KEY_FAILURE_LIMIT", "0"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn token_lifetime_and_user_rate() {
+        let c = cfg(&[("WS_RATE_LIMIT", "10")]).expect("valid");
+        assert_eq!(c.jwt_max_ttl, None);
+        assert_eq!((c.user_rate_limit, c.user_rate_burst), (30.0, 60.0));
+        assert_eq!(c.api_key_failure_limit, 10);
+        for (raw, secs) in [("3600", 3600), ("1h", 3600), ("90m", 5400)] {
+            let c = cfg(&[("JWT_MAX_TTL", raw)]).expect("valid");
+            assert_eq!(c.jwt_max_ttl, Some(Duration::from_secs(secs)), "{raw}");
         }
     }
 

@@ -87,6 +87,9 @@ pub struct AppError {
     pub code: Code,
     pub message: String,
     pub details: Option<Value>,
+    /// Seconds after which a refused request may be retried (HTTP
+    /// `Retry-After`), for throttles that know it.
+    pub retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -95,7 +98,13 @@ impl AppError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -137,11 +146,17 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.code.http_status(),
             Json(json!({ "error": self.body() })),
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

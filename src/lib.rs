@@ -13,6 +13,7 @@
 //! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
 //! - [`http`]: health, event API, telemetry ingest.
 //! - [`limits`]: connection limits per node and per IP, per-socket rate limits.
+//! - [`throttle`]: limits across connections: per-user event rate, failed API-key attempts per IP.
 //! - [`metrics`]: Prometheus metrics, named in one place.
 //! - [`store`]: the storage interface with its PostgreSQL and SQLite implementations.
 //! - [`cluster`]: the Redis adapter wiring, Redis health and the self-probe, the durable bus.
@@ -37,6 +38,7 @@ pub mod replay;
 pub mod socket;
 pub mod state;
 pub mod store;
+pub mod throttle;
 
 pub use app::App;
 pub use config::Config;

@@ -3,14 +3,36 @@
 //! One recorder per process (the `metrics` facade is global); every
 //! counter is recorded through the functions here so names and labels live
 //! in one place. Labels are bounded: event types that are not routes or
-//! catalog entries are recorded as `unknown`.
+//! catalog entries are recorded as `unknown` (a catalog that allows unknown
+//! types would otherwise let clients create a time series per name).
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{OnceLock, RwLock};
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Event types that may be metric labels: the catalog entries (of every app
+/// in this process, which is one outside tests).
+static KNOWN_TYPES: RwLock<BTreeSet<String>> = RwLock::new(BTreeSet::new());
+
+/// Registers the catalog's type names as label values.
+pub fn register_event_types<'a>(names: impl Iterator<Item = &'a str>) {
+    let mut known = KNOWN_TYPES.write().unwrap_or_else(|e| e.into_inner());
+    known.extend(names.map(str::to_string));
+}
+
+/// The label of an event type: its name if the catalog has it, else `unknown`.
+fn type_label(event_type: &str) -> String {
+    let known = KNOWN_TYPES.read().unwrap_or_else(|e| e.into_inner());
+    if known.contains(event_type) {
+        event_type.to_string()
+    } else {
+        "unknown".to_string()
+    }
+}
 
 /// Installs the recorder once; later calls (tests with several apps in one
 /// process) share it.
@@ -65,7 +87,7 @@ pub fn message(event_type: &str, direction: &'static str) {
 }
 
 pub fn messages_out(event_type: &str, n: u64) {
-    counter!("websocket_messages_total", "type" => event_type.to_string(), "direction" => "out")
+    counter!("websocket_messages_total", "type" => type_label(event_type), "direction" => "out")
         .increment(n);
 }
 

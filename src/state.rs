@@ -21,6 +21,7 @@ use crate::presence::Presence;
 use crate::replay::DurableHub;
 use crate::socket::broadcast::Hub;
 use crate::store::Store;
+use crate::throttle::{KeyFailures, UserRates};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -44,6 +45,10 @@ pub struct Inner {
     pub workers: TaskTracker,
     pub conflator: Arc<Conflator>,
     pub limits: ConnectionLimits,
+    /// One event-rate bucket per user on this node (`WS_USER_RATE_LIMIT`).
+    pub user_rates: UserRates,
+    /// Failed API-key attempts per client address (`API_KEY_FAILURE_LIMIT`).
+    pub key_failures: KeyFailures,
     /// This node's presence registrations and typing states (SPEC §7).
     pub presence: Presence,
     /// Set once the Socket.IO instance exists (it is built after the state).
@@ -62,6 +67,8 @@ impl AppState {
         let durable = DurableHub::new(store.clone(), catalog.clone());
         let presence = Presence::new(&config);
         let appender = crate::store::batch::Appender::new(store.clone());
+        let user_rates = UserRates::new(config.user_rate_limit, config.user_rate_burst);
+        let key_failures = KeyFailures::new(config.api_key_failure_limit);
         Self(Arc::new(Inner {
             config,
             verifier,
@@ -76,6 +83,8 @@ impl AppState {
             workers: TaskTracker::new(),
             conflator: Arc::new(Conflator::default()),
             limits: ConnectionLimits::default(),
+            user_rates,
+            key_failures,
             presence,
             hub: OnceLock::new(),
         }))

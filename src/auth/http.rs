@@ -1,6 +1,10 @@
-//! API-key authentication for the server-to-server HTTP API.
+//! API-key authentication for the server-to-server HTTP API, with failed
+//! attempts throttled per client address ([`crate::throttle::api_keys`]).
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 
 use crate::error::{AppError, Code};
@@ -13,6 +17,21 @@ impl FromRequestParts<AppState> for ApiKey {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let now = Instant::now();
+        // Checked before the key: a blocked address learns nothing, even
+        // from a valid key.
+        if let Some(wait) = ip.and_then(|ip| state.key_failures.blocked(ip, now)) {
+            crate::metrics::refused(Code::RateLimited.as_str());
+            return Err(AppError::new(
+                Code::RateLimited,
+                "too many failed API-key attempts from this address; retry later",
+            )
+            .with_retry_after(wait.as_secs_f64().ceil() as u64));
+        }
         let presented = parts
             .headers
             .get(http::header::AUTHORIZATION)
@@ -25,24 +44,46 @@ impl FromRequestParts<AppState> for ApiKey {
                     "send an API key as Authorization: Bearer <key>",
                 )
             })?;
-        // Compare every key fully so timing does not reveal a matching prefix.
+        // Every key is compared fully, so timing does not reveal which key
+        // or how much of one matched.
         let ok = state.config.api_keys.iter().fold(false, |found, key| {
             found | constant_time_eq(key.as_bytes(), presented.as_bytes())
         });
         if ok {
-            Ok(ApiKey)
-        } else {
-            Err(AppError::new(
-                Code::Unauthorized,
-                "the API key is not valid",
-            ))
+            return Ok(ApiKey);
         }
+        if let Some(ip) = ip {
+            state.key_failures.failed(ip, now);
+        }
+        Err(AppError::new(
+            Code::Unauthorized,
+            "the API key is not valid",
+        ))
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// Compares in time that depends only on the length of `key` (the
+/// configured one), never on where `presented` first differs or how long it is.
+fn constant_time_eq(key: &[u8], presented: &[u8]) -> bool {
+    let mut diff = u8::from(key.len() != presented.len());
+    for (i, k) in key.iter().enumerate() {
+        diff |= k ^ presented.get(i).copied().unwrap_or(!k);
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn equal_only_when_identical() {
+        assert!(constant_time_eq(b"secret-key", b"secret-key"));
+        assert!(!constant_time_eq(b"secret-key", b"secret-kez"));
+        assert!(!constant_time_eq(b"secret-key", b"secret-key-longer"));
+        assert!(!constant_time_eq(b"secret-key", b"secret"));
+        assert!(!constant_time_eq(b"secret-key", b""));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

@@ -6,9 +6,9 @@
 //! (an HS256 token "signed" with a public key's PEM text).
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 
+use super::claims::RawClaims;
 use crate::config::{Config, JwtKeySource};
 use crate::domain::{Identity, Role, identity::valid_id, now_ms};
 use crate::error::{AppError, Code};
@@ -27,19 +27,8 @@ pub enum KeyError {
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
-}
-
-/// Claims as they arrive; normalised into an [`Identity`] by [`JwtVerifier::verify`].
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawClaims {
-    sub: Option<Value>,
-    user_id: Option<Value>,
-    company_id: Option<Value>,
-    role: Option<String>,
-    #[serde(default)]
-    permissions: Option<Vec<String>>,
-    exp: i64,
+    /// `JWT_MAX_TTL`.
+    max_ttl: Option<std::time::Duration>,
 }
 
 impl JwtVerifier {
@@ -66,15 +55,26 @@ impl JwtVerifier {
         let mut validation = Validation::new(alg);
         validation.leeway = config.jwt_leeway.as_secs();
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // jsonwebtoken checks `iss`/`aud` only when present: configured, they
+        // must also be required, or a token without them would pass.
+        let mut required = vec!["exp"];
         match &config.jwt_audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &config.jwt_issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
-        Ok(Self { key, validation })
+        validation.set_required_spec_claims(&required);
+        Ok(Self {
+            key,
+            validation,
+            max_ttl: config.jwt_max_ttl,
+        })
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -90,7 +90,10 @@ impl JwtVerifier {
     pub fn verify(&self, token: &str) -> Result<Identity, AppError> {
         let data = jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation)
             .map_err(token_error)?;
-        identity_from(data.claims)
+        let leeway = std::time::Duration::from_secs(self.validation.leeway);
+        data.claims
+            .check_lifetime(self.max_ttl, leeway, now_ms() / 1000)?;
+        data.claims.identity()
     }
 }
 
@@ -105,43 +108,16 @@ fn token_error(e: jsonwebtoken::errors::Error) -> AppError {
         ErrorKind::InvalidIssuer => "issuer (iss) is not accepted",
         ErrorKind::InvalidAudience => "audience (aud) is not accepted",
         ErrorKind::MissingRequiredClaim(c) if c == "exp" => "token has no expiry (exp)",
+        ErrorKind::MissingRequiredClaim(c) if c == "iss" => {
+            "no issuer (iss); this server requires one"
+        }
+        ErrorKind::MissingRequiredClaim(c) if c == "aud" => {
+            "no audience (aud); this server requires one"
+        }
         ErrorKind::Json(_) => "claims are missing or of the wrong type (exp must be a number)",
         _ => "token is malformed",
     };
     AppError::new(Code::InvalidToken, format!("invalid token: {why}"))
-}
-
-fn id_claim(v: Option<Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn identity_from(c: RawClaims) -> Result<Identity, AppError> {
-    let invalid = |why: &str| AppError::new(Code::InvalidToken, format!("invalid token: {why}"));
-    let user_id = id_claim(c.sub)
-        .or_else(|| id_claim(c.user_id))
-        .ok_or_else(|| invalid("missing sub (user id)"))?;
-    let company_id = id_claim(c.company_id).ok_or_else(|| invalid("missing companyId"))?;
-    if !valid_id(&user_id) || !valid_id(&company_id) {
-        return Err(invalid(
-            "sub and companyId must be 1-64 characters of letters, digits, _ . @ -",
-        ));
-    }
-    let role = c
-        .role
-        .as_deref()
-        .and_then(Role::parse)
-        .ok_or_else(|| invalid("role must be operator, supervisor, manager or admin"))?;
-    Ok(Identity {
-        user_id,
-        company_id,
-        role,
-        permissions: c.permissions.unwrap_or_default(),
-        expires_at: c.exp,
-    })
 }
 
 #[derive(Serialize)]
@@ -333,6 +309,44 @@ mod tests {
             v.verify(&base("idp", "other")).unwrap_err().code,
             Code::InvalidToken
         );
+        // Configured claims are required, not only checked when present.
+        for (claims, why) in [
+            (
+                serde_json::json!({"sub":"u","companyId":"c","role":"admin","exp":now+60,"aud":"switchyard"}),
+                "no issuer (iss)",
+            ),
+            (
+                serde_json::json!({"sub":"u","companyId":"c","role":"admin","exp":now+60,"iss":"idp"}),
+                "no audience (aud)",
+            ),
+        ] {
+            let err = v.verify(&sign(claims, SECRET)).unwrap_err();
+            assert_eq!(err.code, Code::InvalidToken);
+            assert!(err.message.contains(why), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn max_ttl_refuses_long_lived_tokens() {
+        let v = JwtVerifier::from_config(&config(&[("JWT_MAX_TTL", "1h")])).unwrap();
+        let now = now_ms() / 1000;
+        let token = |iat: i64, exp: i64| {
+            sign(
+                serde_json::json!({"sub":"u","companyId":"c","role":"admin","iat":iat,"exp":exp}),
+                SECRET,
+            )
+        };
+        assert!(v.verify(&token(now, now + 3600)).is_ok());
+        let err = v.verify(&token(now, now + 3 * 3600)).unwrap_err();
+        assert_eq!(err.code, Code::InvalidToken);
+        assert!(err.message.contains("JWT_MAX_TTL"), "{}", err.message);
+        let forever = sign(
+            serde_json::json!({"sub":"u","companyId":"c","role":"admin","exp":u64::MAX}),
+            SECRET,
+        );
+        assert_eq!(v.verify(&forever).unwrap_err().code, Code::InvalidToken);
+        let unlimited = JwtVerifier::from_config(&config(&[])).unwrap();
+        assert_eq!(unlimited.verify(&forever).unwrap().expires_at, i64::MAX);
     }
 
     #[test]

@@ -13,9 +13,10 @@ mod spec;
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::domain::Role;
+use crate::domain::event_type::{self, Shown};
 use crate::error::{AppError, Code};
 
 pub use spec::{CatalogError, Conflate, DocumentSpec, EventSpec, Priority, RoleSet};
@@ -60,6 +61,8 @@ impl Catalog {
             self.allow_unknown = allow;
         }
         for (name, entry) in file.events {
+            event_type::check(&name)
+                .map_err(|e| CatalogError::new(format!("events.{name}"), e.to_string()))?;
             let spec = EventSpec::compile(&name, entry)?;
             self.events.insert(name, spec);
         }
@@ -76,16 +79,41 @@ impl Catalog {
         Ok(())
     }
 
-    /// The spec of an event type, or `UNKNOWN_EVENT`.
+    /// The spec of an event type: `VALIDATION_FAILED` for a name that breaks
+    /// the grammar or is reserved (even when unknown types are allowed: such
+    /// an event would break the clients that receive it), else the catalog
+    /// entry, else `UNKNOWN_EVENT` unless the catalog allows unknown types.
     pub fn event(&self, event_type: &str) -> Result<&EventSpec, AppError> {
-        match self.events.get(event_type) {
-            Some(spec) => Ok(spec),
-            None if self.allow_unknown => Ok(&self.unknown),
-            None => Err(AppError::new(
-                Code::UnknownEvent,
-                format!("`{event_type}` is not in the event catalog"),
-            )),
+        if let Some(spec) = self.events.get(event_type) {
+            return Ok(spec);
         }
+        if let Err(e) = event_type::check(event_type) {
+            return Err(AppError::new(Code::ValidationFailed, e.to_string())
+                .with_details(json!({ "field": "type", "reason": e.reason() })));
+        }
+        if self.allow_unknown {
+            return Ok(&self.unknown);
+        }
+        Err(AppError::new(
+            Code::UnknownEvent,
+            format!("`{}` is not in the event catalog", Shown(event_type)),
+        ))
+    }
+
+    /// Roles that receive a stored event of this type. None for a name that
+    /// may not be sent to clients (stored before names were checked), so a
+    /// replay never hands a client an event that breaks it.
+    pub fn receive_roles(&self, event_type: &str) -> RoleSet {
+        match self.event(event_type) {
+            Ok(spec) => spec.receive,
+            Err(e) if e.code == Code::ValidationFailed => RoleSet::NONE,
+            Err(_) => RoleSet::ALL,
+        }
+    }
+
+    /// The catalog's type names (bounded), for metric labels.
+    pub fn type_names(&self) -> impl Iterator<Item = &str> {
+        self.events.keys().map(String::as_str)
     }
 
     pub fn len(&self) -> usize {

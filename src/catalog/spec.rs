@@ -57,6 +57,8 @@ pub struct RoleSet(u8);
 
 impl RoleSet {
     pub const ALL: RoleSet = RoleSet(0b1111);
+    /// Nobody, not even admins: for events that may not be sent at all.
+    pub const NONE: RoleSet = RoleSet(0);
 
     fn bit(role: Role) -> u8 {
         1 << (role as u8)

@@ -49,9 +49,18 @@ pub struct Identity {
     pub expires_at: i64,
 }
 
+/// The largest time a JavaScript `Date` can hold (ms since the epoch).
+pub const MAX_JS_DATE_MS: i64 = 8_640_000_000_000_000;
+
 impl Identity {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// `exp` in milliseconds for clients, saturated at the largest JavaScript
+    /// `Date` (`exp` may be anything up to "never").
+    pub fn expires_at_ms(&self) -> i64 {
+        self.expires_at.saturating_mul(1000).min(MAX_JS_DATE_MS)
     }
 }
 
@@ -74,6 +83,20 @@ mod tests {
         assert_eq!(Role::parse("manager"), Some(Role::Manager));
         assert_eq!(Role::parse("Manager"), None);
         assert!(Role::Admin > Role::Operator);
+    }
+
+    #[test]
+    fn expiry_in_ms_saturates() {
+        let at = |expires_at| Identity {
+            user_id: "u".into(),
+            company_id: "c".into(),
+            role: Role::Operator,
+            permissions: vec![],
+            expires_at,
+        };
+        assert_eq!(at(1_700_000_000).expires_at_ms(), 1_700_000_000_000);
+        assert_eq!(at(i64::MAX).expires_at_ms(), MAX_JS_DATE_MS);
+        assert_eq!(at(i64::MAX / 1000 + 1).expires_at_ms(), MAX_JS_DATE_MS);
     }
 
     #[test]

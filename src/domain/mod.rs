@@ -1,11 +1,15 @@
 //! Pure domain types and rules, free of I/O so they can be unit-tested:
-//! roles and identities, room names and their tenant-scoped internal form.
+//! roles and identities, room names and their tenant-scoped internal form,
+//! the target rooms of an event, event type names.
 
+pub mod event_type;
 pub mod identity;
 pub mod room;
+pub mod targets;
 
 pub use identity::{Identity, Role};
-pub use room::{RoomName, internal_room};
+pub use room::{RoomName, internal_room, receive_room, receiving_role};
+pub use targets::Targets;
 
 /// Milliseconds since the Unix epoch, the protocol's `serverTime` unit.
 pub fn now_ms() -> i64 {

@@ -5,6 +5,14 @@
 //! `acme/company`, `acme/user:u1`, `acme/role:operator`. Company ids and
 //! logical names never contain `/` (both are validated), so the mapping is
 //! injective: two companies can never share a socket.io room.
+//!
+//! Receive filtering uses one more room per socket, `{companyId}#receive:{role}`
+//! with the socket's own role ([`receive_room`]). It is not a logical room
+//! (no `/`, so it never shows in room lists) and nobody subscribes to it: a
+//! delivery goes `except` the receive rooms of roles that may not receive the
+//! type. Filtering on the subscribable `role:` rooms instead would hide from
+//! an admin who joined `role:operator` everything operators may not get,
+//! in every room.
 
 use std::fmt;
 
@@ -87,6 +95,20 @@ pub fn internal_room(company_id: &str, logical: &str) -> String {
     format!("{company_id}/{logical}")
 }
 
+/// The receive-filter room of a role; see the module docs.
+pub fn receive_room(company_id: &str, role: Role) -> String {
+    format!("{company_id}#receive:{role}")
+}
+
+/// Whose receive rules apply to a socket in `room`: in a role room
+/// `role:X`, X's (an admin who joined `role:operator` gets there what
+/// operators get), elsewhere the socket's own.
+pub fn receiving_role(room: &str, own: Role) -> Role {
+    room.strip_prefix("role:")
+        .and_then(Role::parse)
+        .unwrap_or(own)
+}
+
 /// Splits an internal name back into `(company, logical)`.
 pub fn split_internal(internal: &str) -> Option<(&str, &str)> {
     internal.split_once('/')
@@ -149,6 +171,18 @@ mod tests {
             assert_eq!(err.code, Code::InvalidRoom, "{bad}");
         }
         assert!(RoomName::parse(&format!("a:{}", "x".repeat(127))).is_err());
+    }
+
+    #[test]
+    fn role_rooms_set_the_receiving_role() {
+        assert_eq!(receiving_role("role:operator", Role::Admin), Role::Operator);
+        assert_eq!(receiving_role("company", Role::Admin), Role::Admin);
+        assert_eq!(
+            receiving_role("order:1", Role::Supervisor),
+            Role::Supervisor
+        );
+        assert_eq!(receiving_role("role:nobody", Role::Admin), Role::Admin);
+        assert_eq!(split_internal(&receive_room("acme", Role::Admin)), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod conflate;
 use serde_json::{Value, json};
 
 use crate::catalog::{EventSpec, Priority, RoleSet};
-use crate::domain::{iso8601, now_ms};
+use crate::domain::{Targets, iso8601, now_ms};
 use crate::error::{AppError, AppResult, Code};
 use crate::replay::LogEvent;
 use crate::socket::broadcast::Delivery;
@@ -40,7 +40,7 @@ pub struct Prepared {
 pub struct Draft<'a> {
     pub company: &'a str,
     pub event_type: &'a str,
-    pub rooms: Vec<String>,
+    pub rooms: Targets,
     pub payload: Value,
     pub priority: Option<Priority>,
     pub source: String,
@@ -80,7 +80,7 @@ pub fn prepare(spec: &EventSpec, draft: Draft<'_>, max_payload: usize) -> AppRes
         id: uuid::Uuid::now_v7().to_string(),
         company: draft.company.to_string(),
         event_type: draft.event_type.to_string(),
-        rooms: draft.rooms,
+        rooms: draft.rooms.into_names(),
         payload: draft.payload,
         priority,
         source: draft.source,
@@ -228,12 +228,13 @@ pub async fn persist(
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
+    use crate::domain::RoomName;
 
     fn draft<'a>(ty: &'a str, payload: Value) -> Draft<'a> {
         Draft {
             company: "acme",
             event_type: ty,
-            rooms: vec!["company".into()],
+            rooms: Targets::one(RoomName::company()),
             payload,
             priority: None,
             source: "test".into(),
@@ -285,7 +286,7 @@ mod tests {
             "order:status_changed",
             json!({"orderId":"1","oldStatus":"a","newStatus":"b","timestamp":"2026-01-01T00:00:00Z"}),
         );
-        d.rooms = vec!["company".into(), "order:1".into()];
+        d.rooms.push(RoomName::parse("order:1").unwrap());
         let p = prepare(spec, d, 65_536).unwrap();
         let a = Appended {
             id: p.id.clone(),

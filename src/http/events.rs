@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::http::ApiKey;
 use crate::catalog::Priority;
 use crate::domain::identity::valid_id;
-use crate::domain::{Role, RoomName, iso8601};
+use crate::domain::{Role, RoomName, Targets, iso8601};
 use crate::error::{AppError, AppResult, Code};
 use crate::events::{self, Draft, Prepared};
 use crate::state::AppState;
@@ -76,11 +76,12 @@ fn str_list(o: &Map<String, Value>, name: &str) -> AppResult<Vec<String>> {
     }
 }
 
-/// The target rooms of an HTTP event: rooms, user rooms, role rooms; none = company.
-fn targets(o: &Map<String, Value>) -> AppResult<Vec<String>> {
-    let mut rooms = Vec::new();
+/// The target rooms of an HTTP event: rooms, user rooms, role rooms, each
+/// once; none = company.
+fn targets(o: &Map<String, Value>) -> AppResult<Targets> {
+    let mut rooms = Targets::default();
     for r in str_list(o, "rooms")? {
-        rooms.push(RoomName::parse(&r)?.as_str().to_string());
+        rooms.push(RoomName::parse(&r)?);
     }
     for u in str_list(o, "users")? {
         if !valid_id(&u) {
@@ -89,17 +90,16 @@ fn targets(o: &Map<String, Value>) -> AppResult<Vec<String>> {
                 format!("`{u}` is not a valid user id"),
             ));
         }
-        rooms.push(RoomName::user(&u).as_str().to_string());
+        rooms.push(RoomName::user(&u));
     }
     for r in str_list(o, "roles")? {
         let role = Role::parse(&r)
             .ok_or_else(|| AppError::new(Code::ValidationFailed, format!("`{r}` is not a role")))?;
-        rooms.push(RoomName::role(role).as_str().to_string());
+        rooms.push(RoomName::role(role));
     }
     if rooms.is_empty() {
-        rooms.push("company".into());
+        rooms.push(RoomName::company());
     }
-    rooms.dedup();
     Ok(rooms)
 }
 
@@ -292,7 +292,9 @@ pub async fn telemetry(
             Draft {
                 company: &company,
                 event_type: "telemetry",
-                rooms: vec![format!("telemetry:{endpoint}")],
+                rooms: Targets::one(
+                    RoomName::parse(&format!("telemetry:{endpoint}")).map_err(index)?,
+                ),
                 payload: Value::Object(payload),
                 priority: None,
                 source: "telemetry".into(),

@@ -1,7 +1,9 @@
 //! Origin check for the Socket.IO endpoint (both transports): stops
 //! cross-site WebSocket hijacking when browsers send cookies. Browsers always
 //! send `Origin` on WebSocket handshakes and cross-origin requests; clients
-//! that send none (native apps, servers) are not browsers and pass.
+//! that send none (native apps, servers) are not browsers and pass, and an
+//! `Origin` naming this server itself is what native WebSocket libraries send
+//! (SPEC §2), so it passes too.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -11,16 +13,67 @@ use crate::error::{AppError, Code};
 use crate::state::AppState;
 
 /// Whether `origin` may use the socket endpoint. `None` = any origin
-/// (development default); an empty list = same origin as `host` only.
+/// (development default). Otherwise an origin naming this server itself
+/// (see [`same_origin`]) is always allowed, because native clients send
+/// exactly that (Socket.IO-Client-Swift's Starscream, python-socketio's
+/// websocket-client, React Native), and listed origins are allowed.
 pub fn allowed(origins: Option<&[String]>, origin: &str, host: Option<&str>) -> bool {
     match origins {
         None => true,
-        Some([]) => {
-            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
+        Some(list) => {
+            host.is_some_and(|h| same_origin(origin, h))
+                || list.iter().any(|o| o.eq_ignore_ascii_case(origin))
         }
-        Some(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
     }
+}
+
+/// `scheme://host[:port]` against a `Host` header: same host (ASCII case
+/// ignored) and same port, the scheme ignored, default ports normalised
+/// (http, ws → 80; https, wss → 443). A `Host` without a port matches an
+/// origin on its scheme's default port (behind a TLS proxy the server cannot
+/// tell 80 from 443).
+pub fn same_origin(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" | "ws" => 80,
+        "https" | "wss" => 443,
+        _ => return false,
+    };
+    let (Some((o_host, o_port)), Some((h_host, h_port))) =
+        (split_authority(authority), split_authority(host))
+    else {
+        return false;
+    };
+    let o_port = o_port.unwrap_or(default_port);
+    o_host.eq_ignore_ascii_case(h_host)
+        && match h_port {
+            Some(port) => port == o_port,
+            None => o_port == default_port,
+        }
+}
+
+/// `host[:port]` or `[v6]:port` → (host, port); `None` if malformed.
+fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let rest = &authority[end + 1..];
+        (&authority[..=end], rest.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) => Some(p.parse().ok()?),
+    };
+    Some((host, port))
 }
 
 /// Copies the parts of a Socket.IO request that live as long as the socket
@@ -47,25 +100,27 @@ pub fn own_request_parts(mut req: Request) -> Request {
 
 pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.uri().path().starts_with("/socket.io")
-        && let Some(origin) = req
-            .headers()
-            .get(http::header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
+        && let Some(raw) = req.headers().get(http::header::ORIGIN)
     {
+        // Browsers serialise origins in ASCII; anything else is not a
+        // browser's and must not slip past the check unread.
+        let Ok(origin) = raw.to_str() else {
+            return refuse("the Origin header is not ASCII text".to_string());
+        };
         let host = req
             .headers()
             .get(http::header::HOST)
             .and_then(|v| v.to_str().ok());
         if !allowed(state.config.cors_origins.as_deref(), origin, host) {
-            crate::metrics::refused(Code::Forbidden.as_str());
-            return AppError::new(
-                Code::Forbidden,
-                format!("origin {origin} is not allowed (CORS_ORIGINS)"),
-            )
-            .into_response();
+            return refuse(format!("origin {origin} is not allowed (CORS_ORIGINS)"));
         }
     }
     next.run(req).await
+}
+
+fn refuse(message: String) -> Response {
+    crate::metrics::refused(Code::Forbidden.as_str());
+    AppError::new(Code::Forbidden, message).into_response()
 }
 
 #[cfg(test)]
@@ -78,16 +133,18 @@ mod tests {
         assert!(allowed(None, "https://evil.example", None));
         assert!(allowed(Some(&list), "https://app.example.com", None));
         assert!(!allowed(Some(&list), "https://evil.example", None));
-        assert!(allowed(
-            Some(&[]),
-            "https://sy.example:3001",
-            Some("sy.example:3001")
-        ));
-        assert!(!allowed(
-            Some(&[]),
-            "https://evil.example",
-            Some("sy.example:3001")
-        ));
+        for origins in [&list[..], &[]] {
+            assert!(allowed(
+                Some(origins),
+                "https://sy.example:3001",
+                Some("sy.example:3001")
+            ));
+            assert!(!allowed(
+                Some(origins),
+                "https://evil.example",
+                Some("sy.example:3001")
+            ));
+        }
         assert!(!allowed(Some(&[]), "https://evil.example", None));
     }
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::catalog::RoleSet;
-use crate::domain::{Role, iso8601};
+use crate::domain::{Role, iso8601, receiving_role};
 use crate::store::CursorKey;
 
 /// A durable event as one room's log holds it.
@@ -258,13 +258,14 @@ impl Member {
     /// role may not receive or what it published itself (the position still
     /// advances). `Err(Full)` leaves the position where it was.
     fn send_next(&self, t: &mut Track, ev: &LogEvent) -> Result<bool, SendFail> {
-        let sent =
-            if !ev.for_role(self.sink.role()) || ev.exclude.as_deref() == Some(&self.sink.id()) {
-                false
-            } else {
-                self.sink.emit(&ev.event_type, &ev.payload, &ev.meta())?;
-                true
-            };
+        let sent = if !ev.for_role(receiving_role(&self.room, self.sink.role()))
+            || ev.exclude.as_deref() == Some(&self.sink.id())
+        {
+            false
+        } else {
+            self.sink.emit(&ev.event_type, &ev.payload, &ev.meta())?;
+            true
+        };
         t.last = ev.offset;
         let now = Instant::now();
         match t.samples.back_mut() {

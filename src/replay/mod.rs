@@ -65,9 +65,7 @@ impl DurableHub {
     }
 
     fn receive_of(&self, event_type: &str) -> RoleSet {
-        self.catalog
-            .event(event_type)
-            .map_or(RoleSet::ALL, |s| s.receive)
+        self.catalog.receive_roles(event_type)
     }
 
     pub fn log_event(&self, company: &str, e: StoredEvent, exclude: Option<String>) -> LogEvent {

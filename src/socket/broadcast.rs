@@ -1,8 +1,10 @@
 //! Delivery of events to rooms, with role filtering and the Redis fallback.
 //!
 //! Role filtering uses socket.io room operators, not a loop over sockets:
-//! a delivery goes `to(room)` `except` the role rooms of roles that may not
-//! receive the type, which every node applies to its own sockets.
+//! a delivery goes `to(room)` `except` the receive rooms
+//! ([`crate::domain::receive_room`]) of roles that may not receive the type,
+//! which every node applies to its own sockets. A delivery to a role room
+//! `role:X` follows X's rules for everyone in it, admins included.
 //!
 //! With Redis down, socketioxide-redis fails the broadcast before delivering
 //! locally; we then deliver to this node's sockets so a node keeps serving
@@ -15,7 +17,7 @@ use socketioxide::operators::BroadcastOperators;
 use socketioxide::{BroadcastError, SocketError, SocketIo, socket::Sid};
 
 use crate::catalog::RoleSet;
-use crate::domain::{Role, internal_room};
+use crate::domain::{Role, internal_room, receive_room, receiving_role};
 
 /// One event for one room.
 #[derive(Debug, Clone)]
@@ -75,7 +77,7 @@ impl<A: Adapter> IoHub<A> {
         let excluded: Vec<String> = Role::ALL
             .into_iter()
             .filter(|r| !d.receive.contains(*r))
-            .map(|r| internal_room(&d.company, &format!("role:{r}")))
+            .map(|r| receive_room(&d.company, r))
             .collect();
         if excluded.is_empty() {
             base
@@ -88,6 +90,11 @@ impl<A: Adapter> IoHub<A> {
 #[async_trait]
 impl<A: Adapter> Hub for IoHub<A> {
     async fn deliver(&self, d: &Delivery) {
+        // In `role:X` everyone receives what X receives (see the module
+        // docs); elsewhere admins receive everything.
+        if !d.receive.contains(receiving_role(&d.room, Role::Admin)) {
+            return;
+        }
         crate::metrics::messages_out(&d.event_type, 1);
         send(
             || self.operators(d),

@@ -120,7 +120,10 @@ pub async fn authenticate<A: Adapter>(
         crate::metrics::refused(e.code.as_str());
         return Err(e);
     }
-    let rate = crate::limits::TokenBucket::new(config.rate_limit, config.rate_burst);
+    let rate = super::session::Rates {
+        socket: crate::limits::TokenBucket::new(config.rate_limit, config.rate_burst),
+        user: (state.user_rates).bucket(&identity.company_id, &identity.user_id),
+    };
     let (session, worker) =
         Session::new(identity, device_id, auth_offsets(&auth), now_ms(), ip, rate);
     state.workers.spawn(worker.run());
@@ -180,6 +183,10 @@ async fn welcome<A: Adapter>(ctx: Ctx<A>) {
             .iter()
             .chain(&extra)
             .map(|r| r.internal(&identity.company_id))
+            .chain([crate::domain::receive_room(
+                &identity.company_id,
+                identity.role,
+            )])
             .collect::<Vec<_>>(),
     );
     let members = replay::replay_on_connect(&ctx, &extra).await;
@@ -242,7 +249,7 @@ pub async fn refresh<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> 
             "the new token must name the same user (sub) and companyId",
         ));
     }
-    let expires_at = next.expires_at * 1000;
+    let expires_at = next.expires_at_ms();
     // A role change would need different automatic rooms; keep it simple and
     // explicit: the role of a live socket is fixed, reconnect to change it.
     if next.role != current.role {

@@ -15,10 +15,9 @@ use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::{FromMessageParts, MessageHandler, Value as RawValue};
 use socketioxide::socket::Socket;
 
-use super::session::Session;
+use super::session::{RateRefusal, Session};
 use super::{Ctx, route};
 use crate::error::{AppError, Code};
-use crate::limits::Admission;
 use crate::state::AppState;
 
 #[derive(Clone)]
@@ -67,27 +66,9 @@ impl<A: Adapter> MessageHandler<A, Ordered> for OrderedDispatch {
             );
             return;
         }
-        match self.session.admit() {
-            Admission::Allowed => {}
-            verdict => {
-                crate::metrics::rate_limited();
-                crate::metrics::refused(Code::RateLimited.as_str());
-                let _ = ack.send(
-                    &AppError::new(
-                        Code::RateLimited,
-                        format!(
-                            "more than {} events/s on this connection; slow down",
-                            self.state.config.rate_limit
-                        ),
-                    )
-                    .ack(),
-                );
-                if verdict == Admission::Abusive {
-                    tracing::warn!(sid = %socket.id, "sustained rate-limit abuse: disconnecting");
-                    let _ = socket.disconnect();
-                }
-                return;
-            }
+        if let Err(refusal) = self.session.admit() {
+            refuse_rate(&self.state, &socket, ack, refusal);
+            return;
         }
         // Binary attachments become a clean refusal; an event without
         // arguments (`ping`, `rooms`) is an empty object.
@@ -130,6 +111,33 @@ impl<A: Adapter> MessageHandler<A, Ordered> for OrderedDispatch {
             let _ = ack.send(&reply);
         });
         slot.send(job);
+    }
+}
+
+/// Answers an event a rate limit refused; drops a socket that keeps going.
+fn refuse_rate<A: Adapter>(
+    state: &AppState,
+    socket: &SocketRef<A>,
+    ack: AckSender<A>,
+    refusal: RateRefusal,
+) {
+    crate::metrics::rate_limited();
+    crate::metrics::refused(Code::RateLimited.as_str());
+    let message = if refusal.per_user {
+        format!(
+            "more than {} events/s from your user across its connections; slow down",
+            state.config.user_rate_limit
+        )
+    } else {
+        format!(
+            "more than {} events/s on this connection; slow down",
+            state.config.rate_limit
+        )
+    };
+    let _ = ack.send(&AppError::new(Code::RateLimited, message).ack());
+    if refusal.abusive {
+        tracing::warn!(sid = %socket.id, "sustained rate-limit abuse: disconnecting");
+        let _ = socket.clone().disconnect();
     }
 }
 

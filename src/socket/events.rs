@@ -5,7 +5,7 @@ use socketioxide::adapter::Adapter;
 
 use super::Ctx;
 use crate::catalog::Priority;
-use crate::domain::RoomName;
+use crate::domain::{RoomName, Targets};
 use crate::error::{AppError, AppResult, Code};
 use crate::events::{self, Draft};
 use crate::socket::rooms::authorize;
@@ -66,7 +66,7 @@ pub async fn publish<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> 
         Draft {
             company: &identity.company_id,
             event_type,
-            rooms: vec![room.as_str().to_string()],
+            rooms: Targets::one(room),
             payload,
             priority,
             source: "socket".into(),

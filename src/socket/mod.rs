@@ -42,11 +42,16 @@ impl<A: Adapter> Ctx<A> {
     }
 }
 
+/// The name under which socket.io v2 clients reach `ping`.
+pub const PING_ALIAS: &str = "server:ping";
+
 /// Routes one client event to its handler.
 async fn route<A: Adapter>(ctx: &Ctx<A>, event: &str, data: Value) -> AppResult<Value> {
     let data = dispatch::object_or_empty(data);
     match event {
-        "ping" => Ok(json!({ "pong": true, "serverTime": now_ms() })),
+        // socket.io-client v2 cannot emit `ping` (it reserves the name), so
+        // `server:ping` answers the same.
+        "ping" | PING_ALIAS => Ok(json!({ "pong": true, "serverTime": now_ms() })),
         "subscribe" => rooms::subscribe(ctx, data).await,
         "unsubscribe" => rooms::unsubscribe(ctx, data).await,
         "rooms" => Ok(rooms::list(ctx)),
@@ -69,8 +74,9 @@ async fn route<A: Adapter>(ctx: &Ctx<A>, event: &str, data: Value) -> AppResult<
 
 /// A bounded label for metrics: the route name, or `unknown`.
 pub fn route_label(event: &str) -> &str {
-    const ROUTES: [&str; 11] = [
+    const ROUTES: [&str; 12] = [
         "ping",
+        PING_ALIAS,
         "subscribe",
         "unsubscribe",
         "rooms",

@@ -17,8 +17,25 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::Identity;
 use crate::limits::{Admission, TokenBucket};
 use crate::replay::Member;
+use crate::throttle::users::{self, UserBucket};
 
 pub type Job = BoxFuture<'static, ()>;
+
+/// The buckets an incoming event draws from: the socket's own and the one
+/// its user shares with its other sockets on this node.
+pub struct Rates {
+    pub socket: TokenBucket,
+    pub user: UserBucket,
+}
+
+/// An event refused by a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateRefusal {
+    /// The user's shared bucket refused, not the socket's own.
+    pub per_user: bool,
+    /// Refused so often for so long that the socket should be dropped.
+    pub abusive: bool,
+}
 
 /// How many events a socket may have waiting; beyond that it is refused with
 /// RATE_LIMITED rather than buffered without bound.
@@ -39,6 +56,7 @@ pub struct Session {
     pub refreshed: Notify,
     start: Mutex<Option<oneshot::Sender<()>>>,
     rate: Mutex<TokenBucket>,
+    user_rate: UserBucket,
     /// This socket's positions in durable feeds, by logical room.
     members: Mutex<HashMap<String, Arc<Member>>>,
 }
@@ -52,7 +70,7 @@ impl Session {
         offsets: HashMap<String, i64>,
         connected_at: i64,
         ip: Option<std::net::IpAddr>,
-        rate: TokenBucket,
+        rate: Rates,
     ) -> (Arc<Self>, Worker) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (start_tx, start_rx) = oneshot::channel();
@@ -68,7 +86,8 @@ impl Session {
             refreshed: Notify::new(),
             start: Mutex::new(Some(start_tx)),
             members: Mutex::new(HashMap::new()),
-            rate: Mutex::new(rate),
+            rate: Mutex::new(rate.socket),
+            user_rate: rate.user,
         });
         (
             session,
@@ -117,9 +136,21 @@ impl Session {
         self.members().drain().map(|(_, m)| m).collect()
     }
 
-    /// Takes a token for one incoming event.
-    pub fn admit(&self) -> Admission {
-        self.rate.lock().unwrap_or_else(|e| e.into_inner()).admit()
+    /// Takes a token for one incoming event from the socket's bucket, then
+    /// from its user's.
+    pub fn admit(&self) -> Result<(), RateRefusal> {
+        let own = self.rate.lock().unwrap_or_else(|e| e.into_inner()).admit();
+        let (verdict, per_user) = match own {
+            Admission::Allowed => (users::admit(&self.user_rate), true),
+            refused => (refused, false),
+        };
+        match verdict {
+            Admission::Allowed => Ok(()),
+            v => Err(RateRefusal {
+                per_user,
+                abusive: v == Admission::Abusive,
+            }),
+        }
     }
 
     /// A place in the queue, or `None` when it is full or closed.

@@ -29,6 +29,7 @@ SERVER_VARS = [
     "HOST", "PORT", "DATABASE_URL", "REDIS_URL", "REDIS_PREFIX", "NODE_ID", "JWT_SECRET",
     "JWT_PUBLIC_KEY_FILE", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_LEEWAY", "API_KEYS", "CORS_ORIGINS",
     "WS_MAX_SUBSCRIPTIONS", "LOG_FORMAT", "RUST_LOG", "SWITCHYARD_ENV", "CATALOG_FILE",
+    "JWT_MAX_TTL", "API_KEY_FAILURE_LIMIT", "WS_USER_RATE_LIMIT", "WS_USER_RATE_BURST",
 ]
 
 
@@ -205,3 +206,25 @@ def test_bad_token_is_refused_with_invalid_token(server, client):
     message = data.get("message") if isinstance(data, dict) else data
     assert isinstance(message, str) and message.startswith("INVALID_TOKEN: "), f"connect_error: {data!r}"
     assert client.session is None
+
+
+@pytest.fixture(scope="module")
+def cors_server():
+    srv = Server({"CORS_ORIGINS": "https://floor.example"})
+    srv.wait_live()
+    yield srv
+    srv.stop()
+
+
+def test_websocket_transport_with_cors_origins_set(cors_server):
+    """websocket-client sends `Origin: http://host:port` (the server's own
+    origin); with CORS_ORIGINS listing only browser origins it must connect."""
+    c = Client()
+    try:
+        c.connect(cors_server.url, mint(sub="py-native", company_id="acme", role="operator"))
+        assert c.session_event.wait(5), f"no session event within 5 s\n{cors_server.logs()}"
+        assert c.sio.transport() == "websocket"
+        assert c.session["userId"] == "py-native"
+        assert c.sio.call("ping", {}, timeout=5)["pong"] is True
+    finally:
+        c.close()
