@@ -96,6 +96,7 @@ pub async fn authenticate<A: Adapter>(
                 crate::metrics::auth_failure(e.code.as_str());
             }
             crate::metrics::refused(e.code.as_str());
+            close_refused(&s);
             return Err(e);
         }
     };
@@ -118,8 +119,10 @@ pub async fn authenticate<A: Adapter>(
     ) {
         tracing::debug!(?ip, "connection refused: {e}");
         crate::metrics::refused(e.code.as_str());
+        close_refused(&s);
         return Err(e);
     }
+    super::pending::authenticated(s.req_parts());
     let rate = crate::limits::TokenBucket::new(config.rate_limit, config.rate_burst);
     let (session, worker) =
         Session::new(identity, device_id, auth_offsets(&auth), now_ms(), ip, rate);
@@ -137,6 +140,12 @@ pub async fn authenticate<A: Adapter>(
     state.connections.fetch_add(1, Ordering::AcqRel);
     crate::metrics::connection_opened();
     Ok(())
+}
+
+/// A refused connection is closed (after its CONNECT_ERROR went out) rather
+/// than left open: socketioxide would keep it, forever for EIO=3.
+fn close_refused<A: Adapter>(s: &SocketRef<A>) {
+    super::pending::close_refused(s.req_parts(), s.id, s.transport_type(), s.protocol());
 }
 
 fn check<A: Adapter>(s: &SocketRef<A>, state: &AppState, auth: &Value) -> AppResult<Identity> {
