@@ -12,6 +12,7 @@ pub mod events;
 pub mod pending;
 pub mod presence;
 pub mod replay;
+pub mod resume;
 pub mod rooms;
 pub mod session;
 
