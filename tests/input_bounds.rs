@@ -212,3 +212,20 @@ async fn nul_characters_are_refused_before_the_database_on_both_backends() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn object_keys_written_with_escapes_are_read() {
+    // socketioxide's reader loses an event's whole argument when an object key
+    // holds an escape sequence; JSON.stringify writes one for `"` and `\`.
+    let app = common::spawn_app(&common::sqlite_url(), &[]).await;
+    let token = app.token("s1", "acme", Role::Supervisor);
+    let mut s = Client::with_token(&app.url(), &token).await;
+    s.expect("session").await;
+    s.send_raw(
+        r#"427["document:update",{"type":"checklist","id":"q","baseVersion":0,"changes":{"say \"hi\"":1}}]"#,
+    );
+    let ack = s.ack(7).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["document"]["data"], json!({ "say \"hi\"": 1 }));
+    app.stop().await;
+}

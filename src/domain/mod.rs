@@ -1,8 +1,10 @@
 //! Pure domain types and rules, free of I/O so they can be unit-tested:
-//! roles and identities, room names and their tenant-scoped internal form.
+//! roles and identities, room names and their tenant-scoped internal form,
+//! text the database can store.
 
 pub mod identity;
 pub mod room;
+pub mod text;
 
 pub use identity::{Identity, Role};
 pub use room::{RoomName, internal_room};
