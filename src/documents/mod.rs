@@ -11,6 +11,7 @@
 //! to committing the next one, so the merge always runs against the latest
 //! state and every version number is used once, on any number of nodes.
 
+pub mod compact;
 pub mod lww;
 pub mod request;
 pub mod view;
@@ -131,14 +132,16 @@ pub async fn update(
     if let Some(first) = lock.first_result() {
         // Dropping the lock rolls back: a retry writes nothing.
         return Ok(Updated {
-            result: first.clone(),
+            result: view::retry(doc, first, lock.current()),
             updated: None,
             conflict: None,
             duplicate: true,
         });
     }
     let plan = plan(state, doc, lock.current(), writer.author, req)?;
-    lock.commit(plan.write.as_ref(), &plan.result)
+    // A retry needs the outcome, not a copy of the document (see view::retry).
+    let record = view::mutation_record(&plan.result);
+    lock.commit(plan.write.as_ref(), &record)
         .await
         .map_err(store_error)?;
     Ok(Updated {
@@ -165,6 +168,7 @@ fn plan(
     req: &UpdateRequest,
 ) -> AppResult<Plan> {
     let now = now_ms();
+    check_update(state, current, req)?;
     let merged = lww::merge(
         current,
         &lww::Update {
@@ -176,14 +180,19 @@ fn plan(
         },
     )
     .map_err(future_base)?;
-    let write = (!merged.changes.is_empty()).then(|| DocumentWrite {
-        version: merged.version,
-        data: merged.data,
-        fields: merged.fields,
-        changes: merged.changes,
-        updated_by: author.to_string(),
-        edited_at: merged.edited_at,
-        updated_at: now,
+    let write = (!merged.changes.is_empty()).then(|| {
+        let mut fields = merged.fields;
+        let dropped = compact::compact(&merged.data, &mut fields, now, limits(state));
+        DocumentWrite {
+            version: merged.version,
+            data: merged.data,
+            fields,
+            changes: merged.changes,
+            updated_by: author.to_string(),
+            edited_at: merged.edited_at,
+            updated_at: now,
+            compacted_version: current.compacted_version.max(dropped),
+        }
     });
     let after = match &write {
         Some(w) => {
@@ -236,18 +245,71 @@ fn written(current: &StoredDocument, w: &DocumentWrite) -> StoredDocument {
         },
         updated_at: w.updated_at,
         updated_by: w.updated_by.clone(),
+        compacted_version: w.compacted_version,
     }
 }
 
-/// The merged document must fit `DOCUMENT_MAX_BYTES` (checked first, as
-/// sizes are everywhere) and its type's schema.
+fn limits(state: &AppState) -> compact::Limits {
+    compact::Limits {
+        max_fields: state.config.document_max_fields,
+        max_bytes: state.config.document_max_bytes,
+        tombstone_ttl_ms: crate::store::IDEMPOTENCY_TTL_MS,
+    }
+}
+
+/// Before merging: an update names at most `DOCUMENT_MAX_FIELDS` fields, and
+/// one whose base predates compacted tombstones may not write a field those
+/// might have decided (see [`compact`]).
+fn check_update(state: &AppState, current: &StoredDocument, req: &UpdateRequest) -> AppResult<()> {
+    let max = state.config.document_max_fields;
+    if req.changes.len() > max {
+        return Err(too_many_fields(req.changes.len(), max));
+    }
+    if req.base_version < current.compacted_version
+        && req.changes.keys().any(|f| !current.fields.contains_key(f))
+    {
+        return Err(AppError::new(
+            Code::Conflict,
+            format!(
+                "baseVersion {} is older than deletions this document no longer remembers \
+                 (before version {}); fetch it again",
+                req.base_version,
+                current.compacted_version + 1
+            ),
+        )
+        .with_details(json!({
+            "field": "baseVersion",
+            "version": current.version,
+            "compactedVersion": current.compacted_version,
+        })));
+    }
+    Ok(())
+}
+
+fn too_many_fields(fields: usize, max: usize) -> AppError {
+    AppError::new(
+        Code::PayloadTooLarge,
+        format!("{fields} fields; a document (and an update) may have at most {max}"),
+    )
+    .with_details(json!({ "fields": fields, "limit": max }))
+}
+
+/// The merged document must fit `DOCUMENT_MAX_FIELDS` and
+/// `DOCUMENT_MAX_BYTES`, field metadata included (checked first, as sizes
+/// are everywhere), and its type's schema.
 fn check_document(state: &AppState, doc: &DocRef, w: &DocumentWrite) -> AppResult<()> {
+    let max_fields = state.config.document_max_fields;
+    if w.data.len() > max_fields {
+        return Err(too_many_fields(w.data.len(), max_fields));
+    }
     let max = state.config.document_max_bytes;
-    let size = serde_json::to_vec(&w.data).map_or(usize::MAX, |v| v.len());
+    let size = compact::stored_size(&w.data, &w.fields);
     if size > max {
         return Err(AppError::new(
             Code::PayloadTooLarge,
-            format!("the document would be {size} bytes; the limit is {max}"),
+            format!(
+                "the document would be {size} bytes with its field metadata; the limit is {max}"
+            ),
         )
         .with_details(json!({ "size": size, "limit": max })));
     }
