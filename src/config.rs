@@ -334,17 +334,15 @@ pub fn nofile_limit() -> Option<u64> {
 }
 
 /// Descriptors kept for everything but client connections: the database
-/// pool, Redis, files, the runtime. At least 128, or 1/16 of the limit.
-pub fn descriptor_headroom(nofile: u64) -> u64 {
-    (nofile / 16).max(128)
-}
+/// pool, Redis, files, the runtime (an idle node uses about 20).
+pub const DESCRIPTOR_HEADROOM: u64 = 128;
 
 /// Client connections the descriptor limit can hold with room to spare (and
 /// room for the health reserve, see `crate::server`); 10,000 when unknown.
 fn default_max_connections(nofile: Option<u64>) -> usize {
     match nofile {
         Some(n) => {
-            let spare = descriptor_headroom(n) + crate::server::RESERVE_SLOTS as u64;
+            let spare = DESCRIPTOR_HEADROOM + crate::server::RESERVE_SLOTS as u64;
             n.saturating_sub(spare).max(16) as usize
         }
         None => 10_000,
@@ -433,7 +431,7 @@ mod tests {
     #[test]
     fn connection_caps_follow_the_descriptor_limit() {
         assert_eq!(default_max_connections(Some(1024)), 1024 - 128 - 16);
-        assert_eq!(default_max_connections(Some(65_536)), 65_536 - 4096 - 16);
+        assert_eq!(default_max_connections(Some(20_000)), 20_000 - 128 - 16);
         assert_eq!(default_max_connections(Some(100)), 16);
         assert_eq!(default_max_connections(None), 10_000);
         let c = cfg(&[

@@ -162,7 +162,7 @@ fn refuse(stream: TcpStream) {
 fn warn_if_above_descriptor_limit(max_connections: usize) {
     if let Some(nofile) = crate::config::nofile_limit() {
         let needed = max_connections as u64 + RESERVE_SLOTS as u64;
-        if needed + crate::config::descriptor_headroom(nofile) > nofile {
+        if needed + crate::config::DESCRIPTOR_HEADROOM > nofile {
             tracing::warn!(
                 "HTTP_MAX_CONNECTIONS={max_connections} (+{RESERVE_SLOTS} reserved for health) \
                  leaves too few of the {nofile} file descriptors allowed; raise LimitNOFILE / \
