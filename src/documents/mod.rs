@@ -3,6 +3,7 @@
 //! update path (lock → merge → validate → commit) and reads.
 //!
 //! - [`lww`]: the pure merge rules (conflicts, tie-break, clamping).
+//! - [`bounds`]: what a document may hold; compaction of deleted fields' metadata.
 //! - [`request`]: parsing and validation of what clients send.
 //! - [`view`]: the JSON shapes sent back and broadcast.
 //!
@@ -11,7 +12,7 @@
 //! to committing the next one, so the merge always runs against the latest
 //! state and every version number is used once, on any number of nodes.
 
-pub mod compact;
+pub mod bounds;
 pub mod lww;
 pub mod request;
 pub mod view;
@@ -168,7 +169,7 @@ fn plan(
     req: &UpdateRequest,
 ) -> AppResult<Plan> {
     let now = now_ms();
-    check_update(state, current, req)?;
+    bounds::check_update(limits(state), current, req)?;
     let merged = lww::merge(
         current,
         &lww::Update {
@@ -182,7 +183,7 @@ fn plan(
     .map_err(future_base)?;
     let write = (!merged.changes.is_empty()).then(|| {
         let mut fields = merged.fields;
-        let dropped = compact::compact(&merged.data, &mut fields, now, limits(state));
+        let dropped = bounds::compact(&merged.data, &mut fields, now, limits(state));
         DocumentWrite {
             version: merged.version,
             data: merged.data,
@@ -249,73 +250,21 @@ fn written(current: &StoredDocument, w: &DocumentWrite) -> StoredDocument {
     }
 }
 
-fn limits(state: &AppState) -> compact::Limits {
-    compact::Limits {
-        max_fields: state.config.document_max_fields,
-        max_bytes: state.config.document_max_bytes,
-        tombstone_ttl_ms: crate::store::IDEMPOTENCY_TTL_MS,
-    }
-}
-
-/// Before merging: an update names at most `DOCUMENT_MAX_FIELDS` fields, and
-/// one whose base predates compacted tombstones may not write a field those
-/// might have decided (see [`compact`]).
-fn check_update(state: &AppState, current: &StoredDocument, req: &UpdateRequest) -> AppResult<()> {
-    let max = state.config.document_max_fields;
-    if req.changes.len() > max {
-        return Err(too_many_fields(req.changes.len(), max));
-    }
-    if req.base_version < current.compacted_version
-        && req.changes.keys().any(|f| !current.fields.contains_key(f))
-    {
-        return Err(AppError::new(
-            Code::Conflict,
-            format!(
-                "baseVersion {} is older than deletions this document no longer remembers \
-                 (before version {}); fetch it again",
-                req.base_version,
-                current.compacted_version + 1
-            ),
-        )
-        .with_details(json!({
-            "field": "baseVersion",
-            "version": current.version,
-            "compactedVersion": current.compacted_version,
-        })));
-    }
-    Ok(())
-}
-
-fn too_many_fields(fields: usize, max: usize) -> AppError {
-    AppError::new(
-        Code::PayloadTooLarge,
-        format!("{fields} fields; a document (and an update) may have at most {max}"),
-    )
-    .with_details(json!({ "fields": fields, "limit": max }))
-}
-
-/// The merged document must fit `DOCUMENT_MAX_FIELDS` and
-/// `DOCUMENT_MAX_BYTES`, field metadata included (checked first, as sizes
-/// are everywhere), and its type's schema.
+/// The merged document must fit the limits (checked first, as sizes are
+/// everywhere) and its type's schema.
 fn check_document(state: &AppState, doc: &DocRef, w: &DocumentWrite) -> AppResult<()> {
-    let max_fields = state.config.document_max_fields;
-    if w.data.len() > max_fields {
-        return Err(too_many_fields(w.data.len(), max_fields));
-    }
-    let max = state.config.document_max_bytes;
-    let size = compact::stored_size(&w.data, &w.fields);
-    if size > max {
-        return Err(AppError::new(
-            Code::PayloadTooLarge,
-            format!(
-                "the document would be {size} bytes with its field metadata; the limit is {max}"
-            ),
-        )
-        .with_details(json!({ "size": size, "limit": max })));
-    }
+    bounds::check_written(limits(state), w)?;
     match state.catalog.document(&doc.doc_type) {
         Some(spec) => spec.validate(&doc.doc_type, &Value::Object(w.data.clone())),
         None => Ok(()),
+    }
+}
+
+fn limits(state: &AppState) -> bounds::Limits {
+    bounds::Limits {
+        max_fields: state.config.document_max_fields,
+        max_bytes: state.config.document_max_bytes,
+        tombstone_ttl_ms: crate::store::IDEMPOTENCY_TTL_MS,
     }
 }
 

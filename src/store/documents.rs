@@ -45,7 +45,7 @@ pub struct StoredDocument {
     pub updated_at: i64,
     pub updated_by: String,
     /// The highest version of a tombstone dropped by compaction (0 = none);
-    /// see `crate::documents::compact`.
+    /// see `crate::documents::bounds`.
     pub compacted_version: i64,
 }
 

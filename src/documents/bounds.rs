@@ -25,9 +25,11 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use crate::store::documents::FieldMeta;
+use super::request::UpdateRequest;
+use crate::error::{AppError, AppResult, Code};
+use crate::store::documents::{DocumentWrite, FieldMeta, StoredDocument};
 
 /// The document limits of one server.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +92,64 @@ pub fn compact(
         }
     }
     dropped
+}
+
+/// Before merging: an update names at most `max_fields` fields, and one
+/// whose base predates compacted tombstones may not write a field those
+/// might have decided (see the module doc).
+pub fn check_update(
+    limits: Limits,
+    current: &StoredDocument,
+    req: &UpdateRequest,
+) -> AppResult<()> {
+    if req.changes.len() > limits.max_fields {
+        return Err(too_many_fields(req.changes.len(), limits.max_fields));
+    }
+    if req.base_version < current.compacted_version
+        && req.changes.keys().any(|f| !current.fields.contains_key(f))
+    {
+        return Err(AppError::new(
+            Code::Conflict,
+            format!(
+                "baseVersion {} is older than deletions this document no longer remembers \
+                 (before version {}); fetch it again",
+                req.base_version,
+                current.compacted_version + 1
+            ),
+        )
+        .with_details(json!({
+            "field": "baseVersion",
+            "version": current.version,
+            "compactedVersion": current.compacted_version,
+        })));
+    }
+    Ok(())
+}
+
+/// After merging and compacting: the live fields and the stored size.
+pub fn check_written(limits: Limits, w: &DocumentWrite) -> AppResult<()> {
+    if w.data.len() > limits.max_fields {
+        return Err(too_many_fields(w.data.len(), limits.max_fields));
+    }
+    let (size, max) = (stored_size(&w.data, &w.fields), limits.max_bytes);
+    if size > max {
+        return Err(AppError::new(
+            Code::PayloadTooLarge,
+            format!(
+                "the document would be {size} bytes with its field metadata; the limit is {max}"
+            ),
+        )
+        .with_details(json!({ "size": size, "limit": max })));
+    }
+    Ok(())
+}
+
+fn too_many_fields(fields: usize, max: usize) -> AppError {
+    AppError::new(
+        Code::PayloadTooLarge,
+        format!("{fields} fields; a document (and an update) may have at most {max}"),
+    )
+    .with_details(json!({ "fields": fields, "limit": max }))
 }
 
 #[cfg(test)]
