@@ -260,7 +260,16 @@ async fn polling_handshake(server: &Server) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_engine_sessions_count_against_the_per_ip_limit() {
-    let server = Server::start(&[("WS_MAX_CONNECTIONS_PER_IP", "5")], None).await;
+    // Pending sessions expire with the connect timeout: a long one, so that
+    // none expires while the attack runs, however slow the machine.
+    let server = Server::start(
+        &[
+            ("WS_MAX_CONNECTIONS_PER_IP", "5"),
+            ("WS_CONNECT_TIMEOUT_MS", "60000"),
+        ],
+        None,
+    )
+    .await;
     let (rss0, fds0) = (server.rss_kib(), server.fds());
     let mut statuses = std::collections::BTreeMap::<Option<u16>, usize>::new();
     for _ in 0..300 {
@@ -390,7 +399,7 @@ async fn accept_errors_do_not_spin_and_the_server_recovers() {
     // ones itself (header timeout), accepts again and answers.
     let mut health = None;
     for _ in 0..8 {
-        health = server.get("/health/live", Duration::from_secs(1)).await;
+        health = server.get("/health/live", Duration::from_secs(2)).await;
         if health == Some(200) {
             break;
         }
