@@ -117,15 +117,18 @@ start_ours() {
   dir=$(mktemp -d "$OUT/ours.XXXXXX")
   if [ "$1" = postgres ]; then db=$PG_URL; else db="sqlite://$dir/bench.db"; fi
   # Defaults everywhere except: where to listen and store, the secret and
-  # API key the load generator uses, and the per-socket rate limit (a policy,
-  # not a performance knob) lifted so publishers may exceed 20 events/s.
+  # API key the load generator uses, and two policies (not performance
+  # knobs) lifted: the per-socket rate limit, so publishers may exceed 20
+  # events/s, and the per-IP count of connections not yet authenticated,
+  # since the load generator opens CONNECT_CONCURRENCY at once from one address.
   # Presence is off by default (BENCH_PRESENCE=on to measure it): the
   # reference has none, and its user:online to the whole company makes each
   # connect cost O(connections in the company).
   # Run from an empty directory so no .env is read.
   (cd "$dir" && exec env HOST=127.0.0.1 PORT="$PORT_OURS" DATABASE_URL="$db" \
       JWT_SECRET="$JWT_SECRET" API_KEYS="$BENCH_API_KEY" \
-      WS_RATE_LIMIT=1000000 WS_RATE_BURST=1000000 WS_PRESENCE="${BENCH_PRESENCE:-off}" \
+      WS_RATE_LIMIT=1000000 WS_RATE_BURST=1000000 WS_MAX_PENDING_PER_IP=1000000 \
+      WS_PRESENCE="${BENCH_PRESENCE:-off}" \
       taskset -c "$SERVER_CPU" "$SWITCHYARD_BIN" serve) >"$dir/server.log" 2>&1 &
   SERVER_PID=$!
   STARTED+=("$SERVER_PID")

@@ -12,7 +12,7 @@ use axum::extract::DefaultBodyLimit;
 use futures::future::BoxFuture;
 use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
 use socketioxide::handler::ConnectHandler;
-use socketioxide::{SocketIo, SocketIoBuilder};
+use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
 use socketioxide_redis::FredAdapter;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -77,7 +77,16 @@ impl App {
             .max_buffer_size(256)
             // Most events are small; a 1 KiB read buffer (default 4 KiB)
             // matters at tens of thousands of idle connections.
-            .ws_read_buffer_size(1024);
+            .ws_read_buffer_size(1024)
+            // Sessions that have not connected (refused ones included) are
+            // closed after this (EIO=4; EIO=3 is closed on refusal).
+            .connect_timeout(config.ws_connect_timeout)
+            .with_parser(
+                ParserConfig::common()
+                    .max_incoming_binaries(crate::limits::BINARY_MAX_ATTACHMENTS)
+                    .max_incoming_binary_buf_size(crate::limits::BINARY_MAX_BYTES)
+                    .packet_completion_timeout(config.ws_connect_timeout),
+            );
 
         let (redis_parts, link) = match &config.redis_url {
             Some(_) => {
@@ -112,7 +121,7 @@ impl App {
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("REDIS_URL: adapter init failed: {e}"))?;
-                (layer_router(layer), wire(&state, io))
+                (layer_router(&state, layer), wire(&state, io))
             }
             None => {
                 let (layer, io) = local(engine).with_state(state.clone()).build_layer();
@@ -120,7 +129,7 @@ impl App {
                     "/",
                     on_connect::<LocalAdapter>.with(authenticate::<LocalAdapter>),
                 );
-                (layer_router(layer), wire(&state, io))
+                (layer_router(&state, layer), wire(&state, io))
             }
         };
         tokio::spawn(crate::presence::maintain(state.clone()));
@@ -172,13 +181,8 @@ impl App {
             state.shutting_down.store(true, Ordering::Release);
             close().await;
         };
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        let options = crate::server::Options::from_config(&self.state.config);
+        crate::server::serve(self.listener, self.router, options, shutdown).await;
         Ok(())
     }
 }
@@ -187,8 +191,24 @@ fn local(builder: SocketIoBuilder) -> SocketIoBuilder<LocalAdapter> {
     builder
 }
 
-fn layer_router(layer: socketioxide::layer::SocketIoLayer<impl Adapter>) -> Router {
-    Router::new().layer(layer)
+/// The Socket.IO service, behind the count of sessions not yet authenticated.
+fn layer_router(
+    state: &AppState,
+    layer: socketioxide::layer::SocketIoLayer<impl Adapter>,
+) -> Router {
+    let config = &state.config;
+    let per_ip = config
+        .max_connections_per_ip
+        .map_or(config.max_pending_per_ip, |n| {
+            n.min(config.max_pending_per_ip)
+        });
+    let pending = crate::socket::pending::PendingSessions::new(per_ip);
+    Router::new()
+        .layer(layer)
+        .layer(crate::socket::pending::PendingLayer::new(
+            pending,
+            "/socket.io",
+        ))
 }
 
 /// Registers the delivery hub and returns the shutdown routine for this adapter.

@@ -86,8 +86,11 @@ pub struct Config {
     pub max_connections_per_ip: Option<usize>,
     pub max_payload: usize,
     pub max_subscriptions: usize,
-    /// Largest document (its JSON data), bytes: bigger results are PAYLOAD_TOO_LARGE.
+    /// Largest document (its JSON data plus its field metadata), bytes:
+    /// bigger results are PAYLOAD_TOO_LARGE.
     pub document_max_bytes: usize,
+    /// Most fields a document (and one update) may have (`DOCUMENT_MAX_FIELDS`).
+    pub document_max_fields: usize,
     pub rate_limit: f64,
     pub rate_burst: f64,
     /// `WS_USER_RATE_LIMIT` / `WS_USER_RATE_BURST`: one bucket per user and
@@ -104,6 +107,17 @@ pub struct Config {
     pub presence_grace: Duration,
     pub catalog_file: Option<PathBuf>,
     pub http_body_limit: usize,
+    /// Time allowed for a request's headers, and for the first request of a
+    /// new or idle keep-alive connection (`HTTP_HEADER_TIMEOUT_MS`).
+    pub http_header_timeout: Duration,
+    /// TCP connections served at once (`HTTP_MAX_CONNECTIONS`; default from
+    /// the descriptor limit), beyond which new ones are closed at once.
+    pub http_max_connections: usize,
+    /// Engine sessions that have not connected to a namespace after this are
+    /// closed (`WS_CONNECT_TIMEOUT_MS`).
+    pub ws_connect_timeout: Duration,
+    /// Engine sessions per IP not yet authenticated (`WS_MAX_PENDING_PER_IP`).
+    pub max_pending_per_ip: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
@@ -239,6 +253,21 @@ impl Config {
         if document_max_bytes < 1024 {
             return Err(bad("DOCUMENT_MAX_BYTES", "must be at least 1024 bytes"));
         }
+        let document_max_fields: usize = v.parse("DOCUMENT_MAX_FIELDS", 1_000)?;
+        if document_max_fields == 0 {
+            return Err(bad("DOCUMENT_MAX_FIELDS", "must be at least 1"));
+        }
+        let max_pending_per_ip: usize = v.parse("WS_MAX_PENDING_PER_IP", 64)?;
+        if max_pending_per_ip == 0 {
+            return Err(bad("WS_MAX_PENDING_PER_IP", "must be at least 1"));
+        }
+        let http_max_connections: usize = v.parse(
+            "HTTP_MAX_CONNECTIONS",
+            default_max_connections(nofile_limit()),
+        )?;
+        if http_max_connections == 0 {
+            return Err(bad("HTTP_MAX_CONNECTIONS", "must be at least 1"));
+        }
         let presence_ttl = v.seconds("WS_PRESENCE_TTL", 300)?;
         if presence_ttl.is_zero() {
             return Err(bad("WS_PRESENCE_TTL", "must be at least 1 second"));
@@ -281,6 +310,7 @@ impl Config {
             max_payload,
             max_subscriptions: v.parse("WS_MAX_SUBSCRIPTIONS", 50)?,
             document_max_bytes,
+            document_max_fields,
             rate_limit,
             rate_burst,
             user_rate_limit,
@@ -295,6 +325,10 @@ impl Config {
             presence_grace: v.millis("WS_PRESENCE_GRACE_MS", 5_000)?,
             catalog_file: v.get("CATALOG_FILE").map(PathBuf::from),
             http_body_limit: v.parse("HTTP_BODY_LIMIT", 1_048_576)?,
+            http_header_timeout: v.millis("HTTP_HEADER_TIMEOUT_MS", 10_000)?,
+            http_max_connections,
+            ws_connect_timeout: v.millis("WS_CONNECT_TIMEOUT_MS", 10_000)?,
+            max_pending_per_ip,
             shutdown_grace: v.seconds("SHUTDOWN_GRACE", 10)?,
             log_format: match v.get("LOG_FORMAT").unwrap_or("text") {
                 "text" => LogFormat::Text,
@@ -341,6 +375,30 @@ fn random_secret() -> String {
     use rand::Rng;
     let bytes: [u8; 32] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The soft limit on open descriptors (`ulimit -n`, systemd `LimitNOFILE`),
+/// from `/proc/self/limits`; `None` where that file does not exist.
+pub fn nofile_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Descriptors kept for everything but client connections: the database
+/// pool, Redis, files, the runtime (an idle node uses about 20).
+pub const DESCRIPTOR_HEADROOM: u64 = 128;
+
+/// Client connections the descriptor limit can hold with room to spare (and
+/// room for the health reserve, see `crate::server`); 10,000 when unknown.
+fn default_max_connections(nofile: Option<u64>) -> usize {
+    match nofile {
+        Some(n) => {
+            let spare = DESCRIPTOR_HEADROOM + crate::server::RESERVE_SLOTS as u64;
+            n.saturating_sub(spare).max(16) as usize
+        }
+        None => 10_000,
+    }
 }
 
 fn default_node_id() -> String {
@@ -434,6 +492,33 @@ mod tests {
             ("WS_PRESENCE_GRACE_MS", "5s"),
             ("WS_PRESENCE_TTL", "0"),
             ("WS_PRESENCE_TTL", "-1"),
+        ] {
+            assert_eq!(cfg(&[(var, val)]).unwrap_err().var, var, "{var}={val}");
+        }
+    }
+
+    #[test]
+    fn connection_caps_follow_the_descriptor_limit() {
+        assert_eq!(default_max_connections(Some(1024)), 1024 - 128 - 16);
+        assert_eq!(default_max_connections(Some(20_000)), 20_000 - 128 - 16);
+        assert_eq!(default_max_connections(Some(100)), 16);
+        assert_eq!(default_max_connections(None), 10_000);
+        let c = cfg(&[
+            ("HTTP_MAX_CONNECTIONS", "500"),
+            ("WS_CONNECT_TIMEOUT_MS", "1500"),
+        ])
+        .expect("valid");
+        assert_eq!(c.http_max_connections, 500);
+        assert_eq!(c.ws_connect_timeout, Duration::from_millis(1500));
+        assert_eq!(c.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_pending_per_ip, 64);
+        assert_eq!(c.document_max_fields, 1_000);
+        for (var, val) in [
+            ("HTTP_MAX_CONNECTIONS", "0"),
+            ("HTTP_HEADER_TIMEOUT_MS", "0"),
+            ("WS_CONNECT_TIMEOUT_MS", "soon"),
+            ("WS_MAX_PENDING_PER_IP", "0"),
+            ("DOCUMENT_MAX_FIELDS", "0"),
         ] {
             assert_eq!(cfg(&[(var, val)]).unwrap_err().var, var, "{var}={val}");
         }

@@ -3,6 +3,8 @@
 //!
 //! - [`config`]: environment → typed [`config::Config`]; errors name the variable.
 //! - [`app`]: builds state, storage, catalog and adapter; serves HTTP + Socket.IO on one port.
+//! - [`server`]: the accept loop under axum: connection cap (with a health reserve), header
+//!   and idle timeouts, descriptor exhaustion handled.
 //! - [`auth`]: JWT verification/minting, the socket connect middleware, API keys.
 //! - [`socket`]: connection life cycle, the ordered per-socket dispatcher,
 //!   rooms, publishing, delivery (with role filtering and the Redis fallback).
@@ -35,6 +37,7 @@ pub mod limits;
 pub mod metrics;
 pub mod presence;
 pub mod replay;
+pub mod server;
 pub mod socket;
 pub mod state;
 pub mod store;

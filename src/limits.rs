@@ -9,6 +9,15 @@ use std::sync::Mutex;
 
 use crate::error::{AppError, Code};
 
+/// Binary attachments in one Socket.IO packet. Events carry JSON only (an
+/// attachment is refused with VALIDATION_FAILED), so the parser keeps
+/// little for a packet that waits for its attachments; beyond these the
+/// connection is closed. socketioxide's defaults (10,000 and 10 MB) let one
+/// unauthenticated connection pin 10 MB.
+pub const BINARY_MAX_ATTACHMENTS: usize = 4;
+/// Bytes of binary attachments in one packet.
+pub const BINARY_MAX_BYTES: usize = 16 * 1024;
+
 #[derive(Default)]
 pub struct ConnectionLimits {
     per_ip: Mutex<HashMap<IpAddr, usize>>,

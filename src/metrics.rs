@@ -113,6 +113,16 @@ pub fn dropped_ephemeral(n: u64) {
     counter!("websocket_dropped_ephemeral_total").increment(n);
 }
 
+/// A TCP connection closed at once: `HTTP_MAX_CONNECTIONS` and the reserve were full.
+pub fn http_connection_refused() {
+    counter!("http_connections_refused_total").increment(1);
+}
+
+/// `accept` failed for want of resources (descriptors, memory).
+pub fn accept_error() {
+    counter!("http_accept_errors_total").increment(1);
+}
+
 pub fn db_error() {
     counter!("websocket_db_errors_total").increment(1);
 }

@@ -52,6 +52,7 @@ fn decide(
         updated_by: author.into(),
         edited_at: out.edited_at,
         updated_at: now,
+        compacted_version: current.compacted_version,
     })
 }
 

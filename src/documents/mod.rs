@@ -3,6 +3,7 @@
 //! update path (lock → merge → validate → commit) and reads.
 //!
 //! - [`lww`]: the pure merge rules (conflicts, tie-break, clamping).
+//! - [`bounds`]: what a document may hold; compaction of deleted fields' metadata.
 //! - [`request`]: parsing and validation of what clients send.
 //! - [`view`]: the JSON shapes sent back and broadcast.
 //!
@@ -11,6 +12,7 @@
 //! to committing the next one, so the merge always runs against the latest
 //! state and every version number is used once, on any number of nodes.
 
+pub mod bounds;
 pub mod lww;
 pub mod request;
 pub mod view;
@@ -131,14 +133,16 @@ pub async fn update(
     if let Some(first) = lock.first_result() {
         // Dropping the lock rolls back: a retry writes nothing.
         return Ok(Updated {
-            result: first.clone(),
+            result: view::retry(doc, first, lock.current()),
             updated: None,
             conflict: None,
             duplicate: true,
         });
     }
     let plan = plan(state, doc, lock.current(), writer.author, req)?;
-    lock.commit(plan.write.as_ref(), &plan.result)
+    // A retry needs the outcome, not a copy of the document (see view::retry).
+    let record = view::mutation_record(&plan.result);
+    lock.commit(plan.write.as_ref(), &record)
         .await
         .map_err(store_error)?;
     Ok(Updated {
@@ -165,6 +169,7 @@ fn plan(
     req: &UpdateRequest,
 ) -> AppResult<Plan> {
     let now = now_ms();
+    bounds::check_update(limits(state), current, req)?;
     let merged = lww::merge(
         current,
         &lww::Update {
@@ -176,14 +181,19 @@ fn plan(
         },
     )
     .map_err(future_base)?;
-    let write = (!merged.changes.is_empty()).then(|| DocumentWrite {
-        version: merged.version,
-        data: merged.data,
-        fields: merged.fields,
-        changes: merged.changes,
-        updated_by: author.to_string(),
-        edited_at: merged.edited_at,
-        updated_at: now,
+    let write = (!merged.changes.is_empty()).then(|| {
+        let mut fields = merged.fields;
+        let dropped = bounds::compact(&merged.data, &mut fields, now, limits(state));
+        DocumentWrite {
+            version: merged.version,
+            data: merged.data,
+            fields,
+            changes: merged.changes,
+            updated_by: author.to_string(),
+            edited_at: merged.edited_at,
+            updated_at: now,
+            compacted_version: current.compacted_version.max(dropped),
+        }
     });
     let after = match &write {
         Some(w) => {
@@ -236,24 +246,25 @@ fn written(current: &StoredDocument, w: &DocumentWrite) -> StoredDocument {
         },
         updated_at: w.updated_at,
         updated_by: w.updated_by.clone(),
+        compacted_version: w.compacted_version,
     }
 }
 
-/// The merged document must fit `DOCUMENT_MAX_BYTES` (checked first, as
-/// sizes are everywhere) and its type's schema.
+/// The merged document must fit the limits (checked first, as sizes are
+/// everywhere) and its type's schema.
 fn check_document(state: &AppState, doc: &DocRef, w: &DocumentWrite) -> AppResult<()> {
-    let max = state.config.document_max_bytes;
-    let size = serde_json::to_vec(&w.data).map_or(usize::MAX, |v| v.len());
-    if size > max {
-        return Err(AppError::new(
-            Code::PayloadTooLarge,
-            format!("the document would be {size} bytes; the limit is {max}"),
-        )
-        .with_details(json!({ "size": size, "limit": max })));
-    }
+    bounds::check_written(limits(state), w)?;
     match state.catalog.document(&doc.doc_type) {
         Some(spec) => spec.validate(&doc.doc_type, &Value::Object(w.data.clone())),
         None => Ok(()),
+    }
+}
+
+fn limits(state: &AppState) -> bounds::Limits {
+    bounds::Limits {
+        max_fields: state.config.document_max_fields,
+        max_bytes: state.config.document_max_bytes,
+        tombstone_ttl_ms: crate::store::IDEMPOTENCY_TTL_MS,
     }
 }
 

@@ -35,6 +35,49 @@ pub fn result(status: Status, version: i64, document: Value, conflict: Option<Va
     out
 }
 
+/// What is remembered of an update under its `clientMutationId`: its
+/// outcome (`status`, `version`, and `conflict` without the values), not the
+/// document, which can be as large as `DOCUMENT_MAX_BYTES`.
+pub fn mutation_record(result: &Value) -> Value {
+    let mut record = json!({ "status": result["status"], "version": result["version"] });
+    if let Some(conflict) = result.get("conflict") {
+        record["conflict"] = strip_values(conflict);
+    }
+    record
+}
+
+fn strip_values(conflict: &Value) -> Value {
+    match conflict {
+        Value::Object(c) => Value::Object(
+            c.iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "originalValue" | "incomingValue" | "resolvedValue"
+                    )
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The answer to a retried `clientMutationId`: the first outcome, with the
+/// document as it is now (the first answer's document when nobody wrote
+/// since; `document.version` says).
+pub fn retry(doc: &DocRef, record: &Value, current: &StoredDocument) -> Value {
+    let mut out = json!({
+        "status": record["status"],
+        "version": record["version"],
+        "document": document(doc, current),
+    });
+    if let Some(conflict) = record.get("conflict") {
+        out["conflict"] = strip_values(conflict);
+    }
+    out
+}
+
 /// `document:updated`: what one version changed.
 pub fn updated(doc: &DocRef, w: &DocumentWrite) -> Value {
     json!({

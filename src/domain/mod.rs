@@ -1,11 +1,12 @@
 //! Pure domain types and rules, free of I/O so they can be unit-tested:
 //! roles and identities, room names and their tenant-scoped internal form,
-//! the target rooms of an event, event type names.
+//! the target rooms of an event, event type names, text the database can store.
 
 pub mod event_type;
 pub mod identity;
 pub mod room;
 pub mod targets;
+pub mod text;
 
 pub use identity::{Identity, Role};
 pub use room::{RoomName, internal_room, receive_room, receiving_role};

@@ -82,6 +82,7 @@ pub async fn patch(
             format!("body is not valid JSON: {e}"),
         )
     })?;
+    crate::domain::text::refuse_nul(&body)?;
     let author = match body.get("updatedBy") {
         None | Some(Value::Null) => DEFAULT_AUTHOR.to_string(),
         Some(Value::String(s)) if valid_id(s) => s.clone(),

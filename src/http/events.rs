@@ -104,6 +104,7 @@ fn targets(o: &Map<String, Value>) -> AppResult<Targets> {
 }
 
 fn prepare_one(state: &AppState, item: &Value) -> AppResult<Prepared> {
+    crate::domain::text::refuse_nul(item)?;
     let o = item
         .as_object()
         .ok_or_else(|| AppError::new(Code::ValidationFailed, "each event must be a JSON object"))?;

@@ -1,7 +1,6 @@
 //! A socket's life: authentication in the connect middleware, setup (rooms,
 //! `session`), token refresh and expiry, and clean-up on disconnect.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -10,7 +9,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 
-use super::rooms::{authorize, automatic_rooms};
+use super::rooms::automatic_rooms;
 use super::session::Session;
 use super::{Ctx, dispatch, replay};
 use crate::domain::{Identity, RoomName, now_ms};
@@ -65,17 +64,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn auth_offsets(auth: &Value) -> HashMap<String, i64> {
-    auth.get("offsets")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(room, off)| Some((room.clone(), off.as_i64()?)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Connect middleware: runs before CONNECT is answered, so a refusal reaches
 /// the client as `connect_error` and a refused socket never has handlers.
 /// On success it installs the session and the ordered event dispatcher.
@@ -96,6 +84,7 @@ pub async fn authenticate<A: Adapter>(
                 crate::metrics::auth_failure(e.code.as_str());
             }
             crate::metrics::refused(e.code.as_str());
+            close_refused(&s);
             return Err(e);
         }
     };
@@ -118,28 +107,47 @@ pub async fn authenticate<A: Adapter>(
     ) {
         tracing::debug!(?ip, "connection refused: {e}");
         crate::metrics::refused(e.code.as_str());
+        close_refused(&s);
         return Err(e);
     }
+    super::pending::authenticated(s.req_parts());
     let rate = super::session::Rates {
         socket: crate::limits::TokenBucket::new(config.rate_limit, config.rate_burst),
         user: (state.user_rates).bucket(&identity.company_id, &identity.user_id),
     };
-    let (session, worker) =
-        Session::new(identity, device_id, auth_offsets(&auth), now_ms(), ip, rate);
+    let resume = super::resume::plan_resume(
+        &identity,
+        &state.catalog,
+        auth.get("offsets"),
+        config.max_subscriptions,
+    );
+    let (session, worker) = Session::new(
+        identity,
+        device_id,
+        resume.offsets.clone(),
+        now_ms(),
+        ip,
+        rate,
+    );
     state.workers.spawn(worker.run());
     // Setup is the first job in the queue, so every event the client sends
     // is handled after `session` went out.
-    session.enqueue(Box::pin(welcome(Ctx::new(
-        s.clone(),
-        state.clone(),
-        session.clone(),
-    ))));
+    session.enqueue(Box::pin(welcome(
+        Ctx::new(s.clone(), state.clone(), session.clone()),
+        resume,
+    )));
     s.extensions.insert(session.clone());
     dispatch::install(&s, &state, &session);
     s.on_disconnect(on_disconnect::<A>);
     state.connections.fetch_add(1, Ordering::AcqRel);
     crate::metrics::connection_opened();
     Ok(())
+}
+
+/// A refused connection is closed (after its CONNECT_ERROR went out) rather
+/// than left open: socketioxide would keep it, forever for EIO=3.
+fn close_refused<A: Adapter>(s: &SocketRef<A>) {
+    super::pending::close_refused(s.req_parts(), s.id, s.transport_type(), s.protocol());
 }
 
 fn check<A: Adapter>(s: &SocketRef<A>, state: &AppState, auth: &Value) -> AppResult<Identity> {
@@ -167,17 +175,12 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(state): State<AppStat
     session.start();
 }
 
-async fn welcome<A: Adapter>(ctx: Ctx<A>) {
+/// Entity rooms named in `auth.offsets` are resumed too, as `subscribe`
+/// would join them; `session.denied` says which were not and why.
+async fn welcome<A: Adapter>(ctx: Ctx<A>, resume: super::resume::Resume) {
     let identity = ctx.session.identity();
     let automatic = automatic_rooms(&identity);
-    // Entity rooms named in `auth.offsets` are resumed too, if allowed.
-    let extra: Vec<RoomName> = ctx
-        .session
-        .offsets
-        .keys()
-        .filter_map(|r| RoomName::parse(r).ok())
-        .filter(|r| !automatic.contains(r) && authorize(&identity, &ctx.state.catalog, r).is_ok())
-        .collect();
+    let extra = resume.extra;
     ctx.socket.join(
         automatic
             .iter()
@@ -202,6 +205,7 @@ async fn welcome<A: Adapter>(ctx: Ctx<A>) {
         "rooms": automatic.iter().chain(&extra).map(RoomName::as_str).collect::<Vec<_>>(),
         "serverTime": now_ms(),
         "replayed": replayed,
+        "denied": resume.denied,
     });
     if let Err(e) = ctx.socket.emit("session", &session) {
         tracing::debug!(error = %e, "could not emit session");
@@ -302,13 +306,5 @@ mod tests {
         assert_eq!(percent_decode("%"), "%");
         assert_eq!(percent_decode("%zz"), "%zz");
         assert_eq!(percent_decode("a%2"), "a%2");
-    }
-
-    #[test]
-    fn offsets_ignore_garbage() {
-        let m = auth_offsets(&json!({"offsets": {"company": 5, "x": "y", "order:1": 2}}));
-        assert_eq!(m.len(), 2);
-        assert_eq!(m["company"], 5);
-        assert!(auth_offsets(&json!({"offsets": [1, 2]})).is_empty());
     }
 }

@@ -83,10 +83,12 @@ impl<A: Adapter> MessageHandler<A, Ordered> for OrderedDispatch {
                 "binary attachments are not accepted; send JSON",
             ))
         } else {
-            match TryData::<Value>::from_message_parts(&s, &mut v, &ack_id) {
-                Ok(TryData(Ok(data))) => Ok(data),
-                _ => Ok(Value::Null),
-            }
+            let data = match TryData::<Value>::from_message_parts(&s, &mut v, &ack_id) {
+                Ok(TryData(Ok(data))) => data,
+                _ => first_argument(&v),
+            };
+            // Nothing with a NUL character goes further (see domain::text).
+            crate::domain::text::refuse_nul(&data).map(|()| data)
         };
         let Some(slot) = self.session.reserve() else {
             let _ = ack.send(
@@ -138,6 +140,20 @@ fn refuse_rate<A: Adapter>(
     if refusal.abusive {
         tracing::warn!(sid = %socket.id, "sustained rate-limit abuse: disconnecting");
         let _ = socket.clone().disconnect();
+    }
+}
+
+/// The event's first argument read from the packet text (`["name", arg]`),
+/// for when socketioxide's own reading fails: it does for every object key
+/// written with an escape sequence (`"a\"b"`, `"\u0000"`), which would
+/// otherwise turn the whole argument into nothing. Null when there is none.
+fn first_argument(v: &RawValue) -> Value {
+    match v {
+        RawValue::Str(text, _) => serde_json::from_str::<Vec<Value>>(text)
+            .ok()
+            .filter(|args| args.len() > 1)
+            .map_or(Value::Null, |mut args| args.swap_remove(1)),
+        RawValue::Bytes(_) => Value::Null,
     }
 }
 

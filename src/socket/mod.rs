@@ -1,4 +1,5 @@
-//! The Socket.IO side: connection life cycle, the ordered dispatcher, and
+//! The Socket.IO side: engine sessions before authentication ([`pending`]),
+//! connection life cycle, the ordered dispatcher, and
 //! one module per group of client events. Handlers are plain async functions
 //! of a [`Ctx`] and the event's JSON; they return the ack or an [`AppError`],
 //! and are generic over the adapter so local and Redis clusters share them.
@@ -8,9 +9,11 @@ pub mod connection;
 pub mod dispatch;
 pub mod documents;
 pub mod events;
+pub mod pending;
 pub mod presence;
 pub mod proof;
 pub mod replay;
+pub mod resume;
 pub mod rooms;
 pub mod session;
 

@@ -23,7 +23,7 @@ pub struct Denial {
 }
 
 impl Denial {
-    fn new(room: &str, e: AppError) -> Self {
+    pub fn new(room: &str, e: AppError) -> Self {
         Self {
             room: room.to_string(),
             code: e.code,

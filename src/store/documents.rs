@@ -44,6 +44,9 @@ pub struct StoredDocument {
     pub created_at: i64,
     pub updated_at: i64,
     pub updated_by: String,
+    /// The highest version of a tombstone dropped by compaction (0 = none);
+    /// see `crate::documents::bounds`.
+    pub compacted_version: i64,
 }
 
 impl StoredDocument {
@@ -56,6 +59,7 @@ impl StoredDocument {
             created_at: 0,
             updated_at: 0,
             updated_by: String::new(),
+            compacted_version: 0,
         }
     }
 
@@ -77,6 +81,8 @@ pub struct DocumentWrite {
     pub updated_by: String,
     pub edited_at: i64,
     pub updated_at: i64,
+    /// Carried over from the current version, or raised by this write's compaction.
+    pub compacted_version: i64,
 }
 
 /// One entry of a document's history.
@@ -122,6 +128,10 @@ pub trait DocumentStore: Send + Sync {
         key: &DocKey,
         mutation_key: Option<&str>,
     ) -> Result<Box<dyn DocumentLock>, StoreError>;
+
+    /// Deletes the remembered results of mutation ids created before
+    /// `before` (ms); returns how many.
+    async fn prune_mutations(&self, before: i64) -> Result<u64, StoreError>;
 
     /// Versions after `after`, in version order, at most `limit`.
     async fn document_history(

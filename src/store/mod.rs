@@ -141,7 +141,8 @@ pub trait Store: DocumentStore + PresenceStore + Send + Sync + 'static {
         now: i64,
     ) -> Result<(), StoreError>;
 
-    /// Deletes events expired at `now`; returns how many.
+    /// Deletes events expired at `now` (returns how many), and the
+    /// idempotency keys of events and documents older than [`IDEMPOTENCY_TTL_MS`].
     async fn prune(&self, now: i64) -> Result<u64, StoreError>;
 }
 

@@ -281,6 +281,8 @@ impl Store for PgStore {
             .bind(now - super::IDEMPOTENCY_TTL_MS)
             .execute(&self.pool)
             .await?;
+        // Documents' `clientMutationId`s are remembered as long as events' keys.
+        super::DocumentStore::prune_mutations(self, now - super::IDEMPOTENCY_TTL_MS).await?;
         Ok(deleted)
     }
 }

@@ -23,7 +23,8 @@ use super::documents::{
     check_successor,
 };
 
-const SELECT_DOCUMENT: &str = "SELECT version, data, fields, created_at, updated_at, updated_by
+const SELECT_DOCUMENT: &str = "SELECT version, data, fields, created_at, updated_at, updated_by,
+            compacted_version
      FROM documents WHERE company_id = $1 AND doc_type = $2 AND doc_id = $3";
 
 fn document_from_row(row: &PgRow) -> Result<StoredDocument, StoreError> {
@@ -36,6 +37,7 @@ fn document_from_row(row: &PgRow) -> Result<StoredDocument, StoreError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         updated_by: row.try_get("updated_by")?,
+        compacted_version: row.try_get("compacted_version")?,
     })
 }
 
@@ -79,7 +81,7 @@ impl DocumentLock for PgDocumentLock {
             check_successor(&self.current, w)?;
             let updated = sqlx::query(
                 "UPDATE documents SET version = $4, data = $5, fields = $6, updated_at = $7,
-                        updated_by = $8,
+                        updated_by = $8, compacted_version = $10,
                         created_at = CASE WHEN version = 0 THEN $7 ELSE created_at END
                  WHERE company_id = $1 AND doc_type = $2 AND doc_id = $3 AND version = $9",
             )
@@ -92,6 +94,7 @@ impl DocumentLock for PgDocumentLock {
             .bind(w.updated_at)
             .bind(&w.updated_by)
             .bind(self.current.version)
+            .bind(w.compacted_version)
             .execute(&mut *self.tx)
             .await?;
             if updated.rows_affected() != 1 {
@@ -198,6 +201,16 @@ impl DocumentStore for PgStore {
             current,
             first,
         }))
+    }
+
+    async fn prune_mutations(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM document_mutations WHERE created_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn document_history(

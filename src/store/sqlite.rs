@@ -286,6 +286,8 @@ impl Store for SqliteStore {
             .bind(now - super::IDEMPOTENCY_TTL_MS)
             .execute(&self.writer)
             .await?;
+        // Documents' `clientMutationId`s are remembered as long as events' keys.
+        super::DocumentStore::prune_mutations(self, now - super::IDEMPOTENCY_TTL_MS).await?;
         Ok(deleted)
     }
 }

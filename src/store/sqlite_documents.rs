@@ -20,7 +20,8 @@ use super::documents::{
     check_successor, from_text, to_text,
 };
 
-const SELECT_DOCUMENT: &str = "SELECT version, data, fields, created_at, updated_at, updated_by
+const SELECT_DOCUMENT: &str = "SELECT version, data, fields, created_at, updated_at, updated_by,
+            compacted_version
      FROM documents WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND version > 0";
 
 fn document_from_row(row: &SqliteRow) -> Result<StoredDocument, StoreError> {
@@ -33,6 +34,7 @@ fn document_from_row(row: &SqliteRow) -> Result<StoredDocument, StoreError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         updated_by: row.try_get("updated_by")?,
+        compacted_version: row.try_get("compacted_version")?,
     })
 }
 
@@ -51,7 +53,8 @@ impl SqliteDocumentLock {
         let (data, fields) = (to_text(&w.data)?, to_text(&w.fields)?);
         let written = if self.current.exists() {
             sqlx::query(
-                "UPDATE documents SET version = ?, data = ?, fields = ?, updated_at = ?, updated_by = ?
+                "UPDATE documents SET version = ?, data = ?, fields = ?, updated_at = ?, updated_by = ?,
+                        compacted_version = ?
                  WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND version = ?",
             )
             .bind(w.version)
@@ -59,6 +62,7 @@ impl SqliteDocumentLock {
             .bind(fields)
             .bind(w.updated_at)
             .bind(&w.updated_by)
+            .bind(w.compacted_version)
             .bind(&key.company_id)
             .bind(&key.doc_type)
             .bind(&key.doc_id)
@@ -68,8 +72,9 @@ impl SqliteDocumentLock {
         } else {
             sqlx::query(
                 "INSERT INTO documents
-                   (company_id, doc_type, doc_id, version, data, fields, created_at, updated_at, updated_by)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (company_id, doc_type, doc_id, version, data, fields, created_at, updated_at, updated_by,
+                    compacted_version)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&key.company_id)
             .bind(&key.doc_type)
@@ -80,6 +85,7 @@ impl SqliteDocumentLock {
             .bind(w.updated_at)
             .bind(w.updated_at)
             .bind(&w.updated_by)
+            .bind(w.compacted_version)
             .execute(&mut *self.tx)
             .await?
         };
@@ -196,6 +202,16 @@ impl DocumentStore for SqliteStore {
             current,
             first,
         }))
+    }
+
+    async fn prune_mutations(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM document_mutations WHERE created_at < ?")
+                .bind(before)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn document_history(

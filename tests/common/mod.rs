@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod process;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -52,6 +52,7 @@ fn commit(stored: &StoredDocument, out: &MergeOutcome, author: &str) -> StoredDo
         },
         updated_at: NOW,
         updated_by: author.to_string(),
+        compacted_version: 0,
     }
 }
 
