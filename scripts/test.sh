@@ -48,10 +48,13 @@ echo "== cargo build"
 cargo build
 
 failed=()
+timings=()
 run_suite() {
   local name=$1; shift
   echo "== $name"
+  local start=$SECONDS
   if ! "$@"; then failed+=("$name"); fi
+  timings+=("$((SECONDS - start)) s  $name")
 }
 
 rust_tests() {
@@ -76,6 +79,8 @@ run_suite "Browser tests (chromium: hooks, SDK, dashboard end to end)" browser_t
 # Keeps the benchmark harness working (a few connections per scenario, no timing claims).
 run_suite "Benchmark smoke (bench/run.sh --smoke)" env SWITCHYARD_BIN="$PWD/target/debug/switchyard" SMOKE_STRICT=1 bench/run.sh --smoke
 
+echo "== suite times"
+printf '  %s\n' "${timings[@]}"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "test.sh: FAILED suites: ${failed[*]}" >&2
   exit 1

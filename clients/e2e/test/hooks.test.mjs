@@ -35,7 +35,9 @@ const subscribesIn = () => server.metric('websocket_messages_total', { type: 'su
 const unsubscribesIn = () => server.metric('websocket_messages_total', { type: 'unsubscribe', direction: 'in' });
 const presenceIn = (page, room) => page.evaluate(async (r) => {
   const ack = await window.__h.client.call('presence:list', { room: r });
-  return ack.ok ? ack.users : ack;
+  // Users within their grace period after leaving are listed with no
+  // connection (SPEC §7): only users with sockets in the room count here.
+  return ack.ok ? ack.users.filter((u) => u.connections > 0) : ack;
 }, room);
 
 describe('hooks under StrictMode', () => {
