@@ -69,9 +69,9 @@ impl fmt::Display for SecretUrl {
     }
 }
 
-/// Hides the password of a URL: `scheme://user:***@host/…`. A URL with a
-/// bare credential and no colon (`redis://secret@host`, which Redis clients
-/// read as a password) is hidden whole: `scheme://***@host/…`. Query
+/// Hides the password of a URL: `scheme://user:***@host/…`. A Redis URL
+/// with a lone credential (`redis://secret@host`, which Redis clients read
+/// as a password) has it hidden whole: `redis://***@host/…`. Query
 /// parameters named like a password (`password=`, `pass=`, `pwd=`) are
 /// hidden too. Text that is not a URL comes back unchanged.
 pub fn redact_url(url: &str) -> String {
@@ -86,9 +86,12 @@ pub fn redact_url(url: &str) -> String {
     let mut out = url[..scheme_end].to_string();
     match authority.rfind('@') {
         Some(at) => {
-            match authority[..at].split_once(':') {
+            let creds = &authority[..at];
+            match creds.split_once(':') {
                 Some((user, _)) => out.push_str(&format!("{user}:***")),
-                None => out.push_str("***"),
+                // Redis clients read a lone credential as the password.
+                None if url.starts_with("redis") => out.push_str("***"),
+                None => out.push_str(creds),
             }
             out.push_str(&authority[at..]);
         }
@@ -131,6 +134,7 @@ mod tests {
             ("redis://:secret@h:6379/0", "redis://:***@h:6379/0"),
             ("redis://secret@h", "redis://***@h"),
             ("redis://h:6379", "redis://h:6379"),
+            ("postgres://postgres@h/db", "postgres://postgres@h/db"),
             ("sqlite://x.db", "sqlite://x.db"),
             ("sqlite:x.db", "sqlite:x.db"),
             (
