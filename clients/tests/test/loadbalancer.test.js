@@ -168,7 +168,7 @@ describe('two nodes behind nginx (deploy/nginx/switchyard.conf)', () => {
   });
 
   for (const signal of ['SIGKILL', 'SIGTERM']) {
-    it(`${signal} on the client's node: it reconnects through the balancer to the other node and gets what was published meanwhile`, { timeout: 45000 }, async (t) => {
+    it(`${signal} on the client's node: it reconnects through the balancer to the other node and gets what was published meanwhile`, { timeout: 60000 }, async (t) => {
       await noClientsLeft();
       const user = randomId('u-');
       const { socket } = await connect(nginx.url, {
@@ -207,7 +207,7 @@ describe('two nodes behind nginx (deploy/nginx/switchyard.conf)', () => {
       // Back on its port: once nginx's fail_timeout (10 s) has passed, the
       // balancer sends this address's clients to it again.
       nodes[home] = await startServer({ ...shared, NODE_ID: home, PORT: victim.port }, { name: `node-${home}` });
-      await waitUntil(async () => (await balancedNode()) === home, 15000, `the balancer sends clients to ${home} again`);
+      await waitUntil(async () => (await balancedNode()) === home, 25000, `the balancer sends clients to ${home} again`);
     });
   }
 });

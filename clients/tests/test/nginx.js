@@ -85,13 +85,15 @@ export async function startNginx(upstreams) {
     return `--- nginx output ---\n${out}\n--- nginx error.log ---\n${read('error.log')}`;
   };
   const stop = async () => {
-    if (exited) return;
-    proc.kill('SIGTERM');
-    const done = await Promise.race([exit, sleep(5000).then(() => null)]);
-    if (!done) {
-      proc.kill('SIGKILL');
-      await exit;
+    if (!exited) {
+      proc.kill('SIGTERM');
+      const done = await Promise.race([exit, sleep(5000).then(() => null)]);
+      if (!done) {
+        proc.kill('SIGKILL');
+        await exit;
+      }
     }
+    fs.rmSync(dir, { recursive: true, force: true });
   };
   process.on('exit', () => { try { proc.kill('SIGKILL'); } catch { /* gone */ } });
   const deadline = Date.now() + 10000;
