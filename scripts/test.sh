@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite: Rust (unit + integration, on SQLite and Postgres),
-# the Node suite with the real socket.io-client, the python-socketio suite,
-# the TypeScript SDK / React hooks (unit, type and bundle-size checks), and the
-# browser tests (Debian chromium + playwright-core, installed with apt-get
+# the Node suite with the real socket.io-client (including the deploy/ assets
+# checked against a live node and a two-node cluster behind nginx), the
+# python-socketio suite, the TypeScript SDK / React hooks (unit, type and
+# bundle-size checks), and the browser tests (Debian chromium + playwright-core, installed with apt-get
 # when missing) of the hooks, the SDK and the example dashboard.
 #
 # Needs PostgreSQL (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test)
@@ -41,8 +42,42 @@ ensure_redis() {
   exit 1
 }
 
+# Debian packages the suites need: nginx (the load-balancer suite runs
+# deploy/nginx/switchyard.conf for real) and promtool (from prometheus, to
+# check deploy/prometheus/alerts.yml).
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 && return 0
+  apt-get update -qq >/dev/null 2>&1 \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1
+}
+
+ensure_nginx() {
+  if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then return 0; fi
+  echo "test.sh: installing nginx (Debian package) for the load-balancer suite" >&2
+  if ! apt_install nginx; then
+    echo "test.sh: FAILED: nginx is required by clients/tests/test/loadbalancer.test.js and could not be" >&2
+    echo "  installed with apt-get. Install it (apt-get install nginx) and run again." >&2
+    exit 1
+  fi
+}
+
+ensure_promtool() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  echo "test.sh: installing prometheus (Debian package) for promtool" >&2
+  if ! apt_install prometheus; then
+    echo "" >&2
+    echo "test.sh: ******************************************************************" >&2
+    echo "test.sh: WARNING: promtool could not be installed (apt-get install prometheus failed)." >&2
+    echo "test.sh: deploy/prometheus/alerts.yml gets a STRUCTURE CHECK ONLY, not promtool." >&2
+    echo "test.sh: ******************************************************************" >&2
+    export SY_NO_PROMTOOL=1
+  fi
+}
+
 ensure_postgres
 ensure_redis
+ensure_nginx
+ensure_promtool
 
 echo "== cargo build"
 cargo build

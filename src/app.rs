@@ -32,6 +32,8 @@ type Closer = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 pub struct App {
     listener: TcpListener,
     router: Router,
+    /// `METRICS_ADDR`: the internal listener for `/metrics`, when set.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     close_sockets: Closer,
 }
@@ -52,11 +54,9 @@ impl App {
         let verifier = JwtVerifier::from_config(&config)?;
         let catalog = Catalog::load(config.catalog_file.as_deref())?;
         crate::metrics::register_event_types(catalog.type_names());
-        let store = store::connect(&config.database_url)
+        let store = store::connect(config.database_url.expose())
             .await
-            .with_context(|| {
-                format!("DATABASE_URL: cannot open {}", redact(&config.database_url))
-            })?;
+            .with_context(|| format!("DATABASE_URL: cannot open {}", config.database_url))?;
         store
             .migrate()
             .await
@@ -133,7 +133,22 @@ impl App {
             }
         };
         tokio::spawn(crate::presence::maintain(state.clone()));
+        crate::metrics::sampler::sample(&state, true).await;
+        tokio::spawn(crate::metrics::sampler::run(state.clone()));
+        let metrics_listener = match state.config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("METRICS_ADDR: cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
+        let public_metrics = match metrics_listener {
+            Some(_) => Router::new(),
+            None => crate::metrics::http::routes(),
+        };
         let router = http::routes(state.clone())
+            .merge(public_metrics)
             .merge(layer)
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -152,6 +167,7 @@ impl App {
         Ok(Self {
             listener,
             router,
+            metrics_listener,
             state,
             close_sockets,
         })
@@ -159,6 +175,13 @@ impl App {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The internal metrics listener's address (`METRICS_ADDR`), when set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -182,7 +205,18 @@ impl App {
             close().await;
         };
         let options = crate::server::Options::from_config(&self.state.config);
+        let internal = self.metrics_listener.map(|listener| {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let done = stop.clone().cancelled_owned();
+            let router = crate::metrics::http::routes();
+            let task = tokio::spawn(crate::metrics::http::serve_internal(listener, router, done));
+            (stop, task)
+        });
         crate::server::serve(self.listener, self.router, options, shutdown).await;
+        if let Some((stop, task)) = internal {
+            stop.cancel();
+            let _ = task.await;
+        }
         Ok(())
     }
 }
@@ -247,31 +281,5 @@ fn cors(config: &Config) -> CorsLayer {
                 .allow_methods(tower_http::cors::Any)
                 .allow_headers([::http::header::AUTHORIZATION, ::http::header::CONTENT_TYPE])
         }
-    }
-}
-
-/// Hides a password in a database URL for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
     }
 }

@@ -4,9 +4,16 @@
 //! strict: a value that does not parse fails startup with an error naming the
 //! variable, so a typo never silently falls back to a default.
 
-use std::{collections::HashMap, net::IpAddr, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use thiserror::Error;
+
+pub use crate::secret::{Secret, SecretUrl};
 
 /// A configuration problem, always naming the variable at fault.
 #[derive(Debug, Error)]
@@ -36,36 +43,24 @@ pub enum LogFormat {
 }
 
 /// Where JWT verification keys come from.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum JwtKeySource {
     /// HS256 with a shared secret; `generated` when dev mode made one up.
-    Secret { secret: String, generated: bool },
+    Secret { secret: Secret, generated: bool },
     /// RS256/ES256 with an SPKI PEM public key (the algorithm follows the key).
     PublicKeyFile(PathBuf),
 }
 
-// Secrets never reach logs through `Debug`.
-impl std::fmt::Debug for JwtKeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Secret { generated, .. } => f
-                .debug_struct("Secret")
-                .field("secret", &"<redacted>")
-                .field("generated", generated)
-                .finish(),
-            Self::PublicKeyFile(p) => f.debug_tuple("PublicKeyFile").field(p).finish(),
-        }
-    }
-}
-
+/// Secrets are typed ([`Secret`], [`SecretUrl`]) so that `{:?}` of a
+/// `Config` (and any log line built from one) never shows them.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub env: Environment,
     pub host: IpAddr,
     pub port: u16,
     pub node_id: String,
-    pub database_url: String,
-    pub redis_url: Option<String>,
+    pub database_url: SecretUrl,
+    pub redis_url: Option<SecretUrl>,
     pub redis_prefix: String,
     pub jwt_key: JwtKeySource,
     pub jwt_issuer: Option<String>,
@@ -74,7 +69,7 @@ pub struct Config {
     /// `JWT_MAX_TTL`: the longest lifetime a token may have (`exp − iat`,
     /// and `exp − now`); `None` = no limit.
     pub jwt_max_ttl: Option<Duration>,
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<Secret>,
     /// `API_KEY_FAILURE_LIMIT`: failed API-key attempts per IP (IPv6: per
     /// /64) per minute before the HTTP API answers 429.
     pub api_key_failure_limit: u32,
@@ -120,6 +115,9 @@ pub struct Config {
     pub max_pending_per_ip: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    /// `METRICS_ADDR`: an internal listener for `/metrics`; when set, the
+    /// public port no longer serves it.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Reads variables from a map so tests never touch the process environment.
@@ -286,18 +284,20 @@ impl Config {
                 .get("NODE_ID")
                 .map(str::to_string)
                 .unwrap_or_else(default_node_id),
-            database_url: v
-                .get("DATABASE_URL")
-                .unwrap_or("sqlite://switchyard.db")
-                .to_string(),
-            redis_url: v.get("REDIS_URL").map(str::to_string),
+            database_url: SecretUrl::new(v.get("DATABASE_URL").unwrap_or("sqlite://switchyard.db")),
+            redis_url: v.get("REDIS_URL").map(SecretUrl::new),
             redis_prefix: v.get("REDIS_PREFIX").unwrap_or("switchyard").to_string(),
             jwt_key,
             jwt_issuer: v.get("JWT_ISSUER").map(str::to_string),
             jwt_audience: v.get("JWT_AUDIENCE").map(str::to_string),
             jwt_leeway: v.seconds("JWT_LEEWAY", 30)?,
             jwt_max_ttl: v.optional_duration("JWT_MAX_TTL")?,
-            api_keys: v.list("API_KEYS").unwrap_or_default(),
+            api_keys: v
+                .list("API_KEYS")
+                .unwrap_or_default()
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
             api_key_failure_limit: match v.parse("API_KEY_FAILURE_LIMIT", 10u32)? {
                 0 => return Err(bad("API_KEY_FAILURE_LIMIT", "must be at least 1")),
                 n => n,
@@ -337,6 +337,14 @@ impl Config {
                     return Err(bad("LOG_FORMAT", format!("`{other}` must be text or json")));
                 }
             },
+            metrics_addr: match v.get("METRICS_ADDR") {
+                None => None,
+                Some(raw) => {
+                    Some(raw.parse().map_err(|e| {
+                        bad("METRICS_ADDR", format!("`{raw}` is not host:port: {e}"))
+                    })?)
+                }
+            },
         })
     }
 
@@ -356,7 +364,7 @@ fn jwt_key(v: &Vars, env: Environment) -> Result<JwtKeySource, ConfigError> {
             "must be at least 16 characters (use a long random string)",
         )),
         (Some(secret), None) => Ok(JwtKeySource::Secret {
-            secret: secret.to_string(),
+            secret: Secret::new(secret),
             generated: false,
         }),
         (None, Some(path)) => Ok(JwtKeySource::PublicKeyFile(PathBuf::from(path))),
@@ -365,7 +373,7 @@ fn jwt_key(v: &Vars, env: Environment) -> Result<JwtKeySource, ConfigError> {
             "required when SWITCHYARD_ENV=production (or set JWT_PUBLIC_KEY_FILE)",
         )),
         (None, None) => Ok(JwtKeySource::Secret {
-            secret: random_secret(),
+            secret: Secret::new(random_secret()),
             generated: true,
         }),
     }
@@ -425,7 +433,8 @@ mod tests {
     fn defaults_start_a_dev_server_with_generated_secret() {
         let c = cfg(&[]).expect("defaults are valid");
         assert_eq!(c.port, 3001);
-        assert_eq!(c.database_url, "sqlite://switchyard.db");
+        assert_eq!(c.database_url.expose(), "sqlite://switchyard.db");
+        assert_eq!(c.metrics_addr, None);
         assert_eq!(c.max_payload, 65_536);
         assert_eq!(c.max_subscriptions, 50);
         assert_eq!(c.document_max_bytes, 262_144);
@@ -461,6 +470,7 @@ mod tests {
             ("WS_USER_RATE_LIMIT", "0"),
             ("WS_USER_RATE_BURST", "0.5"),
             ("API_KEY_FAILURE_LIMIT", "0"),
+            ("METRICS_ADDR", "9090"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");
@@ -533,8 +543,52 @@ mod tests {
     }
 
     #[test]
-    fn secret_is_not_in_debug_output() {
-        let c = cfg(&[("JWT_SECRET", "super-secret-value-1234")]).expect("valid");
-        assert!(!format!("{c:?}").contains("super-secret"));
+    fn secrets_are_not_in_debug_output() {
+        let c = cfg(&[
+            ("JWT_SECRET", "jwt-secret-value-1234"),
+            (
+                "DATABASE_URL",
+                "postgres://app:db-pass-5678@db.internal:5432/sy",
+            ),
+            (
+                "REDIS_URL",
+                "redis://default:redis-pass-9012@cache.internal:6379/0",
+            ),
+            ("API_KEYS", "api-key-one-3456,api-key-two-7890"),
+        ])
+        .expect("valid");
+        let shown = format!("{c:?}");
+        for secret in [
+            "jwt-secret-value-1234",
+            "db-pass-5678",
+            "redis-pass-9012",
+            "api-key-one-3456",
+            "api-key-two-7890",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // What is not secret stays useful: which host, which user.
+        assert!(
+            shown.contains("postgres://app:***@db.internal:5432/sy"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("redis://default:***@cache.internal:6379/0"),
+            "{shown}"
+        );
+        let generated = cfg(&[]).expect("valid");
+        let JwtKeySource::Secret { secret, .. } = &generated.jwt_key else {
+            panic!("a generated secret");
+        };
+        assert!(!format!("{generated:?}").contains(secret.expose()));
+    }
+
+    #[test]
+    fn metrics_addr_is_host_and_port() {
+        let c = cfg(&[("METRICS_ADDR", "127.0.0.1:9464")]).expect("valid");
+        assert_eq!(
+            c.metrics_addr,
+            Some("127.0.0.1:9464".parse().expect("addr"))
+        );
     }
 }

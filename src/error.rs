@@ -35,6 +35,24 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, e.g. to register `websocket_refused_total{code}` at zero.
+    pub const ALL: [Code; 14] = [
+        Code::Unauthorized,
+        Code::InvalidToken,
+        Code::TokenExpired,
+        Code::LimitExceeded,
+        Code::Forbidden,
+        Code::InvalidRoom,
+        Code::UnknownEvent,
+        Code::ValidationFailed,
+        Code::RateLimited,
+        Code::PayloadTooLarge,
+        Code::NotFound,
+        Code::Conflict,
+        Code::Unavailable,
+        Code::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Unauthorized => "UNAUTHORIZED",

@@ -2,7 +2,8 @@
 //! operations software. The map, following a request's path:
 //!
 //! - [`config`]: environment → typed [`config::Config`]; errors name the variable.
-//! - [`app`]: builds state, storage, catalog and adapter; serves HTTP + Socket.IO on one port.
+//! - [`app`]: builds state, storage, catalog and adapter; serves HTTP + Socket.IO on one port
+//!   (and `/metrics` on `METRICS_ADDR` when set).
 //! - [`server`]: the accept loop under axum: connection cap (with a health reserve), header
 //!   and idle timeouts, descriptor exhaustion handled.
 //! - [`auth`]: JWT verification/minting, the socket connect middleware, API keys.
@@ -16,7 +17,8 @@
 //! - [`http`]: health, event API, telemetry ingest.
 //! - [`limits`]: connection limits per node and per IP, per-socket rate limits.
 //! - [`throttle`]: limits across connections: per-user event rate, failed API-key attempts per IP.
-//! - [`metrics`]: Prometheus metrics, named in one place.
+//! - [`metrics`]: Prometheus metrics, named in one place, all registered at startup; sampled gauges.
+//! - [`secret`]: redacted types for keys and connection URLs (never in logs or `Debug`).
 //! - [`store`]: the storage interface with its PostgreSQL and SQLite implementations.
 //! - [`cluster`]: the Redis adapter wiring, Redis health and the self-probe, the durable bus.
 //! - [`domain`]: pure types and rules (roles, identities, room names).
@@ -37,6 +39,7 @@ pub mod limits;
 pub mod metrics;
 pub mod presence;
 pub mod replay;
+pub mod secret;
 pub mod server;
 pub mod socket;
 pub mod state;

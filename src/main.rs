@@ -102,9 +102,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
     let addr = app.local_addr()?;
     let state = app.state();
+    let config = &state.config;
+    // The URLs print without their passwords (`crate::secret::SecretUrl`).
     tracing::info!(
-        node = %state.config.node_id,
-        database = state.store.backend(),
+        node = %config.node_id,
+        database = %config.database_url,
+        redis = %config.redis_url.as_ref().map_or("disabled".to_string(), ToString::to_string),
+        metrics = %app.metrics_addr().map_or_else(|| format!("http://{addr}/metrics"), |a| format!("http://{a}/metrics")),
         adapter = if state.redis.is_some() { "redis" } else { "local" },
         "switchyard listening on http://{addr} (socket.io path /socket.io/); \
          mint a token with: switchyard token --user U --company C --role operator"
@@ -115,7 +119,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    let store = store::connect(&config.database_url).await?;
+    let store = store::connect(config.database_url.expose()).await?;
     store.migrate().await?;
     println!("migrations applied ({})", store.backend());
     Ok(())

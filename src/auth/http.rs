@@ -47,7 +47,7 @@ impl FromRequestParts<AppState> for ApiKey {
         // Every key is compared fully, so timing does not reveal which key
         // or how much of one matched.
         let ok = state.config.api_keys.iter().fold(false, |found, key| {
-            found | constant_time_eq(key.as_bytes(), presented.as_bytes())
+            found | constant_time_eq(key.expose().as_bytes(), presented.as_bytes())
         });
         if ok {
             return Ok(ApiKey);

@@ -35,7 +35,7 @@ impl JwtVerifier {
     pub fn from_config(config: &Config) -> Result<Self, KeyError> {
         let (key, alg) = match &config.jwt_key {
             JwtKeySource::Secret { secret, .. } => (
-                DecodingKey::from_secret(secret.as_bytes()),
+                DecodingKey::from_secret(secret.expose().as_bytes()),
                 Algorithm::HS256,
             ),
             JwtKeySource::PublicKeyFile(path) => {
@@ -168,7 +168,7 @@ pub fn mint_token(
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
     )?)
 }
 

@@ -115,7 +115,8 @@ pub async fn durable_bus(
 ) -> anyhow::Result<DurableBus> {
     let url = config
         .redis_url
-        .as_deref()
+        .as_ref()
+        .map(crate::secret::SecretUrl::expose)
         .ok_or_else(|| anyhow::anyhow!("REDIS_URL is not set"))?;
     let channel = format!("{}#durable", config.redis_prefix);
     let node = uuid::Uuid::new_v4().to_string();

@@ -76,7 +76,8 @@ pub(crate) fn builder(url: &str) -> Result<Builder, Error> {
 pub async fn connect(config: &Config) -> anyhow::Result<(RedisAdapterCtr<FredDriver>, RedisLink)> {
     let url = config
         .redis_url
-        .as_deref()
+        .as_ref()
+        .map(crate::secret::SecretUrl::expose)
         .ok_or_else(|| anyhow::anyhow!("REDIS_URL is not set"))?;
     let subscriber = builder(url)?.build_subscriber_client()?;
     let adapter_config = RedisAdapterConfig::new()

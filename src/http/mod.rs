@@ -1,6 +1,7 @@
 //! The HTTP API: health, event publishing and history, telemetry ingest,
 //! documents.
-//! Served by the same axum router (and port) as the Socket.IO layer.
+//! Served by the same axum router (and port) as the Socket.IO layer;
+//! `/metrics` is added by `crate::app` (see `crate::metrics::http`).
 
 pub mod documents;
 pub mod events;
@@ -17,7 +18,6 @@ pub fn routes(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/health/websocket", get(health::websocket))
-        .route("/metrics", get(|| async { crate::metrics::render() }))
         .route("/api/v1/events", post(events::publish).get(events::history))
         .route("/api/v1/telemetry", post(events::telemetry))
         .route(

@@ -319,6 +319,7 @@ impl DurableHub {
         member: &Member,
         ev: &LogEvent,
     ) -> Result<bool, Stop> {
+        crate::metrics::replay_lag(ev.created_at);
         let start = tokio::time::Instant::now();
         loop {
             match member.deliver_caught_up(ev) {

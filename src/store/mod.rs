@@ -8,10 +8,12 @@
 //! Documents (SPEC §6) have their own interface, [`DocumentStore`], in
 //! `documents.rs`, implemented in `postgres_documents.rs` and
 //! `sqlite_documents.rs`; contract tests in `tests/store_documents.rs`.
+//! Pool use and the offline-queue backlog, for metrics: [`OpsStore`] in `ops.rs`.
 
 pub mod batch;
 mod breaker;
 pub mod documents;
+pub mod ops;
 mod postgres_documents;
 mod sqlite_documents;
 
@@ -33,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use documents::DocumentStore;
+pub use ops::{OpsStore, PoolUse};
 pub use postgres::PgStore;
 pub use presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
 pub use sqlite::SqliteStore;
@@ -94,7 +97,7 @@ pub struct StoredEvent {
 }
 
 #[async_trait]
-pub trait Store: DocumentStore + PresenceStore + Send + Sync + 'static {
+pub trait Store: DocumentStore + PresenceStore + OpsStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`, for logs and health.
     fn backend(&self) -> &'static str;
 
@@ -161,7 +164,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_string()))
+        Err(StoreError::UnsupportedUrl(crate::secret::redact_url(url)))
     }
 }
 

@@ -102,7 +102,7 @@ const SERVER_VARS = [
   'WS_MESSAGE_QUEUE_TTL', 'WS_PRESENCE_TTL', 'WS_PRESENCE_GRACE_MS', 'LOG_FORMAT', 'RUST_LOG', 'SWITCHYARD_ENV',
   'CATALOG_FILE', 'DOCUMENT_MAX_BYTES', 'JWT_MAX_TTL', 'WS_USER_RATE_LIMIT', 'WS_USER_RATE_BURST',
   'API_KEY_FAILURE_LIMIT', 'DOCUMENT_MAX_FIELDS', 'HTTP_HEADER_TIMEOUT_MS',
-  'HTTP_MAX_CONNECTIONS', 'WS_CONNECT_TIMEOUT_MS', 'WS_MAX_PENDING_PER_IP',
+  'HTTP_MAX_CONNECTIONS', 'WS_CONNECT_TIMEOUT_MS', 'WS_MAX_PENDING_PER_IP', 'METRICS_ADDR', 'SHUTDOWN_GRACE',
 ];
 
 /**
@@ -113,7 +113,8 @@ const SERVER_VARS = [
  */
 export async function startServer(env = {}, { name = 'server', readyTimeoutMs = 20000 } = {}) {
   const bin = binaryPath();
-  const port = await freePort();
+  // A given PORT restarts a node where a balancer expects it.
+  const port = env.PORT ? Number(env.PORT) : await freePort();
   const workdir = fs.mkdtempSync(path.join(os.tmpdir(), 'sy-e2e-'));
   const fullEnv = { ...process.env };
   for (const k of SERVER_VARS) delete fullEnv[k];
@@ -389,15 +390,19 @@ export function connect(url, opts = {}, { t, timeoutMs = 8000, onSocket } = {}) 
       socket.__close();
       reject(new Error(`timeout after ${timeoutMs} ms waiting for session (connected=${socket.connected})`));
     }, timeoutMs);
-    socket.once('session', (session) => {
-      clearTimeout(timer);
-      resolve({ socket, session });
-    });
-    socket.once('connect_error', (err) => {
+    // The first connection only: with `reconnection: true`, a later failed
+    // attempt is the client's to retry, not a reason to close the socket.
+    const onError = (err) => {
       clearTimeout(timer);
       socket.__close();
       reject(err);
+    };
+    socket.once('session', (session) => {
+      clearTimeout(timer);
+      socket.off('connect_error', onError);
+      resolve({ socket, session });
     });
+    socket.once('connect_error', onError);
   });
 }
 

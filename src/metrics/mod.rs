@@ -1,10 +1,20 @@
 //! Prometheus metrics (SPEC §10), named as the seeds named them.
 //!
 //! One recorder per process (the `metrics` facade is global); every
-//! counter is recorded through the functions here so names and labels live
-//! in one place. Labels are bounded: event types that are not routes or
-//! catalog entries are recorded as `unknown` (a catalog that allows unknown
-//! types would otherwise let clients create a time series per name).
+//! series is recorded through the functions here so names and labels live
+//! in one place ([`series`], which also registers them all at startup).
+//! Labels are bounded: event types that are not routes or catalog entries
+//! are recorded as `unknown` (a catalog that allows unknown types would
+//! otherwise let clients create a time series per name).
+//!
+//! - [`series`]: every name, its help text, registration at zero.
+//! - [`sampler`]: gauges read every few seconds (database/Redis up, pool
+//!   use, the offline-queue backlog), never per request.
+//! - [`http`]: the `/metrics` route, on the public port or on `METRICS_ADDR`.
+
+pub mod http;
+pub mod sampler;
+pub mod series;
 
 use std::collections::BTreeSet;
 use std::sync::{OnceLock, RwLock};
@@ -18,10 +28,14 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// in this process, which is one outside tests).
 static KNOWN_TYPES: RwLock<BTreeSet<String>> = RwLock::new(BTreeSet::new());
 
-/// Registers the catalog's type names as label values.
+/// Registers the catalog's type names as label values, and every series
+/// at zero (see [`series`]).
 pub fn register_event_types<'a>(names: impl Iterator<Item = &'a str>) {
+    let names: Vec<&str> = names.collect();
     let mut known = KNOWN_TYPES.write().unwrap_or_else(|e| e.into_inner());
-    known.extend(names.map(str::to_string));
+    known.extend(names.iter().map(|n| n.to_string()));
+    drop(known);
+    series::register_all(names.into_iter());
 }
 
 /// The label of an event type: its name if the catalog has it, else `unknown`.
@@ -41,9 +55,17 @@ pub fn install() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
-                    Matcher::Full("websocket_message_latency_seconds".into()),
+                    Matcher::Full(series::LATENCY.into()),
                     &[
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    ],
+                )
+                .ok()?
+                // From a reconnect within seconds to a device back after a day.
+                .set_buckets_for_metric(
+                    Matcher::Full(series::REPLAY_LAG.into()),
+                    &[
+                        0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0,
                     ],
                 )
                 .ok()?;
@@ -66,75 +88,83 @@ pub fn render() -> String {
 }
 
 pub fn connection_opened() {
-    counter!("websocket_connections_total").increment(1);
-    gauge!("websocket_active_connections").increment(1.0);
+    counter!(series::CONNECTIONS_TOTAL).increment(1);
+    gauge!(series::ACTIVE_CONNECTIONS).increment(1.0);
 }
 
 pub fn connection_closed() {
-    gauge!("websocket_active_connections").decrement(1.0);
+    gauge!(series::ACTIVE_CONNECTIONS).decrement(1.0);
 }
 
 pub fn auth_failure(reason: &'static str) {
-    counter!("websocket_auth_failures_total", "reason" => reason).increment(1);
+    counter!(series::AUTH_FAILURES, "reason" => reason).increment(1);
 }
 
 pub fn refused(code: &'static str) {
-    counter!("websocket_refused_total", "code" => code).increment(1);
+    counter!(series::REFUSED, "code" => code).increment(1);
 }
 
 pub fn message(event_type: &str, direction: &'static str) {
-    counter!("websocket_messages_total", "type" => event_type.to_string(), "direction" => direction).increment(1);
+    counter!(series::MESSAGES, "type" => event_type.to_string(), "direction" => direction)
+        .increment(1);
 }
 
 pub fn messages_out(event_type: &str, n: u64) {
-    counter!("websocket_messages_total", "type" => type_label(event_type), "direction" => "out")
-        .increment(n);
+    counter!(series::MESSAGES, "type" => type_label(event_type), "direction" => "out").increment(n);
 }
 
 /// Publish-to-emit latency of one delivery.
 pub fn latency(seconds: f64) {
-    histogram!("websocket_message_latency_seconds").record(seconds);
+    histogram!(series::LATENCY).record(seconds);
 }
 
 pub fn replayed(n: u64) {
-    counter!("websocket_replayed_messages_total").increment(n);
+    counter!(series::REPLAYED).increment(n);
 }
 
 pub fn rate_limited() {
-    counter!("websocket_rate_limited_total").increment(1);
+    counter!(series::RATE_LIMITED).increment(1);
 }
 
 pub fn slow_consumer_disconnect() {
-    counter!("websocket_slow_consumer_disconnects_total").increment(1);
+    counter!(series::SLOW_CONSUMERS).increment(1);
 }
 
 /// Ephemeral broadcasts a full socket buffer swallowed (counted, not silent).
 pub fn dropped_ephemeral(n: u64) {
-    counter!("websocket_dropped_ephemeral_total").increment(n);
+    counter!(series::DROPPED_EPHEMERAL).increment(n);
 }
 
 /// A TCP connection closed at once: `HTTP_MAX_CONNECTIONS` and the reserve were full.
 pub fn http_connection_refused() {
-    counter!("http_connections_refused_total").increment(1);
+    counter!(series::HTTP_REFUSED).increment(1);
 }
 
 /// `accept` failed for want of resources (descriptors, memory).
 pub fn accept_error() {
-    counter!("http_accept_errors_total").increment(1);
+    counter!(series::HTTP_ACCEPT_ERRORS).increment(1);
 }
 
 pub fn db_error() {
-    counter!("websocket_db_errors_total").increment(1);
+    counter!(series::DB_ERRORS).increment(1);
 }
 
 pub fn redis_error() {
-    counter!("websocket_redis_errors_total").increment(1);
+    counter!(series::REDIS_ERRORS).increment(1);
 }
 
 pub fn conflict() {
-    counter!("websocket_conflicts_total").increment(1);
+    counter!(series::CONFLICTS).increment(1);
 }
 
+/// The age of a durable event (created at `created_at_ms`) delivered by
+/// replay or catch-up rather than live: how far behind its reader was.
+pub fn replay_lag(created_at_ms: i64) {
+    let age_ms = (crate::domain::now_ms() - created_at_ms).max(0);
+    histogram!(series::REPLAY_LAG).record(age_ms as f64 / 1000.0);
+}
+
+/// The offline-queue backlog (see [`series::QUEUED`]).
 pub fn queued(n: f64) {
-    gauge!("websocket_queued_messages").set(n);
+    gauge!(series::QUEUED).set(n);
 }
