@@ -54,6 +54,28 @@ impl Code {
         }
     }
 
+    /// The code named by `s` (its wire form).
+    pub fn parse(s: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    const ALL: [Code; 14] = [
+        Code::Unauthorized,
+        Code::InvalidToken,
+        Code::TokenExpired,
+        Code::LimitExceeded,
+        Code::Forbidden,
+        Code::InvalidRoom,
+        Code::UnknownEvent,
+        Code::ValidationFailed,
+        Code::RateLimited,
+        Code::PayloadTooLarge,
+        Code::NotFound,
+        Code::Conflict,
+        Code::Unavailable,
+        Code::Internal,
+    ];
+
     pub fn http_status(self) -> StatusCode {
         match self {
             Code::Unauthorized | Code::InvalidToken | Code::TokenExpired => {

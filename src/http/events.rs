@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::auth::http::ApiKey;
+use super::api_key::ApiKey;
 use crate::catalog::Priority;
 use crate::domain::identity::valid_id;
 use crate::domain::{Role, RoomName, Targets, iso8601};
 use crate::error::{AppError, AppResult, Code};
-use crate::events::{self, Draft, Prepared};
+use crate::events::{Draft, Prepared};
 use crate::state::AppState;
 
 /// At most this many events per request.
@@ -111,7 +111,7 @@ fn prepare_one(state: &AppState, item: &Value) -> AppResult<Prepared> {
     let event_type = str_field(o, "type")?
         .ok_or_else(|| AppError::new(Code::ValidationFailed, "`type` is required"))?;
     let company = company_id(o.get("companyId"))?;
-    let spec = state.catalog.event(event_type)?;
+    let spec = state.publisher.spec(event_type)?;
     let priority = match str_field(o, "priority")? {
         None => None,
         Some(p) => Some(Priority::parse(p).ok_or_else(|| {
@@ -135,7 +135,7 @@ fn prepare_one(state: &AppState, item: &Value) -> AppResult<Prepared> {
         }
         k => k.map(|k| format!("k:{k}")),
     };
-    events::prepare(
+    state.publisher.prepare(
         spec,
         Draft {
             company: &company,
@@ -147,7 +147,6 @@ fn prepare_one(state: &AppState, item: &Value) -> AppResult<Prepared> {
             publisher: None,
             idempotency_key,
         },
-        state.config.max_payload,
     )
 }
 
@@ -174,7 +173,7 @@ fn company_id(v: Option<&Value>) -> AppResult<String> {
 /// Validates the whole batch, appends its durable events in one transaction,
 /// then delivers: nothing is half-published.
 async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<Value>> {
-    let appended = events::persist(&state.appender, &batch, state.queue_ttl_ms()).await?;
+    let appended = state.publisher.persist(&batch).await?;
     let mut out = Vec::with_capacity(batch.len());
     for (prepared, appended) in batch.iter().zip(appended) {
         let offsets: Map<String, Value> = appended
@@ -190,7 +189,10 @@ async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<
             .as_ref()
             .map_or(prepared.id.clone(), |a| a.id.clone());
         out.push(json!({ "id": id, "offsets": offsets }));
-        events::dispatch(state, prepared, appended.as_ref(), None).await;
+        state
+            .publisher
+            .dispatch(prepared, appended.as_ref(), None)
+            .await;
     }
     Ok(out)
 }
@@ -269,7 +271,7 @@ pub async fn telemetry(
     body: Bytes,
 ) -> AppResult<(StatusCode, Json<Value>)> {
     let items = parse_body(&body)?;
-    let spec = state.catalog.event("telemetry")?;
+    let spec = state.publisher.spec("telemetry")?;
     let mut batch = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let index = |e: AppError| e.with_details(json!({ "index": i }));
@@ -288,23 +290,24 @@ pub async fn telemetry(
         })?;
         let mut payload = o.clone();
         payload.remove("companyId");
-        let prepared = events::prepare(
-            spec,
-            Draft {
-                company: &company,
-                event_type: "telemetry",
-                rooms: Targets::one(
-                    RoomName::parse(&format!("telemetry:{endpoint}")).map_err(index)?,
-                ),
-                payload: Value::Object(payload),
-                priority: None,
-                source: "telemetry".into(),
-                publisher: None,
-                idempotency_key: None,
-            },
-            state.config.max_payload,
-        )
-        .map_err(index)?;
+        let prepared = state
+            .publisher
+            .prepare(
+                spec,
+                Draft {
+                    company: &company,
+                    event_type: "telemetry",
+                    rooms: Targets::one(
+                        RoomName::parse(&format!("telemetry:{endpoint}")).map_err(index)?,
+                    ),
+                    payload: Value::Object(payload),
+                    priority: None,
+                    source: "telemetry".into(),
+                    publisher: None,
+                    idempotency_key: None,
+                },
+            )
+            .map_err(index)?;
         batch.push(prepared);
     }
     let accepted = batch.len();

@@ -2,6 +2,7 @@
 //! documents.
 //! Served by the same axum router (and port) as the Socket.IO layer.
 
+pub mod api_key;
 pub mod documents;
 pub mod events;
 pub mod health;

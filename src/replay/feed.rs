@@ -1,8 +1,8 @@
-//! Per-node live feeds of durable events, with a position per socket and room.
+//! Per-node live feeds of durable events, with a position per session and room.
 //!
 //! Durable events are not sent with socket.io room broadcasts: a broadcast
 //! cannot tell which sockets got what, and exact resume needs exactly that.
-//! Each socket that is in a room has a [`Member`] here with the last offset
+//! Each session that is in a room has a [`Member`] here with the last offset
 //! it was sent. A notified event is sent only if it is the next offset;
 //! a jump means a gap (a lost notification, or events committed while the
 //! member was catching up) and hands the member to a catch-up from the
@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::catalog::RoleSet;
-use crate::domain::{Role, iso8601, receiving_role};
+use crate::domain::{Role, SessionId, iso8601, receiving_role};
+use crate::session::{SendFail, Sink};
 use crate::store::CursorKey;
 
 /// A durable event as one room's log holds it.
@@ -38,8 +39,8 @@ pub struct LogEvent {
     pub created_at: i64,
     /// Roles that may receive the type (from the catalog).
     pub receive: u8,
-    /// The publishing socket, which is not sent its own event.
-    pub exclude: Option<String>,
+    /// The publishing session, which is not sent its own event.
+    pub exclude: Option<SessionId>,
 }
 
 impl LogEvent {
@@ -64,26 +65,6 @@ impl LogEvent {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendFail {
-    /// The socket's outgoing buffer is full.
-    Full,
-    /// The socket is gone.
-    Closed,
-}
-
-/// Where a member's events go: a socket, seen without its adapter type.
-pub trait Sink: Send + Sync + 'static {
-    fn id(&self) -> String;
-    fn role(&self) -> Role;
-    fn emit(&self, event: &str, payload: &Value, meta: &Value) -> Result<(), SendFail>;
-    /// A single-argument event (`replay:truncated`).
-    fn emit_one(&self, event: &str, data: &Value) -> Result<(), SendFail>;
-    /// A live send found the buffer full: the socket is disconnected (it
-    /// reconnects and catches up) instead of silently losing the event.
-    fn overflowed(&self);
-}
-
 /// A run of sends within half a second: the last offset sent in it and when.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -106,13 +87,16 @@ struct Track {
     stalled_since: Option<Instant>,
 }
 
-/// One socket in one room's feed.
+/// One session in one room's feed.
 pub struct Member {
     pub sink: Arc<dyn Sink>,
+    pub session: SessionId,
+    /// The session's role (fixed for its life), for the receive rule.
+    pub role: Role,
     pub company: String,
     pub room: String,
     /// How long after a send a still-open connection proves the client read
-    /// it (the heartbeat argument in `crate::socket::proof::proof_window`).
+    /// it ([`Sink::proof_window`]).
     window: Duration,
     /// Whose offline-queue cursor this position feeds (automatic rooms only).
     cursor: OnceLock<CursorKey>,
@@ -128,13 +112,17 @@ impl Member {
     /// Starts in catch-up mode: nothing live is sent until a catch-up ran.
     pub fn new(
         sink: Arc<dyn Sink>,
+        session: SessionId,
+        role: Role,
         company: &str,
         room: &str,
         last: i64,
-        window: Duration,
     ) -> Arc<Self> {
+        let window = sink.proof_window();
         Arc::new(Self {
             sink,
+            session,
+            role,
             company: company.to_string(),
             room: room.to_string(),
             window,
@@ -258,8 +246,8 @@ impl Member {
     /// role may not receive or what it published itself (the position still
     /// advances). `Err(Full)` leaves the position where it was.
     fn send_next(&self, t: &mut Track, ev: &LogEvent) -> Result<bool, SendFail> {
-        let sent = if !ev.for_role(receiving_role(&self.room, self.sink.role()))
-            || ev.exclude.as_deref() == Some(&self.sink.id())
+        let sent = if !ev.for_role(receiving_role(&self.room, self.role))
+            || ev.exclude == Some(self.session)
         {
             false
         } else {
@@ -330,11 +318,11 @@ type RoomKey = (String, String);
 /// The members of each room that has sockets on this node.
 #[derive(Default)]
 pub struct Feeds {
-    rooms: Mutex<HashMap<RoomKey, HashMap<String, Arc<Member>>>>,
+    rooms: Mutex<HashMap<RoomKey, HashMap<SessionId, Arc<Member>>>>,
 }
 
 impl Feeds {
-    fn rooms(&self) -> MutexGuard<'_, HashMap<RoomKey, HashMap<String, Arc<Member>>>> {
+    fn rooms(&self) -> MutexGuard<'_, HashMap<RoomKey, HashMap<SessionId, Arc<Member>>>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -343,24 +331,25 @@ impl Feeds {
         self.rooms()
             .entry(key)
             .or_default()
-            .insert(member.sink.id(), member);
+            .insert(member.session, member);
     }
 
-    pub fn detach(&self, company: &str, room: &str, sink_id: &str) {
+    /// Takes the session out of the room's feed; returns its member.
+    pub fn detach(&self, company: &str, room: &str, session: SessionId) -> Option<Arc<Member>> {
         let mut rooms = self.rooms();
         let key = (company.to_string(), room.to_string());
-        if let Some(members) = rooms.get_mut(&key) {
-            members.remove(sink_id);
-            if members.is_empty() {
-                rooms.remove(&key);
-            }
+        let members = rooms.get_mut(&key)?;
+        let member = members.remove(&session);
+        if members.is_empty() {
+            rooms.remove(&key);
         }
+        member
     }
 
-    pub fn member(&self, company: &str, room: &str, sink_id: &str) -> Option<Arc<Member>> {
+    pub fn member(&self, company: &str, room: &str, session: SessionId) -> Option<Arc<Member>> {
         self.rooms()
             .get(&(company.to_string(), room.to_string()))
-            .and_then(|m| m.get(sink_id).cloned())
+            .and_then(|m| m.get(&session).cloned())
     }
 
     /// Rooms with members on this node, for a sweep after a bus outage.
