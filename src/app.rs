@@ -158,27 +158,8 @@ async fn services(
         let bus = crate::replay::bus::durable_bus(&config, durable.clone(), link, &tasks).await?;
         durable.set_bus(bus);
     }
-    let publisher = Publisher::new(
-        catalog.clone(),
-        store::batch::Appender::new(store.clone(), &tasks),
-        durable.clone(),
-        fanout.clone(),
-        Conflator::new(fanout.clone(), tasks.clone()),
-        crate::events::Settings {
-            max_payload: config.max_payload,
-            queue_ttl_ms: config.message_queue_ttl.as_millis() as i64,
-        },
-    );
-    let documents = Documents::new(
-        store.clone(),
-        catalog.clone(),
-        fanout.clone(),
-        crate::documents::bounds::Limits {
-            max_fields: config.document_max_fields,
-            max_bytes: config.document_max_bytes,
-            tombstone_ttl_ms: store::IDEMPOTENCY_TTL_MS,
-        },
-    );
+    let publisher = publisher(&config, &store, &catalog, &durable, &fanout, &tasks);
+    let documents = documents(&config, &store, &catalog, &fanout);
     let presence = Presence::new(
         crate::presence::Settings {
             enabled: config.presence,
@@ -214,6 +195,45 @@ async fn services(
         tasks,
         started: Instant::now(),
     }))
+}
+
+fn publisher(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    catalog: &Arc<Catalog>,
+    durable: &Arc<DurableHub>,
+    fanout: &Arc<Fanout>,
+    tasks: &Tasks,
+) -> Publisher {
+    Publisher::new(
+        catalog.clone(),
+        store::batch::Appender::new(store.clone(), tasks),
+        durable.clone(),
+        fanout.clone(),
+        Conflator::new(fanout.clone(), tasks.clone()),
+        crate::events::Settings {
+            max_payload: config.max_payload,
+            queue_ttl_ms: config.message_queue_ttl.as_millis() as i64,
+        },
+    )
+}
+
+fn documents(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    catalog: &Arc<Catalog>,
+    fanout: &Arc<Fanout>,
+) -> Documents {
+    Documents::new(
+        store.clone(),
+        catalog.clone(),
+        fanout.clone(),
+        crate::documents::bounds::Limits {
+            max_fields: config.document_max_fields,
+            max_bytes: config.document_max_bytes,
+            tombstone_ttl_ms: store::IDEMPOTENCY_TTL_MS,
+        },
+    )
 }
 
 /// Closes every session of every transport (socketioxide's `io.close()`

@@ -1,6 +1,7 @@
 //! Unit tests of [`super`]: positions, catch-up hand-over, the proof window.
 
 use super::*;
+use crate::replay::feeds::{Feeds, Notified};
 
 #[derive(Default)]
 struct Recorder {

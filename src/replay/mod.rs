@@ -28,6 +28,7 @@ pub mod bus;
 mod catch_up;
 pub mod cursors;
 pub mod feed;
+mod feeds;
 pub mod offline;
 
 use std::sync::{Arc, OnceLock};
@@ -38,7 +39,8 @@ use crate::domain::now_ms;
 use crate::store::{Store, StoredEvent};
 use crate::tasks::Tasks;
 pub use bus::DurableBus;
-pub use feed::{Feeds, LogEvent, Member, Notified};
+pub use feed::{LogEvent, Member};
+pub use feeds::{Feeds, Notified};
 
 /// The durable side of delivery on this node: the feeds, the catch-ups
 /// that feed them from the database, and the bus to the other nodes.

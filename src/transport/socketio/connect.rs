@@ -97,24 +97,7 @@ pub async fn authenticate<A: Adapter>(
         auth.get("offsets"),
         config.max_subscriptions,
     );
-    let opening = Opening {
-        id: SessionId::parse(s.id.as_str()).unwrap_or_default(),
-        transport: TRANSPORT,
-        device_id: auth
-            .get("deviceId")
-            .and_then(Value::as_str)
-            .filter(|d| crate::domain::identity::valid_id(d))
-            .map(str::to_string),
-        connected_at: now_ms(),
-        ip,
-        rates: Rates {
-            session: TokenBucket::new(config.rate_limit, config.rate_burst),
-            user: state
-                .user_rates
-                .bucket(&identity.company_id, &identity.user_id),
-        },
-        identity,
-    };
+    let opening = opening(&s, &state, &auth, identity, ip);
     let role = opening.identity.role;
     let (session, worker) = Session::new(opening, state.tasks.child_token());
     session.set_sink(Arc::new(SocketSink::new(
@@ -135,6 +118,35 @@ pub async fn authenticate<A: Adapter>(
     s.on_disconnect(on_disconnect::<A>);
     crate::metrics::connection_opened();
     Ok(())
+}
+
+/// What the session starts with.
+fn opening<A: Adapter>(
+    s: &SocketRef<A>,
+    state: &AppState,
+    auth: &Value,
+    identity: Identity,
+    ip: Option<std::net::IpAddr>,
+) -> Opening {
+    let config = &state.config;
+    Opening {
+        id: SessionId::parse(s.id.as_str()).unwrap_or_default(),
+        transport: TRANSPORT,
+        device_id: auth
+            .get("deviceId")
+            .and_then(Value::as_str)
+            .filter(|d| crate::domain::identity::valid_id(d))
+            .map(str::to_string),
+        connected_at: now_ms(),
+        ip,
+        rates: Rates {
+            session: TokenBucket::new(config.rate_limit, config.rate_burst),
+            user: state
+                .user_rates
+                .bucket(&identity.company_id, &identity.user_id),
+        },
+        identity,
+    }
 }
 
 /// Runs after CONNECT was sent: the worker may now run the setup job.
