@@ -157,7 +157,8 @@ pub struct Publish {
     pub client_event_id: Option<String>,
 }
 
-fn priority<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Priority>, D::Error> {
+/// `priority`: low, medium, high or critical (absent or null: the type's).
+pub fn priority<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Priority>, D::Error> {
     match Option::<String>::deserialize(d)? {
         None => Ok(None),
         Some(p) => Priority::parse(&p).map(Some).ok_or_else(|| {

@@ -78,7 +78,7 @@ macro_rules! id_type {
                         " id (text or a number)"
                     ))
                 })?;
-                Self::parse(raw.into_string()).map_err(serde::de::Error::custom)
+                Self::parse(raw.into_string()).map_err(|e| serde::de::Error::custom(e.message))
             }
         }
     };

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::api_key::ApiKey;
 use crate::documents::request::{DocRef, parse_update};
 use crate::documents::{Writer, view};
+use crate::domain::CompanyId;
 use crate::domain::identity::valid_id;
 use crate::error::{AppError, AppResult, Code};
 use crate::state::AppState;
@@ -36,12 +37,10 @@ fn target(
     let Path((doc_type, doc_id)) =
         path.map_err(|e| AppError::new(Code::ValidationFailed, e.body_text()))?;
     let Query(q) = query.map_err(|e| AppError::new(Code::ValidationFailed, e.body_text()))?;
-    if !valid_id(&q.company_id) {
-        return Err(AppError::new(
-            Code::ValidationFailed,
-            "`companyId` must be 1-64 characters of letters, digits, _ . @ -",
-        ));
-    }
+    CompanyId::parse(q.company_id.as_str()).map_err(|e| {
+        AppError::new(e.code, format!("`companyId`: {}", e.message))
+            .with_details(json!({ "field": "companyId" }))
+    })?;
     Ok((DocRef::parse(&doc_type, &doc_id)?, q))
 }
 
