@@ -1,5 +1,5 @@
 //! Document update throughput on PostgreSQL, through the same path as
-//! `document:update` and `PATCH /api/v1/documents` (`documents::update`:
+//! `document:update` and `PATCH /api/v1/documents` (`Documents::update`:
 //! row lock → last-write-wins merge → schema/size check → commit of the new
 //! version, its history row and the mutation id), without the socket layer.
 //!
@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
-use switchyard::auth::JwtVerifier;
+use std::sync::Arc;
+
 use switchyard::catalog::Catalog;
-use switchyard::config::Config;
 use switchyard::documents::request::{DocRef, UpdateRequest};
-use switchyard::documents::{self, Writer};
+use switchyard::documents::{Documents, Writer, bounds};
 use switchyard::domain::now_ms;
-use switchyard::state::AppState;
+use switchyard::fanout::Fanout;
 use switchyard::store;
 
 const FIELDS: [&str; 8] = [
@@ -42,25 +42,21 @@ struct Tally {
     latencies_us: Vec<u64>,
 }
 
-async fn node(url: &str) -> anyhow::Result<AppState> {
-    let vars: HashMap<String, String> = HashMap::from([
-        ("DATABASE_URL".into(), url.into()),
-        (
-            "JWT_SECRET".into(),
-            "throughput-example-secret-0123456789".into(),
-        ),
-    ]);
-    let config = Config::from_map(vars)?;
+/// One node's documents service (its own pool), with the default limits.
+async fn node(url: &str) -> anyhow::Result<Arc<Documents>> {
     let store = store::connect(url).await?;
     store.migrate().await?;
-    let verifier = JwtVerifier::from_config(&config)?;
-    Ok(AppState::new(
-        config,
-        verifier,
+    let limits = bounds::Limits {
+        max_fields: 1000,
+        max_bytes: 262_144,
+        tombstone_ttl_ms: store::IDEMPOTENCY_TTL_MS,
+    };
+    Ok(Arc::new(Documents::new(
         store,
-        Catalog::load(None)?,
-        None,
-    ))
+        Arc::new(Catalog::load(None)?),
+        Fanout::new(),
+        limits,
+    )))
 }
 
 fn random_changes(rng: &mut impl Rng, author: &str, n: u64) -> Map<String, Value> {
@@ -73,7 +69,7 @@ fn random_changes(rng: &mut impl Rng, author: &str, n: u64) -> Map<String, Value
 }
 
 async fn writer(
-    state: AppState,
+    state: Arc<Documents>,
     company: String,
     author: String,
     docs: usize,
@@ -98,7 +94,8 @@ async fn writer(
             mutation_scope: &scope,
         };
         let started = Instant::now();
-        let out = documents::update(&state, who, &doc, &req)
+        let out = state
+            .update(who, &doc, &req)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         tally
@@ -119,7 +116,7 @@ async fn writer(
 }
 
 async fn scenario(
-    nodes: &[AppState],
+    nodes: &[Arc<Documents>],
     writers: usize,
     docs: usize,
     seconds: u64,

@@ -1,19 +1,16 @@
-//! Builds the application (state, storage, catalog, adapter, router) and
-//! serves HTTP and Socket.IO on one port until a shutdown signal.
+//! Builds the application (storage, catalog, the services in dependency
+//! order, the transports and the router) and serves HTTP and every
+//! transport on one port until a shutdown signal; then stops every session,
+//! every connection and every background task.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use futures::future::BoxFuture;
-use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
-use socketioxide::handler::ConnectHandler;
-use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
-use socketioxide_redis::FredAdapter;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -21,13 +18,21 @@ use tower_http::trace::TraceLayer;
 use crate::auth::JwtVerifier;
 use crate::catalog::Catalog;
 use crate::config::{Config, JwtKeySource};
-use crate::socket::broadcast::IoHub;
-use crate::socket::connection::{self, authenticate, on_connect};
-use crate::socket::session::Session;
-use crate::state::AppState;
+use crate::documents::Documents;
+use crate::error::Code;
+use crate::events::Publisher;
+use crate::events::conflate::Conflator;
+use crate::fanout::Fanout;
+use crate::limits::ConnectionLimits;
+use crate::presence::Presence;
+use crate::replay::DurableHub;
+use crate::session::Sessions;
+use crate::state::{AppState, Services};
+use crate::store::Store;
+use crate::tasks::Tasks;
+use crate::throttle::{KeyFailures, UserRates};
+use crate::transport::Closer;
 use crate::{cluster, http, store};
-
-type Closer = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 pub struct App {
     listener: TcpListener,
@@ -35,7 +40,7 @@ pub struct App {
     /// `METRICS_ADDR`: the internal listener for `/metrics`, when set.
     metrics_listener: Option<TcpListener>,
     state: AppState,
-    close_sockets: Closer,
+    closers: Vec<Closer>,
 }
 
 impl App {
@@ -53,7 +58,11 @@ impl App {
         crate::metrics::install();
         let verifier = JwtVerifier::from_config(&config)?;
         let catalog = Catalog::load(config.catalog_file.as_deref())?;
-        crate::metrics::register_event_types(catalog.type_names());
+        crate::metrics::register(&crate::metrics::series::Labels {
+            event_types: catalog.type_names().collect(),
+            refusal_codes: Code::ALL.map(Code::as_str).to_vec(),
+            auth_failure_reasons: Code::AUTH_FAILURES.map(Code::as_str).to_vec(),
+        });
         let store = store::connect(config.database_url.expose())
             .await
             .with_context(|| format!("DATABASE_URL: cannot open {}", config.database_url))?;
@@ -61,80 +70,23 @@ impl App {
             .migrate()
             .await
             .context("DATABASE_URL: migrations failed")?;
-
-        let engine = SocketIo::builder()
-            .ping_interval(config.ping_interval)
-            .ping_timeout(config.ping_timeout)
-            // The engine refuses frames above twice the event limit; events
-            // between the two limits get a PAYLOAD_TOO_LARGE ack instead.
-            .max_payload(2 * config.max_payload as u64)
-            .ws_max_message_size(2 * config.max_payload)
-            .ws_max_frame_size(2 * config.max_payload)
-            // Per-socket outgoing packets. The channel allocates as it
-            // fills, so idle sockets pay nothing; durable events never
-            // overflow it (they wait and catch up), ephemeral bursts beyond
-            // it are dropped and counted.
-            .max_buffer_size(256)
-            // Most events are small; a 1 KiB read buffer (default 4 KiB)
-            // matters at tens of thousands of idle connections.
-            .ws_read_buffer_size(1024)
-            // Sessions that have not connected (refused ones included) are
-            // closed after this (EIO=4; EIO=3 is closed on refusal).
-            .connect_timeout(config.ws_connect_timeout)
-            .with_parser(
-                ParserConfig::common()
-                    .max_incoming_binaries(crate::limits::BINARY_MAX_ATTACHMENTS)
-                    .max_incoming_binary_buf_size(crate::limits::BINARY_MAX_BYTES)
-                    .packet_completion_timeout(config.ws_connect_timeout),
-            );
-
-        let (redis_parts, link) = match &config.redis_url {
+        let tasks = Tasks::new();
+        let (adapter, redis) = match &config.redis_url {
             Some(_) => {
-                let (ctr, link) = cluster::connect(&config).await?;
+                let (ctr, link) = cluster::connect(&config, &tasks).await?;
                 (Some(ctr), Some(link))
             }
             None => (None, None),
         };
-        let state = AppState::new(config, verifier, store, catalog, link);
-        if state.redis.is_some() {
-            let link = state
-                .redis
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("REDIS_URL: no link"))?;
-            let bus = cluster::durable_bus(&state.config, state.durable.clone(), link).await?;
-            state.durable.set_bus(bus);
-        }
-        tokio::spawn(crate::replay::prune_forever(state.store.clone()));
-        tokio::spawn(crate::replay::cursors::save_forever(
-            state.durable.clone(),
-            state.store.clone(),
-        ));
-        let (layer, close_sockets) = match redis_parts {
-            Some(ctr) => {
-                let (layer, io) = engine
-                    .with_adapter::<FredAdapter<Emitter>>(ctr)
-                    .with_state(state.clone())
-                    .build_layer();
-                io.ns(
-                    "/",
-                    on_connect::<FredAdapter<Emitter>>.with(authenticate::<FredAdapter<Emitter>>),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("REDIS_URL: adapter init failed: {e}"))?;
-                (layer_router(&state, layer), wire(&state, io))
-            }
-            None => {
-                let (layer, io) = local(engine).with_state(state.clone()).build_layer();
-                io.ns(
-                    "/",
-                    on_connect::<LocalAdapter>.with(authenticate::<LocalAdapter>),
-                );
-                (layer_router(&state, layer), wire(&state, io))
-            }
+        let state = services(config, verifier, store, catalog, redis, tasks).await?;
+        let (socketio, closer) = crate::transport::socketio::mount(&state, adapter).await?;
+        let gauges = crate::gauges::Sources {
+            store: state.store.clone(),
+            redis: state.redis.clone(),
+            queue_ttl_ms: state.config.message_queue_ttl.as_millis() as i64,
         };
-        tokio::spawn(crate::presence::maintain(state.clone()));
-        crate::metrics::sampler::sample(&state, true).await;
-        tokio::spawn(crate::metrics::sampler::run(state.clone()));
+        crate::gauges::sample(&gauges, true).await;
+        state.tasks.spawn(crate::gauges::run(gauges));
         let metrics_listener = match state.config.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -149,7 +101,7 @@ impl App {
         };
         let router = http::routes(state.clone())
             .merge(public_metrics)
-            .merge(layer)
+            .merge(socketio)
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 http::origin::check,
@@ -169,7 +121,7 @@ impl App {
             router,
             metrics_listener,
             state,
-            close_sockets,
+            closers: vec![closer],
         })
     }
 
@@ -177,7 +129,7 @@ impl App {
         self.listener.local_addr()
     }
 
-    /// The internal metrics listener's address (`METRICS_ADDR`), when set.
+    /// The internal `/metrics` listener's address (`METRICS_ADDR`), if any.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener
             .as_ref()
@@ -189,85 +141,159 @@ impl App {
     }
 
     /// Serves until `signal` resolves, then shuts down gracefully (SPEC §1):
-    /// refuse new connections, let in-flight durable writes finish, close
-    /// every transport without a DISCONNECT packet so socket.io clients
-    /// reconnect (to another node), and return.
+    /// refuse new connections; close every session (offline-queue cursors
+    /// saved) and let requests in flight finish (durable writes); remove
+    /// this node's presence; close every transport's connections without a
+    /// DISCONNECT packet so socket.io clients reconnect (to another node);
+    /// drain HTTP; then stop every background task and return.
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let close = self.close_sockets;
+        let closers = self.closers;
         let shutdown = async move {
             signal.await;
-            tracing::info!("shutting down: draining sockets");
-            state.shutting_down.store(true, Ordering::Release);
-            close().await;
+            tracing::info!("shutting down: draining sessions");
+            close_sessions(&state).await;
+            for close in closers {
+                close().await;
+            }
         };
         let options = crate::server::Options::from_config(&self.state.config);
-        let internal = self.metrics_listener.map(|listener| {
-            let stop = tokio_util::sync::CancellationToken::new();
-            let done = stop.clone().cancelled_owned();
+        if let Some(listener) = self.metrics_listener {
+            // Stopped with every other background task, after the public port.
             let router = crate::metrics::http::routes();
-            let task = tokio::spawn(crate::metrics::http::serve_internal(listener, router, done));
-            (stop, task)
-        });
+            self.state.tasks.spawn(crate::metrics::http::serve_internal(
+                listener,
+                router,
+                std::future::pending(),
+            ));
+        }
         crate::server::serve(self.listener, self.router, options, shutdown).await;
-        if let Some((stop, task)) = internal {
-            stop.cancel();
-            let _ = task.await;
+        if !self
+            .state
+            .tasks
+            .shutdown(self.state.config.shutdown_grace)
+            .await
+        {
+            tracing::warn!("shutdown grace elapsed with background tasks still running");
         }
         Ok(())
     }
 }
 
-fn local(builder: SocketIoBuilder) -> SocketIoBuilder<LocalAdapter> {
-    builder
+/// The services, each built with the narrow dependencies it owns, in
+/// dependency order; then their background loops.
+async fn services(
+    config: Config,
+    verifier: JwtVerifier,
+    store: Arc<dyn Store>,
+    catalog: Catalog,
+    redis: Option<cluster::RedisLink>,
+    tasks: Tasks,
+) -> anyhow::Result<AppState> {
+    let catalog = Arc::new(catalog);
+    let fanout = Fanout::new();
+    let durable = DurableHub::new(store.clone(), catalog.clone(), tasks.clone());
+    if let Some(link) = &redis {
+        let bus = crate::replay::bus::durable_bus(&config, durable.clone(), link, &tasks).await?;
+        durable.set_bus(bus);
+    }
+    let publisher = publisher(&config, &store, &catalog, &durable, &fanout, &tasks);
+    let documents = documents(&config, &store, &catalog, &fanout);
+    let presence = Presence::new(
+        crate::presence::Settings {
+            enabled: config.presence,
+            node_id: config.node_id.clone(),
+            grace: config.presence_grace,
+            ttl: config.presence_ttl,
+        },
+        store.clone(),
+        fanout.clone(),
+        tasks.clone(),
+    );
+    presence.start();
+    tasks.spawn(crate::replay::prune_forever(store.clone()));
+    tasks.spawn(crate::replay::cursors::save_forever(
+        durable.clone(),
+        store.clone(),
+    ));
+    Ok(AppState::new(Services {
+        user_rates: UserRates::new(config.user_rate_limit, config.user_rate_burst),
+        key_failures: KeyFailures::new(config.api_key_failure_limit),
+        config,
+        verifier,
+        store,
+        catalog,
+        publisher,
+        durable,
+        fanout,
+        documents,
+        presence,
+        sessions: Sessions::default(),
+        limits: ConnectionLimits::default(),
+        redis,
+        tasks,
+        started: Instant::now(),
+    }))
 }
 
-/// The Socket.IO service, behind the count of sessions not yet authenticated.
-fn layer_router(
-    state: &AppState,
-    layer: socketioxide::layer::SocketIoLayer<impl Adapter>,
-) -> Router {
-    let config = &state.config;
-    let per_ip = config
-        .max_connections_per_ip
-        .map_or(config.max_pending_per_ip, |n| {
-            n.min(config.max_pending_per_ip)
-        });
-    let pending = crate::socket::pending::PendingSessions::new(per_ip);
-    Router::new()
-        .layer(layer)
-        .layer(crate::socket::pending::PendingLayer::new(
-            pending,
-            "/socket.io",
-        ))
+fn publisher(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    catalog: &Arc<Catalog>,
+    durable: &Arc<DurableHub>,
+    fanout: &Arc<Fanout>,
+    tasks: &Tasks,
+) -> Publisher {
+    Publisher::new(
+        catalog.clone(),
+        store::batch::Appender::new(store.clone(), tasks),
+        durable.clone(),
+        fanout.clone(),
+        Conflator::new(fanout.clone(), tasks.clone()),
+        crate::events::Settings {
+            max_payload: config.max_payload,
+            queue_ttl_ms: config.message_queue_ttl.as_millis() as i64,
+        },
+    )
 }
 
-/// Registers the delivery hub and returns the shutdown routine for this adapter.
-fn wire<A: Adapter>(state: &AppState, io: SocketIo<A>) -> Closer {
-    state.set_hub(Arc::new(IoHub::new(io.clone())));
-    let state = state.clone();
-    Box::new(move || {
-        Box::pin(async move {
-            let sockets = io.local().sockets();
-            for s in &sockets {
-                if let Some(session) = s.extensions.get::<Arc<Session>>() {
-                    connection::cleanup::<A>(&state, &s.id.to_string(), &session, None).await;
-                }
-            }
-            state.workers.close();
-            if tokio::time::timeout(state.config.shutdown_grace, state.workers.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!("shutdown grace elapsed with socket work still running");
-            }
-            crate::presence::leave_node(&state).await;
-            io.close().await;
-        })
-    })
+fn documents(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    catalog: &Arc<Catalog>,
+    fanout: &Arc<Fanout>,
+) -> Documents {
+    Documents::new(
+        store.clone(),
+        catalog.clone(),
+        fanout.clone(),
+        crate::documents::bounds::Limits {
+            max_fields: config.document_max_fields,
+            max_bytes: config.document_max_bytes,
+            tombstone_ttl_ms: store::IDEMPOTENCY_TTL_MS,
+        },
+    )
+}
+
+/// Closes every session of every transport (socketioxide's `io.close()`
+/// runs no disconnect handlers), waits for their workers to finish the
+/// request in hand, and removes this node's presence rows at once.
+async fn close_sessions(state: &AppState) {
+    state.tasks.begin_draining();
+    for session in state.sessions.all() {
+        crate::api::close(state, &session, "server shutdown").await;
+    }
+    if !state
+        .sessions
+        .drain_workers(state.config.shutdown_grace)
+        .await
+    {
+        tracing::warn!("shutdown grace elapsed with session work still running");
+    }
+    state.presence.leave_node().await;
 }
 
 fn cors(config: &Config) -> CorsLayer {

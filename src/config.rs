@@ -397,12 +397,16 @@ pub fn nofile_limit() -> Option<u64> {
 /// pool, Redis, files, the runtime (an idle node uses about 20).
 pub const DESCRIPTOR_HEADROOM: u64 = 128;
 
+/// Connections the accept loop keeps for health checks beyond
+/// `HTTP_MAX_CONNECTIONS` (see `server`); counted in the descriptor budget.
+pub const RESERVE_SLOTS: usize = 16;
+
 /// Client connections the descriptor limit can hold with room to spare (and
 /// room for the health reserve, see `crate::server`); 10,000 when unknown.
 fn default_max_connections(nofile: Option<u64>) -> usize {
     match nofile {
         Some(n) => {
-            let spare = DESCRIPTOR_HEADROOM + crate::server::RESERVE_SLOTS as u64;
+            let spare = DESCRIPTOR_HEADROOM + RESERVE_SLOTS as u64;
             n.saturating_sub(spare).max(16) as usize
         }
         None => 10_000,

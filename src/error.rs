@@ -53,6 +53,10 @@ impl Code {
         Code::Internal,
     ];
 
+    /// The codes of failed authentication (`websocket_auth_failures_total{reason}`).
+    pub const AUTH_FAILURES: [Code; 3] =
+        [Code::Unauthorized, Code::InvalidToken, Code::TokenExpired];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Unauthorized => "UNAUTHORIZED",
@@ -70,6 +74,11 @@ impl Code {
             Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
         }
+    }
+
+    /// The code named by `s` (its wire form).
+    pub fn parse(s: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
     pub fn http_status(self) -> StatusCode {

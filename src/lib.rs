@@ -1,30 +1,53 @@
 //! Switchyard: a self-hosted, Socket.IO-compatible real-time server for
-//! operations software. The map, following a request's path:
+//! operations software. The map, lowest layer first; a module imports only
+//! modules of lower layers (`tests/layers.rs` fails on any import circle).
 //!
-//! - [`config`]: environment → typed [`config::Config`]; errors name the variable.
-//! - [`app`]: builds state, storage, catalog and adapter; serves HTTP + Socket.IO on one port
-//!   (and `/metrics` on `METRICS_ADDR` when set).
-//! - [`server`]: the accept loop under axum: connection cap (with a health reserve), header
-//!   and idle timeouts, descriptor exhaustion handled.
-//! - [`auth`]: JWT verification/minting, the socket connect middleware, API keys.
-//! - [`socket`]: connection life cycle, the ordered per-socket dispatcher,
-//!   rooms, publishing, delivery (with role filtering and the Redis fallback).
-//! - [`events`]: publishing shared by socket and HTTP: validation, durable append, conflation.
-//! - [`presence`]: who is online across the cluster (database-backed, exactly-once transitions), typing.
-//! - [`replay`]: live delivery of durable events per socket, catch-up, offline-queue cursors, retention.
-//! - [`documents`]: last-write-wins documents shared by socket and HTTP: merge, permissions, shapes.
-//! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
-//! - [`http`]: health, event API, telemetry ingest.
-//! - [`limits`]: connection limits per node and per IP, per-socket rate limits.
-//! - [`throttle`]: limits across connections: per-user event rate, failed API-key attempts per IP.
+//! **Foundations**
 //! - [`metrics`]: Prometheus metrics, named in one place, all registered at startup; sampled gauges.
 //! - [`secret`]: redacted types for keys and connection URLs (never in logs or `Debug`).
-//! - [`store`]: the storage interface with its PostgreSQL and SQLite implementations.
-//! - [`cluster`]: the Redis adapter wiring, Redis health and the self-probe, the durable bus.
-//! - [`domain`]: pure types and rules (roles, identities, room names).
+//! - [`tasks`]: the one cancellation token and task tracker of every background loop.
+//! - [`config`]: environment → typed [`config::Config`]; errors name the variable.
 //! - [`error`]: the protocol's error codes and their one mapping to acks and HTTP.
+//! - [`domain`]: pure types and rules: roles, identities, company/user/session ids,
+//!   room names, event type names, request parsing that names the failing field,
+//!   the presence state machine.
+//!
+//! **Rules and storage**
+//! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
+//! - [`store`]: the storage interface with its PostgreSQL and SQLite implementations,
+//!   the group-commit writer and its circuit breaker.
+//! - [`limits`], [`throttle`]: connection limits, token buckets, per-user and API-key throttles.
+//! - [`auth`]: JWT verification/minting, token sources, the API-key check.
+//! - [`rooms`]: who may be in which room (pure): automatic rooms, `subscribe` and resume plans.
+//! - [`cluster`]: Redis client settings, the health link and the self-probe.
+//! - [`server`]: the accept loop under axum (connection cap, timeouts, descriptors).
+//! - [`gauges`]: gauges sampled on a timer (database/Redis up, pool use, offline backlog).
+//!
+//! **Sessions and delivery**
+//! - [`session`]: a connection whatever its transport: identity, rooms, rate buckets,
+//!   the ordered job queue, the [`session::Sink`] a transport implements; the
+//!   per-node [`session::Sessions`] registry.
+//! - [`fanout`]: ephemeral delivery to rooms through every transport's hub.
+//!
+//! **Services** (each owns its narrow dependencies; built in [`app`])
+//! - [`replay`]: durable delivery per session (feeds, catch-up, offline queue,
+//!   cursors, retention) and the Redis bus between nodes.
+//! - [`events`]: the [`events::Publisher`]: validation, durable append, conflation, delivery.
+//! - [`documents`]: last-write-wins documents: merge, permissions, shapes, announcements.
+//! - [`presence`]: who is online across the cluster (database-backed, exactly-once
+//!   transitions), entity-room presence, typing.
+//!
+//! **Serving**
+//! - [`state`]: [`state::AppState`], which holds the services (no logic).
+//! - [`api`]: the one route table, typed requests and replies, the handlers, and a
+//!   connection's life cycle (`open`, `close`), shared by every transport.
+//! - [`transport`]: Socket.IO (socketioxide + its Redis adapter), thin over `api`.
+//! - [`http`]: health, metrics, the event, telemetry and document APIs (API keys).
+//! - [`app`]: builds everything, serves HTTP and the transports on one port (and `/metrics`
+//!   on `METRICS_ADDR` when set), shuts down.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod catalog;
@@ -34,17 +57,22 @@ pub mod documents;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod fanout;
+pub mod gauges;
 pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod presence;
 pub mod replay;
+pub mod rooms;
 pub mod secret;
 pub mod server;
-pub mod socket;
+pub mod session;
 pub mod state;
 pub mod store;
+pub mod tasks;
 pub mod throttle;
+pub mod transport;
 
 pub use app::App;
 pub use config::Config;

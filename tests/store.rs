@@ -324,7 +324,7 @@ async fn cursors_only_move_forward_and_prune_drops_expired_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_answers_each_request_with_its_own_results() {
     for (backend, store) in common::stores().await {
-        let appender = store::batch::Appender::new(store.clone());
+        let appender = store::batch::Appender::new(store.clone(), &switchyard::tasks::Tasks::new());
         let company = common::unique("c");
         let mut tasks = Vec::new();
         for i in 0..60 {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use switchyard::presence::transition::Change;
+use switchyard::domain::presence::Change;
 use switchyard::store::{SocketEntry, Store, UserKey};
 
 const GRACE: i64 = 1_000;

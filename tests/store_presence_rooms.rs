@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use switchyard::presence::transition::{Change, RoomChange, Transitions};
+use switchyard::domain::presence::{Change, RoomChange, Transitions};
 use switchyard::store::{SocketEntry, Store, UserKey};
 
 const GRACE: i64 = 1_000;

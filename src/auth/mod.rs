@@ -1,10 +1,11 @@
-//! Authentication: JWT verification and minting (`jwt`), the claim rules
-//! (`claims`: identity, `JWT_MAX_TTL`) and the API-key
-//! extractor for the server-to-server HTTP API (`http`). The Socket.IO
-//! connect middleware that uses the verifier lives in `socket::connection`.
+//! Authentication, for every transport: JWT verification and minting
+//! (`jwt`), the claim rules (`claims`: identity, `JWT_MAX_TTL`), where a
+//! connection's token comes from (`token`), and the API-key check of the
+//! server-to-server HTTP API (`api_key`).
 
+pub mod api_key;
 pub mod claims;
-pub mod http;
 pub mod jwt;
+pub mod token;
 
 pub use jwt::{JwtVerifier, mint_token};

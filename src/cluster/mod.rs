@@ -1,6 +1,8 @@
-//! Cluster wiring: the socketioxide-redis adapter (fred driver), a Redis
-//! link used for health, the durable bus ([`bus`]) and the self-probe that
-//! keeps this node subscribed ([`probe`]).
+//! Redis wiring shared by everything that crosses nodes: client settings
+//! ([`builder`]), the socketioxide-redis adapter's subscriber (fred driver;
+//! the socket.io transport's cluster), a Redis link used for health, and the
+//! self-probe that keeps this node subscribed ([`probe`]). The durable bus
+//! is `replay::bus`, which uses these.
 //!
 //! Facts of socketioxide-redis 0.4 / fred 10.1 this module designs around:
 //! - the fred driver subscribes with `SSUBSCRIBE` only, and fred's own
@@ -9,7 +11,7 @@
 //!   [`probe`] re-subscribes every tracked channel itself after a reconnect
 //!   and proves, every few seconds, that this node receives cluster traffic;
 //! - a broadcast is published to Redis before local delivery, so with Redis
-//!   down even same-node delivery fails: [`crate::socket::broadcast`] retries
+//!   down even same-node delivery fails: the socket.io hub retries
 //!   locally; commands time out quickly instead of queueing while Redis is away;
 //! - `fetch_sockets` silently returns partial results after its timeout, so
 //!   nothing correctness-critical rests on it.
@@ -23,11 +25,9 @@ use fred::prelude::*;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver};
 
 use crate::config::Config;
+use crate::tasks::Tasks;
 
-pub mod bus;
 pub mod probe;
-
-pub use bus::{DurableBus, durable_bus};
 
 /// How long a Redis command may take before we call Redis unreachable.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -52,7 +52,7 @@ impl RedisLink {
     }
 }
 
-pub(crate) fn builder(url: &str) -> Result<Builder, Error> {
+pub fn builder(url: &str) -> Result<Builder, Error> {
     let mut config = fred::types::config::Config::from_url(url)?;
     // socketioxide-redis publishes on its subscriber connection, which Redis
     // only allows under RESP3.
@@ -73,7 +73,10 @@ pub(crate) fn builder(url: &str) -> Result<Builder, Error> {
 }
 
 /// Connects the adapter's subscriber and the health client; spawns the probe.
-pub async fn connect(config: &Config) -> anyhow::Result<(RedisAdapterCtr<FredDriver>, RedisLink)> {
+pub async fn connect(
+    config: &Config,
+    tasks: &Tasks,
+) -> anyhow::Result<(RedisAdapterCtr<FredDriver>, RedisLink)> {
     let url = config
         .redis_url
         .as_ref()
@@ -86,7 +89,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<(RedisAdapterCtr<FredDri
     let ctr = RedisAdapterCtr::new_with_fred_config(subscriber.clone(), adapter_config)
         .await
         .map_err(|e| anyhow::anyhow!("REDIS_URL: cannot connect the adapter: {e}"))?;
-    tokio::spawn(probe::resubscribe_on_reconnect(subscriber.clone()));
+    tasks.spawn(probe::resubscribe_on_reconnect(subscriber.clone()));
 
     let client = builder(url)?.build()?;
     client
@@ -100,11 +103,12 @@ pub async fn connect(config: &Config) -> anyhow::Result<(RedisAdapterCtr<FredDri
         adapter_subscriber: subscriber,
         prefix: config.redis_prefix.clone(),
     };
-    tokio::spawn(probe(link.clone()));
+    tasks.spawn(ping(link.clone()));
     Ok((ctr, link))
 }
 
-async fn probe(link: RedisLink) {
+/// Records every second whether Redis answers `PING`.
+async fn ping(link: RedisLink) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;

@@ -26,7 +26,6 @@ use socketioxide_core::Uid;
 use socketioxide_core::adapter::remote_packet::{RequestOut, RequestTypeOut};
 
 use super::RedisLink;
-use super::bus::BusMessage;
 
 /// How often the node proves it hears the cluster.
 pub const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -37,6 +36,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 pub struct Bus {
     pub subscriber: SubscriberClient,
     pub channel: String,
+    /// A fresh message its listeners ignore (the bus's own format).
+    pub message: fn() -> String,
 }
 
 /// Re-issues every tracked subscription after each reconnect, forever.
@@ -122,12 +123,7 @@ async fn probe_once(link: &RedisLink, bus: &Bus) -> Result<(), Missed> {
         RequestTypeOut::Heartbeat,
     ))
     .map_err(|e| e.to_string())?;
-    let bus_probe = serde_json::to_string(&BusMessage {
-        node: format!("probe-{}", uuid::Uuid::new_v4()),
-        events: Vec::new(),
-        resync: false,
-    })
-    .map_err(|e| e.to_string())?;
+    let bus_probe = (bus.message)();
     let mut adapter_rx = link.adapter_subscriber.message_rx();
     let mut bus_rx = bus.subscriber.message_rx();
     let sent = async {

@@ -1,6 +1,8 @@
-//! Last-write-wins documents (SPEC §6), shared by the socket handlers
+//! Last-write-wins documents (SPEC §6), shared by every transport
 //! (`document:get`, `document:update`) and the HTTP API: permissions, the
-//! update path (lock → merge → validate → commit) and reads.
+//! update path (lock → merge → validate → commit), reads, and the
+//! `document:updated` announcement. [`Documents`] is the service; it owns
+//! the store, the catalog's document schemas, the fan-out and the limits.
 //!
 //! - [`lww`]: the pure merge rules (conflicts, tie-break, clamping).
 //! - [`bounds`]: what a document may hold; compaction of deleted fields' metadata.
@@ -15,17 +17,20 @@
 pub mod bounds;
 pub mod lww;
 pub mod request;
+mod update;
 pub mod view;
 
-use serde_json::{Value, json};
+use std::sync::Arc;
+
+use serde_json::Value;
 
 use crate::catalog::Catalog;
-use crate::domain::{Role, now_ms};
+use crate::domain::{Role, SessionId};
 use crate::error::{AppError, AppResult, Code};
-use crate::state::AppState;
-use crate::store::StoreError;
-use crate::store::documents::{DocumentVersion, DocumentWrite, StoredDocument};
-use request::{DocRef, UpdateRequest};
+use crate::fanout::{Fanout, Hub, Signal};
+use crate::store::documents::{DocumentVersion, StoredDocument};
+use crate::store::{Store, StoreError};
+use request::DocRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -86,185 +91,72 @@ pub struct Updated {
     pub duplicate: bool,
 }
 
-/// The document, or `None` when it does not exist.
-pub async fn get(
-    state: &AppState,
-    company_id: &str,
-    doc: &DocRef,
-) -> AppResult<Option<StoredDocument>> {
-    state
-        .store
-        .document(&doc.key(company_id))
-        .await
-        .map_err(store_error)
+/// The documents service.
+pub struct Documents {
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    fanout: Arc<Fanout>,
+    limits: bounds::Limits,
 }
 
-/// Versions after `after`, at most `limit`, as history entries.
-pub async fn history(
-    state: &AppState,
-    company_id: &str,
-    doc: &DocRef,
-    after: i64,
-    limit: i64,
-) -> AppResult<Vec<DocumentVersion>> {
-    state
-        .store
-        .document_history(&doc.key(company_id), after, limit)
-        .await
-        .map_err(store_error)
-}
-
-/// Applies one update. Refusals (future base, size, schema) write nothing.
-pub async fn update(
-    state: &AppState,
-    writer: Writer<'_>,
-    doc: &DocRef,
-    req: &UpdateRequest,
-) -> AppResult<Updated> {
-    let mutation_key = req
-        .mutation_id
-        .as_ref()
-        .map(|id| format!("{}:{id}", writer.mutation_scope));
-    let lock = state
-        .store
-        .lock_document(&doc.key(writer.company_id), mutation_key.as_deref())
-        .await
-        .map_err(store_error)?;
-    if let Some(first) = lock.first_result() {
-        // Dropping the lock rolls back: a retry writes nothing.
-        return Ok(Updated {
-            result: view::retry(doc, first, lock.current()),
-            updated: None,
-            conflict: None,
-            duplicate: true,
-        });
-    }
-    let plan = plan(state, doc, lock.current(), writer.author, req)?;
-    // A retry needs the outcome, not a copy of the document (see view::retry).
-    let record = view::mutation_record(&plan.result);
-    lock.commit(plan.write.as_ref(), &record)
-        .await
-        .map_err(store_error)?;
-    Ok(Updated {
-        updated: plan.write.as_ref().map(|w| view::updated(doc, w)),
-        result: plan.result,
-        conflict: plan.conflict,
-        duplicate: false,
-    })
-}
-
-/// What an update decided while holding the lock.
-struct Plan {
-    write: Option<DocumentWrite>,
-    result: Value,
-    conflict: Option<Value>,
-}
-
-/// Merges `req` into `current`, checks the result and builds the answer.
-fn plan(
-    state: &AppState,
-    doc: &DocRef,
-    current: &StoredDocument,
-    author: &str,
-    req: &UpdateRequest,
-) -> AppResult<Plan> {
-    let now = now_ms();
-    bounds::check_update(limits(state), current, req)?;
-    let merged = lww::merge(
-        current,
-        &lww::Update {
-            base_version: req.base_version,
-            changes: &req.changes,
-            edited_at: req.edited_at,
-            author,
-            now,
-        },
-    )
-    .map_err(future_base)?;
-    let write = (!merged.changes.is_empty()).then(|| {
-        let mut fields = merged.fields;
-        let dropped = bounds::compact(&merged.data, &mut fields, now, limits(state));
-        DocumentWrite {
-            version: merged.version,
-            data: merged.data,
-            fields,
-            changes: merged.changes,
-            updated_by: author.to_string(),
-            edited_at: merged.edited_at,
-            updated_at: now,
-            compacted_version: current.compacted_version.max(dropped),
+impl Documents {
+    pub fn new(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        fanout: Arc<Fanout>,
+        limits: bounds::Limits,
+    ) -> Self {
+        Self {
+            store,
+            catalog,
+            fanout,
+            limits,
         }
-    });
-    let after = match &write {
-        Some(w) => {
-            check_document(state, doc, w)?;
-            written(current, w)
-        }
-        None => current.clone(),
-    };
-    let conflict = merged
-        .conflict
-        .as_ref()
-        .map(|c| view::conflict(doc, c, merged.version, merged.edited_at));
-    if conflict.is_some() {
-        crate::metrics::conflict();
     }
-    let result = view::result(
-        merged.status,
-        merged.version,
-        view::document(doc, &after),
-        conflict.clone(),
-    );
-    Ok(Plan {
-        write,
-        result,
-        conflict,
-    })
-}
 
-fn future_base(f: lww::FutureBase) -> AppError {
-    AppError::new(
-        Code::Conflict,
-        format!(
-            "baseVersion {} is ahead of the document's version {}; fetch it again",
-            f.base_version, f.current
-        ),
-    )
-    .with_details(json!({ "field": "baseVersion", "version": f.current }))
-}
-
-/// The document as stored once `w` is committed over `current`.
-fn written(current: &StoredDocument, w: &DocumentWrite) -> StoredDocument {
-    StoredDocument {
-        version: w.version,
-        data: w.data.clone(),
-        fields: w.fields.clone(),
-        created_at: if current.exists() {
-            current.created_at
-        } else {
-            w.updated_at
-        },
-        updated_at: w.updated_at,
-        updated_by: w.updated_by.clone(),
-        compacted_version: w.compacted_version,
+    /// The catalog whose document entries gate access ([`authorize`]).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
-}
 
-/// The merged document must fit the limits (checked first, as sizes are
-/// everywhere) and its type's schema.
-fn check_document(state: &AppState, doc: &DocRef, w: &DocumentWrite) -> AppResult<()> {
-    bounds::check_written(limits(state), w)?;
-    match state.catalog.document(&doc.doc_type) {
-        Some(spec) => spec.validate(&doc.doc_type, &Value::Object(w.data.clone())),
-        None => Ok(()),
+    /// The document, or `None` when it does not exist.
+    pub async fn get(&self, company_id: &str, doc: &DocRef) -> AppResult<Option<StoredDocument>> {
+        self.store
+            .document(&doc.key(company_id))
+            .await
+            .map_err(store_error)
     }
-}
 
-fn limits(state: &AppState) -> bounds::Limits {
-    bounds::Limits {
-        max_fields: state.config.document_max_fields,
-        max_bytes: state.config.document_max_bytes,
-        tombstone_ttl_ms: crate::store::IDEMPOTENCY_TTL_MS,
+    /// Versions after `after`, at most `limit`, as history entries.
+    pub async fn history(
+        &self,
+        company_id: &str,
+        doc: &DocRef,
+        after: i64,
+        limit: i64,
+    ) -> AppResult<Vec<DocumentVersion>> {
+        self.store
+            .document_history(&doc.key(company_id), after, limit)
+            .await
+            .map_err(store_error)
+    }
+
+    /// `document:updated` to the document's room, except the writer's session.
+    pub async fn announce(
+        &self,
+        company_id: &str,
+        doc: &DocRef,
+        updated: Value,
+        exclude: Option<SessionId>,
+    ) {
+        let signal = Signal {
+            company: company_id.to_string(),
+            room: doc.room(),
+            event: "document:updated",
+            data: updated,
+            exclude,
+        };
+        self.fanout.emit(&signal).await;
     }
 }
 

@@ -1,10 +1,14 @@
-//! Parsing of document requests (socket payloads and HTTP bodies) into
-//! validated values: what a document is called and what an update says.
+//! Document requests (every transport's payloads and HTTP bodies) as typed
+//! values: what a document is called ([`DocRef`]) and what an update says
+//! ([`UpdateRequest`]), each deserialized from fields that only hold valid
+//! values; errors name the field (`details.field`).
 
-use serde_json::{Map, Value, json};
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use crate::domain::RoomName;
-use crate::error::{AppError, AppResult, Code};
+use crate::domain::parse::{from_value, invalid};
+use crate::error::{AppError, AppResult};
 use crate::store::documents::DocKey;
 
 /// Longest document type name.
@@ -16,13 +20,10 @@ pub const MAX_FIELD_LEN: usize = 128;
 /// Longest `clientMutationId`.
 pub const MAX_MUTATION_ID_LEN: usize = 128;
 
-fn invalid(field: &str, message: impl Into<String>) -> AppError {
-    AppError::new(Code::ValidationFailed, message).with_details(json!({ "field": field }))
-}
-
 /// A validated `(type, id)`, whose room `document:{type}:{id}` is a valid
 /// room name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "DocRefIn")]
 pub struct DocRef {
     pub doc_type: String,
     pub doc_id: String,
@@ -71,18 +72,9 @@ impl DocRef {
         Ok(doc)
     }
 
-    /// `{ type, id }` of a socket payload; an integer id is accepted as text.
+    /// `{ type, id }` of a request; an integer id is accepted as text.
     pub fn from_payload(data: &Value) -> AppResult<Self> {
-        let doc_type = data
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("type", "`type` is required and must be a string"))?;
-        let doc_id = match data.get("id") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
-            _ => return Err(invalid("id", "`id` is required and must be a string")),
-        };
-        Self::parse(doc_type, &doc_id)
+        from_value(data, "{ type, id }")
     }
 
     /// The room whose subscribers receive `document:updated`.
@@ -99,38 +91,57 @@ impl DocRef {
     }
 }
 
+/// `{ type, id }` as it arrives.
+#[derive(Deserialize)]
+struct DocRefIn {
+    #[serde(rename = "type")]
+    doc_type: String,
+    /// Text, or an integer read as text.
+    id: Value,
+}
+
+impl TryFrom<DocRefIn> for DocRef {
+    type Error = AppError;
+
+    fn try_from(d: DocRefIn) -> AppResult<Self> {
+        let id = match d.id {
+            Value::String(s) => s,
+            Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+            _ => return Err(invalid("id", "`id` must be a string")),
+        };
+        Self::parse(&d.doc_type, &id)
+    }
+}
+
 /// An update as the client stated it, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UpdateRequest {
+    #[serde(deserialize_with = "base_version")]
     pub base_version: i64,
+    #[serde(deserialize_with = "changes")]
     pub changes: Map<String, Value>,
     /// Milliseconds since the epoch.
+    #[serde(default, deserialize_with = "edited_at")]
     pub edited_at: Option<i64>,
+    #[serde(rename = "clientMutationId", default, deserialize_with = "mutation_id")]
     pub mutation_id: Option<String>,
 }
 
-/// `{ baseVersion, changes, editedAt?, clientMutationId? }` (other keys,
-/// such as `type` and `id`, are the caller's).
-pub fn parse_update(body: &Value) -> AppResult<UpdateRequest> {
-    let base_version = match body.get("baseVersion") {
-        Some(v) => v.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
-            invalid(
-                "baseVersion",
-                "`baseVersion` must be a non-negative integer",
-            )
-        })?,
-        None => {
-            return Err(invalid(
-                "baseVersion",
-                "`baseVersion` is required (0 for a new document)",
-            ));
-        }
-    };
-    let changes = match body.get("changes") {
-        Some(Value::Object(m)) if !m.is_empty() => m.clone(),
+fn base_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let v = Value::deserialize(d)?;
+    v.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+        serde::de::Error::custom(
+            "`baseVersion` must be a non-negative integer (0 for a new document)",
+        )
+    })
+}
+
+fn changes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+    let changes = match Value::deserialize(d)? {
+        Value::Object(m) if !m.is_empty() => m,
         _ => {
-            return Err(invalid(
-                "changes",
+            return Err(serde::de::Error::custom(
                 "`changes` must be an object naming at least one field",
             ));
         }
@@ -139,36 +150,40 @@ pub fn parse_update(body: &Value) -> AppResult<UpdateRequest> {
         .keys()
         .find(|k| k.is_empty() || k.len() > MAX_FIELD_LEN)
     {
-        return Err(invalid(
-            "changes",
-            format!(
-                "field names are 1-{MAX_FIELD_LEN} bytes; `{}` is not",
-                name.chars().take(32).collect::<String>()
-            ),
-        ));
+        return Err(serde::de::Error::custom(format!(
+            "`changes`: field names are 1-{MAX_FIELD_LEN} bytes; `{}` is not",
+            name.chars().take(32).collect::<String>()
+        )));
     }
-    let edited_at = match body.get("editedAt") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(parse_time(v)?),
-    };
-    let mutation_id = match body.get("clientMutationId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_MUTATION_ID_LEN => {
-            Some(s.clone())
-        }
-        Some(_) => {
-            return Err(invalid(
-                "clientMutationId",
-                format!("`clientMutationId` must be a string of 1-{MAX_MUTATION_ID_LEN} bytes"),
-            ));
-        }
-    };
-    Ok(UpdateRequest {
-        base_version,
-        changes,
-        edited_at,
-        mutation_id,
-    })
+    Ok(changes)
+}
+
+fn edited_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v => parse_time(&v)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(e.message)),
+    }
+}
+
+fn mutation_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) if !s.is_empty() && s.len() <= MAX_MUTATION_ID_LEN => Ok(Some(s)),
+        _ => Err(serde::de::Error::custom(format!(
+            "`clientMutationId` must be a string of 1-{MAX_MUTATION_ID_LEN} bytes"
+        ))),
+    }
+}
+
+/// `{ baseVersion, changes, editedAt?, clientMutationId? }` (other keys,
+/// such as `type` and `id`, are the caller's).
+pub fn parse_update(body: &Value) -> AppResult<UpdateRequest> {
+    from_value(
+        body,
+        "{ baseVersion, changes, editedAt?, clientMutationId? }",
+    )
 }
 
 /// `editedAt`: an ISO-8601 (RFC 3339) string or milliseconds since the epoch.
@@ -198,6 +213,8 @@ pub fn parse_time(v: &Value) -> AppResult<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Code;
+    use serde_json::json;
 
     #[test]
     fn names_follow_the_room_grammar() {

@@ -1,15 +1,23 @@
 //! Pure domain types and rules, free of I/O so they can be unit-tested:
-//! roles and identities, room names and their tenant-scoped internal form,
-//! the target rooms of an event, event type names, text the database can store.
+//! roles and identities, company and user ids, room names and their
+//! tenant-scoped internal form, session ids, the target rooms of an event,
+//! event type names, text the database can store, and the presence state
+//! machine.
 
 pub mod event_type;
 pub mod identity;
+pub mod ids;
+pub mod parse;
+pub mod presence;
 pub mod room;
+pub mod session_id;
 pub mod targets;
 pub mod text;
 
 pub use identity::{Identity, Role};
+pub use ids::{CompanyId, UserId};
 pub use room::{RoomName, internal_room, receive_room, receiving_role};
+pub use session_id::SessionId;
 pub use targets::Targets;
 
 /// Milliseconds since the Unix epoch, the protocol's `serverTime` unit.

@@ -84,6 +84,21 @@ impl RoomName {
     }
 }
 
+impl serde::Serialize for RoomName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Parsed on the way in: a request field holding a bad name fails with
+/// INVALID_ROOM (see [`crate::domain::parse`]).
+impl<'de> serde::Deserialize<'de> for RoomName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        RoomName::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for RoomName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

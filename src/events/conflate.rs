@@ -8,17 +8,29 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::socket::broadcast::{Delivery, Hub};
+use crate::fanout::{Delivery, Hub};
+use crate::tasks::Tasks;
 
 type Key = (String, String, String, String);
 
-#[derive(Default)]
 pub struct Conflator {
     pending: Mutex<HashMap<Key, Delivery>>,
+    /// Where the latest value of a window goes.
+    hub: Arc<dyn Hub>,
+    /// Window timers.
+    tasks: Tasks,
 }
 
 impl Conflator {
-    pub fn offer(self: &Arc<Self>, hub: Arc<dyn Hub>, key: String, window_ms: u64, d: Delivery) {
+    pub fn new(hub: Arc<dyn Hub>, tasks: Tasks) -> Arc<Self> {
+        Arc::new(Self {
+            pending: Mutex::new(HashMap::new()),
+            hub,
+            tasks,
+        })
+    }
+
+    pub fn offer(self: &Arc<Self>, key: String, window_ms: u64, d: Delivery) {
         let k = (d.company.clone(), d.room.clone(), d.event_type.clone(), key);
         let first = self
             .pending
@@ -28,7 +40,7 @@ impl Conflator {
             .is_none();
         if first {
             let this = self.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 tokio::time::sleep(Duration::from_millis(window_ms)).await;
                 let latest = this
                     .pending
@@ -36,7 +48,7 @@ impl Conflator {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&k);
                 if let Some(latest) = latest {
-                    hub.deliver(&latest).await;
+                    this.hub.deliver(&latest).await;
                 }
             });
         }
@@ -63,7 +75,7 @@ mod tests {
             self.0.lock().unwrap().push(d.clone());
         }
 
-        async fn emit(&self, _: &crate::socket::broadcast::Signal) {}
+        async fn emit(&self, _: &crate::fanout::Signal) {}
     }
 
     fn reading(v: i64) -> Delivery {
@@ -80,10 +92,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_the_latest_value_of_a_window_is_delivered() {
-        let c = Arc::new(Conflator::default());
         let rec = Arc::new(Recorder::default());
+        let c = Conflator::new(rec.clone(), Tasks::new());
         for v in 0..100 {
-            c.offer(rec.clone(), "1".into(), 250, reading(v));
+            c.offer("1".into(), 250, reading(v));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let got = rec.0.lock().unwrap().clone();

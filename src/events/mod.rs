@@ -1,19 +1,20 @@
-//! Publishing domain events, shared by the socket (`event:publish`) and the
-//! HTTP API: validation against the catalog, the durable append, and the
-//! deliveries that follow (directly or through conflation).
+//! Publishing domain events, shared by every transport (`event:publish`)
+//! and the HTTP API: validation against the catalog ([`prepare`]), the
+//! durable append, and the deliveries that follow (durable ones through
+//! the durable hub, ephemeral ones through the fan-out, directly or through
+//! conflation). [`Publisher`] is the service.
 
 pub mod conflate;
+mod publisher;
 
 use serde_json::{Value, json};
 
 use crate::catalog::{EventSpec, Priority, RoleSet};
 use crate::domain::{Targets, iso8601, now_ms};
 use crate::error::{AppError, AppResult, Code};
-use crate::replay::LogEvent;
-use crate::socket::broadcast::Delivery;
-use crate::state::AppState;
+use crate::fanout::Delivery;
 use crate::store::{Appended, NewEvent};
-use socketioxide::socket::Sid;
+pub use publisher::{Publisher, Settings};
 
 /// Retention of critical events in the offline queue (SPEC §5).
 pub const CRITICAL_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -94,7 +95,7 @@ pub fn prepare(spec: &EventSpec, draft: Draft<'_>, max_payload: usize) -> AppRes
 }
 
 impl Prepared {
-    fn new_event(&self, queue_ttl_ms: i64) -> NewEvent {
+    pub(crate) fn new_event(&self, queue_ttl_ms: i64) -> NewEvent {
         let ttl = if self.priority == Priority::Critical {
             CRITICAL_TTL_MS.max(queue_ttl_ms)
         } else {
@@ -149,79 +150,6 @@ impl Prepared {
             })
             .collect()
     }
-}
-
-/// Sends a published event on its way: durable events through the durable
-/// feeds (exact per-socket positions), ephemeral ones as room broadcasts,
-/// conflated when their type says so. `exclude` is the publishing socket.
-pub async fn dispatch(
-    state: &AppState,
-    prepared: &Prepared,
-    appended: Option<&Appended>,
-    exclude: Option<Sid>,
-) {
-    match appended {
-        Some(a) if a.duplicate => {}
-        Some(a) => {
-            let events = a
-                .offsets
-                .iter()
-                .map(|(room, offset)| LogEvent {
-                    company: prepared.company.clone(),
-                    room: room.clone(),
-                    offset: *offset,
-                    id: a.id.clone(),
-                    event_type: prepared.event_type.clone(),
-                    payload: prepared.payload.clone(),
-                    priority: prepared.priority.as_str().to_string(),
-                    source: prepared.source.clone(),
-                    publisher: prepared.publisher.clone(),
-                    created_at: prepared.created_at,
-                    receive: prepared.receive.bits(),
-                    exclude: exclude.map(|s| s.to_string()),
-                })
-                .collect();
-            state.durable.publish(events);
-        }
-        None => {
-            for mut d in prepared.deliveries(None) {
-                d.exclude = exclude;
-                match &prepared.conflate {
-                    Some((key, window)) => {
-                        state.conflator.offer(state.hub(), key.clone(), *window, d)
-                    }
-                    None => state.hub().deliver(&d).await,
-                }
-            }
-        }
-    }
-}
-
-/// Appends the durable events of a batch in one transaction (ephemeral ones
-/// skip the log). Returns, per event, its append result (`None` if ephemeral).
-pub async fn persist(
-    store: &crate::store::batch::Appender,
-    batch: &[Prepared],
-    queue_ttl_ms: i64,
-) -> AppResult<Vec<Option<Appended>>> {
-    let durable: Vec<NewEvent> = batch
-        .iter()
-        .filter(|p| p.durable)
-        .map(|p| p.new_event(queue_ttl_ms))
-        .collect();
-    let mut appended = if durable.is_empty() {
-        Vec::new().into_iter()
-    } else {
-        store
-            .append(durable)
-            .await
-            .map_err(AppError::unavailable)?
-            .into_iter()
-    };
-    Ok(batch
-        .iter()
-        .map(|p| if p.durable { appended.next() } else { None })
-        .collect())
 }
 
 #[cfg(test)]

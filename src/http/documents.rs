@@ -11,12 +11,12 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::http::ApiKey;
+use super::api_key::ApiKey;
 use crate::documents::request::{DocRef, parse_update};
-use crate::documents::{self, Writer, view};
+use crate::documents::{Writer, view};
+use crate::domain::CompanyId;
 use crate::domain::identity::valid_id;
 use crate::error::{AppError, AppResult, Code};
-use crate::socket::broadcast::Signal;
 use crate::state::AppState;
 
 /// Author recorded for HTTP writes that do not name one.
@@ -37,12 +37,10 @@ fn target(
     let Path((doc_type, doc_id)) =
         path.map_err(|e| AppError::new(Code::ValidationFailed, e.body_text()))?;
     let Query(q) = query.map_err(|e| AppError::new(Code::ValidationFailed, e.body_text()))?;
-    if !valid_id(&q.company_id) {
-        return Err(AppError::new(
-            Code::ValidationFailed,
-            "`companyId` must be 1-64 characters of letters, digits, _ . @ -",
-        ));
-    }
+    CompanyId::parse(q.company_id.as_str()).map_err(|e| {
+        AppError::new(e.code, format!("`companyId`: {}", e.message))
+            .with_details(json!({ "field": "companyId" }))
+    })?;
     Ok((DocRef::parse(&doc_type, &doc_id)?, q))
 }
 
@@ -54,7 +52,9 @@ pub async fn get(
     query: Result<Query<DocQuery>, QueryRejection>,
 ) -> AppResult<Json<Value>> {
     let (doc, q) = target(path, query)?;
-    let stored = documents::get(&state, &q.company_id, &doc)
+    let stored = state
+        .documents
+        .get(&q.company_id, &doc)
         .await?
         .ok_or_else(|| {
             AppError::new(
@@ -100,17 +100,11 @@ pub async fn patch(
         author: &author,
         mutation_scope: "k",
     };
-    let out = documents::update(&state, writer, &doc, &req).await?;
-    if let Some(updated) = &out.updated {
+    let out = state.documents.update(writer, &doc, &req).await?;
+    if let Some(updated) = out.updated {
         state
-            .hub()
-            .emit(&Signal {
-                company: q.company_id.clone(),
-                room: doc.room(),
-                event: "document:updated",
-                data: updated.clone(),
-                exclude: None,
-            })
+            .documents
+            .announce(&q.company_id, &doc, updated, None)
             .await;
     }
     let mut result = out.result;
@@ -131,14 +125,10 @@ pub async fn history(
 ) -> AppResult<Json<Value>> {
     let (doc, q) = target(path, query)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let versions = documents::history(
-        &state,
-        &q.company_id,
-        &doc,
-        q.after.unwrap_or(0).max(0),
-        limit,
-    )
-    .await?;
+    let versions = state
+        .documents
+        .history(&q.company_id, &doc, q.after.unwrap_or(0).max(0), limit)
+        .await?;
     let next = (versions.len() as i64 == limit)
         .then(|| versions.last().map(|v| v.version))
         .flatten();

@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::auth::http::ApiKey;
+use super::api_key::ApiKey;
 use crate::catalog::Priority;
-use crate::domain::identity::valid_id;
-use crate::domain::{Role, RoomName, Targets, iso8601};
+use crate::domain::parse::{from_value, invalid};
+use crate::domain::{CompanyId, Role, RoomName, Targets, UserId, iso8601};
 use crate::error::{AppError, AppResult, Code};
-use crate::events::{self, Draft, Prepared};
+use crate::events::{Draft, Prepared};
 use crate::state::AppState;
 
 /// At most this many events per request.
@@ -44,137 +44,95 @@ fn parse_body(body: &Bytes) -> AppResult<Vec<Value>> {
     Ok(items)
 }
 
-fn str_field<'a>(o: &'a Map<String, Value>, name: &str) -> AppResult<Option<&'a str>> {
-    match o.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(AppError::new(
-            Code::ValidationFailed,
-            format!("`{name}` must be a string"),
+/// One event of `POST /api/v1/events`, parsed (SPEC §4).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventIn {
+    #[serde(rename = "type")]
+    event_type: String,
+    company_id: CompanyId,
+    #[serde(default)]
+    rooms: Option<Vec<RoomName>>,
+    #[serde(default)]
+    users: Option<Vec<UserId>>,
+    #[serde(default)]
+    roles: Option<Vec<Role>>,
+    #[serde(default)]
+    payload: Value,
+    #[serde(default, deserialize_with = "crate::api::request::priority")]
+    priority: Option<Priority>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default, deserialize_with = "idempotency_key")]
+    idempotency_key: Option<String>,
+}
+
+fn idempotency_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(k) if k.is_empty() || k.len() > 128 => Err(serde::de::Error::custom(
+            "`idempotencyKey` must be 1-128 characters",
         )),
+        k => Ok(k),
     }
 }
 
-fn str_list(o: &Map<String, Value>, name: &str) -> AppResult<Vec<String>> {
-    match o.get(name) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                Value::Number(n) => Ok(n.to_string()),
-                _ => Err(AppError::new(
-                    Code::ValidationFailed,
-                    format!("`{name}` must be an array of strings"),
-                )),
-            })
-            .collect(),
-        Some(_) => Err(AppError::new(
-            Code::ValidationFailed,
-            format!("`{name}` must be an array"),
-        )),
-    }
-}
-
-/// The target rooms of an HTTP event: rooms, user rooms, role rooms, each
-/// once; none = company.
-fn targets(o: &Map<String, Value>) -> AppResult<Targets> {
-    let mut rooms = Targets::default();
-    for r in str_list(o, "rooms")? {
-        rooms.push(RoomName::parse(&r)?);
-    }
-    for u in str_list(o, "users")? {
-        if !valid_id(&u) {
-            return Err(AppError::new(
-                Code::ValidationFailed,
-                format!("`{u}` is not a valid user id"),
-            ));
+impl EventIn {
+    /// The target rooms: rooms, user rooms, role rooms, each once; none =
+    /// company.
+    fn targets(&mut self) -> Targets {
+        let mut rooms = Targets::default();
+        for room in self.rooms.take().unwrap_or_default() {
+            rooms.push(room);
         }
-        rooms.push(RoomName::user(&u));
+        for user in self.users.take().unwrap_or_default() {
+            rooms.push(RoomName::user(user.as_str()));
+        }
+        for role in self.roles.take().unwrap_or_default() {
+            rooms.push(RoomName::role(role));
+        }
+        if rooms.is_empty() {
+            rooms.push(RoomName::company());
+        }
+        rooms
     }
-    for r in str_list(o, "roles")? {
-        let role = Role::parse(&r)
-            .ok_or_else(|| AppError::new(Code::ValidationFailed, format!("`{r}` is not a role")))?;
-        rooms.push(RoomName::role(role));
-    }
-    if rooms.is_empty() {
-        rooms.push(RoomName::company());
-    }
-    Ok(rooms)
 }
 
 fn prepare_one(state: &AppState, item: &Value) -> AppResult<Prepared> {
     crate::domain::text::refuse_nul(item)?;
-    let o = item
-        .as_object()
-        .ok_or_else(|| AppError::new(Code::ValidationFailed, "each event must be a JSON object"))?;
-    let event_type = str_field(o, "type")?
-        .ok_or_else(|| AppError::new(Code::ValidationFailed, "`type` is required"))?;
-    let company = company_id(o.get("companyId"))?;
-    let spec = state.catalog.event(event_type)?;
-    let priority = match str_field(o, "priority")? {
-        None => None,
-        Some(p) => Some(Priority::parse(p).ok_or_else(|| {
-            AppError::new(
-                Code::ValidationFailed,
-                "`priority` must be low, medium, high or critical",
-            )
-        })?),
-    };
-    let source = str_field(o, "source")?
+    let mut event: EventIn = from_value(item, "an event object { type, companyId, payload, … }")?;
+    let spec = state.publisher.spec(&event.event_type)?;
+    let rooms = event.targets();
+    let source = event
+        .source
+        .as_deref()
         .unwrap_or("api")
         .chars()
         .take(64)
         .collect();
-    let idempotency_key = match str_field(o, "idempotencyKey")? {
-        Some(k) if k.is_empty() || k.len() > 128 => {
-            return Err(AppError::new(
-                Code::ValidationFailed,
-                "`idempotencyKey` must be 1-128 characters",
-            ));
-        }
-        k => k.map(|k| format!("k:{k}")),
-    };
-    events::prepare(
+    state.publisher.prepare(
         spec,
         Draft {
-            company: &company,
-            event_type,
-            rooms: targets(o)?,
-            payload: o.get("payload").cloned().unwrap_or(Value::Null),
-            priority,
+            company: event.company_id.as_str(),
+            event_type: &event.event_type,
+            rooms,
+            payload: event.payload,
+            priority: event.priority,
             source,
             publisher: None,
-            idempotency_key,
+            idempotency_key: event.idempotency_key.map(|k| format!("k:{k}")),
         },
-        state.config.max_payload,
     )
 }
 
-fn company_id(v: Option<&Value>) -> AppResult<String> {
-    let id = match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => {
-            return Err(AppError::new(
-                Code::ValidationFailed,
-                "`companyId` is required",
-            ));
-        }
-    };
-    if !valid_id(&id) {
-        return Err(AppError::new(
-            Code::ValidationFailed,
-            "`companyId` must be 1-64 characters of letters, digits, _ . @ -",
-        ));
-    }
-    Ok(id)
+fn company_id(v: Option<&Value>) -> AppResult<CompanyId> {
+    let v = v.ok_or_else(|| invalid("companyId", "`companyId` is required"))?;
+    CompanyId::deserialize(v).map_err(|e| invalid("companyId", format!("`companyId`: {e}")))
 }
 
 /// Validates the whole batch, appends its durable events in one transaction,
 /// then delivers: nothing is half-published.
 async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<Value>> {
-    let appended = events::persist(&state.appender, &batch, state.queue_ttl_ms()).await?;
+    let appended = state.publisher.persist(&batch).await?;
     let mut out = Vec::with_capacity(batch.len());
     for (prepared, appended) in batch.iter().zip(appended) {
         let offsets: Map<String, Value> = appended
@@ -190,7 +148,10 @@ async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<
             .as_ref()
             .map_or(prepared.id.clone(), |a| a.id.clone());
         out.push(json!({ "id": id, "offsets": offsets }));
-        events::dispatch(state, prepared, appended.as_ref(), None).await;
+        state
+            .publisher
+            .dispatch(prepared, appended.as_ref(), None)
+            .await;
     }
     Ok(out)
 }
@@ -219,7 +180,7 @@ pub async fn publish(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryQuery {
-    company_id: String,
+    company_id: CompanyId,
     room: String,
     #[serde(default)]
     after: i64,
@@ -237,7 +198,7 @@ pub async fn history(
     let events = state
         .store
         .events_after(
-            &q.company_id,
+            q.company_id.as_str(),
             room.as_str(),
             q.after.max(0),
             limit,
@@ -269,7 +230,7 @@ pub async fn telemetry(
     body: Bytes,
 ) -> AppResult<(StatusCode, Json<Value>)> {
     let items = parse_body(&body)?;
-    let spec = state.catalog.event("telemetry")?;
+    let spec = state.publisher.spec("telemetry")?;
     let mut batch = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let index = |e: AppError| e.with_details(json!({ "index": i }));
@@ -280,6 +241,7 @@ pub async fn telemetry(
             ))
         })?;
         let company = company_id(o.get("companyId")).map_err(index)?;
+        let company = company.as_str();
         let endpoint = o.get("endpointId").and_then(Value::as_i64).ok_or_else(|| {
             index(AppError::new(
                 Code::ValidationFailed,
@@ -288,23 +250,24 @@ pub async fn telemetry(
         })?;
         let mut payload = o.clone();
         payload.remove("companyId");
-        let prepared = events::prepare(
-            spec,
-            Draft {
-                company: &company,
-                event_type: "telemetry",
-                rooms: Targets::one(
-                    RoomName::parse(&format!("telemetry:{endpoint}")).map_err(index)?,
-                ),
-                payload: Value::Object(payload),
-                priority: None,
-                source: "telemetry".into(),
-                publisher: None,
-                idempotency_key: None,
-            },
-            state.config.max_payload,
-        )
-        .map_err(index)?;
+        let prepared = state
+            .publisher
+            .prepare(
+                spec,
+                Draft {
+                    company,
+                    event_type: "telemetry",
+                    rooms: Targets::one(
+                        RoomName::parse(&format!("telemetry:{endpoint}")).map_err(index)?,
+                    ),
+                    payload: Value::Object(payload),
+                    priority: None,
+                    source: "telemetry".into(),
+                    publisher: None,
+                    idempotency_key: None,
+                },
+            )
+            .map_err(index)?;
         batch.push(prepared);
     }
     let accepted = batch.len();

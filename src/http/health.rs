@@ -1,6 +1,5 @@
 //! `GET /health/websocket`, `/health/live`, `/health/ready` (SPEC §10).
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -41,7 +40,7 @@ pub async fn websocket(State(state): State<AppState>) -> (StatusCode, Json<Value
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "service": "websocket",
-        "connectedClients": state.connections.load(Ordering::Acquire),
+        "connectedClients": state.sessions.len(),
         "node": state.config.node_id,
         "adapter": if state.redis.is_some() { "redis" } else { "local" },
         "database": if database { "ok" } else { "error" },

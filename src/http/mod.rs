@@ -3,6 +3,7 @@
 //! Served by the same axum router (and port) as the Socket.IO layer;
 //! `/metrics` is added by `crate::app` (see `crate::metrics::http`).
 
+pub mod api_key;
 pub mod documents;
 pub mod events;
 pub mod health;

@@ -8,12 +8,11 @@
 //! otherwise let clients create a time series per name).
 //!
 //! - [`series`]: every name, its help text, registration at zero.
-//! - [`sampler`]: gauges read every few seconds (database/Redis up, pool
-//!   use, the offline-queue backlog), never per request.
+//! - The gauges read every few seconds (database/Redis up, pool use, the
+//!   offline-queue backlog) are sampled by `crate::gauges`, never per request.
 //! - [`http`]: the `/metrics` route, on the public port or on `METRICS_ADDR`.
 
 pub mod http;
-pub mod sampler;
 pub mod series;
 
 use std::collections::BTreeSet;
@@ -29,13 +28,12 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 static KNOWN_TYPES: RwLock<BTreeSet<String>> = RwLock::new(BTreeSet::new());
 
 /// Registers the catalog's type names as label values, and every series
-/// at zero (see [`series`]).
-pub fn register_event_types<'a>(names: impl Iterator<Item = &'a str>) {
-    let names: Vec<&str> = names.collect();
+/// at zero with the label values known at startup (see [`series`]).
+pub fn register(labels: &series::Labels<'_>) {
     let mut known = KNOWN_TYPES.write().unwrap_or_else(|e| e.into_inner());
-    known.extend(names.iter().map(|n| n.to_string()));
+    known.extend(labels.event_types.iter().map(|n| n.to_string()));
     drop(known);
-    series::register_all(names.into_iter());
+    series::register_all(labels);
 }
 
 /// The label of an event type: its name if the catalog has it, else `unknown`.
@@ -159,9 +157,8 @@ pub fn conflict() {
 
 /// The age of a durable event (created at `created_at_ms`) delivered by
 /// replay or catch-up rather than live: how far behind its reader was.
-pub fn replay_lag(created_at_ms: i64) {
-    let age_ms = (crate::domain::now_ms() - created_at_ms).max(0);
-    histogram!(series::REPLAY_LAG).record(age_ms as f64 / 1000.0);
+pub fn replay_lag(age_ms: i64) {
+    histogram!(series::REPLAY_LAG).record(age_ms.max(0) as f64 / 1000.0);
 }
 
 /// The offline-queue backlog (see [`series::QUEUED`]).

@@ -12,8 +12,6 @@ use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
 
-use crate::error::Code;
-
 pub const ACTIVE_CONNECTIONS: &str = "websocket_active_connections";
 pub const CONNECTIONS_TOTAL: &str = "websocket_connections_total";
 pub const AUTH_FAILURES: &str = "websocket_auth_failures_total";
@@ -36,10 +34,6 @@ pub const DATABASE_UP: &str = "switchyard_database_up";
 pub const REDIS_UP: &str = "switchyard_redis_up";
 pub const POOL_CONNECTIONS: &str = "switchyard_db_pool_connections";
 pub const POOL_MAX: &str = "switchyard_db_pool_max_connections";
-
-/// The authentication failures (`reason` of [`AUTH_FAILURES`]).
-pub const AUTH_FAILURE_REASONS: [Code; 3] =
-    [Code::Unauthorized, Code::InvalidToken, Code::TokenExpired];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -161,9 +155,20 @@ pub const ALL: [Series; 22] = [
     (POOL_MAX, Kind::Gauge, "Database pool size limit, by pool."),
 ];
 
+/// The label values known at startup. The caller names them (metrics sit
+/// below every other module, so they cannot look the codes up themselves).
+pub struct Labels<'a> {
+    /// `type` of outgoing messages: the catalog's event types.
+    pub event_types: Vec<&'a str>,
+    /// `code` of refusals: every error code.
+    pub refusal_codes: Vec<&'static str>,
+    /// `reason` of authentication failures.
+    pub auth_failure_reasons: Vec<&'static str>,
+}
+
 /// Describes every series and registers it (with each known label value)
 /// at zero. Idempotent: several apps in one process (tests) share it.
-pub fn register_all<'a>(event_types: impl Iterator<Item = &'a str>) {
+pub fn register_all(labels: &Labels<'_>) {
     for (name, kind, help) in ALL {
         match kind {
             Kind::Counter => describe_counter!(name, help),
@@ -185,16 +190,16 @@ pub fn register_all<'a>(event_types: impl Iterator<Item = &'a str>) {
     ] {
         let _ = counter!(name);
     }
-    for code in AUTH_FAILURE_REASONS {
-        let _ = counter!(AUTH_FAILURES, "reason" => code.as_str());
+    for reason in &labels.auth_failure_reasons {
+        let _ = counter!(AUTH_FAILURES, "reason" => *reason);
     }
-    for code in Code::ALL {
-        let _ = counter!(REFUSED, "code" => code.as_str());
+    for code in &labels.refusal_codes {
+        let _ = counter!(REFUSED, "code" => *code);
     }
     for direction in ["in", "out"] {
         let _ = counter!(MESSAGES, "type" => "unknown", "direction" => direction);
     }
-    for t in event_types {
+    for t in &labels.event_types {
         let _ = counter!(MESSAGES, "type" => t.to_string(), "direction" => "out");
     }
     // Registering creates the series at zero and never resets one that

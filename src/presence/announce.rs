@@ -2,92 +2,94 @@
 //! committed: `user:online` / `user:offline` to the company,
 //! `presence:joined` / `presence:left` to the entity room.
 
-use serde_json::json;
-use socketioxide::socket::Sid;
+use std::sync::Arc;
 
-use super::settle_later;
-use super::transition::{Change, RoomChange, Transitions};
-use crate::domain::RoomName;
-use crate::socket::broadcast::Signal;
-use crate::state::AppState;
+use serde_json::json;
+
+use super::Presence;
+use crate::domain::presence::{Change, RoomChange, Transitions};
+use crate::domain::{RoomName, SessionId};
+use crate::fanout::{Hub, Signal};
 use crate::store::UserKey;
 
-/// Announces what a store operation changed, after its commit: arrivals
-/// company first then rooms, departures rooms first then company; and
-/// schedules a settle when a departure asks for one. `exclude` is the
-/// socket that caused an arrival (it is not told about itself).
-pub(super) async fn publish(
-    state: &AppState,
-    user: &UserKey,
-    changes: Transitions,
-    exclude: Option<Sid>,
-) {
-    let Transitions {
-        user: change,
-        rooms,
-        settle,
-    } = changes;
-    let (before, after) = match change {
-        Some(online @ Change::Online { .. }) => (Some(online), None),
-        other => (None, other),
-    };
-    if let Some(change) = before {
-        announce(state, user, change, exclude).await;
+impl Presence {
+    /// Announces what a store operation changed, after its commit: arrivals
+    /// company first then rooms, departures rooms first then company; and
+    /// schedules a settle when a departure asks for one. `exclude` is the
+    /// socket that caused an arrival (it is not told about itself).
+    pub(super) async fn publish(
+        self: &Arc<Self>,
+        user: &UserKey,
+        changes: Transitions,
+        exclude: Option<SessionId>,
+    ) {
+        let Transitions {
+            user: change,
+            rooms,
+            settle,
+        } = changes;
+        let (before, after) = match change {
+            Some(online @ Change::Online { .. }) => (Some(online), None),
+            other => (None, other),
+        };
+        if let Some(change) = before {
+            self.announce(user, change, exclude).await;
+        }
+        for room in rooms {
+            self.announce_room(user, room, exclude).await;
+        }
+        if let Some(change) = after {
+            self.announce(user, change, exclude).await;
+        }
+        if settle {
+            self.settle_later(user.clone());
+        }
     }
-    for room in rooms {
-        announce_room(state, user, room, exclude).await;
-    }
-    if let Some(change) = after {
-        announce(state, user, change, exclude).await;
-    }
-    if settle {
-        settle_later(state, user.clone());
-    }
-}
 
-async fn announce(state: &AppState, user: &UserKey, change: Change, exclude: Option<Sid>) {
-    let (event, data) = match change {
-        Change::Online { role, at } => (
-            "user:online",
-            json!({ "userId": user.user_id, "role": role, "at": at }),
-        ),
-        Change::Offline { at, duration } => (
-            "user:offline",
-            json!({ "userId": user.user_id, "at": at, "duration": duration }),
-        ),
-    };
-    tracing::debug!(company = %user.company_id, user = %user.user_id, event, "presence");
-    let signal = Signal {
-        company: user.company_id.clone(),
-        room: RoomName::company().as_str().to_string(),
-        event,
-        data,
-        exclude,
-    };
-    state.hub().emit(&signal).await;
-}
+    async fn announce(&self, user: &UserKey, change: Change, exclude: Option<SessionId>) {
+        let (event, data) = match change {
+            Change::Online { role, at } => (
+                "user:online",
+                json!({ "userId": user.user_id, "role": role, "at": at }),
+            ),
+            Change::Offline { at, duration } => (
+                "user:offline",
+                json!({ "userId": user.user_id, "at": at, "duration": duration }),
+            ),
+        };
+        tracing::debug!(company = %user.company_id, user = %user.user_id, event, "presence");
+        let signal = Signal {
+            company: user.company_id.clone(),
+            room: RoomName::company().as_str().to_string(),
+            event,
+            data,
+            exclude,
+        };
+        self.fanout.emit(&signal).await;
+    }
 
-/// `presence:joined { room, userId, role, at }` or
-/// `presence:left { room, userId, at, duration }` to the room.
-async fn announce_room(state: &AppState, user: &UserKey, room: RoomChange, exclude: Option<Sid>) {
-    let RoomChange { room, change } = room;
-    let (event, data) = match change {
-        Change::Online { role, at } => (
-            "presence:joined",
-            json!({ "room": room, "userId": user.user_id, "role": role, "at": at }),
-        ),
-        Change::Offline { at, duration } => (
-            "presence:left",
-            json!({ "room": room, "userId": user.user_id, "at": at, "duration": duration }),
-        ),
-    };
-    tracing::debug!(company = %user.company_id, user = %user.user_id, room = %room, event, "presence");
-    let signal = Signal {
-        company: user.company_id.clone(),
-        room,
-        event,
-        data,
-        exclude,
-    };
-    state.hub().emit(&signal).await;
+    /// `presence:joined { room, userId, role, at }` or
+    /// `presence:left { room, userId, at, duration }` to the room.
+    async fn announce_room(&self, user: &UserKey, room: RoomChange, exclude: Option<SessionId>) {
+        let RoomChange { room, change } = room;
+        let (event, data) = match change {
+            Change::Online { role, at } => (
+                "presence:joined",
+                json!({ "room": room, "userId": user.user_id, "role": role, "at": at }),
+            ),
+            Change::Offline { at, duration } => (
+                "presence:left",
+                json!({ "room": room, "userId": user.user_id, "at": at, "duration": duration }),
+            ),
+        };
+        tracing::debug!(company = %user.company_id, user = %user.user_id, room = %room, event, "presence");
+        let signal = Signal {
+            company: user.company_id.clone(),
+            room,
+            event,
+            data,
+            exclude,
+        };
+        self.fanout.emit(&signal).await;
+    }
 }

@@ -39,30 +39,26 @@
 //!   sockets, shutdown and drift leave rooms exactly as they leave the
 //!   company. A socket without entity rooms costs no extra statement.
 //!
-//! Per-node memory holds per-socket state only: what was registered for
-//! each socket of this node (to re-register it), and typing states.
+//! Per-node memory holds per-session state only: what was registered for
+//! each session of this node (to re-register it), and typing states.
+//! ("Socket" below means a session of any transport: presence counts
+//! connections, whatever they speak.)
 
 mod announce;
-pub mod transition;
+mod sockets;
 pub mod typing;
 mod upkeep;
-
-use announce::publish;
-pub use upkeep::{leave_node, maintain};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use socketioxide::socket::Sid;
-
-use crate::config::Config;
 use crate::domain::room::RoomKind;
-use crate::domain::{RoomName, now_ms};
+use crate::domain::{RoomName, SessionId, now_ms};
 use crate::error::{AppError, AppResult, Code};
-use crate::socket::session::Session;
-use crate::state::AppState;
-use crate::store::{PresentUser, SocketEntry, UserKey};
+use crate::fanout::Fanout;
+use crate::store::{PresentUser, SocketEntry, Store, UserKey};
+use crate::tasks::Tasks;
 use typing::Typing;
 
 /// What this node registered for one of its sockets.
@@ -81,18 +77,37 @@ impl Slot {
     }
 }
 
+/// What presence needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `WS_PRESENCE`: off = no rows, no announcements, `presence:list` refused.
+    pub enabled: bool,
+    /// `NODE_ID`.
+    pub node_id: String,
+    /// `WS_PRESENCE_GRACE_MS`.
+    pub grace: Duration,
+    /// `WS_PRESENCE_TTL`.
+    pub ttl: Duration,
+}
+
+/// The presence service: the database's presence rows (`store`), the
+/// announcements (`fanout`), its timers and loops (`tasks`).
 pub struct Presence {
+    enabled: bool,
     /// This process's name in presence rows: `NODE_ID` plus a random part,
     /// so a restarted node never keeps its predecessor's rows alive.
     node: String,
     grace: Duration,
     ttl: Duration,
     // std Mutex: never held across an await.
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
     /// Socket writes hold it shared; the heartbeat's drift check and
     /// re-registration hold it exclusively, so they see no write in flight.
     sync: tokio::sync::RwLock<()>,
-    pub typing: Typing,
+    typing: Typing,
+    store: Arc<dyn Store>,
+    fanout: Arc<Fanout>,
+    tasks: Tasks,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -100,19 +115,35 @@ fn millis(d: Duration) -> i64 {
 }
 
 impl Presence {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        fanout: Arc<Fanout>,
+        tasks: Tasks,
+    ) -> Arc<Self> {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
-        Self {
-            node: format!("{}#{}", config.node_id, &suffix[..12]),
-            grace: config.presence_grace,
-            ttl: config.presence_ttl,
+        Arc::new(Self {
+            enabled: settings.enabled,
+            node: format!("{}#{}", settings.node_id, &suffix[..12]),
+            grace: settings.grace,
+            ttl: settings.ttl,
             slots: Mutex::new(HashMap::new()),
             sync: tokio::sync::RwLock::new(()),
             typing: Typing::default(),
+            store,
+            fanout,
+            tasks,
+        })
+    }
+
+    /// Starts the heartbeat and the sweep (see [`upkeep`]).
+    pub fn start(self: &Arc<Self>) {
+        if self.enabled {
+            self.tasks.spawn(upkeep::maintain(self.clone()));
         }
     }
 
-    fn slots(&self) -> MutexGuard<'_, HashMap<String, Arc<Slot>>> {
+    fn slots(&self) -> MutexGuard<'_, HashMap<SessionId, Arc<Slot>>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -144,178 +175,49 @@ fn user_of(entry: &SocketEntry) -> UserKey {
     }
 }
 
-/// Registers a socket; announces `user:online` to the company (except to
-/// this socket) when it is its user's first socket anywhere.
-pub async fn join(state: &AppState, session: &Session, sid: Sid, rooms: &[RoomName]) {
-    if !state.config.presence {
-        return;
-    }
-    let p = &state.presence;
-    let socket_id = sid.to_string();
-    let identity = session.identity();
-    let entry = SocketEntry {
-        company_id: identity.company_id,
-        user_id: identity.user_id,
-        role: identity.role.to_string(),
-        socket_id: socket_id.clone(),
-        node_id: p.node.clone(),
-        rooms: entity_rooms(rooms),
-        since: session.connected_at,
-    };
-    let shared = p.sync.read().await;
-    let op = {
-        let mut slots = p.slots();
-        // Checked under the lock `leave` takes first: a socket that is
-        // already gone is never registered.
-        if session.closed.is_cancelled() {
-            return;
+impl Presence {
+    /// `presence:list`: online users of the company, of a role or a user room,
+    /// or the users subscribed to an entity room.
+    pub async fn list(&self, company: &str, room: &RoomName) -> AppResult<Vec<PresentUser>> {
+        if !self.enabled {
+            return Err(AppError::new(
+                Code::Unavailable,
+                "presence is turned off on this server (WS_PRESENCE=off)",
+            ));
         }
-        let slot = Arc::new(Slot {
-            entry: Mutex::new(entry.clone()),
-            op: Arc::new(tokio::sync::Mutex::new(false)),
+        let entity = matches!(room.kind(), RoomKind::Entity(_)).then_some(room.as_str());
+        let users = self
+            .store
+            .presence_list(company, entity)
+            .await
+            .map_err(AppError::unavailable)?;
+        Ok(match room.kind() {
+            RoomKind::Company | RoomKind::Entity(_) => users,
+            RoomKind::User(id) => users.into_iter().filter(|u| u.user_id == id).collect(),
+            RoomKind::Role(role) => users.into_iter().filter(|u| u.role == role).collect(),
+        })
+    }
+
+    fn settle_later(self: &Arc<Self>, user: UserKey) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            tokio::time::sleep(this.grace).await;
+            this.settle(&user).await;
         });
-        let Ok(op) = slot.op.clone().try_lock_owned() else {
-            return; // a fresh mutex is always free
-        };
-        slots.insert(socket_id.clone(), slot);
-        op
-    };
-    let result = state.store.presence_join(&entry, now_ms()).await;
-    drop((op, shared));
-    match result {
-        Ok(changes) => publish(state, &user_of(&entry), changes, Some(sid)).await,
-        Err(e) => {
-            tracing::warn!(error = %e, "presence: cannot register a socket; the heartbeat will retry")
-        }
     }
-}
 
-/// Unregisters a socket; settles its user after the grace period when it
-/// was the user's last socket. Ends what the socket was typing.
-pub async fn leave(state: &AppState, socket_id: &str) {
-    if !state.config.presence {
-        return;
-    }
-    if let Ok(sid) = socket_id.parse() {
-        typing::socket_gone(state, sid).await;
-    }
-    let p = &state.presence;
-    // Shared before the slot goes: the heartbeat never sees a socket gone
-    // from this node whose row is still being deleted (no false drift).
-    let _shared = p.sync.read().await;
-    let Some(slot) = p.slots().remove(socket_id) else {
-        return;
-    };
-    if state.is_shutting_down() {
-        return; // `leave_node` removes all of this node's rows at once
-    }
-    let mut left = slot.op.lock().await;
-    *left = true;
-    // Read under `op`: a room change that got there first is in the entry.
-    let (user, in_rooms) = {
-        let entry = slot.entry();
-        (user_of(&entry), !entry.rooms.is_empty())
-    };
-    let result = state
-        .store
-        .presence_leave(&user, socket_id, in_rooms, now_ms())
-        .await;
-    match result {
-        Ok(true) => settle_later(state, user),
-        Ok(false) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "presence: cannot unregister a socket; the heartbeat will remove it")
-        }
-    }
-}
-
-/// Records entity-room subscriptions of a registered socket; announces
-/// `presence:joined` (except to this socket) for rooms its user entered,
-/// and settles the user later when it left a room's last socket.
-pub async fn rooms_changed(
-    state: &AppState,
-    socket_id: &str,
-    joined: &[RoomName],
-    left: &[RoomName],
-) {
-    if !state.config.presence {
-        return;
-    }
-    let (joined, left) = (entity_rooms(joined), entity_rooms(left));
-    if joined.is_empty() && left.is_empty() {
-        return;
-    }
-    let p = &state.presence;
-    let Some(slot) = p.slots().get(socket_id).cloned() else {
-        return;
-    };
-    let entry = {
-        let mut entry = slot.entry();
-        entry.rooms.retain(|r| !left.contains(r));
-        for room in &joined {
-            if !entry.rooms.contains(room) {
-                entry.rooms.push(room.clone());
+    async fn settle(self: &Arc<Self>, user: &UserKey) {
+        let p = self;
+        let now = now_ms();
+        let result = p
+            .store
+            .presence_settle(user, now - millis(p.ttl), now, millis(p.grace))
+            .await;
+        match result {
+            Ok(changes) => p.publish(user, changes, None).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: settle failed; the sweep will retry")
             }
-        }
-        entry.clone()
-    };
-    let shared = p.sync.read().await;
-    let gone = slot.op.lock().await;
-    if *gone {
-        return;
-    }
-    let result = state
-        .store
-        .presence_rooms(&entry, &joined, &left, now_ms())
-        .await;
-    drop((gone, shared));
-    match result {
-        Ok(changes) => publish(state, &user_of(&entry), changes, socket_id.parse().ok()).await,
-        Err(e) => tracing::warn!(error = %e, "presence: cannot record room subscriptions"),
-    }
-}
-
-/// `presence:list`: online users of the company, of a role or a user room,
-/// or the users subscribed to an entity room.
-pub async fn list(state: &AppState, company: &str, room: &RoomName) -> AppResult<Vec<PresentUser>> {
-    if !state.config.presence {
-        return Err(AppError::new(
-            Code::Unavailable,
-            "presence is turned off on this server (WS_PRESENCE=off)",
-        ));
-    }
-    let entity = matches!(room.kind(), RoomKind::Entity(_)).then_some(room.as_str());
-    let users = state
-        .store
-        .presence_list(company, entity)
-        .await
-        .map_err(AppError::unavailable)?;
-    Ok(match room.kind() {
-        RoomKind::Company | RoomKind::Entity(_) => users,
-        RoomKind::User(id) => users.into_iter().filter(|u| u.user_id == id).collect(),
-        RoomKind::Role(role) => users.into_iter().filter(|u| u.role == role).collect(),
-    })
-}
-
-fn settle_later(state: &AppState, user: UserKey) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(state.presence.grace).await;
-        settle(&state, &user).await;
-    });
-}
-
-async fn settle(state: &AppState, user: &UserKey) {
-    let p = &state.presence;
-    let now = now_ms();
-    let result = state
-        .store
-        .presence_settle(user, now - millis(p.ttl), now, millis(p.grace))
-        .await;
-    match result {
-        Ok(changes) => publish(state, user, changes, None).await,
-        Err(e) => {
-            tracing::warn!(error = %e, "presence: settle failed; the sweep will retry")
         }
     }
 }

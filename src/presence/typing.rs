@@ -12,12 +12,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde_json::json;
-use socketioxide::socket::Sid;
 use tokio::time::Instant;
 
-use crate::socket::broadcast::Signal;
-use crate::state::AppState;
+use super::Presence;
+use crate::domain::SessionId;
+use crate::fanout::{Hub, Signal};
 
 /// A typing state not renewed for this long ends.
 pub const EXPIRY: Duration = Duration::from_secs(5);
@@ -35,7 +37,7 @@ pub struct TypingKey {
 
 struct Typist {
     /// The socket that last said it types (it does not get the relays).
-    socket: Sid,
+    socket: SessionId,
     relayed_at: Instant,
     deadline: Instant,
     /// Tells this state's expiry timer from one of an earlier state.
@@ -68,7 +70,7 @@ pub enum Check {
     /// Renewed: wait until then.
     Wait(Instant),
     /// Expired and removed: relay `isTyping: false`, except to this socket.
-    Expired(Sid),
+    Expired(SessionId),
 }
 
 impl Typing {
@@ -76,7 +78,7 @@ impl Typing {
         self.states.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn start(&self, key: &TypingKey, socket: Sid, now: Instant) -> Started {
+    pub fn start(&self, key: &TypingKey, socket: SessionId, now: Instant) -> Started {
         let mut states = self.states();
         if let Some(t) = states.get_mut(key) {
             t.socket = socket;
@@ -122,7 +124,7 @@ impl Typing {
     }
 
     /// Ends (and returns) the typing states of a socket that went away.
-    pub fn drop_socket(&self, socket: Sid) -> Vec<TypingKey> {
+    pub fn drop_socket(&self, socket: SessionId) -> Vec<TypingKey> {
         let mut states = self.states();
         let gone: Vec<TypingKey> = states
             .iter()
@@ -136,56 +138,55 @@ impl Typing {
     }
 }
 
-/// Handles a validated `user:typing` from `socket` (already known to be in the room).
-pub async fn typed(state: &AppState, key: TypingKey, socket: Sid, is_typing: bool) {
-    let typing = &state.presence.typing;
-    if !is_typing {
-        if typing.stop(&key) {
-            relay(state, &key, false, Some(socket)).await;
-        }
-        return;
-    }
-    match typing.start(&key, socket, Instant::now()) {
-        Started::Throttled => {}
-        Started::Relay { timer } => {
-            if let Some(generation) = timer {
-                tokio::spawn(expire(state.clone(), key.clone(), generation));
+impl Presence {
+    /// Handles a validated `user:typing` from `socket` (already known to be in the room).
+    pub async fn typed(self: &Arc<Self>, key: TypingKey, socket: SessionId, is_typing: bool) {
+        let typing = &self.typing;
+        if !is_typing {
+            if typing.stop(&key) {
+                self.relay(&key, false, Some(socket)).await;
             }
-            relay(state, &key, true, Some(socket)).await;
+            return;
+        }
+        match typing.start(&key, socket, Instant::now()) {
+            Started::Throttled => {}
+            Started::Relay { timer } => {
+                if let Some(generation) = timer {
+                    self.tasks
+                        .spawn(self.clone().expire(key.clone(), generation));
+                }
+                self.relay(&key, true, Some(socket)).await;
+            }
         }
     }
-}
 
-async fn expire(state: AppState, key: TypingKey, generation: u64) {
-    loop {
-        match state
-            .presence
-            .typing
-            .check(&key, generation, Instant::now())
-        {
-            Check::Gone => return,
-            Check::Wait(deadline) => tokio::time::sleep_until(deadline).await,
-            Check::Expired(socket) => return relay(&state, &key, false, Some(socket)).await,
+    async fn expire(self: Arc<Self>, key: TypingKey, generation: u64) {
+        loop {
+            match self.typing.check(&key, generation, Instant::now()) {
+                Check::Gone => return,
+                Check::Wait(deadline) => tokio::time::sleep_until(deadline).await,
+                Check::Expired(socket) => return self.relay(&key, false, Some(socket)).await,
+            }
         }
     }
-}
 
-/// The socket went away: whatever it was typing ends now.
-pub async fn socket_gone(state: &AppState, socket: Sid) {
-    for key in state.presence.typing.drop_socket(socket) {
-        relay(state, &key, false, None).await;
+    /// The socket went away: whatever it was typing ends now.
+    pub(super) async fn socket_gone(&self, socket: SessionId) {
+        for key in self.typing.drop_socket(socket) {
+            self.relay(&key, false, None).await;
+        }
     }
-}
 
-async fn relay(state: &AppState, key: &TypingKey, is_typing: bool, exclude: Option<Sid>) {
-    let signal = Signal {
-        company: key.company.clone(),
-        room: key.room.clone(),
-        event: "user:typing",
-        data: json!({ "room": key.room, "userId": key.user, "isTyping": is_typing }),
-        exclude,
-    };
-    state.hub().emit(&signal).await;
+    async fn relay(&self, key: &TypingKey, is_typing: bool, exclude: Option<SessionId>) {
+        let signal = Signal {
+            company: key.company.clone(),
+            room: key.room.clone(),
+            event: "user:typing",
+            data: json!({ "room": key.room, "userId": key.user, "isTyping": is_typing }),
+            exclude,
+        };
+        self.fanout.emit(&signal).await;
+    }
 }
 
 #[cfg(test)]
@@ -203,7 +204,7 @@ mod tests {
     #[test]
     fn one_relay_per_second_and_renewals_extend_the_deadline() {
         let t = Typing::default();
-        let (a, b) = (Sid::new(), Sid::new());
+        let (a, b) = (SessionId::new(), SessionId::new());
         let t0 = Instant::now();
         let Started::Relay {
             timer: Some(generation),
@@ -237,7 +238,7 @@ mod tests {
     #[test]
     fn stop_ends_the_state_and_an_old_timer_ignores_a_new_one() {
         let t = Typing::default();
-        let s = Sid::new();
+        let s = SessionId::new();
         let t0 = Instant::now();
         let Started::Relay { timer: Some(first) } = t.start(&key("u1"), s, t0) else {
             panic!("relayed");
@@ -257,7 +258,7 @@ mod tests {
     #[test]
     fn a_socket_going_away_ends_its_states_only() {
         let t = Typing::default();
-        let (a, b) = (Sid::new(), Sid::new());
+        let (a, b) = (SessionId::new(), SessionId::new());
         let now = Instant::now();
         t.start(&key("u1"), a, now);
         t.start(&key("u2"), b, now);

@@ -3,10 +3,11 @@
 //! sockets and settles users whose grace timer was lost, and the departure
 //! of all of this node's sockets at shutdown.
 
-use super::transition::Transitions;
-use super::{millis, publish, settle, settle_later, user_of};
+use std::sync::Arc;
+
+use super::{Presence, millis, user_of};
 use crate::domain::now_ms;
-use crate::state::AppState;
+use crate::domain::presence::Transitions;
 use crate::store::{SocketEntry, UserKey};
 
 /// Users settled per sweep query; a sweep repeats up to [`SWEEP_ROUNDS`].
@@ -14,55 +15,52 @@ const SWEEP_BATCH: i64 = 500;
 const SWEEP_ROUNDS: usize = 20;
 
 /// Heartbeat and sweep, on every node, until shutdown.
-pub async fn maintain(state: AppState) {
-    if !state.config.presence {
-        return;
-    }
-    let p = &state.presence;
+pub(super) async fn maintain(p: Arc<Presence>) {
     let mut beat = tokio::time::interval(p.heartbeat_every());
     let mut sweep = tokio::time::interval(p.sweep_every());
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !state.is_shutting_down() {
+    while !p.tasks.is_draining() {
         tokio::select! {
-            _ = beat.tick() => heartbeat(&state).await,
-            _ = sweep.tick() => sweep_once(&state).await,
+            _ = beat.tick() => heartbeat(&p).await,
+            _ = sweep.tick() => sweep_once(&p).await,
         }
     }
 }
 
-/// Graceful shutdown: this node's sockets all leave at once. Clients that
-/// reconnect to another node within the grace period stay online.
-pub async fn leave_node(state: &AppState) {
-    if !state.config.presence {
-        return;
-    }
-    let p = &state.presence;
-    match state
-        .store
-        .presence_leave_node(&p.node, i64::MAX, now_ms())
-        .await
-    {
-        Ok(users) => tracing::debug!(
-            users = users.len(),
-            "presence: sockets of this node left; other nodes settle their users"
-        ),
-        Err(e) => tracing::warn!(
-            error = %e,
-            "presence: cannot remove this node's sockets; other nodes drop them after WS_PRESENCE_TTL"
-        ),
+impl Presence {
+    /// Graceful shutdown: this node's sockets all leave at once. Clients that
+    /// reconnect to another node within the grace period stay online.
+    pub async fn leave_node(&self) {
+        if !self.enabled {
+            return;
+        }
+        let p = self;
+        match p
+            .store
+            .presence_leave_node(&p.node, i64::MAX, now_ms())
+            .await
+        {
+            Ok(users) => tracing::debug!(
+                users = users.len(),
+                "presence: sockets of this node left; other nodes settle their users"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "presence: cannot remove this node's sockets; other nodes drop them after WS_PRESENCE_TTL"
+            ),
+        }
     }
 }
 
-async fn heartbeat(state: &AppState) {
-    let p = &state.presence;
+async fn heartbeat(p: &Arc<Presence>) {
     let (online, departed) = {
         let _exclusive = p.sync.write().await;
-        if state.is_shutting_down() {
+        if p.tasks.is_draining() {
             return; // sockets are leaving; `leave_node` removes the rows
         }
         let now = now_ms();
-        let rows = match state.store.presence_heartbeat(&p.node, now).await {
+        let rows = match p.store.presence_heartbeat(&p.node, now).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "presence heartbeat failed; will retry");
@@ -78,26 +76,26 @@ async fn heartbeat(state: &AppState) {
             sockets = entries.len(),
             "presence rows of this node drifted from its sockets; registering them again"
         );
-        register_again(state, &entries, now + 1).await
+        register_again(p, &entries, now + 1).await
     };
     for (user, changes) in online {
-        publish(state, &user, changes, None).await;
+        p.publish(&user, changes, None).await;
     }
     for user in departed {
-        settle_later(state, user);
+        p.settle_later(user);
     }
 }
 
 /// Registers `entries` with heartbeat `at`, then removes this node's rows
 /// that were not (older heartbeat) as departures.
 async fn register_again(
-    state: &AppState,
+    p: &Presence,
     entries: &[SocketEntry],
     at: i64,
 ) -> (Vec<(UserKey, Transitions)>, Vec<UserKey>) {
     let mut online = Vec::new();
     for entry in entries {
-        match state.store.presence_join(entry, at).await {
+        match p.store.presence_join(entry, at).await {
             Ok(changes) if changes.is_empty() => {}
             Ok(changes) => online.push((user_of(entry), changes)),
             Err(e) => {
@@ -106,8 +104,7 @@ async fn register_again(
             }
         }
     }
-    let node = &state.presence.node;
-    match state.store.presence_leave_node(node, at, at).await {
+    match p.store.presence_leave_node(&p.node, at, at).await {
         Ok(departed) => (online, departed),
         Err(e) => {
             tracing::warn!(error = %e, "presence: cannot remove stale rows; will retry");
@@ -116,11 +113,10 @@ async fn register_again(
     }
 }
 
-async fn sweep_once(state: &AppState) {
-    let p = &state.presence;
+async fn sweep_once(p: &Arc<Presence>) {
     for _ in 0..SWEEP_ROUNDS {
         let now = now_ms();
-        let users = match state
+        let users = match p
             .store
             .presence_unsettled(now - millis(p.ttl), now - millis(p.grace), SWEEP_BATCH)
             .await
@@ -132,7 +128,7 @@ async fn sweep_once(state: &AppState) {
             }
         };
         for user in &users {
-            settle(state, user).await;
+            p.settle(user).await;
         }
         if (users.len() as i64) < SWEEP_BATCH {
             return;

@@ -5,7 +5,7 @@
 //! leaves every device a stored cursor no further than what it processed:
 //! a crash costs the events since the last save again (duplicates), never
 //! a loss. (A socket's first cursor is stored before `session`, see
-//! `crate::socket::replay::replay_on_connect`; leaving saves the last one.)
+//! [`super::offline::replay_on_connect`]; leaving saves the last one.)
 
 use std::collections::HashMap;
 use std::sync::Arc;

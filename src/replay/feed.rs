@@ -1,8 +1,8 @@
-//! Per-node live feeds of durable events, with a position per socket and room.
+//! Per-node live feeds of durable events, with a position per session and room.
 //!
 //! Durable events are not sent with socket.io room broadcasts: a broadcast
 //! cannot tell which sockets got what, and exact resume needs exactly that.
-//! Each socket that is in a room has a [`Member`] here with the last offset
+//! Each session that is in a room has a [`Member`] here with the last offset
 //! it was sent. A notified event is sent only if it is the next offset;
 //! a jump means a gap (a lost notification, or events committed while the
 //! member was catching up) and hands the member to a catch-up from the
@@ -10,7 +10,7 @@
 //! the catch-up re-reads until it finds nothing new under the lock: that is
 //! the hand-over from history to live, with no gap and no duplicate.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::catalog::RoleSet;
-use crate::domain::{Role, iso8601, receiving_role};
+use crate::domain::{Role, SessionId, iso8601, receiving_role};
+use crate::session::{SendFail, Sink};
 use crate::store::CursorKey;
 
 /// A durable event as one room's log holds it.
@@ -38,8 +39,8 @@ pub struct LogEvent {
     pub created_at: i64,
     /// Roles that may receive the type (from the catalog).
     pub receive: u8,
-    /// The publishing socket, which is not sent its own event.
-    pub exclude: Option<String>,
+    /// The publishing session, which is not sent its own event.
+    pub exclude: Option<SessionId>,
 }
 
 impl LogEvent {
@@ -64,55 +65,38 @@ impl LogEvent {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendFail {
-    /// The socket's outgoing buffer is full.
-    Full,
-    /// The socket is gone.
-    Closed,
-}
-
-/// Where a member's events go: a socket, seen without its adapter type.
-pub trait Sink: Send + Sync + 'static {
-    fn id(&self) -> String;
-    fn role(&self) -> Role;
-    fn emit(&self, event: &str, payload: &Value, meta: &Value) -> Result<(), SendFail>;
-    /// A single-argument event (`replay:truncated`).
-    fn emit_one(&self, event: &str, data: &Value) -> Result<(), SendFail>;
-    /// A live send found the buffer full: the socket is disconnected (it
-    /// reconnects and catches up) instead of silently losing the event.
-    fn overflowed(&self);
-}
-
 /// A run of sends within half a second: the last offset sent in it and when.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     start: Instant,
     at: Instant,
-    last: i64,
+    pub(super) last: i64,
 }
 
 #[derive(Debug, Default)]
-struct Track {
-    last: i64,
-    catching_up: bool,
-    missed: bool,
+pub(super) struct Track {
+    pub(super) last: i64,
+    pub(super) catching_up: bool,
+    pub(super) missed: bool,
     /// When what was sent, for the offset confirmed before a deadline.
     samples: VecDeque<Sample>,
     initial: i64,
     acked: Option<i64>,
     /// When the socket's buffer was first found full: what was sent after
     /// (and shortly before) that may never have been read.
-    stalled_since: Option<Instant>,
+    pub(super) stalled_since: Option<Instant>,
 }
 
-/// One socket in one room's feed.
+/// One session in one room's feed.
 pub struct Member {
     pub sink: Arc<dyn Sink>,
+    pub session: SessionId,
+    /// The session's role (fixed for its life), for the receive rule.
+    pub role: Role,
     pub company: String,
     pub room: String,
     /// How long after a send a still-open connection proves the client read
-    /// it (the heartbeat argument in `crate::socket::proof::proof_window`).
+    /// it ([`Sink::proof_window`]).
     window: Duration,
     /// Whose offline-queue cursor this position feeds (automatic rooms only).
     cursor: OnceLock<CursorKey>,
@@ -128,13 +112,17 @@ impl Member {
     /// Starts in catch-up mode: nothing live is sent until a catch-up ran.
     pub fn new(
         sink: Arc<dyn Sink>,
+        session: SessionId,
+        role: Role,
         company: &str,
         room: &str,
         last: i64,
-        window: Duration,
     ) -> Arc<Self> {
+        let window = sink.proof_window();
         Arc::new(Self {
             sink,
+            session,
+            role,
             company: company.to_string(),
             room: room.to_string(),
             window,
@@ -150,7 +138,7 @@ impl Member {
         })
     }
 
-    fn track(&self) -> MutexGuard<'_, Track> {
+    pub(super) fn track(&self) -> MutexGuard<'_, Track> {
         self.track.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -257,9 +245,9 @@ impl Member {
     /// Sends `ev` if it is this member's next event; skips what the member's
     /// role may not receive or what it published itself (the position still
     /// advances). `Err(Full)` leaves the position where it was.
-    fn send_next(&self, t: &mut Track, ev: &LogEvent) -> Result<bool, SendFail> {
-        let sent = if !ev.for_role(receiving_role(&self.room, self.sink.role()))
-            || ev.exclude.as_deref() == Some(&self.sink.id())
+    pub(super) fn send_next(&self, t: &mut Track, ev: &LogEvent) -> Result<bool, SendFail> {
+        let sent = if !ev.for_role(receiving_role(&self.room, self.role))
+            || ev.exclude == Some(self.session)
         {
             false
         } else {
@@ -315,108 +303,6 @@ impl Member {
     pub fn stalled(&self) {
         let mut t = self.track();
         t.stalled_since.get_or_insert_with(Instant::now);
-    }
-}
-
-/// What a notification asks of the caller.
-pub enum Notified {
-    Done,
-    /// These members have a gap and must catch up from the database.
-    CatchUp(Vec<Arc<Member>>),
-}
-
-type RoomKey = (String, String);
-
-/// The members of each room that has sockets on this node.
-#[derive(Default)]
-pub struct Feeds {
-    rooms: Mutex<HashMap<RoomKey, HashMap<String, Arc<Member>>>>,
-}
-
-impl Feeds {
-    fn rooms(&self) -> MutexGuard<'_, HashMap<RoomKey, HashMap<String, Arc<Member>>>> {
-        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn attach(&self, member: Arc<Member>) {
-        let key = (member.company.clone(), member.room.clone());
-        self.rooms()
-            .entry(key)
-            .or_default()
-            .insert(member.sink.id(), member);
-    }
-
-    pub fn detach(&self, company: &str, room: &str, sink_id: &str) {
-        let mut rooms = self.rooms();
-        let key = (company.to_string(), room.to_string());
-        if let Some(members) = rooms.get_mut(&key) {
-            members.remove(sink_id);
-            if members.is_empty() {
-                rooms.remove(&key);
-            }
-        }
-    }
-
-    pub fn member(&self, company: &str, room: &str, sink_id: &str) -> Option<Arc<Member>> {
-        self.rooms()
-            .get(&(company.to_string(), room.to_string()))
-            .and_then(|m| m.get(sink_id).cloned())
-    }
-
-    /// Rooms with members on this node, for a sweep after a bus outage.
-    pub fn all_members(&self) -> Vec<Arc<Member>> {
-        self.rooms()
-            .values()
-            .flat_map(|m| m.values().cloned())
-            .collect()
-    }
-
-    /// Delivers a freshly committed event to this node's members of its room.
-    pub fn notify(&self, ev: &LogEvent) -> Notified {
-        let members: Vec<Arc<Member>> =
-            match self.rooms().get(&(ev.company.clone(), ev.room.clone())) {
-                Some(m) => m.values().cloned().collect(),
-                None => return Notified::Done,
-            };
-        let mut gaps = Vec::new();
-        let mut sent = 0u64;
-        for member in members {
-            let mut t = member.track();
-            if t.catching_up {
-                t.missed = true;
-            } else if ev.offset <= t.last {
-                // Already sent (a catch-up got there first).
-            } else if ev.offset == t.last + 1 {
-                match member.send_next(&mut t, ev) {
-                    Ok(true) => sent += 1,
-                    Ok(false) | Err(SendFail::Closed) => {}
-                    // A burst filled the socket's buffer: nothing is dropped
-                    // or buffered here; the member catches up from the
-                    // database at the pace the socket drains (and is cut off
-                    // only if it stops draining altogether).
-                    Err(SendFail::Full) => {
-                        t.catching_up = true;
-                        t.stalled_since.get_or_insert_with(Instant::now);
-                        drop(t);
-                        gaps.push(member);
-                    }
-                }
-            } else {
-                t.catching_up = true;
-                drop(t);
-                gaps.push(member);
-            }
-        }
-        if sent > 0 {
-            crate::metrics::messages_out(&ev.event_type, sent);
-            let age_ms = (crate::domain::now_ms() - ev.created_at).max(0);
-            crate::metrics::latency(age_ms as f64 / 1000.0);
-        }
-        if gaps.is_empty() {
-            Notified::Done
-        } else {
-            Notified::CatchUp(gaps)
-        }
     }
 }
 

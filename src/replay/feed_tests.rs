@@ -1,6 +1,7 @@
 //! Unit tests of [`super`]: positions, catch-up hand-over, the proof window.
 
 use super::*;
+use crate::replay::feeds::{Feeds, Notified};
 
 #[derive(Default)]
 struct Recorder {
@@ -8,15 +9,9 @@ struct Recorder {
     full: std::sync::atomic::AtomicBool,
 }
 
-struct TestSink(Arc<Recorder>, Role);
+struct TestSink(Arc<Recorder>);
 
 impl Sink for TestSink {
-    fn id(&self) -> String {
-        "s1".into()
-    }
-    fn role(&self) -> Role {
-        self.1
-    }
     fn emit(&self, _: &str, _: &Value, meta: &Value) -> Result<(), SendFail> {
         if self.0.full.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(SendFail::Full);
@@ -31,7 +26,11 @@ impl Sink for TestSink {
     fn emit_one(&self, _: &str, _: &Value) -> Result<(), SendFail> {
         Ok(())
     }
+    fn disconnect(&self) {}
     fn overflowed(&self) {}
+    fn proof_window(&self) -> Duration {
+        Duration::from_millis(200)
+    }
 }
 
 fn ev(offset: i64, receive: RoleSet) -> LogEvent {
@@ -55,11 +54,12 @@ fn setup(role: Role, last: i64) -> (Feeds, Arc<Member>, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
     let feeds = Feeds::default();
     let m = Member::new(
-        Arc::new(TestSink(rec.clone(), role)),
+        Arc::new(TestSink(rec.clone())),
+        SessionId::new(),
+        role,
         "c",
         "company",
         last,
-        Duration::from_millis(200),
     );
     feeds.attach(m.clone());
     (feeds, m, rec)

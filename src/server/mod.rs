@@ -42,8 +42,7 @@ use crate::error::{AppError, Code};
 use io::{Guarded, Slot};
 use reserve::{Reserve, Ticket};
 
-/// Connections kept for health checks beyond `HTTP_MAX_CONNECTIONS`.
-pub const RESERVE_SLOTS: usize = 16;
+pub use crate::config::RESERVE_SLOTS;
 /// A reserve connection must send its request within this.
 const RESERVE_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause after `accept` failed for want of resources.

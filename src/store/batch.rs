@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::breaker::Breaker;
 use super::{Appended, NewEvent, Store, StoreError};
+use crate::tasks::Tasks;
 
 /// A transaction that takes longer than this is given up (and the
 /// database treated as down): the writer must not hang on a dead link.
@@ -41,10 +42,13 @@ pub struct Appender {
 }
 
 impl Appender {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// Starts the writer task. It runs until shutdown cancels `tasks`,
+    /// which happens after every session and HTTP request has finished,
+    /// so no append is in flight then.
+    pub fn new(store: Arc<dyn Store>, tasks: &Tasks) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        let breaker = Breaker::new(store.clone());
-        tokio::spawn(run(store, breaker.clone(), rx));
+        let breaker = Breaker::new(store.clone(), tasks.clone());
+        tasks.spawn(run(store, breaker.clone(), rx));
         Self { tx, breaker }
     }
 

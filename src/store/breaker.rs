@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{Store, StoreError};
+use crate::tasks::Tasks;
 
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
 const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -21,13 +22,16 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 pub struct Breaker {
     store: Arc<dyn Store>,
     open: AtomicBool,
+    /// The probe task's owner.
+    tasks: Tasks,
 }
 
 impl Breaker {
-    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, tasks: Tasks) -> Arc<Self> {
         Arc::new(Self {
             store,
             open: AtomicBool::new(false),
+            tasks,
         })
     }
 
@@ -64,7 +68,7 @@ impl Breaker {
         }
         tracing::warn!("database down: durable writes are refused until it answers again");
         let this = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             loop {
                 tokio::time::sleep(PROBE_EVERY).await;
                 if this.answers().await {

@@ -1,5 +1,5 @@
 //! What operators measure about storage ([`OpsStore`]): connection-pool use
-//! and the offline-queue backlog, for the gauges of `crate::metrics::sampler`.
+//! and the offline-queue backlog, for the gauges of `crate::gauges`.
 //! Both are cheap: pool figures are atomics inside sqlx; the backlog is one
 //! aggregate over the cursor table, run every few seconds, never per request.
 

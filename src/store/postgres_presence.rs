@@ -15,7 +15,7 @@ use super::postgres_presence_reads as reads;
 use super::postgres_presence_rooms as rooms;
 use super::presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
 use super::{PgStore, StoreError};
-use crate::presence::transition::{self, Transitions, UserPresence};
+use crate::domain::presence::{self as transition, Transitions, UserPresence};
 
 type Tx<'a> = Transaction<'a, Postgres>;
 

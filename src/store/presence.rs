@@ -5,7 +5,7 @@
 //! alive by that process's heartbeat), the entity rooms each socket is in,
 //! one state row per user, and one state row per (user, entity room) while
 //! the user is in the room. Their transitions (see
-//! [`crate::presence::transition`]) run under the user row's lock, so
+//! [`crate::domain::presence`]) run under the user row's lock, so
 //! exactly one transaction, on one node, performs each online/offline and
 //! joined/left transition. Lock order everywhere: user rows (sorted) before
 //! socket rows; (user, room) rows are only written under their user's lock.
@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::StoreError;
-use crate::presence::transition::Transitions;
+use crate::domain::presence::Transitions;
 
 /// A connected socket as presence records it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use super::presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
 use super::sqlite_presence_reads as reads;
 use super::sqlite_presence_rooms::{self as rooms, json_list};
 use super::{SqliteStore, StoreError};
-use crate::presence::transition::{self, Transitions, UserPresence};
+use crate::domain::presence::{self as transition, Transitions, UserPresence};
 
 type Tx<'a> = Transaction<'a, Sqlite>;
 

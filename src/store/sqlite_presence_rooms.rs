@@ -9,7 +9,7 @@ use sqlx::{Sqlite, Transaction};
 
 use super::StoreError;
 use super::presence::UserKey;
-use crate::presence::transition::{self, RoomChange, UserPresence};
+use crate::domain::presence::{self as transition, RoomChange, UserPresence};
 
 type Tx<'a> = Transaction<'a, Sqlite>;
 

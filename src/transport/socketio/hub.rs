@@ -1,59 +1,25 @@
-//! Delivery of events to rooms, with role filtering and the Redis fallback.
+//! socket.io's [`Hub`]: deliveries to rooms through socketioxide's room
+//! operators, so the adapter (local or Redis) reaches every node's sockets.
 //!
-//! Role filtering uses socket.io room operators, not a loop over sockets:
-//! a delivery goes `to(room)` `except` the receive rooms
+//! Role filtering uses room operators, not a loop over sockets: a delivery
+//! goes `to(room)` `except` the receive rooms
 //! ([`crate::domain::receive_room`]) of roles that may not receive the type,
-//! which every node applies to its own sockets. A delivery to a role room
-//! `role:X` follows X's rules for everyone in it, admins included.
+//! which every node applies to its own sockets. (The rule that a role room
+//! `role:X` follows X's rules is applied before, in [`crate::fanout`].)
 //!
 //! With Redis down, socketioxide-redis fails the broadcast before delivering
 //! locally; we then deliver to this node's sockets so a node keeps serving
 //! its own clients (SPEC §9).
 
+use std::str::FromStr;
+
 use async_trait::async_trait;
-use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::{BroadcastError, SocketError, SocketIo, socket::Sid};
 
-use crate::catalog::RoleSet;
-use crate::domain::{Role, internal_room, receive_room, receiving_role};
-
-/// One event for one room.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub company: String,
-    pub room: String,
-    pub event_type: String,
-    pub payload: Value,
-    pub meta: Value,
-    pub receive: RoleSet,
-    /// The publishing socket, which does not receive its own event.
-    pub exclude: Option<Sid>,
-}
-
-/// A server signal with a single argument (presence, typing) for one room;
-/// every role receives it.
-#[derive(Debug, Clone)]
-pub struct Signal {
-    pub company: String,
-    pub room: String,
-    pub event: &'static str,
-    pub data: Value,
-    /// A socket that does not receive it (e.g. the one typing).
-    pub exclude: Option<Sid>,
-}
-
-/// Hides the adapter type from code (HTTP handlers, timers) that only needs
-/// to deliver.
-#[async_trait]
-pub trait Hub: Send + Sync + 'static {
-    async fn deliver(&self, d: &Delivery);
-
-    /// A single-argument signal (presence, typing, documents); every role
-    /// that may be in the room gets it.
-    async fn emit(&self, s: &Signal);
-}
+use crate::domain::{Role, SessionId, internal_room, receive_room};
+use crate::fanout::{Delivery, Hub, Signal};
 
 pub struct IoHub<A: Adapter> {
     io: SocketIo<A>,
@@ -64,9 +30,12 @@ impl<A: Adapter> IoHub<A> {
         Self { io }
     }
 
-    fn to(&self, company: &str, room: &str, exclude: Option<Sid>) -> BroadcastOperators<A> {
+    fn to(&self, company: &str, room: &str, exclude: Option<SessionId>) -> BroadcastOperators<A> {
         let room = internal_room(company, room);
-        match exclude.and_then(|sid| self.io.get_socket(sid)) {
+        let sender = exclude
+            .and_then(|id| Sid::from_str(id.as_str()).ok())
+            .and_then(|sid| self.io.get_socket(sid));
+        match sender {
             Some(sender) => sender.to(room),
             None => self.io.to(room),
         }
@@ -90,12 +59,6 @@ impl<A: Adapter> IoHub<A> {
 #[async_trait]
 impl<A: Adapter> Hub for IoHub<A> {
     async fn deliver(&self, d: &Delivery) {
-        // In `role:X` everyone receives what X receives (see the module
-        // docs); elsewhere admins receive everything.
-        if !d.receive.contains(receiving_role(&d.room, Role::Admin)) {
-            return;
-        }
-        crate::metrics::messages_out(&d.event_type, 1);
         send(
             || self.operators(d),
             &d.event_type,

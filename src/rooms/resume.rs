@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use super::rooms::{Denial, automatic_rooms, plan_subscribe};
+use super::{Denial, automatic_rooms, plan_subscribe};
 use crate::catalog::Catalog;
 use crate::domain::{Identity, RoomName};
 use crate::error::{AppError, Code};

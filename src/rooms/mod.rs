@@ -1,20 +1,20 @@
-//! `subscribe`, `unsubscribe`, `rooms`: joining rooms within one's company.
-//!
-//! The decision of what a socket may join is the pure [`plan_subscribe`];
-//! the handlers only parse, call it and apply the result.
+//! Who may be in which room, free of I/O: the automatic rooms of an
+//! identity, the permission rule ([`authorize`]), the decision of what a
+//! `subscribe` joins ([`plan_subscribe`]) and what `auth.offsets` resumes
+//! ([`resume`]). Every transport applies these same rules.
+
+pub mod resume;
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use serde_json::{Value, json};
-use socketioxide::adapter::Adapter;
 
-use super::{Ctx, replay};
 use crate::catalog::Catalog;
-use crate::domain::room::{RoomKind, split_internal};
+use crate::domain::room::RoomKind;
 use crate::domain::{Identity, RoomName};
 use crate::error::{AppError, AppResult, Code};
 
+/// A room a request named that was not joined, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Denial {
     pub room: String,
@@ -30,33 +30,6 @@ impl Denial {
             message: e.message,
         }
     }
-}
-
-/// The rooms a client named: `{ room }` or `{ rooms: [...] }`.
-pub fn requested_rooms(data: &Value) -> AppResult<Vec<String>> {
-    let bad = || {
-        AppError::new(
-            Code::ValidationFailed,
-            "expected { room: string } or { rooms: [string, ...] }",
-        )
-    };
-    if let Some(room) = data.get("room") {
-        return room.as_str().map(|r| vec![r.to_string()]).ok_or_else(bad);
-    }
-    let rooms = data
-        .get("rooms")
-        .and_then(Value::as_array)
-        .ok_or_else(bad)?;
-    if rooms.len() > 256 {
-        return Err(AppError::new(
-            Code::ValidationFailed,
-            "at most 256 rooms per request",
-        ));
-    }
-    rooms
-        .iter()
-        .map(|r| r.as_str().map(str::to_string).ok_or_else(bad))
-        .collect()
 }
 
 pub fn automatic_rooms(identity: &Identity) -> [RoomName; 3] {
@@ -93,7 +66,7 @@ pub fn authorize(identity: &Identity, catalog: &Catalog, room: &RoomName) -> App
 }
 
 /// Decides which requested rooms to join. `current` holds the logical names
-/// the socket is already in beyond its automatic rooms.
+/// the session is already in beyond its automatic rooms.
 pub fn plan_subscribe(
     identity: &Identity,
     catalog: &Catalog,
@@ -134,98 +107,6 @@ pub fn plan_subscribe(
         }
     }
     (join, denied)
-}
-
-/// Logical names of the rooms this socket is in (its company's only).
-pub fn joined<A: Adapter>(ctx: &Ctx<A>) -> Vec<String> {
-    let company = ctx.session.identity().company_id;
-    ctx.socket
-        .rooms()
-        .iter()
-        .filter_map(|r| match split_internal(r) {
-            Some((c, logical)) if c == company => Some(logical.to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
-pub async fn subscribe<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> {
-    let requested = requested_rooms(&data)?;
-    let offsets = replay::requested_offsets(&data)?;
-    let identity = ctx.session.identity();
-    let automatic = automatic_rooms(&identity);
-    let current: BTreeSet<String> = joined(ctx)
-        .into_iter()
-        .filter(|r| !automatic.iter().any(|a| a.as_str() == r))
-        .collect();
-    let (join, denied) = plan_subscribe(
-        &identity,
-        &ctx.state.catalog,
-        &requested,
-        &current,
-        ctx.state.config.max_subscriptions,
-    );
-    ctx.socket.join(
-        join.iter()
-            .map(|r| r.internal(&identity.company_id))
-            .collect::<Vec<_>>(),
-    );
-    // Durable feeds: resume after the given offsets (replaying first), or
-    // go live from the head for a room without an offset.
-    let mut replayed = 0;
-    for room in &join {
-        let offset = offsets.get(room.as_str()).copied();
-        if offset.is_none() && ctx.session.member(room.as_str()).is_some() {
-            continue; // already live in this room
-        }
-        let member = replay::attach(ctx, room, offset);
-        replayed += ctx.state.durable.catch_up(&member, true).await;
-    }
-    let sid = ctx.socket.id.to_string();
-    crate::presence::rooms_changed(&ctx.state, &sid, &join, &[]).await;
-    let mut ack = json!({
-        "ok": true,
-        "rooms": join.iter().map(RoomName::as_str).collect::<Vec<_>>(),
-        "denied": denied,
-    });
-    crate::metrics::replayed(replayed as u64);
-    if !offsets.is_empty() {
-        ack["replayed"] = json!(replayed);
-    }
-    Ok(ack)
-}
-
-pub async fn unsubscribe<A: Adapter>(ctx: &Ctx<A>, data: Value) -> AppResult<Value> {
-    let requested = requested_rooms(&data)?;
-    let identity = ctx.session.identity();
-    let automatic = automatic_rooms(&identity);
-    let mut left = Vec::new();
-    let mut gone = Vec::new();
-    let mut denied = Vec::new();
-    for raw in &requested {
-        match RoomName::parse(raw) {
-            Err(e) => denied.push(Denial::new(raw, e)),
-            Ok(room) if automatic.contains(&room) => denied.push(Denial::new(
-                raw,
-                AppError::new(Code::Forbidden, "automatic rooms cannot be left"),
-            )),
-            Ok(room) => {
-                ctx.socket.leave(room.internal(&identity.company_id));
-                replay::detach(ctx, &room);
-                left.push(room.as_str().to_string());
-                gone.push(room);
-            }
-        }
-    }
-    let sid = ctx.socket.id.to_string();
-    crate::presence::rooms_changed(&ctx.state, &sid, &[], &gone).await;
-    Ok(json!({ "ok": true, "rooms": left, "denied": denied }))
-}
-
-pub fn list<A: Adapter>(ctx: &Ctx<A>) -> Value {
-    let mut rooms = joined(ctx);
-    rooms.sort();
-    json!({ "ok": true, "rooms": rooms })
 }
 
 #[cfg(test)]
@@ -300,29 +181,5 @@ mod tests {
             (denied[0].room.as_str(), denied[0].code),
             ("order:3", Code::LimitExceeded)
         );
-    }
-
-    #[test]
-    fn request_shapes() {
-        assert_eq!(requested_rooms(&json!({"room": "a"})).unwrap(), vec!["a"]);
-        assert_eq!(
-            requested_rooms(&json!({"rooms": ["a", "b"]}))
-                .unwrap()
-                .len(),
-            2
-        );
-        for bad in [
-            json!({}),
-            json!({"room": 1}),
-            json!({"rooms": "a"}),
-            json!({"rooms": [1]}),
-            json!([1]),
-        ] {
-            assert_eq!(
-                requested_rooms(&bad).unwrap_err().code,
-                Code::ValidationFailed,
-                "{bad}"
-            );
-        }
     }
 }

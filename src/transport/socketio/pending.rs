@@ -34,6 +34,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::error::{AppError, Code};
 use crate::server::io::ConnectionHandle;
+use crate::tasks::Tasks;
 
 /// How long a refused connection stays open for its CONNECT_ERROR to leave.
 const REFUSED_CLOSE_DELAY: Duration = Duration::from_secs(1);
@@ -44,13 +45,16 @@ type Engine = BoxCloneSyncService<Request<Body>, Response, Infallible>;
 pub struct PendingSessions {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     max_per_ip: usize,
+    /// Owner of the delayed closes of refused sessions.
+    tasks: Tasks,
 }
 
 impl PendingSessions {
-    pub fn new(max_per_ip: usize) -> Arc<Self> {
+    pub fn new(max_per_ip: usize, tasks: Tasks) -> Arc<Self> {
         Arc::new(Self {
             per_ip: Mutex::new(HashMap::new()),
             max_per_ip,
+            tasks,
         })
     }
 
@@ -115,7 +119,7 @@ impl Pending {
     /// left to the connect timeout.
     pub fn close_refused(&self, sid: Sid, transport: TransportType, protocol: ProtocolVersion) {
         let pending = self.clone();
-        tokio::spawn(async move {
+        self.0.sessions.tasks.clone().spawn(async move {
             tokio::time::sleep(REFUSED_CLOSE_DELAY).await;
             let slot = &pending.0;
             match (&slot.websocket, transport) {
@@ -269,7 +273,7 @@ mod tests {
 
     #[test]
     fn pending_sessions_are_counted_per_ip() {
-        let sessions = PendingSessions::new(2);
+        let sessions = PendingSessions::new(2, Tasks::new());
         let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
         assert!(sessions.try_take(a) && sessions.try_take(a));
         assert!(!sessions.try_take(a), "a third from the same address");

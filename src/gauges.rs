@@ -13,9 +13,12 @@ use std::time::Duration;
 
 use metrics::gauge;
 
-use super::series;
+use std::sync::Arc;
+
+use crate::cluster::RedisLink;
 use crate::domain::now_ms;
-use crate::state::AppState;
+use crate::metrics::series;
+use crate::store::Store;
 
 /// How often the cheap gauges are refreshed.
 pub const EVERY: Duration = Duration::from_secs(5);
@@ -24,8 +27,16 @@ pub const BACKLOG_EVERY: Duration = Duration::from_secs(15);
 /// A database that does not answer `SELECT 1` within this is down.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What the gauges read: storage, the Redis link, and the offline queue's TTL.
+#[derive(Clone)]
+pub struct Sources {
+    pub store: Arc<dyn Store>,
+    pub redis: Option<RedisLink>,
+    pub queue_ttl_ms: i64,
+}
+
 /// Samples forever (the first sample is [`sample`] in `App::build`).
-pub async fn run(state: AppState) {
+pub async fn run(state: Sources) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: `App::build` sampled already
@@ -39,7 +50,7 @@ pub async fn run(state: AppState) {
 }
 
 /// Refreshes the gauges once; with `backlog`, measures the backlog too.
-pub async fn sample(state: &AppState, backlog: bool) {
+pub async fn sample(state: &Sources, backlog: bool) {
     let db_up = matches!(
         tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await,
         Ok(Ok(()))
@@ -55,9 +66,9 @@ pub async fn sample(state: &AppState, backlog: bool) {
         gauge!(series::POOL_MAX, "pool" => p.pool).set(f64::from(p.max));
     }
     if backlog && db_up {
-        let seen_since = now_ms() - state.queue_ttl_ms();
+        let seen_since = now_ms() - state.queue_ttl_ms;
         match state.store.offline_backlog(seen_since).await {
-            Ok(n) => super::queued(n as f64),
+            Ok(n) => crate::metrics::queued(n as f64),
             Err(e) => tracing::debug!(error = %e, "offline backlog not measured"),
         }
     }

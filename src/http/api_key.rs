@@ -1,5 +1,5 @@
-//! API-key authentication for the server-to-server HTTP API, with failed
-//! attempts throttled per client address ([`crate::throttle::api_keys`]).
+//! API-key authentication for the server-to-server HTTP API ([`crate::auth::api_key`]),
+//! with failed attempts throttled per client address ([`crate::throttle::api_keys`]).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -44,12 +44,7 @@ impl FromRequestParts<AppState> for ApiKey {
                     "send an API key as Authorization: Bearer <key>",
                 )
             })?;
-        // Every key is compared fully, so timing does not reveal which key
-        // or how much of one matched.
-        let ok = state.config.api_keys.iter().fold(false, |found, key| {
-            found | constant_time_eq(key.expose().as_bytes(), presented.as_bytes())
-        });
-        if ok {
+        if crate::auth::api_key::is_valid(&state.config.api_keys, presented) {
             return Ok(ApiKey);
         }
         if let Some(ip) = ip {
@@ -59,31 +54,5 @@ impl FromRequestParts<AppState> for ApiKey {
             Code::Unauthorized,
             "the API key is not valid",
         ))
-    }
-}
-
-/// Compares in time that depends only on the length of `key` (the
-/// configured one), never on where `presented` first differs or how long it is.
-fn constant_time_eq(key: &[u8], presented: &[u8]) -> bool {
-    let mut diff = u8::from(key.len() != presented.len());
-    for (i, k) in key.iter().enumerate() {
-        diff |= k ^ presented.get(i).copied().unwrap_or(!k);
-    }
-    diff == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn equal_only_when_identical() {
-        assert!(constant_time_eq(b"secret-key", b"secret-key"));
-        assert!(!constant_time_eq(b"secret-key", b"secret-kez"));
-        assert!(!constant_time_eq(b"secret-key", b"secret-key-longer"));
-        assert!(!constant_time_eq(b"secret-key", b"secret"));
-        assert!(!constant_time_eq(b"secret-key", b""));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
     }
 }

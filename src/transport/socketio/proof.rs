@@ -8,7 +8,7 @@ use std::time::Duration;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
-use crate::state::AppState;
+use crate::config::Config;
 
 /// Slack for scheduling delays between the engine's heartbeat and our clock.
 const PROOF_MARGIN: Duration = Duration::from_secs(2);
@@ -28,8 +28,8 @@ const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// polling add those intervals. Engine.IO v3 (socket.io v2): the client pings
 /// only after it read the previous pong, and the server closes without a ping
 /// for `interval + timeout`, so it takes two such periods.
-pub fn proof_window<A: Adapter>(state: &AppState, socket: &SocketRef<A>) -> Duration {
-    let (i, t) = (state.config.ping_interval, state.config.ping_timeout);
+pub fn proof_window<A: Adapter>(config: &Config, socket: &SocketRef<A>) -> Duration {
+    let (i, t) = (config.ping_interval, config.ping_timeout);
     let window = match socket.protocol() {
         // socket.io v4 = Engine.IO v3; socket.io v5 = Engine.IO v4.
         socketioxide::ProtocolVersion::V4 => 2 * (i + t),

@@ -1,6 +1,7 @@
-//! The one entry point for client events: turns each incoming event, in
-//! arrival order and synchronously, into a job on the socket's ordered queue
-//! (see [`super::session`]), then routes it to its handler and sends the ack.
+//! The one entry point for socket.io client events: turns each incoming
+//! event, in arrival order and synchronously, into a job on the session's
+//! ordered queue (see [`crate::session::queue`]), which runs it through
+//! [`crate::api::call`] and sends the ack.
 //!
 //! socketioxide 0.18 only offers async message handlers, each spawned as its
 //! own task, which loses arrival order. This module implements
@@ -9,15 +10,14 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::{FromMessageParts, MessageHandler, Value as RawValue};
 use socketioxide::socket::Socket;
 
-use super::session::{RateRefusal, Session};
-use super::{Ctx, route};
 use crate::error::{AppError, Code};
+use crate::session::{RateRefusal, Session};
 use crate::state::AppState;
 
 #[derive(Clone)]
@@ -45,7 +45,7 @@ impl<A: Adapter> MessageHandler<A, Ordered> for OrderedDispatch {
         ) else {
             return;
         };
-        crate::metrics::message(super::route_label(&event), "in");
+        crate::metrics::message(crate::api::route_label(&event), "in");
         // The size check comes before any parsing (SPEC §8): the raw packet
         // text bounds what the event can carry.
         let raw_len = match &v {
@@ -83,12 +83,12 @@ impl<A: Adapter> MessageHandler<A, Ordered> for OrderedDispatch {
                 "binary attachments are not accepted; send JSON",
             ))
         } else {
-            let data = match TryData::<Value>::from_message_parts(&s, &mut v, &ack_id) {
-                Ok(TryData(Ok(data))) => data,
-                _ => first_argument(&v),
-            };
-            // Nothing with a NUL character goes further (see domain::text).
-            crate::domain::text::refuse_nul(&data).map(|()| data)
+            Ok(
+                match TryData::<Value>::from_message_parts(&s, &mut v, &ack_id) {
+                    Ok(TryData(Ok(data))) => data,
+                    _ => first_argument(&v),
+                },
+            )
         };
         let Some(slot) = self.session.reserve() else {
             let _ = ack.send(
@@ -100,17 +100,17 @@ impl<A: Adapter> MessageHandler<A, Ordered> for OrderedDispatch {
             );
             return;
         };
-        let ctx = Ctx::new(socket, self.state.clone(), self.session.clone());
+        let (state, session) = (self.state.clone(), self.session.clone());
         let job = Box::pin(async move {
             let reply = match data {
-                Ok(data) => match route(&ctx, &event, data).await {
-                    Ok(reply) => reply,
-                    Err(e) => e.ack(),
-                },
-                Err(e) => e.ack(),
+                Ok(data) => crate::api::call(&state, &session, &event, data).await,
+                Err(e) => Err(e),
             };
             // The client may not have asked for an ack; sending then is a no-op.
-            let _ = ack.send(&reply);
+            let _ = match reply {
+                Ok(reply) => ack.send(&reply),
+                Err(e) => ack.send(&e.ack()),
+            };
         });
         slot.send(job);
     }
@@ -155,9 +155,4 @@ fn first_argument(v: &RawValue) -> Value {
             .map_or(Value::Null, |mut args| args.swap_remove(1)),
         RawValue::Bytes(_) => Value::Null,
     }
-}
-
-/// Payloads with no fields (e.g. `ping` with no args) arrive as null.
-pub fn object_or_empty(data: Value) -> Value {
-    if data.is_null() { json!({}) } else { data }
 }

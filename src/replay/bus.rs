@@ -7,7 +7,8 @@
 //! then publishes a resync request as soon as Redis takes it, and every node
 //! that receives it (or that reconnects to Redis) re-reads each of its
 //! members' rooms. A node that loses its subscription is caught by the
-//! self-probe ([`super::probe`]).
+//! self-probe ([`crate::cluster::probe`]), which this module hands its
+//! subscriber and a probe message.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,9 +17,10 @@ use std::time::Duration;
 use fred::prelude::*;
 use tokio::sync::mpsc;
 
-use super::{RedisLink, builder};
+use super::{DurableHub, LogEvent};
+use crate::cluster::{RedisLink, builder, probe};
 use crate::config::Config;
-use crate::replay::{DurableHub, LogEvent};
+use crate::tasks::Tasks;
 
 /// Announcements waiting for Redis; beyond this they are dropped (and healed).
 const QUEUE: usize = 4096;
@@ -32,7 +34,7 @@ pub struct DurableBus {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-pub(super) struct BusMessage {
+struct BusMessage {
     pub node: String,
     pub events: Vec<LogEvent>,
     /// Every receiver re-reads its members' rooms from the database.
@@ -106,12 +108,24 @@ async fn drain(
     }
 }
 
+/// A message without events from a node that does not exist: every
+/// listener ignores it, and the self-probe waits for it to come back.
+fn probe_message() -> String {
+    serde_json::to_string(&BusMessage {
+        node: format!("probe-{}", uuid::Uuid::new_v4()),
+        events: Vec::new(),
+        resync: false,
+    })
+    .unwrap_or_default()
+}
+
 /// Subscribes this node to the durable bus, starts the self-probe, and
 /// returns the publishing side.
 pub async fn durable_bus(
     config: &Config,
     hub: Arc<DurableHub>,
     link: &RedisLink,
+    tasks: &Tasks,
 ) -> anyhow::Result<DurableBus> {
     let url = config
         .redis_url
@@ -129,14 +143,50 @@ pub async fn durable_bus(
         .subscribe(channel.as_str())
         .await
         .map_err(|e| anyhow::anyhow!("REDIS_URL: subscribe: {e}"))?;
-    tokio::spawn(super::probe::resubscribe_on_reconnect(subscriber.clone()));
+    tasks.spawn(probe::resubscribe_on_reconnect(subscriber.clone()));
     let probe_subscriber = subscriber.clone();
-    let mut messages = subscriber.message_rx();
-    let mut reconnects = subscriber.reconnect_rx();
-    let own = node.clone();
-    let listener_hub = hub.clone();
-    tokio::spawn(async move {
-        let _keep = subscriber;
+    // Receivers first: nothing published after the subscription is missed.
+    let inbox = Inbox {
+        messages: subscriber.message_rx(),
+        reconnects: subscriber.reconnect_rx(),
+        _subscriber: subscriber,
+    };
+    tasks.spawn(listen(inbox, node.clone(), hub));
+    let client = builder(url)?.build()?;
+    client
+        .init()
+        .await
+        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+    tasks.spawn(probe::watch(
+        link.clone(),
+        probe::Bus {
+            subscriber: probe_subscriber,
+            channel: channel.clone(),
+            message: probe_message,
+        },
+    ));
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let lost = Arc::new(AtomicBool::new(false));
+    tasks.spawn(drain(client, channel, node, rx, lost.clone()));
+    Ok(DurableBus { queue: tx, lost })
+}
+
+/// The bus subscriber's message and reconnect streams.
+struct Inbox {
+    messages: tokio::sync::broadcast::Receiver<fred::types::Message>,
+    reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    _subscriber: fred::clients::SubscriberClient,
+}
+
+/// Delivers other nodes' announcements on this node; re-reads every room
+/// after a resync request, a lag or a reconnect.
+async fn listen(inbox: Inbox, own: String, listener_hub: Arc<DurableHub>) {
+    let Inbox {
+        mut messages,
+        mut reconnects,
+        _subscriber,
+    } = inbox;
+    {
         loop {
             tokio::select! {
                 msg = messages.recv() => match msg {
@@ -169,21 +219,5 @@ pub async fn durable_bus(
                 }
             }
         }
-    });
-    let client = builder(url)?.build()?;
-    client
-        .init()
-        .await
-        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
-    tokio::spawn(super::probe::watch(
-        link.clone(),
-        super::probe::Bus {
-            subscriber: probe_subscriber,
-            channel: channel.clone(),
-        },
-    ));
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let lost = Arc::new(AtomicBool::new(false));
-    tokio::spawn(drain(client, channel, node, rx, lost.clone()));
-    Ok(DurableBus { queue: tx, lost })
+    }
 }

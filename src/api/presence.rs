@@ -1,0 +1,40 @@
+//! `presence:list` and `user:typing` (SPEC §7): check, then hand over to
+//! the presence service.
+
+use std::sync::Arc;
+
+use super::reply::{Done, Presence, Reply};
+use super::request::{PresenceList, Typing};
+use crate::domain::RoomName;
+use crate::error::{AppError, AppResult, Code};
+use crate::presence::typing::TypingKey;
+use crate::rooms::authorize;
+use crate::session::Session;
+use crate::state::AppState;
+
+/// → `{ ok, users: [{ userId, role, connections, since }] }`.
+pub async fn list(state: &AppState, session: &Arc<Session>, req: PresenceList) -> AppResult<Reply> {
+    let room = req.room.unwrap_or_else(RoomName::company);
+    let identity = session.identity();
+    authorize(&identity, &state.catalog, &room)?;
+    let users = state.presence.list(&identity.company_id, &room).await?;
+    Ok(Reply::Presence(Presence { ok: true, users }))
+}
+
+/// → `{ ok: true }`; relayed to the room the session is in, except itself.
+pub async fn typing(state: &AppState, session: &Arc<Session>, req: Typing) -> AppResult<Reply> {
+    if !session.is_in(&req.room) {
+        return Err(AppError::new(
+            Code::Forbidden,
+            format!("subscribe to `{}` before typing in it", req.room),
+        ));
+    }
+    let identity = session.identity();
+    let key = TypingKey {
+        company: identity.company_id,
+        room: req.room.as_str().to_string(),
+        user: identity.user_id,
+    };
+    state.presence.typed(key, session.id, req.is_typing).await;
+    Ok(Reply::Done(Done { ok: true }))
+}

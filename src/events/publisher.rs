@@ -1,0 +1,136 @@
+//! The publishing service: what every publish path shares once a request
+//! is parsed and prepared. It owns the group-commit writer (`appender`),
+//! the durable hub, the fan-out and the conflator.
+
+use std::sync::Arc;
+
+use super::Prepared;
+use super::conflate::Conflator;
+use crate::catalog::{Catalog, EventSpec};
+use crate::domain::SessionId;
+use crate::error::{AppError, AppResult};
+use crate::fanout::{Fanout, Hub};
+use crate::replay::{DurableHub, LogEvent};
+use crate::store::batch::Appender;
+use crate::store::{Appended, NewEvent};
+
+/// What publishing needs from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// `WS_MAX_PAYLOAD`, bytes.
+    pub max_payload: usize,
+    /// `WS_MESSAGE_QUEUE_TTL`, ms.
+    pub queue_ttl_ms: i64,
+}
+
+pub struct Publisher {
+    catalog: Arc<Catalog>,
+    appender: Appender,
+    durable: Arc<DurableHub>,
+    fanout: Arc<Fanout>,
+    conflator: Arc<Conflator>,
+    settings: Settings,
+}
+
+impl Publisher {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        appender: Appender,
+        durable: Arc<DurableHub>,
+        fanout: Arc<Fanout>,
+        conflator: Arc<Conflator>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            catalog,
+            appender,
+            durable,
+            fanout,
+            conflator,
+            settings,
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The catalog entry of `event_type` (UNKNOWN_EVENT, or a refused name).
+    pub fn spec(&self, event_type: &str) -> AppResult<&EventSpec> {
+        self.catalog.event(event_type)
+    }
+
+    /// [`super::prepare`] with this server's payload limit.
+    pub fn prepare(&self, spec: &EventSpec, draft: super::Draft<'_>) -> AppResult<Prepared> {
+        super::prepare(spec, draft, self.settings.max_payload)
+    }
+
+    /// Appends the durable events of a batch in one transaction (ephemeral
+    /// ones skip the log). Returns, per event, its append result (`None` if
+    /// ephemeral).
+    pub async fn persist(&self, batch: &[Prepared]) -> AppResult<Vec<Option<Appended>>> {
+        let ttl = self.settings.queue_ttl_ms;
+        let durable: Vec<NewEvent> = batch
+            .iter()
+            .filter(|p| p.durable)
+            .map(|p| p.new_event(ttl))
+            .collect();
+        let mut appended = if durable.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            self.appender
+                .append(durable)
+                .await
+                .map_err(AppError::unavailable)?
+                .into_iter()
+        };
+        Ok(batch
+            .iter()
+            .map(|p| if p.durable { appended.next() } else { None })
+            .collect())
+    }
+
+    /// Sends a published event on its way: durable events through the durable
+    /// feeds (exact per-socket positions), ephemeral ones as room broadcasts,
+    /// conflated when their type says so. `exclude` is the publishing socket.
+    pub async fn dispatch(
+        &self,
+        prepared: &Prepared,
+        appended: Option<&Appended>,
+        exclude: Option<SessionId>,
+    ) {
+        match appended {
+            Some(a) if a.duplicate => {}
+            Some(a) => {
+                let events = a
+                    .offsets
+                    .iter()
+                    .map(|(room, offset)| LogEvent {
+                        company: prepared.company.clone(),
+                        room: room.clone(),
+                        offset: *offset,
+                        id: a.id.clone(),
+                        event_type: prepared.event_type.clone(),
+                        payload: prepared.payload.clone(),
+                        priority: prepared.priority.as_str().to_string(),
+                        source: prepared.source.clone(),
+                        publisher: prepared.publisher.clone(),
+                        created_at: prepared.created_at,
+                        receive: prepared.receive.bits(),
+                        exclude,
+                    })
+                    .collect();
+                self.durable.publish(events);
+            }
+            None => {
+                for mut d in prepared.deliveries(None) {
+                    d.exclude = exclude;
+                    match &prepared.conflate {
+                        Some((key, window)) => self.conflator.offer(key.clone(), *window, d),
+                        None => self.fanout.deliver(&d).await,
+                    }
+                }
+            }
+        }
+    }
+}

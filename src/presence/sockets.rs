@@ -1,0 +1,142 @@
+//! This node's sockets in presence: registering one (`user:online`,
+//! `presence:joined`), its entity-room changes, and its departure (a
+//! settle after the grace period). See the module docs of [`super`] for
+//! the ordering rules these follow.
+
+use std::sync::{Arc, Mutex};
+
+use super::{Presence, Slot, entity_rooms, user_of};
+use crate::domain::{RoomName, SessionId, now_ms};
+use crate::session::Session;
+use crate::store::SocketEntry;
+
+impl Presence {
+    /// Registers a socket; announces `user:online` to the company (except to
+    /// this socket) when it is its user's first socket anywhere.
+    pub async fn join(self: &Arc<Self>, session: &Session, rooms: &[RoomName]) {
+        if !self.enabled {
+            return;
+        }
+        let p = self;
+        let socket_id = session.id.to_string();
+        let identity = session.identity();
+        let entry = SocketEntry {
+            company_id: identity.company_id,
+            user_id: identity.user_id,
+            role: identity.role.to_string(),
+            socket_id: socket_id.clone(),
+            node_id: p.node.clone(),
+            rooms: entity_rooms(rooms),
+            since: session.connected_at,
+        };
+        let shared = p.sync.read().await;
+        let op = {
+            let mut slots = p.slots();
+            // Checked under the lock `leave` takes first: a socket that is
+            // already gone is never registered.
+            if session.is_closing() {
+                return;
+            }
+            let slot = Arc::new(Slot {
+                entry: Mutex::new(entry.clone()),
+                op: Arc::new(tokio::sync::Mutex::new(false)),
+            });
+            let Ok(op) = slot.op.clone().try_lock_owned() else {
+                return; // a fresh mutex is always free
+            };
+            slots.insert(session.id, slot);
+            op
+        };
+        let result = p.store.presence_join(&entry, now_ms()).await;
+        drop((op, shared));
+        match result {
+            Ok(changes) => p.publish(&user_of(&entry), changes, Some(session.id)).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot register a socket; the heartbeat will retry")
+            }
+        }
+    }
+
+    /// Unregisters a socket; settles its user after the grace period when it
+    /// was the user's last socket. Ends what the socket was typing.
+    pub async fn leave(self: &Arc<Self>, id: SessionId) {
+        if !self.enabled {
+            return;
+        }
+        self.socket_gone(id).await;
+        let p = self;
+        // Shared before the slot goes: the heartbeat never sees a socket gone
+        // from this node whose row is still being deleted (no false drift).
+        let _shared = p.sync.read().await;
+        let Some(slot) = p.slots().remove(&id) else {
+            return;
+        };
+        if p.tasks.is_draining() {
+            return; // `leave_node` removes all of this node's rows at once
+        }
+        let mut left = slot.op.lock().await;
+        *left = true;
+        // Read under `op`: a room change that got there first is in the entry.
+        let (user, in_rooms) = {
+            let entry = slot.entry();
+            (user_of(&entry), !entry.rooms.is_empty())
+        };
+        let result = p
+            .store
+            .presence_leave(&user, id.as_str(), in_rooms, now_ms())
+            .await;
+        match result {
+            Ok(true) => p.settle_later(user),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot unregister a socket; the heartbeat will remove it")
+            }
+        }
+    }
+
+    /// Records entity-room subscriptions of a registered socket; announces
+    /// `presence:joined` (except to this socket) for rooms its user entered,
+    /// and settles the user later when it left a room's last socket.
+    pub async fn rooms_changed(
+        self: &Arc<Self>,
+        id: SessionId,
+        joined: &[RoomName],
+        left: &[RoomName],
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let (joined, left) = (entity_rooms(joined), entity_rooms(left));
+        if joined.is_empty() && left.is_empty() {
+            return;
+        }
+        let p = self;
+        let Some(slot) = p.slots().get(&id).cloned() else {
+            return;
+        };
+        let entry = {
+            let mut entry = slot.entry();
+            entry.rooms.retain(|r| !left.contains(r));
+            for room in &joined {
+                if !entry.rooms.contains(room) {
+                    entry.rooms.push(room.clone());
+                }
+            }
+            entry.clone()
+        };
+        let shared = p.sync.read().await;
+        let gone = slot.op.lock().await;
+        if *gone {
+            return;
+        }
+        let result = p
+            .store
+            .presence_rooms(&entry, &joined, &left, now_ms())
+            .await;
+        drop((gone, shared));
+        match result {
+            Ok(changes) => p.publish(&user_of(&entry), changes, Some(id)).await,
+            Err(e) => tracing::warn!(error = %e, "presence: cannot record room subscriptions"),
+        }
+    }
+}
