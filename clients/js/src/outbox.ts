@@ -167,6 +167,8 @@ export class Outbox {
     }
     if (doc) this.rebaser.record(entry.body, body.baseVersion as number, ack);
     await this.store.remove(entry.key);
+    // Counted before the publish settles: whoever awaited it sees `pending` without it.
+    await this.count();
     this.hooks.settled(entry, ack, v);
     return true;
   }
