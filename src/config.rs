@@ -70,6 +70,9 @@ pub struct Config {
     /// and `exp − now`); `None` = no limit.
     pub jwt_max_ttl: Option<Duration>,
     pub api_keys: Vec<Secret>,
+    /// `ADMIN_API_KEYS`: keys for the admin API (`/api/v1/admin/...`); separate
+    /// from `API_KEYS`, which publish but never administer.
+    pub admin_api_keys: Vec<Secret>,
     /// `API_KEY_FAILURE_LIMIT`: failed API-key attempts per IP (IPv6: per
     /// /64) per minute before the HTTP API answers 429.
     pub api_key_failure_limit: u32,
@@ -294,6 +297,12 @@ impl Config {
             jwt_max_ttl: v.optional_duration("JWT_MAX_TTL")?,
             api_keys: v
                 .list("API_KEYS")
+                .unwrap_or_default()
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
+            admin_api_keys: v
+                .list("ADMIN_API_KEYS")
                 .unwrap_or_default()
                 .into_iter()
                 .map(Secret::new)
@@ -559,10 +568,12 @@ mod tests {
                 "redis://default:redis-pass-9012@cache.internal:6379/0",
             ),
             ("API_KEYS", "api-key-one-3456,api-key-two-7890"),
+            ("ADMIN_API_KEYS", "admin-key-5566"),
         ])
         .expect("valid");
         let shown = format!("{c:?}");
         for secret in [
+            "admin-key-5566",
             "jwt-secret-value-1234",
             "db-pass-5678",
             "redis-pass-9012",
