@@ -121,6 +121,21 @@ pub struct Config {
     /// `METRICS_ADDR`: an internal listener for `/metrics`; when set, the
     /// public port no longer serves it.
     pub metrics_addr: Option<SocketAddr>,
+    /// `ADMIN_TIMEOUT_MS`: how long a cluster-wide admin question waits for
+    /// the other nodes before naming the silent ones in `incomplete`.
+    pub admin_timeout: Duration,
+    /// `ADMIN_UI=on` (+ credentials): the `/admin` namespace of the official
+    /// socket.io Admin UI. `None` = off.
+    pub admin_ui: Option<AdminUi>,
+}
+
+/// `ADMIN_UI_USERNAME` / `ADMIN_UI_PASSWORD` / `ADMIN_UI_READONLY`.
+#[derive(Debug, Clone)]
+pub struct AdminUi {
+    pub username: String,
+    pub password: Secret,
+    /// `ADMIN_UI_READONLY=off` allows the UI's disconnect action.
+    pub readonly: bool,
 }
 
 /// Reads variables from a map so tests never touch the process environment.
@@ -346,6 +361,11 @@ impl Config {
                     return Err(bad("LOG_FORMAT", format!("`{other}` must be text or json")));
                 }
             },
+            admin_timeout: match v.millis("ADMIN_TIMEOUT_MS", 1_500)? {
+                d if d.is_zero() => return Err(bad("ADMIN_TIMEOUT_MS", "must be at least 1 ms")),
+                d => d,
+            },
+            admin_ui: admin_ui(&v)?,
             metrics_addr: match v.get("METRICS_ADDR") {
                 None => None,
                 Some(raw) => {
@@ -360,6 +380,39 @@ impl Config {
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
     }
+}
+
+fn on_off(v: &Vars, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match v.get(var) {
+        None => Ok(default),
+        Some("on" | "true") => Ok(true),
+        Some("off" | "false") => Ok(false),
+        Some(other) => Err(bad(var, format!("`{other}` must be on or off"))),
+    }
+}
+
+fn admin_ui(v: &Vars) -> Result<Option<AdminUi>, ConfigError> {
+    if !on_off(v, "ADMIN_UI", false)? {
+        return Ok(None);
+    }
+    let username = v
+        .get("ADMIN_UI_USERNAME")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| bad("ADMIN_UI_USERNAME", "required when ADMIN_UI=on"))?;
+    let password = match v.get("ADMIN_UI_PASSWORD") {
+        Some(p) if p.len() >= 12 => p,
+        _ => {
+            return Err(bad(
+                "ADMIN_UI_PASSWORD",
+                "required when ADMIN_UI=on, at least 12 characters",
+            ));
+        }
+    };
+    Ok(Some(AdminUi {
+        username: username.to_string(),
+        password: Secret::new(password),
+        readonly: on_off(v, "ADMIN_UI_READONLY", true)?,
+    }))
 }
 
 fn jwt_key(v: &Vars, env: Environment) -> Result<JwtKeySource, ConfigError> {
