@@ -13,7 +13,8 @@
 //!   other node answers from its own memory ([`Responder`]) on the same
 //!   channel, tagged with the request id; the asking node answers for itself
 //!   directly. The asker waits until every known node answered or the
-//!   deadline passed, whichever is first.
+//!   deadline passed, whichever is first. A question read after its
+//!   deadline is dropped, not answered or acted on.
 //! - **Redis away.** The asker answers for itself and names every node it
 //!   last knew in `incomplete`: never a silently partial answer.
 
@@ -46,6 +47,11 @@ enum Message {
         from: String,
         kind: String,
         body: Value,
+        /// Ms since the epoch after which the asker no longer waits: a node
+        /// that reads the question later (it was paused or cut off) drops
+        /// it, so a kick reported as not done is never done behind the
+        /// admin's back.
+        deadline: i64,
     },
     Reply {
         id: String,
@@ -223,6 +229,7 @@ impl Rpc {
             from: self.node.clone(),
             kind: kind.to_string(),
             body,
+            deadline: crate::domain::now_ms() + wait.as_millis() as i64,
         };
         let sent = match serde_json::to_string(&request) {
             Ok(text) => self
@@ -265,7 +272,12 @@ impl Rpc {
                 from,
                 kind,
                 body,
+                deadline,
             }) if from != self.node => {
+                if crate::domain::now_ms() > deadline {
+                    tracing::info!(%kind, "rpc: question arrived after its deadline; dropped");
+                    return;
+                }
                 let reply = Message::Reply {
                     id,
                     to: from,

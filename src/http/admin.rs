@@ -105,7 +105,7 @@ fn user_id(raw: &str, field: &str) -> AppResult<String> {
 
 /// Every connection on every node (filtered by company and user).
 #[utoipa::path(
-    get, path = "/api/v1/admin/connections", tag = "admin",
+    get, path = "/api/v1/admin/connections", operation_id = "adminConnections", tag = "admin",
     params(ConnectionsQuery),
     security(("adminKey" = [])),
     responses(
@@ -135,7 +135,7 @@ pub async fn connections(
 /// Disconnects every session of the user on every node (they get
 /// `session:revoked` first), and nobody else's.
 #[utoipa::path(
-    delete, path = "/api/v1/admin/users/{userId}/connections", tag = "admin",
+    delete, path = "/api/v1/admin/users/{userId}/connections", operation_id = "adminKickUser", tag = "admin",
     params(("userId" = String, Path, description = "The user whose sessions end", example = "u-42"), CompanyQuery),
     security(("adminKey" = [])),
     responses(
@@ -163,7 +163,7 @@ pub async fn kick(
 
 /// Per-node and per-company figures, and the offline-queue backlog.
 #[utoipa::path(
-    get, path = "/api/v1/admin/stats", tag = "admin",
+    get, path = "/api/v1/admin/stats", operation_id = "adminStats", tag = "admin",
     params(StatsQuery),
     security(("adminKey" = [])),
     responses(

@@ -53,7 +53,7 @@ fn target(
 
 /// `{ document }`, or 404 `NOT_FOUND`.
 #[utoipa::path(
-    get, path = "/api/v1/documents/{type}/{id}", tag = "documents",
+    get, path = "/api/v1/documents/{type}/{id}", operation_id = "getDocument", tag = "documents",
     params(("type" = String, Path, description = "Document type", example = "order"),
         ("id" = String, Path, description = "Document id", example = "67890"),
         DocQuery),
@@ -92,7 +92,7 @@ pub async fn get(
 /// document's room get `document:updated`.
 /// Last-write-wins update (SPEC §6).
 #[utoipa::path(
-    patch, path = "/api/v1/documents/{type}/{id}", tag = "documents",
+    patch, path = "/api/v1/documents/{type}/{id}", operation_id = "updateDocument", tag = "documents",
     params(("type" = String, Path, description = "Document type", example = "order"),
         ("id" = String, Path, description = "Document id", example = "67890"),
         DocQuery),
@@ -159,7 +159,7 @@ pub async fn patch(
 /// updatedBy, updatedAt, editedAt }], next }` (`next` = the `after` of the
 /// following page, or null).
 #[utoipa::path(
-    get, path = "/api/v1/documents/{type}/{id}/history", tag = "documents",
+    get, path = "/api/v1/documents/{type}/{id}/history", operation_id = "documentHistory", tag = "documents",
     params(("type" = String, Path, description = "Document type", example = "order"),
         ("id" = String, Path, description = "Document id", example = "67890"),
         DocQuery),

@@ -159,7 +159,7 @@ async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<
 
 /// Publishes one event or a batch (validated whole first: nothing is half-published).
 #[utoipa::path(
-    post, path = "/api/v1/events", tag = "events",
+    post, path = "/api/v1/events", operation_id = "publishEvents", tag = "events",
     request_body = PublishBody,
     security(("apiKey" = [])),
     responses(
@@ -213,7 +213,7 @@ pub struct HistoryQuery {
 
 /// A room's durable events after an offset, oldest first.
 #[utoipa::path(
-    get, path = "/api/v1/events", tag = "events",
+    get, path = "/api/v1/events", operation_id = "eventHistory", tag = "events",
     params(HistoryQuery),
     security(("apiKey" = [])),
     responses(
@@ -262,7 +262,7 @@ pub async fn history(
 /// Readings `{ companyId, endpointId, value, timestamp }` → `telemetry`
 /// events in `telemetry:{endpointId}`, conflated per endpoint.
 #[utoipa::path(
-    post, path = "/api/v1/telemetry", tag = "events",
+    post, path = "/api/v1/telemetry", operation_id = "ingestTelemetry", tag = "events",
     request_body = TelemetryBody,
     security(("apiKey" = [])),
     responses(

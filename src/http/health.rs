@@ -16,13 +16,13 @@ async fn database_ok(state: &AppState) -> bool {
     )
 }
 
-#[utoipa::path(get, path = "/health/live", tag = "health",
+#[utoipa::path(get, path = "/health/live", operation_id = "healthLive", tag = "health",
     responses((status = 200, description = "The process serves requests", body = super::schema::Status)))]
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-#[utoipa::path(get, path = "/health/ready", tag = "health",
+#[utoipa::path(get, path = "/health/ready", operation_id = "healthReady", tag = "health",
     responses(
         (status = 200, description = "Ready: the database answers, not shutting down", body = super::schema::Status),
         (status = 503, description = "Not ready (`status: unavailable`)", body = super::schema::Status),
@@ -40,7 +40,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     )
 }
 
-#[utoipa::path(get, path = "/health/websocket", tag = "health",
+#[utoipa::path(get, path = "/health/websocket", operation_id = "healthWebsocket", tag = "health",
     responses(
         (status = 200, description = "Healthy", body = super::schema::WebsocketHealth),
         (status = 503, description = "Degraded (database or Redis)", body = super::schema::WebsocketHealth),

@@ -81,7 +81,7 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 
 /// This document, OpenAPI 3.1.
 #[utoipa::path(
-    get, path = "/api/v1/openapi.json", tag = "meta",
+    get, path = "/api/v1/openapi.json", operation_id = "openapiDocument", tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object))
 )]
 pub async fn openapi_json() -> impl IntoResponse {

@@ -82,7 +82,7 @@ pub struct WebsocketHealth {
 }
 
 /// One event of `POST /api/v1/events` (the body is one or an array of 1–1000).
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Deserialize)]
 #[schema(rename_all = "camelCase")]
 pub struct EventIn {
     /// A catalog event type.
@@ -111,7 +111,8 @@ pub struct EventIn {
 }
 
 /// The body of `POST /api/v1/events`: one event or a batch.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(untagged)]
 #[schema(no_recursion)]
 pub enum PublishBody {
     #[schema(title = "one event")]
@@ -166,7 +167,7 @@ pub struct History {
 }
 
 /// One reading of `POST /api/v1/telemetry` (the body is one or an array).
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Deserialize)]
 #[schema(rename_all = "camelCase")]
 pub struct Reading {
     #[schema(example = "acme")]
@@ -180,7 +181,8 @@ pub struct Reading {
 }
 
 /// The body of `POST /api/v1/telemetry`.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(untagged)]
 #[schema(no_recursion)]
 pub enum TelemetryBody {
     #[schema(title = "one reading")]
