@@ -79,6 +79,31 @@ fn walk(doc: &Value, node: &Value, at: &str, seen: &mut usize, failures: &mut Ve
     }
 }
 
+fn refs(node: &Value, out: &mut Vec<String>) {
+    match node {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                out.push(r.clone());
+            }
+            map.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_reference_resolves() {
+    let doc = document();
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 20);
+    for r in all {
+        let pointer = r.strip_prefix('#').unwrap_or(&r);
+        assert!(doc.pointer(pointer).is_some(), "unresolvable {r}");
+    }
+}
+
 #[test]
 fn every_example_validates_against_its_schema() {
     let doc = document();

@@ -22,10 +22,10 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct ConnectionsQuery {
     /// Only this company's connections.
-    #[param(value_type = Option<String>, example = "acme")]
+    #[param(value_type = Option<String>, example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     company_id: Option<CompanyId>,
     /// Only this user's connections.
-    #[param(example = "u-42")]
+    #[param(example = "u-42", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     user_id: Option<String>,
 }
 
@@ -34,7 +34,7 @@ pub struct ConnectionsQuery {
 #[into_params(parameter_in = Query)]
 pub struct CompanyQuery {
     /// The user's company (required: a kick never crosses companies).
-    #[param(value_type = String, example = "acme")]
+    #[param(value_type = String, example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     company_id: CompanyId,
 }
 
@@ -43,7 +43,7 @@ pub struct CompanyQuery {
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// Only this company's figures.
-    #[param(value_type = Option<String>, example = "acme")]
+    #[param(value_type = Option<String>, example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     company_id: Option<CompanyId>,
 }
 
@@ -136,7 +136,7 @@ pub async fn connections(
 /// `session:revoked` first), and nobody else's.
 #[utoipa::path(
     delete, path = "/api/v1/admin/users/{userId}/connections", operation_id = "adminKickUser", tag = "admin",
-    params(("userId" = String, Path, description = "The user whose sessions end", example = "u-42"), CompanyQuery),
+    params(("userId" = String, Path, description = "The user whose sessions end", example = "u-42", pattern = r"^[A-Za-z0-9_.@-]{1,64}$"), CompanyQuery),
     security(("adminKey" = [])),
     responses(
         (status = 200, description = "Sessions disconnected on every node that answered", body = KickReply),

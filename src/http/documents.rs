@@ -27,14 +27,28 @@ const DEFAULT_AUTHOR: &str = "api";
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct DocQuery {
-    #[param(example = "acme")]
+    #[param(example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     company_id: String,
     /// History only: versions after this one.
-    #[param(example = 0)]
+    #[param(example = 0, minimum = 0)]
     after: Option<i64>,
     /// History only: 1–1000 (default 100).
-    #[param(example = 100)]
+    #[param(example = 100, minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+}
+
+/// The path of a document route (documentation of the `(type, id)` pair
+/// that [`DocRef::parse`] checks).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct DocPath {
+    /// Document type.
+    #[param(example = "order", max_length = 64, pattern = r"^[a-z][a-z0-9_-]*$")]
+    r#type: String,
+    /// Document id.
+    #[param(example = "67890", pattern = r"^[A-Za-z0-9_.@-]{1,128}$")]
+    id: String,
 }
 
 fn target(
@@ -54,9 +68,7 @@ fn target(
 /// `{ document }`, or 404 `NOT_FOUND`.
 #[utoipa::path(
     get, path = "/api/v1/documents/{type}/{id}", operation_id = "getDocument", tag = "documents",
-    params(("type" = String, Path, description = "Document type", example = "order"),
-        ("id" = String, Path, description = "Document id", example = "67890"),
-        DocQuery),
+    params(DocPath, DocQuery),
     security(("apiKey" = [])),
     responses(
         (status = 200, description = "The document", body = DocumentReply),
@@ -93,9 +105,7 @@ pub async fn get(
 /// Last-write-wins update (SPEC §6).
 #[utoipa::path(
     patch, path = "/api/v1/documents/{type}/{id}", operation_id = "updateDocument", tag = "documents",
-    params(("type" = String, Path, description = "Document type", example = "order"),
-        ("id" = String, Path, description = "Document id", example = "67890"),
-        DocQuery),
+    params(DocPath, DocQuery),
     request_body = DocumentPatch,
     security(("apiKey" = [])),
     responses(
@@ -160,9 +170,7 @@ pub async fn patch(
 /// following page, or null).
 #[utoipa::path(
     get, path = "/api/v1/documents/{type}/{id}/history", operation_id = "documentHistory", tag = "documents",
-    params(("type" = String, Path, description = "Document type", example = "order"),
-        ("id" = String, Path, description = "Document id", example = "67890"),
-        DocQuery),
+    params(DocPath, DocQuery),
     security(("apiKey" = [])),
     responses(
         (status = 200, description = "Versions, oldest first", body = DocumentHistory),

@@ -197,17 +197,17 @@ pub async fn publish(
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    #[param(value_type = String, example = "acme")]
+    #[param(value_type = String, example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     company_id: CompanyId,
     /// A logical room name.
-    #[param(example = "order:67890")]
+    #[param(example = "order:67890", max_length = 128, pattern = r"^[a-z][a-z0-9_-]*(:[A-Za-z0-9_.@-]+)*$")]
     room: String,
     /// Events after this offset (default 0).
     #[serde(default)]
-    #[param(example = 0)]
+    #[param(example = 0, minimum = 0)]
     after: i64,
     /// 1–1000 (default 100).
-    #[param(example = 100)]
+    #[param(example = 100, minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 

@@ -28,7 +28,9 @@ use crate::state::AppState;
         license(name = "MIT")
     ),
     modifiers(&Security),
-    components(schemas(super::schema::ErrorReply)),
+    // Reached only through the untagged one-or-batch bodies, which do not
+    // register what they wrap.
+    components(schemas(super::schema::ErrorReply, super::schema::EventIn, super::schema::Reading)),
     tags(
         (name = "health", description = "Liveness, readiness, the node's state"),
         (name = "events", description = "Publishing, history and telemetry (API_KEYS)"),
