@@ -99,14 +99,48 @@ impl Local {
             },
             max_seconds: max_ms as f64 / 1000.0,
         };
-        view::node_part(
+        let mut part = view::node_part(
             &self.node,
             &self.views(),
             filter,
             self.started.elapsed().as_secs(),
             lag,
-        )
+        );
+        part.hostname = hostname();
+        part.pid = std::process::id();
+        part
     }
+
+    /// Disconnects one session (with `session:revoked`) if it belongs to
+    /// `company` (any company when `None`); whether it was here.
+    pub fn drop_session(&self, session_id: &str, company: Option<&str>, message: &str) -> bool {
+        let Some(session) = self
+            .sessions
+            .all()
+            .into_iter()
+            .find(|s| s.id.to_string() == session_id)
+        else {
+            return false;
+        };
+        if company.is_some_and(|c| c != session.identity().company_id) || session.is_closing() {
+            return false;
+        }
+        let Some(sink) = session.sink() else {
+            return false;
+        };
+        let _ = sink.emit_one(
+            REVOKED_EVENT,
+            &json!({ "reason": "REVOKED", "message": message }),
+        );
+        sink.disconnect();
+        true
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn filter_of(body: &Value) -> Filter {
@@ -124,6 +158,12 @@ impl Responder for Local {
                     return json!(0);
                 }
                 json!(self.kick(s("companyId"), s("userId"), s("message")))
+            }
+            "drop" => {
+                let id = body.get("sessionId").and_then(Value::as_str).unwrap_or_default();
+                let company = body.get("companyId").and_then(Value::as_str);
+                let message = body.get("message").and_then(Value::as_str).unwrap_or_default();
+                json!(u64::from(self.drop_session(id, company, message)))
             }
             _ => Value::Null,
         }
@@ -223,6 +263,31 @@ impl Admin {
             .filter_map(|(_, v)| v.as_u64())
             .sum();
         (n, gathered.incomplete)
+    }
+
+    /// Disconnects one session wherever it is (within `company` when
+    /// given); how many (0 or 1), and the nodes that did not answer.
+    pub async fn drop_session(&self, session_id: &str, company: Option<&str>) -> (u64, Vec<String>) {
+        let gathered = self
+            .ask(
+                "drop",
+                json!({ "sessionId": session_id, "companyId": company,
+                        "message": "an administrator ended this session" }),
+            )
+            .await;
+        let n = gathered.answers.iter().filter_map(|(_, v)| v.as_u64()).sum();
+        (n, gathered.incomplete)
+    }
+
+    /// Each answering node's own figures (for the Admin UI's server list).
+    pub async fn node_parts(&self, filter: &Filter) -> (Vec<NodePart>, Vec<String>) {
+        let gathered = self.ask("stats", json!({ "filter": filter })).await;
+        let parts = gathered
+            .answers
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_value::<NodePart>(v).ok())
+            .collect();
+        (parts, gathered.incomplete)
     }
 
     pub async fn stats(&self, filter: &Filter) -> Stats {

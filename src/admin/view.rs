@@ -131,6 +131,11 @@ pub struct CompanyPart {
 #[serde(rename_all = "camelCase")]
 pub struct NodePart {
     pub node: String,
+    /// For the Admin UI's server list.
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub pid: u32,
     pub connections: u64,
     pub uptime_seconds: u64,
     pub replay_lag: ReplayLag,
@@ -191,6 +196,8 @@ pub fn node_part(
     }
     NodePart {
         node: node.to_string(),
+        hostname: String::new(),
+        pid: 0,
         connections,
         uptime_seconds,
         replay_lag,

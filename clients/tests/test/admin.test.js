@@ -7,6 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
+import { io } from 'socket.io-client';
 import {
   cleanup, connect, expectNoEvent, it, randomId, sleep, startServer, tcpReachable, token, waitFor,
 } from './helpers.js';
@@ -18,6 +19,7 @@ const API_KEY = 'publish-key-0123456789';
 const ACME = randomId('acme-');
 const OTHER = randomId('other-');
 const TIMEOUT_MS = 1000;
+const UI_PASSWORD = 'ui-password-0123456789';
 
 let a;
 let b;
@@ -30,6 +32,7 @@ before(async () => {
   const shared = {
     DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-admin-'),
     API_KEYS: API_KEY, ADMIN_API_KEYS: ADMIN_KEY, ADMIN_TIMEOUT_MS: TIMEOUT_MS,
+    ADMIN_UI: 'on', ADMIN_UI_USERNAME: 'ops', ADMIN_UI_PASSWORD: UI_PASSWORD,
   };
   a = await startServer({ ...shared, NODE_ID: randomId('a-') }, { name: 'admin-a' });
   b = await startServer({ ...shared, NODE_ID: randomId('b-') }, { name: 'admin-b' });
@@ -176,5 +179,70 @@ describe('admin API on two nodes', () => {
     assert.deepEqual(list.body.connections.map((c) => c.userId).sort(), ['alive', 'paused']);
     onA.socket.close();
     onB.socket.close();
+  });
+});
+
+/** Connects to /admin like the Admin UI does; resolves with the socket and what it received first. */
+function adminUi(node, auth) {
+  const socket = io(`${node.url}/admin`, { transports: ['websocket'], reconnection: false, forceNew: true, auth });
+  const got = { session: null, config: null, stats: [], sockets: null };
+  socket.on('session', (id) => { got.session = id; });
+  socket.on('config', (c) => { got.config = c; });
+  socket.on('server_stats', (s) => got.stats.push(s));
+  socket.on('all_sockets', (list) => { got.sockets = list; });
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => resolve({ socket, got }));
+    socket.once('connect_error', (err) => { socket.close(); reject(err); });
+  });
+}
+
+describe('the socket.io Admin UI namespace (/admin)', () => {
+  it('shows both nodes and every connection to the operator, read-only', async () => {
+    const co = randomId('ui-');
+    const c1 = await client(a, 'u1', co);
+    const c2 = await client(b, 'u2', co);
+    const { socket, got } = await adminUi(a, { username: 'ops', password: UI_PASSWORD });
+    await waitFor(socket, 'all_sockets', 4000);
+    await sleep(300);
+    assert.ok(got.session, 'a session id for reconnecting');
+    assert.deepEqual(got.config.supportedFeatures, ['AGGREGATED_EVENTS', 'ALL_EVENTS']);
+    const servers = Object.fromEntries(got.stats.map((s) => [s.serverId, s]));
+    assert.ok(servers[nodeOf(a)] && servers[nodeOf(b)], JSON.stringify(got.stats));
+    assert.ok(servers[nodeOf(b)].clientsCount >= 1);
+    const ids = got.sockets.map((s) => s.id);
+    assert.ok(ids.includes(c1.session.socketId) && ids.includes(c2.session.socketId));
+    const row = got.sockets.find((s) => s.id === c2.session.socketId);
+    assert.equal(row.nsp, '/');
+    assert.equal(row.data.node, nodeOf(b));
+    assert.ok(row.rooms.includes('user:u2'));
+    // Reconnecting with the session id needs no password.
+    socket.close();
+    const again = await adminUi(a, { sessionId: got.session });
+    again.socket.close();
+    for (const c of [c1, c2]) c.socket.close();
+  });
+
+  it('scopes a company admin (JWT with role admin) to their company', async () => {
+    const mine = randomId('ui-mine-');
+    const theirs = randomId('ui-theirs-');
+    const m1 = await client(a, 'u1', mine);
+    const m2 = await client(b, 'u2', mine);
+    const t1 = await client(b, 'u3', theirs);
+    const { socket, got } = await adminUi(b, { username: 'boss', password: token({ sub: 'boss', companyId: mine, role: 'admin' }) });
+    await waitFor(socket, 'all_sockets', 4000);
+    await sleep(300);
+    assert.deepEqual(got.sockets.map((s) => s.id).sort(), [m1, m2].map((c) => c.session.socketId).sort());
+    assert.ok(got.sockets.every((s) => s.data.companyId === mine));
+    const counts = Object.fromEntries(got.stats.map((s) => [s.serverId, s.clientsCount]));
+    assert.equal(counts[nodeOf(a)], 1);
+    assert.equal(counts[nodeOf(b)], 1, 'the other company\'s socket on b is not counted');
+    socket.close();
+    for (const c of [m1, m2, t1]) c.socket.close();
+  });
+
+  it('refuses wrong credentials and non-admin tokens', async () => {
+    await assert.rejects(adminUi(a, { username: 'ops', password: 'wrong-password-000' }), /invalid credentials/);
+    await assert.rejects(adminUi(a, { username: 'x', password: token({ sub: 'x', companyId: ACME, role: 'manager' }) }), /FORBIDDEN/);
+    await assert.rejects(adminUi(a, { sessionId: 'made-up' }), /invalid credentials/);
   });
 });
