@@ -45,7 +45,13 @@ fn walk(doc: &Value, node: &Value, at: &str, seen: &mut usize, failures: &mut Ve
                 if let Some(Value::Object(examples)) = map.get("examples") {
                     for (name, ex) in examples {
                         *seen += 1;
-                        check(doc, schema, &ex["value"], &format!("{at}/examples/{name}"), failures);
+                        check(
+                            doc,
+                            schema,
+                            &ex["value"],
+                            &format!("{at}/examples/{name}"),
+                            failures,
+                        );
                     }
                 }
             } else {
@@ -158,7 +164,10 @@ fn every_api_route_in_the_source_is_in_the_document() {
     let doc = document();
     let paths = doc["paths"].as_object().expect("paths");
     let mut files = Vec::new();
-    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     let mut checked = 0;
     let mut missing = Vec::new();
     for file in files {

@@ -83,7 +83,12 @@ impl Local {
             }
         }
         if n > 0 {
-            tracing::info!(company = company_id, user = user_id, sessions = n, "admin: sessions revoked");
+            tracing::info!(
+                company = company_id,
+                user = user_id,
+                sessions = n,
+                "admin: sessions revoked"
+            );
         }
         n
     }
@@ -160,9 +165,15 @@ impl Responder for Local {
                 json!(self.kick(s("companyId"), s("userId"), s("message")))
             }
             "drop" => {
-                let id = body.get("sessionId").and_then(Value::as_str).unwrap_or_default();
+                let id = body
+                    .get("sessionId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let company = body.get("companyId").and_then(Value::as_str);
-                let message = body.get("message").and_then(Value::as_str).unwrap_or_default();
+                let message = body
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 json!(u64::from(self.drop_session(id, company, message)))
             }
             _ => Value::Null,
@@ -267,7 +278,11 @@ impl Admin {
 
     /// Disconnects one session wherever it is (within `company` when
     /// given); how many (0 or 1), and the nodes that did not answer.
-    pub async fn drop_session(&self, session_id: &str, company: Option<&str>) -> (u64, Vec<String>) {
+    pub async fn drop_session(
+        &self,
+        session_id: &str,
+        company: Option<&str>,
+    ) -> (u64, Vec<String>) {
         let gathered = self
             .ask(
                 "drop",
@@ -275,7 +290,11 @@ impl Admin {
                         "message": "an administrator ended this session" }),
             )
             .await;
-        let n = gathered.answers.iter().filter_map(|(_, v)| v.as_u64()).sum();
+        let n = gathered
+            .answers
+            .iter()
+            .filter_map(|(_, v)| v.as_u64())
+            .sum();
         (n, gathered.incomplete)
     }
 

@@ -276,10 +276,16 @@ mod tests {
         };
         let listed = list("n1", &sessions, &only_acme);
         assert_eq!(
-            listed.iter().map(|c| c.socket_id.as_str()).collect::<Vec<_>>(),
+            listed
+                .iter()
+                .map(|c| c.socket_id.as_str())
+                .collect::<Vec<_>>(),
             ["s1", "s2"]
         );
-        assert_eq!(listed[1].rooms, ["company", "user:u1", "role:operator", "order:1"]);
+        assert_eq!(
+            listed[1].rooms,
+            ["company", "user:u1", "role:operator", "order:1"]
+        );
         assert_eq!(listed[1].node, "n1");
         let one_user = Filter {
             company_id: Some("acme".into()),

@@ -285,10 +285,7 @@ impl Rpc {
                     body: self.responder.answer(&kind, &body),
                 };
                 if let Ok(text) = serde_json::to_string(&reply)
-                    && let Err(e) = self
-                        .client
-                        .publish::<i64, _, _>(&self.channel, text)
-                        .await
+                    && let Err(e) = self.client.publish::<i64, _, _>(&self.channel, text).await
                 {
                     tracing::warn!(error = %e, "rpc: cannot answer");
                 }
@@ -318,7 +315,10 @@ async fn listen(
                 rpc.on_message(&text).await;
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(lost = n, "rpc: listener lagged; some questions go unanswered");
+                tracing::warn!(
+                    lost = n,
+                    "rpc: listener lagged; some questions go unanswered"
+                );
             }
             Err(_) => return,
         }

@@ -123,7 +123,11 @@ pub async fn connections(
     let q = query(q)?;
     let filter = Filter {
         company_id: q.company_id.map(|c| c.as_str().to_string()),
-        user_id: q.user_id.as_deref().map(|u| user_id(u, "userId")).transpose()?,
+        user_id: q
+            .user_id
+            .as_deref()
+            .map(|u| user_id(u, "userId"))
+            .transpose()?,
     };
     let listing = state.admin.connections(&filter).await;
     Ok(Json(ConnectionsReply {

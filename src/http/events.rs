@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::api_key::ApiKey;
-use super::schema::{Accepted, ErrorReply, History, Published, PublishBody, TelemetryBody};
+use super::schema::{Accepted, ErrorReply, History, PublishBody, Published, TelemetryBody};
 use crate::catalog::Priority;
 use crate::domain::parse::{from_value, invalid};
 use crate::domain::{CompanyId, Role, RoomName, Targets, UserId, iso8601};
@@ -200,7 +200,11 @@ pub struct HistoryQuery {
     #[param(value_type = String, example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     company_id: CompanyId,
     /// A logical room name.
-    #[param(example = "order:67890", max_length = 128, pattern = r"^[a-z][a-z0-9_-]*(:[A-Za-z0-9_.@-]+)*$")]
+    #[param(
+        example = "order:67890",
+        max_length = 128,
+        pattern = r"^[a-z][a-z0-9_-]*(:[A-Za-z0-9_.@-]+)*$"
+    )]
     room: String,
     /// Events after this offset (default 0).
     #[serde(default)]

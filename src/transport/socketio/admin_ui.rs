@@ -140,7 +140,8 @@ pub async fn authenticate<A: Adapter>(
         Some(scope) => scope,
         None => match scope_of(ui, &state, &auth) {
             Ok((scope, ttl)) => {
-                s.extensions.insert(NewSession(sessions.open(scope.clone(), ttl)));
+                s.extensions
+                    .insert(NewSession(sessions.open(scope.clone(), ttl)));
                 scope
             }
             Err(e) => {
@@ -302,7 +303,10 @@ mod tests {
         assert_eq!(v["serverId"], "a");
         assert_eq!(v["hostname"], "a");
         assert_eq!(v["clientsCount"], 3);
-        assert_eq!(v["namespaces"][0], json!({ "name": "/", "socketsCount": 3 }));
+        assert_eq!(
+            v["namespaces"][0],
+            json!({ "name": "/", "socketsCount": 3 })
+        );
     }
 
     #[test]
