@@ -516,6 +516,45 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_ui_is_off_by_default_and_needs_credentials_when_on() {
+        let c = cfg(&[]).expect("defaults");
+        assert!(c.admin_ui.is_none());
+        assert_eq!(c.admin_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            cfg(&[("ADMIN_UI", "on")]).unwrap_err().var,
+            "ADMIN_UI_USERNAME"
+        );
+        let short = [
+            ("ADMIN_UI", "on"),
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD", "short"),
+        ];
+        assert_eq!(cfg(&short).unwrap_err().var, "ADMIN_UI_PASSWORD");
+        assert_eq!(cfg(&[("ADMIN_UI", "maybe")]).unwrap_err().var, "ADMIN_UI");
+        assert_eq!(
+            cfg(&[("ADMIN_TIMEOUT_MS", "0")]).unwrap_err().var,
+            "ADMIN_TIMEOUT_MS"
+        );
+        let on = [
+            ("ADMIN_UI", "on"),
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD", "ui-password-secret-42"),
+        ];
+        let ui = cfg(&on).expect("valid").admin_ui.expect("on");
+        assert!(ui.readonly, "read-only unless ADMIN_UI_READONLY=off");
+        assert_eq!(ui.password.expose(), "ui-password-secret-42");
+        let writable = [on.as_slice(), &[("ADMIN_UI_READONLY", "off")]].concat();
+        assert!(
+            !cfg(&writable)
+                .expect("valid")
+                .admin_ui
+                .expect("on")
+                .readonly
+        );
+        assert!(!format!("{:?}", cfg(&on).expect("valid")).contains("ui-password-secret-42"));
+    }
+
+    #[test]
     fn production_requires_a_secret() {
         let err = cfg(&[("SWITCHYARD_ENV", "production")]).unwrap_err();
         assert_eq!(err.var, "JWT_SECRET");
