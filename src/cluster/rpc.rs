@@ -14,7 +14,9 @@
 //!   channel, tagged with the request id; the asking node answers for itself
 //!   directly. The asker waits until every known node answered or the
 //!   deadline passed, whichever is first. A question read after its
-//!   deadline is dropped, not answered or acted on.
+//!   deadline is dropped, not answered or acted on. (Deadlines are wall
+//!   clock: a node whose clock runs ahead of the asker's by more than the
+//!   wait drops every question, and is named in `incomplete` every time.)
 //! - **Redis away.** The asker answers for itself and names every node it
 //!   last knew in `incomplete`: never a silently partial answer.
 
