@@ -17,6 +17,10 @@
 //!   deadline is dropped, not answered or acted on. (Deadlines are wall
 //!   clock: a node whose clock runs ahead of the asker's by more than the
 //!   wait drops every question, and is named in `incomplete` every time.)
+//! - **Names.** Nodes are addressed by `NODE_ID`, so a node restarted under
+//!   the same name is the same node; two live processes sharing one are
+//!   detected (a question under our name that we did not ask) and logged as
+//!   an error.
 //! - **Redis away.** The asker answers for itself and names every node it
 //!   last knew in `incomplete`: never a silently partial answer.
 
@@ -93,6 +97,8 @@ pub struct Rpc {
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<(String, Value)>>>,
     /// The node set as last read, for when Redis does not answer.
     last_known: Mutex<BTreeSet<String>>,
+    /// Set once another process was seen asking under our name.
+    duplicate_warned: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,6 +148,7 @@ impl Rpc {
             responder,
             pending: Mutex::new(HashMap::new()),
             last_known: Mutex::new(BTreeSet::new()),
+            duplicate_warned: std::sync::atomic::AtomicBool::new(false),
         });
         rpc.beat().await;
         let messages = subscriber.message_rx();
@@ -290,6 +297,21 @@ impl Rpc {
                     && let Err(e) = self.client.publish::<i64, _, _>(&self.channel, text).await
                 {
                     tracing::warn!(error = %e, "rpc: cannot answer");
+                }
+            }
+            Ok(Message::Request { id, from, .. })
+                if from == self.node && !lock(&self.pending).contains_key(&id) =>
+            {
+                // Nodes are addressed by NODE_ID: two processes sharing one
+                // would each ignore the other's questions and answers.
+                if !self
+                    .duplicate_warned
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::error!(
+                        node = %self.node,
+                        "another process uses this NODE_ID: admin answers will miss one of them; give every node its own NODE_ID"
+                    );
                 }
             }
             Ok(Message::Reply { id, to, node, body }) if to == self.node => {

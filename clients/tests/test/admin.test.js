@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import { io } from 'socket.io-client';
 import {
-  cleanup, connect, expectNoEvent, it, randomId, sleep, startServer, tcpReachable, token, waitFor,
+  cleanup, connect, expectNoEvent, it, randomId, sleep, startServer, tcpReachable, token, waitFor, waitUntil,
 } from './helpers.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -152,6 +152,17 @@ describe('admin API on two nodes', () => {
     const badUser = await call(a, 'DELETE', `/api/v1/admin/users/${encodeURIComponent('x y')}/connections?companyId=${ACME}`);
     assert.equal(badUser.status, 400);
     assert.equal(badUser.body.error.details.field, 'userId');
+  });
+
+  it('logs an error when two processes share a NODE_ID (answers would be missed)', async () => {
+    const { PORT: _port, ...same } = a.env;
+    const twin = await startServer({ ...same, NODE_ID: nodeOf(a) }, { name: 'admin-twin' });
+    try {
+      await call(twin, 'GET', '/api/v1/admin/connections');
+      await waitUntil(() => /another process uses this NODE_ID/.test(a.logs()), 3000, 'duplicate NODE_ID logged on a');
+    } finally {
+      await twin.stop();
+    }
   });
 
   it('names a paused node in incomplete, never leaving it out silently', async () => {
