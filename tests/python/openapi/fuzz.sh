@@ -37,7 +37,8 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-cd "$here"
+# schemathesis keeps a cache (.schemathesis/) in its working directory: the temp dir.
+cd "$work"
 status=0
 "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run \
   "http://127.0.0.1:$port/api/v1/openapi.json" \
