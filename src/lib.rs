@@ -19,7 +19,8 @@
 //! - [`limits`], [`throttle`]: connection limits, token buckets, per-user and API-key throttles.
 //! - [`auth`]: JWT verification/minting, token sources, the API-key check.
 //! - [`rooms`]: who may be in which room (pure): automatic rooms, `subscribe` and resume plans.
-//! - [`cluster`]: Redis client settings, the health link and the self-probe.
+//! - [`cluster`]: Redis client settings, the health link, the self-probe, and
+//!   `rpc` (ask every node over Redis; name the ones that did not answer).
 //! - [`server`]: the accept loop under axum (connection cap, timeouts, descriptors).
 //! - [`gauges`]: gauges sampled on a timer (database/Redis up, pool use, offline backlog).
 //!
@@ -37,6 +38,9 @@
 //! - [`presence`]: who is online across the cluster (database-backed, exactly-once
 //!   transitions), entity-room presence, typing.
 //!
+//! - [`admin`]: the admin API's service: every node's connections, kicks and
+//!   statistics over `cluster::rpc`, naming nodes that did not answer.
+//!
 //! **Serving**
 //! - [`state`]: [`state::AppState`], which holds the services (no logic).
 //! - [`api`]: the one route table, typed requests and replies, the handlers, and a
@@ -47,6 +51,7 @@
 //!   on `METRICS_ADDR` when set), shuts down.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;
