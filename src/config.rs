@@ -121,6 +121,30 @@ pub struct Config {
     /// `METRICS_ADDR`: an internal listener for `/metrics`; when set, the
     /// public port no longer serves it.
     pub metrics_addr: Option<SocketAddr>,
+    /// `WS_JSON_PATH`: the paths of the plain JSON WebSocket endpoint.
+    pub ws_json_paths: Vec<String>,
+    /// The Server-Sent Events paths: `/api/v1/stream` plus `SSE_PATHS`.
+    pub sse_paths: Vec<String>,
+}
+
+/// The Server-Sent Events endpoint every node serves.
+pub const SSE_PATH: &str = "/api/v1/stream";
+
+/// A list of URL paths (`WS_JSON_PATH`, `SSE_PATHS`): each must start with
+/// `/` and not be taken by another endpoint.
+fn paths(v: &Vars, var: &'static str, default: &[&str]) -> Result<Vec<String>, ConfigError> {
+    let list = v
+        .list(var)
+        .unwrap_or_else(|| default.iter().map(|p| p.to_string()).collect());
+    for path in &list {
+        if !path.starts_with('/') || path.contains(['?', '#', '{', '}', '*']) {
+            return Err(bad(var, format!("`{path}` must be a plain path starting with /")));
+        }
+        if path.starts_with("/socket.io") || path.starts_with("/health") || path == "/metrics" {
+            return Err(bad(var, format!("`{path}` is taken by another endpoint")));
+        }
+    }
+    Ok(list)
 }
 
 /// Reads variables from a map so tests never touch the process environment.
@@ -279,6 +303,13 @@ impl Config {
             None if env == Environment::Production => Some(Vec::new()),
             None => None,
         };
+        let ws_json_paths = paths(&v, "WS_JSON_PATH", &["/ws"])?;
+        let mut sse_paths = vec![SSE_PATH.to_string()];
+        sse_paths.extend(paths(&v, "SSE_PATHS", &[])?);
+        sse_paths.dedup();
+        if let Some(p) = sse_paths.iter().find(|p| ws_json_paths.contains(p)) {
+            return Err(bad("SSE_PATHS", format!("`{p}` is also in WS_JSON_PATH")));
+        }
         Ok(Config {
             env,
             host: v.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
@@ -346,6 +377,8 @@ impl Config {
                     return Err(bad("LOG_FORMAT", format!("`{other}` must be text or json")));
                 }
             },
+            ws_json_paths,
+            sse_paths,
             metrics_addr: match v.get("METRICS_ADDR") {
                 None => None,
                 Some(raw) => {
