@@ -102,8 +102,10 @@ impl App {
         };
         let router = http::routes(state.clone())
             .merge(public_metrics)
-            .merge(socketio)
+            // Before socket.io's router, whose engine serves as the fallback
+            // (a router merged after it would replace that fallback).
             .merge(plain)
+            .merge(socketio)
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 http::origin::check,

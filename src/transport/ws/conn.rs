@@ -197,7 +197,10 @@ impl Reader {
             match msg {
                 None | Some(Ok(Message::Close(_))) => break "client closed",
                 Some(Err(e)) => {
-                    let over = e.to_string().to_ascii_lowercase().contains("size");
+                    // tungstenite's capacity error (`Space limit exceeded:
+                    // Message too long`); axum does not expose its type.
+                    let text = e.to_string().to_ascii_lowercase();
+                    let over = text.contains("space limit") || text.contains("too long");
                     if over {
                         self.shared.finish(1009, "frame over the engine limit");
                         break "frame over the engine limit";
