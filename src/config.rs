@@ -138,7 +138,10 @@ fn paths(v: &Vars, var: &'static str, default: &[&str]) -> Result<Vec<String>, C
         .unwrap_or_else(|| default.iter().map(|p| p.to_string()).collect());
     for path in &list {
         if !path.starts_with('/') || path.contains(['?', '#', '{', '}', '*']) {
-            return Err(bad(var, format!("`{path}` must be a plain path starting with /")));
+            return Err(bad(
+                var,
+                format!("`{path}` must be a plain path starting with /"),
+            ));
         }
         if path.starts_with("/socket.io") || path.starts_with("/health") || path == "/metrics" {
             return Err(bad(var, format!("`{path}` is taken by another endpoint")));

@@ -87,7 +87,11 @@ mod tests {
         assert_eq!(route_label("x".repeat(1000).as_str()), "unknown");
         assert_eq!(Verb::from_alias("getRooms"), Some(Verb::Rooms));
         assert_eq!(Verb::from_alias("rooms"), Some(Verb::Rooms));
-        assert_eq!(Verb::from_name("getRooms"), None, "aliases are not socket.io events");
+        assert_eq!(
+            Verb::from_name("getRooms"),
+            None,
+            "aliases are not socket.io events"
+        );
     }
 
     #[test]

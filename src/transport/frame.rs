@@ -145,16 +145,25 @@ mod tests {
 
     #[test]
     fn the_three_formats() {
-        let payload = json!({"alarmId": 42, "severity": "critical", "timestamp": "T0", "type": "x"});
+        let payload =
+            json!({"alarmId": 42, "severity": "critical", "timestamp": "T0", "type": "x"});
         let e = event(Format::Envelope, "alarm", &payload, &meta(), 3);
         assert_eq!(e["payload"], payload);
         assert_eq!(
-            (e["type"].clone(), e["room"].clone(), e["offset"].clone(), e["id"].clone()),
+            (
+                e["type"].clone(),
+                e["room"].clone(),
+                e["offset"].clone(),
+                e["id"].clone()
+            ),
             (json!("alarm"), json!("alarms"), json!(7), json!("e1"))
         );
         assert_eq!(e["sequenceId"], 3);
         assert_eq!(e["timestamp"], "2026-01-01T00:00:00.000Z");
-        assert_eq!((e["source"].clone(), e["priority"].clone()), (json!("api"), json!("critical")));
+        assert_eq!(
+            (e["source"].clone(), e["priority"].clone()),
+            (json!("api"), json!("critical"))
+        );
         let d = event(Format::Data, "alarm", &payload, &meta(), 3);
         assert_eq!(d["data"], payload);
         assert!(d.get("payload").is_none() && d.get("sequenceId").is_none());
@@ -171,14 +180,26 @@ mod tests {
     fn ephemeral_events_have_no_offset_and_messages_no_meta() {
         let mut m = meta();
         m.as_object_mut().unwrap().remove("offset");
-        let e = event(Format::Envelope, "telemetry", &json!({"endpointId": 59}), &m, 1);
+        let e = event(
+            Format::Envelope,
+            "telemetry",
+            &json!({"endpointId": 59}),
+            &m,
+            1,
+        );
         assert!(e.get("offset").is_none());
         let s = message(Format::Flat, "session", &json!({"userId": "u1"}));
-        assert_eq!((s["type"].clone(), s["userId"].clone()), (json!("session"), json!("u1")));
+        assert_eq!(
+            (s["type"].clone(), s["userId"].clone()),
+            (json!("session"), json!("u1"))
+        );
         assert!(s["timestamp"].is_string());
         let s = message(Format::Envelope, "session", &json!({"userId": "u1"}));
         assert_eq!(s["payload"]["userId"], "u1");
         assert!(is_critical(&meta()));
-        assert_eq!(Format::parse("nope").unwrap_err().code, Code::ValidationFailed);
+        assert_eq!(
+            Format::parse("nope").unwrap_err().code,
+            Code::ValidationFailed
+        );
     }
 }

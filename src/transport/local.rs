@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::catalog::RoleSet;
 use crate::domain::{Role, RoomName, SessionId, receiving_role};
 use crate::fanout::{Delivery, Hub, Signal};
 use crate::session::{SendFail, Sink};
@@ -116,20 +115,15 @@ impl LocalRooms {
     }
 
     /// A domain event to this node's sessions in its room.
-    pub fn deliver(
-        &self,
-        company: &str,
-        room: &str,
-        event: &str,
-        payload: &Value,
-        meta: &Value,
-        receive: RoleSet,
-        exclude: Option<SessionId>,
-    ) {
-        let targets = self.targets(company, room, |id, role| {
-            Some(id) != exclude && receive.contains(receiving_role(room, role))
+    pub fn deliver(&self, d: &Delivery) {
+        let targets = self.targets(&d.company, &d.room, |id, role| {
+            Some(id) != d.exclude && d.receive.contains(receiving_role(&d.room, role))
         });
-        count(targets.iter().map(|s| s.emit(event, payload, meta)));
+        count(
+            targets
+                .iter()
+                .map(|s| s.emit(&d.event_type, &d.payload, &d.meta)),
+        );
     }
 
     /// A server message to this node's sessions in its room.
@@ -166,16 +160,7 @@ fn count(results: impl Iterator<Item = Result<(), SendFail>>) {
 #[async_trait]
 impl Hub for LocalRooms {
     async fn deliver(&self, d: &Delivery) {
-        LocalRooms::deliver(
-            self,
-            &d.company,
-            &d.room,
-            &d.event_type,
-            &d.payload,
-            &d.meta,
-            d.receive,
-            d.exclude,
-        );
+        LocalRooms::deliver(self, d);
     }
 
     async fn emit(&self, s: &Signal) {
@@ -186,6 +171,7 @@ impl Hub for LocalRooms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::RoleSet;
     use std::sync::Mutex as StdMutex;
     use std::time::Duration;
 
@@ -216,23 +202,41 @@ mod tests {
         let sa: Arc<dyn Sink> = a.clone();
         let sb: Arc<dyn Sink> = b.clone();
         let room = RoomName::parse("alarms").unwrap();
-        rooms.join(ida, Role::Operator, &sa, "acme", std::slice::from_ref(&room));
+        rooms.join(
+            ida,
+            Role::Operator,
+            &sa,
+            "acme",
+            std::slice::from_ref(&room),
+        );
         rooms.join(idb, Role::Manager, &sb, "acme", std::slice::from_ref(&room));
         let all = RoleSet::of(&Role::ALL);
         let managers = RoleSet::of(&[Role::Manager, Role::Admin]);
         let v = Value::Null;
-        rooms.deliver("acme", "alarms", "alarm", &v, &v, all, None);
-        rooms.deliver("acme", "alarms", "secret", &v, &v, managers, None);
-        rooms.deliver("other", "alarms", "alarm", &v, &v, all, None);
-        rooms.deliver("acme", "alarms", "mine", &v, &v, all, Some(ida));
+        let d = |company: &str, event: &str, receive, exclude| Delivery {
+            company: company.into(),
+            room: "alarms".into(),
+            event_type: event.into(),
+            payload: Value::Null,
+            meta: Value::Null,
+            receive,
+            exclude,
+        };
+        rooms.deliver(&d("acme", "alarm", all, None));
+        rooms.deliver(&d("acme", "secret", managers, None));
+        rooms.deliver(&d("other", "alarm", all, None));
+        rooms.deliver(&d("acme", "mine", all, Some(ida)));
         rooms.signal("acme", "alarms", "user:typing", &v, Some(idb));
         assert_eq!(*a.0.lock().unwrap(), ["alarm", "user:typing"]);
         assert_eq!(*b.0.lock().unwrap(), ["alarm", "secret", "mine"]);
         rooms.forget(ida);
         rooms.leave(idb, "acme", &room);
-        rooms.deliver("acme", "alarms", "late", &v, &v, all, None);
+        rooms.deliver(&d("acme", "late", all, None));
         assert_eq!(a.0.lock().unwrap().len(), 2);
         assert_eq!(b.0.lock().unwrap().len(), 3);
-        assert!(rooms.lock().rooms.is_empty() && rooms.lock().sessions.get(&idb).is_none_or(Vec::is_empty));
+        assert!(
+            rooms.lock().rooms.is_empty()
+                && rooms.lock().sessions.get(&idb).is_none_or(Vec::is_empty)
+        );
     }
 }

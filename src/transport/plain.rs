@@ -81,7 +81,12 @@ impl Params {
         let device_id = match map.get("deviceId") {
             None => None,
             Some(d) if crate::domain::identity::valid_id(d) => Some(d.clone()),
-            Some(_) => return Err(bad("deviceId", "`deviceId` must be 1-64 of A-Z a-z 0-9 _ . @ -")),
+            Some(_) => {
+                return Err(bad(
+                    "deviceId",
+                    "`deviceId` must be 1-64 of A-Z a-z 0-9 _ . @ -",
+                ));
+            }
         };
         Ok(Params {
             token: map.get("token").filter(|t| !t.is_empty()).cloned(),
@@ -157,7 +162,14 @@ pub struct Open {
 
 /// Opens the session (registered, with its sink) and queues `api::open`
 /// as its first job; the caller writes the returned outbox's frames.
-pub fn open(plain: &Plain, o: Open) -> (Arc<Session>, Arc<Outbox>, tokio::sync::mpsc::Receiver<super::outbox::Out>) {
+pub fn open(
+    plain: &Plain,
+    o: Open,
+) -> (
+    Arc<Session>,
+    Arc<Outbox>,
+    tokio::sync::mpsc::Receiver<super::outbox::Out>,
+) {
     let state = &plain.state;
     let config = &state.config;
     let opening = Opening {
@@ -188,7 +200,9 @@ pub fn open(plain: &Plain, o: Open) -> (Arc<Session>, Arc<Outbox>, tokio::sync::
     }
     state.sessions.insert(&state.tasks, session.clone(), worker);
     let (st, se, resume) = (state.clone(), session.clone(), o.resume);
-    session.enqueue(Box::pin(async move { crate::api::open(&st, &se, resume).await }));
+    session.enqueue(Box::pin(
+        async move { crate::api::open(&st, &se, resume).await },
+    ));
     session.start();
     crate::metrics::connection_opened();
     (session, outbox, rx)
@@ -226,7 +240,10 @@ mod tests {
         assert_eq!(p.offsets.unwrap()["company"], 3);
         assert_eq!(p.device_id.as_deref(), Some("d1"));
         assert_eq!(p.rooms, ["a", "b"]);
-        assert_eq!(Params::parse(Some("batch=99999")).unwrap().batch, Some(MAX_BATCH));
+        assert_eq!(
+            Params::parse(Some("batch=99999")).unwrap().batch,
+            Some(MAX_BATCH)
+        );
         for (q, field) in [
             ("format=xml", "format"),
             ("batch=x", "batch"),

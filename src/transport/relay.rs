@@ -98,7 +98,11 @@ impl Hub for Relay {
 
 /// Subscribes this node to the relay channel and returns the hub that
 /// delivers locally and announces to the other nodes.
-pub async fn relay(config: &Config, local: Arc<LocalRooms>, tasks: &Tasks) -> anyhow::Result<Relay> {
+pub async fn relay(
+    config: &Config,
+    local: Arc<LocalRooms>,
+    tasks: &Tasks,
+) -> anyhow::Result<Relay> {
     let url = config
         .redis_url
         .as_ref()
@@ -116,7 +120,12 @@ pub async fn relay(config: &Config, local: Arc<LocalRooms>, tasks: &Tasks) -> an
         .await
         .map_err(|e| anyhow::anyhow!("REDIS_URL: subscribe: {e}"))?;
     tasks.spawn(probe::resubscribe_on_reconnect(subscriber.clone()));
-    tasks.spawn(listen(subscriber.message_rx(), subscriber, node.clone(), local.clone()));
+    tasks.spawn(listen(
+        subscriber.message_rx(),
+        subscriber,
+        node.clone(),
+        local.clone(),
+    ));
     let client = builder(url)?.build()?;
     client
         .init()
@@ -166,16 +175,16 @@ async fn listen(
         };
         match serde_json::from_str::<Wire>(&text) {
             Ok(w) if w.node == own => {}
-            Ok(w) => match (&w.meta, w.receive) {
-                (Some(meta), Some(receive)) => local.deliver(
-                    &w.company,
-                    &w.room,
-                    &w.event,
-                    &w.payload,
+            Ok(w) => match (w.meta, w.receive) {
+                (Some(meta), Some(receive)) => local.deliver(&Delivery {
+                    company: w.company,
+                    room: w.room,
+                    event_type: w.event,
+                    payload: w.payload,
                     meta,
-                    RoleSet::from_bits(receive),
-                    w.exclude,
-                ),
+                    receive: RoleSet::from_bits(receive),
+                    exclude: w.exclude,
+                }),
                 _ => local.signal(&w.company, &w.room, &w.event, &w.payload, w.exclude),
             },
             Err(e) => tracing::warn!(error = %e, "unreadable relay message"),

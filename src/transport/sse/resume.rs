@@ -55,7 +55,10 @@ mod tests {
             [("company".to_string(), 12), ("order:1".to_string(), 0)].into();
         let token = encode(&positions);
         assert_eq!(token, "company=12,order:1=0");
-        assert_eq!(decode(&token).unwrap(), json!({"company": 12, "order:1": 0}));
+        assert_eq!(
+            decode(&token).unwrap(),
+            json!({"company": 12, "order:1": 0})
+        );
         assert_eq!(decode("").unwrap(), json!({}));
         for bad in ["company", "company=-1", "Bad Room=1", "a=x"] {
             assert!(decode(bad).is_err(), "{bad}");

@@ -108,7 +108,8 @@ impl Feed {
             if self.positions.contains_key(room.as_str()) {
                 continue;
             }
-            if let Some(member) = crate::replay::offline::member(&state.durable, &self.session, &room)
+            if let Some(member) =
+                crate::replay::offline::member(&state.durable, &self.session, &room)
                 && member.start() >= 0
             {
                 self.positions.insert(room.to_string(), member.start());

@@ -211,7 +211,10 @@ impl Reader {
                 Some(Ok(Message::Binary(_))) => self.refuse(
                     Key::Type,
                     None,
-                    AppError::new(Code::ValidationFailed, "binary frames are not accepted; send JSON text"),
+                    AppError::new(
+                        Code::ValidationFailed,
+                        "binary frames are not accepted; send JSON text",
+                    ),
                 ),
                 Some(Ok(Message::Pong(_))) => self.shared.pong(),
                 Some(Ok(Message::Ping(_))) => {}
@@ -249,21 +252,32 @@ impl Reader {
         crate::metrics::message(crate::api::route_label(&inb.name), "in");
         if let Err(refusal) = self.session.admit() {
             crate::metrics::rate_limited();
-            let e = AppError::new(Code::RateLimited, "too many requests on this connection; slow down");
+            let e = AppError::new(
+                Code::RateLimited,
+                "too many requests on this connection; slow down",
+            );
             self.answer(&inb, e);
             if refusal.abusive {
                 tracing::warn!(session = %self.session.id, "sustained rate-limit abuse: disconnecting");
-                self.shared.finish(Code::RateLimited.close_code(), "rate limit abuse");
+                self.shared
+                    .finish(Code::RateLimited.close_code(), "rate limit abuse");
             }
             return;
         }
         let (verb, body, echo) = match request::route(&inb) {
             Ok(Call::Api { verb, body, echo }) => (verb, body, echo),
-            Ok(Call::Auth(token)) => (crate::api::Verb::AuthRefresh, json!({ "token": token }), Map::new()),
+            Ok(Call::Auth(token)) => (
+                crate::api::Verb::AuthRefresh,
+                json!({ "token": token }),
+                Map::new(),
+            ),
             Err(e) => return self.answer(&inb, e),
         };
         let Some(slot) = self.session.reserve() else {
-            let e = AppError::new(Code::RateLimited, "too many requests waiting on this connection; slow down");
+            let e = AppError::new(
+                Code::RateLimited,
+                "too many requests waiting on this connection; slow down",
+            );
             return self.answer(&inb, e);
         };
         let (state, session, outbox) = (state.clone(), self.session.clone(), self.outbox.clone());

@@ -63,7 +63,8 @@ impl Shared {
 
     /// Ends the connection with `code` (unless an end was already decided).
     pub fn finish(&self, code: u16, reason: &str) {
-        self.lock().get_or_insert_with(|| (code, reason.to_string()));
+        self.lock()
+            .get_or_insert_with(|| (code, reason.to_string()));
         self.end.cancel();
     }
 
@@ -166,7 +167,14 @@ impl Writer {
         due: &mut Option<Instant>,
     ) -> Result<(), Broken> {
         match (out, self.batch) {
-            (Out::Event { frame, critical: false, .. }, Some(every)) => {
+            (
+                Out::Event {
+                    frame,
+                    critical: false,
+                    ..
+                },
+                Some(every),
+            ) => {
                 batch.push(frame);
                 if batch.len() >= MAX_BATCH_LEN {
                     *due = None;
@@ -194,7 +202,11 @@ impl Writer {
     }
 
     /// Everything queued until now, then the ping (see the module doc).
-    async fn ping(&mut self, batch: &mut Vec<Value>, due: &mut Option<Instant>) -> Result<(), Broken> {
+    async fn ping(
+        &mut self,
+        batch: &mut Vec<Value>,
+        due: &mut Option<Instant>,
+    ) -> Result<(), Broken> {
         if self.shared.ping_sent.load(Ordering::Acquire) == 0 {
             self.shared.ping_sent.store(now_ms(), Ordering::Release);
         }
