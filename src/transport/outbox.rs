@@ -69,6 +69,11 @@ impl Outbox {
         })
     }
 
+    /// Frames waiting for the writer.
+    pub fn backlog(&self) -> usize {
+        QUEUE - self.tx.capacity()
+    }
+
     /// A reply or a frame of the transport's own (already shaped).
     pub fn send(&self, frame: Value) -> Result<(), SendFail> {
         self.push(Out::Message(frame))

@@ -16,8 +16,8 @@ export const wsUrl = (server, path = '/ws', query = '') => `${server.url.replace
  * Opens a WebSocket; resolves once open. Records every JSON message in
  * `messages` and the close `{ code, reason }` in `closed`.
  */
-export function wsOpen(url, { headers, timeoutMs = 5000 } = {}) {
-  const ws = new WebSocket(url, { headers });
+export function wsOpen(url, { headers, autoPong = true, timeoutMs = 5000 } = {}) {
+  const ws = new WebSocket(url, { headers, autoPong });
   open.add(ws);
   const client = {
     ws,

@@ -188,6 +188,12 @@ impl Reader {
                 _ = self.session.closed.cancelled() => break "session closed",
                 _ = check.tick() => {
                     if self.shared.is_dead(timeout) {
+                        // Frames were waiting: a reader too slow to keep up,
+                        // not only a silent one.
+                        if self.outbox.backlog() > 0 {
+                            tracing::warn!(session = %self.session.id, "slow consumer: no pong with frames waiting, disconnecting (its durable events will be replayed)");
+                            crate::metrics::slow_consumer_disconnect();
+                        }
                         break "ping timeout";
                     }
                     continue;

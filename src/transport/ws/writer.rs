@@ -91,8 +91,11 @@ pub struct Writer {
     pub tasks: crate::tasks::Tasks,
 }
 
-/// A write failed or blocked too long.
-struct Broken;
+/// A write failed, or blocked for `WS_PING_TIMEOUT` (`stalled`: a peer
+/// that stopped reading, i.e. a slow consumer).
+struct Broken {
+    stalled: bool,
+}
 
 impl Writer {
     pub async fn run(mut self) {
@@ -117,7 +120,11 @@ impl Writer {
             };
             match step {
                 Some(Ok(())) => {}
-                Some(Err(Broken)) => {
+                Some(Err(Broken { stalled })) => {
+                    if stalled {
+                        tracing::warn!("slow consumer: a write blocked for WS_PING_TIMEOUT, disconnecting (its durable events will be replayed)");
+                        crate::metrics::slow_consumer_disconnect();
+                    }
                     self.shared.finish(1011, "write failed");
                     return;
                 }
@@ -151,7 +158,8 @@ impl Writer {
     async fn write(&mut self, msg: Message) -> Result<(), Broken> {
         match tokio::time::timeout(self.ping_timeout, self.tx.send(msg)).await {
             Ok(Ok(())) => Ok(()),
-            _ => Err(Broken),
+            Ok(Err(_)) => Err(Broken { stalled: false }),
+            Err(_) => Err(Broken { stalled: true }),
         }
     }
 
