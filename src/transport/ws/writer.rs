@@ -122,7 +122,9 @@ impl Writer {
                 Some(Ok(())) => {}
                 Some(Err(Broken { stalled })) => {
                     if stalled {
-                        tracing::warn!("slow consumer: a write blocked for WS_PING_TIMEOUT, disconnecting (its durable events will be replayed)");
+                        tracing::warn!(
+                            "slow consumer: a write blocked for WS_PING_TIMEOUT, disconnecting (its durable events will be replayed)"
+                        );
                         crate::metrics::slow_consumer_disconnect();
                     }
                     self.shared.finish(1011, "write failed");
