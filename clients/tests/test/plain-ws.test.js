@@ -187,8 +187,13 @@ describe('plain WebSocket: every verb', () => {
     assert.equal(ack.offset, got.offset);
     const refresh = await c.request({ type: 'auth:refresh', token: tok('verbs', 'manager') });
     assert.equal(typeof refresh.expiresAt, 'number');
-    const doc = await c.request({ type: 'document:get', data: { type: 'order_notes', id: 'd1' } });
-    assert.ok(doc.ok === true || doc.error, JSON.stringify(doc));
+    const doc = await c.request({ type: 'document:get', data: { type: 'order', id: 'd1' } });
+    assert.equal(doc.document.version, 0, JSON.stringify(doc));
+    await peer.request({ type: 'subscribe', room: 'document:order:d1' });
+    const upd = await c.request({ type: 'document:update', data: { type: 'order', id: 'd1', baseVersion: 0, changes: { status: 'open' } } });
+    assert.equal(upd.version, 1, JSON.stringify(upd));
+    const announced = await peer.next((m) => m.type === 'document:updated');
+    assert.equal(announced.payload.version, 1);
     const status = await c.request({ type: 'getStatus' });
     assert.equal(status.transport, 'ws');
     assert.equal(status.userId, 'verbs');
