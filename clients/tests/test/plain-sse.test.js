@@ -69,6 +69,15 @@ describe('SSE', () => {
     es.close();
   });
 
+  it('an idle stream gets a comment heartbeat every 15 s', { timeout: 40000 }, async () => {
+    const es = await sseOpen(stream(`token=${tok('sse-idle')}`));
+    await es.next((e) => e.event === 'session');
+    assert.deepEqual(es.comments, ['connected']);
+    await sleep(16500);
+    assert.ok(es.comments.includes('heartbeat'), JSON.stringify(es.comments));
+    es.close();
+  });
+
   it('Authorization: Bearer on an SSE_PATHS alias; refusals are HTTP errors', async () => {
     const es = await sseOpen(stream('', '/api/os/events'), { headers: { authorization: `Bearer ${tok('sse-b')}` } });
     assert.equal(es.status, 200);
