@@ -70,7 +70,8 @@ describe('SSE', () => {
   });
 
   it('an idle stream gets a comment heartbeat every 15 s', { timeout: 40000 }, async () => {
-    const es = await sseOpen(stream(`token=${tok('sse-idle')}`));
+    // A company of its own: no presence event from the other tests resets the timer.
+    const es = await sseOpen(stream(`token=${tok('sse-idle', 'operator', randomId('idle-'))}`));
     await es.next((e) => e.event === 'session');
     assert.deepEqual(es.comments, ['connected']);
     await sleep(16500);
