@@ -283,3 +283,36 @@ describe('plain WebSocket: durable resume', () => {
     c.close();
   });
 });
+
+describe('plain WebSocket: retention and token expiry', () => {
+  let short;
+  before(async () => {
+    short = await startServer({ API_KEYS: API_KEY, WS_MESSAGE_QUEUE_TTL: 1, JWT_LEEWAY: 0 }, { name: 'plain-ttl' });
+  });
+
+  it('a resume from before the retained history gets replay:truncated first; an expiring token gets session:expired, then the close', async () => {
+    const co = randomId('pttl-');
+    const post = (body) => fetch(`${short.url}/api/v1/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ companyId: co, ...body }),
+    });
+    const p1 = await post({ type: 'production_line_status', payload: { lineId: 'L1', status: 'a', timestamp: new Date().toISOString() } });
+    assert.equal(p1.status, 202);
+    const p2 = await post({ type: 'production_line_status', priority: 'critical', payload: { lineId: 'L2', status: 'b', timestamp: new Date().toISOString() } });
+    assert.equal(p2.status, 202);
+    await sleep(2200);
+    const offsets = encodeURIComponent(JSON.stringify({ company: 0 }));
+    const exp = Math.floor(Date.now() / 1000) + 3;
+    const t = token({ sub: 'ttl-user', companyId: co, role: 'operator', exp });
+    const { c } = await wsSession(wsUrl(short, '/ws', `?token=${t}&offsets=${offsets}`));
+    const truncated = c.messages.find((m) => m.type === 'replay:truncated');
+    assert.deepEqual(truncated.payload, { room: 'company', oldestOffset: 2 });
+    const replayed = c.events('production_line_status');
+    assert.deepEqual(replayed.map((m) => [m.payload.lineId, m.offset, m.priority]), [['L2', 2, 'critical']]);
+    assert.ok(c.messages.indexOf(truncated) < c.messages.indexOf(replayed[0]), 'the notice comes first');
+    const expired = await c.next((m) => m.type === 'session:expired', 6000);
+    assert.equal(expired.payload.reason, 'TOKEN_EXPIRED');
+    assert.equal((await c.whenClosed()).code, 1000);
+  });
+});
