@@ -105,4 +105,23 @@ describe('plain transports on two nodes', () => {
     const all = [...first, ...again.events('order:status_changed').map((m) => m.offset)];
     assert.deepEqual(all, [1, 2, 3, 4, 5, 6]);
   });
+
+  it('an SSE client resumes with Last-Event-ID on the other node', async () => {
+    const room = `order:${randomId()}`;
+    const order = (n) => ({ type: 'order:status_changed', room, payload: { orderId: room.slice(6), oldStatus: 'a', newStatus: `s${n}`, timestamp: new Date().toISOString() } });
+    const url = (node) => `${node.url}/api/v1/stream?token=${tok('cl-sse-resume')}&rooms=${room}`;
+    const es = await sseOpen(url(nodeA));
+    await es.next((e) => e.event === 'subscribe');
+    for (let i = 0; i < 2; i++) await publish(nodeB, order(i));
+    await es.next((e) => e.event === 'order:status_changed' && e.data.payload.newStatus === 's1');
+    const lastId = es.lastEventId;
+    es.close();
+    for (let i = 2; i < 4; i++) await publish(nodeA, order(i));
+    const again = await sseOpen(url(nodeB), { lastEventId: lastId });
+    await again.next((e) => e.event === 'order:status_changed' && e.data.payload.newStatus === 's3');
+    await sleep(200);
+    const all = [...es.events, ...again.events].filter((e) => e.event === 'order:status_changed').map((e) => e.data.offset);
+    assert.deepEqual(all, [1, 2, 3, 4]);
+    again.close();
+  });
 });
