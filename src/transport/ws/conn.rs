@@ -21,6 +21,7 @@ use serde_json::{Map, Value, json};
 use super::TRANSPORT;
 use super::request::{self, Call, Inbound, Key};
 use super::writer::{Shared, Writer, proof_window};
+use crate::domain::Identity;
 use crate::error::{AppError, Code};
 use crate::session::Session;
 use crate::transport::outbox::Outbox;
@@ -72,30 +73,58 @@ pub async fn run(mut ws: WebSocket, start: Start) {
         ip,
         waiting,
     } = start;
+    match authenticate(&mut ws, &plain, token, ip, waiting).await {
+        Ok((identity, auth)) => serve(ws, &plain, params, ip, identity, auth).await,
+        Err((key, request_id, e)) => refuse(ws, key, request_id, e).await,
+    }
+}
+
+/// A refusal, with what is known of the request that carried the token.
+type Refusal = (Key, Option<Value>, AppError);
+
+/// The token (given, or from the first message) and the connect checks.
+async fn authenticate(
+    ws: &mut WebSocket,
+    plain: &Plain,
+    token: Option<String>,
+    ip: Option<IpAddr>,
+    waiting: Option<Waiting>,
+) -> Result<(Identity, Option<Inbound>), Refusal> {
     let (token, auth) = match token {
-        Some(t) => (Some(t), None),
-        None => match first_auth(&mut ws).await {
-            Ok((token, inb)) => (Some(token), Some(inb)),
-            Err((key, request_id, e)) => return refuse(ws, key, request_id, e).await,
-        },
-    };
-    drop(waiting);
-    let identity = match plain::admit(&plain, token.as_deref(), ip) {
-        Ok(identity) => identity,
-        Err(e) => {
-            let (key, id) = auth.map_or((Key::Type, None), |a| (a.key, a.request_id));
-            return refuse(ws, key, id, e).await;
+        Some(t) => (t, None),
+        None => {
+            let (t, inb) = first_auth(ws).await?;
+            (t, Some(inb))
         }
     };
+    drop(waiting);
+    match plain::admit(plain, Some(&token), ip) {
+        Ok(identity) => Ok((identity, auth)),
+        Err(e) => {
+            let (key, id) = auth.map_or((Key::Type, None), |a| (a.key, a.request_id));
+            Err((key, id, e))
+        }
+    }
+}
+
+/// The session's life once admitted: writer and reader until either ends.
+async fn serve(
+    ws: WebSocket,
+    plain: &Plain,
+    params: Params,
+    ip: Option<IpAddr>,
+    identity: Identity,
+    auth: Option<Inbound>,
+) {
     let config = &plain.state.config;
     let first = auth.map(|inb| {
         let ok = json!({ "ok": true, "userId": identity.user_id, "companyId": identity.company_id,
             "role": identity.role, "expiresAt": identity.expires_at_ms() });
         request::answer(&inb, Map::new(), Ok(ok))
     });
-    let resume = plain::resume(&plain, &identity, params.offsets.as_ref());
+    let resume = plain::resume(plain, &identity, params.offsets.as_ref());
     let (session, outbox, rx) = plain::open(
-        &plain,
+        plain,
         Open {
             transport: TRANSPORT,
             identity,
@@ -125,13 +154,11 @@ pub async fn run(mut ws: WebSocket, start: Start) {
         shared,
     };
     let ((), reason) = tokio::join!(writer.run(), reader.run(rx_ws));
-    plain::close(&plain, &session, reason).await;
+    plain::close(plain, &session, reason).await;
 }
 
 /// Waits for `{ type|action: "auth", token }`.
-async fn first_auth(
-    ws: &mut WebSocket,
-) -> Result<(String, Inbound), (Key, Option<Value>, AppError)> {
+async fn first_auth(ws: &mut WebSocket) -> Result<(String, Inbound), Refusal> {
     let missing = || {
         AppError::new(
             Code::Unauthorized,

@@ -15,8 +15,7 @@ fn body(text: &str) -> (Verb, Value) {
 
 #[test]
 fn keys_and_arguments() {
-    let r =
-        read(r#"{"action":"subscribe","data":{"room":"order:1"},"requestId":"r1"}"#).unwrap();
+    let r = read(r#"{"action":"subscribe","data":{"room":"order:1"},"requestId":"r1"}"#).unwrap();
     assert_eq!((r.key, r.name.as_str()), (Key::Action, "subscribe"));
     assert_eq!(r.args, json!({"room": "order:1"}));
     assert_eq!(r.request_id, Some(json!("r1")));
