@@ -20,6 +20,7 @@ pub mod resume;
 mod stream;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -29,9 +30,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use super::outbox::Outbox;
 use super::plain::{self, Open, Params, Plain};
 use crate::api::Verb;
 use crate::error::AppResult;
+use crate::session::Session;
 
 /// The name this transport has in session listings.
 pub const TRANSPORT: &str = "sse";
@@ -96,26 +99,36 @@ fn open(plain: &Plain, parts: &http::request::Parts) -> AppResult<Response> {
             first: None,
         },
     );
-    // `?rooms=` not resumed by the token: joined from their head, after
-    // `session`; what was not joined is said in a `subscribe` event.
-    let rooms: Vec<Value> = params
-        .rooms
+    join_rooms(plain, &session, &outbox, &params.rooms, &resumed);
+    let events = stream::events(plain.clone(), session, outbox, rx, starts);
+    let keep_alive = KeepAlive::new().interval(HEARTBEAT).text("heartbeat");
+    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+}
+
+/// `?rooms=` not resumed by the token: joined from their head, after
+/// `session`; what was not joined is said in a `subscribe` event.
+fn join_rooms(
+    plain: &Plain,
+    session: &Arc<Session>,
+    outbox: &Arc<Outbox>,
+    rooms: &[String],
+    resumed: &[String],
+) {
+    let rooms: Vec<Value> = rooms
         .iter()
         .filter(|r| !resumed.contains(r))
         .map(|r| json!(r))
         .collect();
-    if !rooms.is_empty() {
-        let (st, se, out) = (plain.state.clone(), session.clone(), outbox.clone());
-        session.enqueue(Box::pin(async move {
-            let body = json!({ "rooms": rooms });
-            let reply = match crate::api::call_verb(&st, &se, Verb::Subscribe, body).await {
-                Ok(r) => r.to_value(),
-                Err(e) => e.ack(),
-            };
-            let _ = out.message("subscribe", &reply);
-        }));
+    if rooms.is_empty() {
+        return;
     }
-    let events = stream::events(plain.clone(), session, outbox, rx, starts);
-    let keep_alive = KeepAlive::new().interval(HEARTBEAT).text("heartbeat");
-    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+    let (st, se, out) = (plain.state.clone(), session.clone(), outbox.clone());
+    session.enqueue(Box::pin(async move {
+        let body = json!({ "rooms": rooms });
+        let reply = match crate::api::call_verb(&st, &se, Verb::Subscribe, body).await {
+            Ok(r) => r.to_value(),
+            Err(e) => e.ack(),
+        };
+        let _ = out.message("subscribe", &reply);
+    }));
 }
