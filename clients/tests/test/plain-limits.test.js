@@ -170,3 +170,27 @@ describe('plain WebSocket guarantees', () => {
     back.close();
   });
 });
+
+describe('plain WebSocket connections waiting for `auth`', () => {
+  let srv;
+  before(async () => {
+    srv = await startServer({ WS_MAX_PENDING_PER_IP: 2 }, { name: 'plain-pending' });
+  });
+
+  it('count against WS_MAX_PENDING_PER_IP (429 beyond), and are refused with 4401 after 10 s without one', { timeout: 30000 }, async () => {
+    const a = await wsOpen(wsUrl(srv, '/ws'));
+    const b = await wsOpen(wsUrl(srv, '/ws'));
+    await assert.rejects(wsOpen(wsUrl(srv, '/ws')), /HTTP 429/);
+    // One authenticates: its place is free again.
+    a.send({ action: 'auth', token: tok('pending-a') });
+    await a.next((m) => m.action === 'auth');
+    const c = await wsOpen(wsUrl(srv, '/ws'));
+    c.close();
+    const t0 = Date.now();
+    const closed = await b.whenClosed(15000);
+    assert.equal(closed.code, 4401);
+    assert.ok(Date.now() - t0 > 8000, 'after about 10 s');
+    assert.equal(b.messages[0].error.code, 'UNAUTHORIZED');
+    a.close();
+  });
+});
