@@ -133,9 +133,16 @@ pub const SSE_PATH: &str = "/api/v1/stream";
 /// A list of URL paths (`WS_JSON_PATH`, `SSE_PATHS`): each must start with
 /// `/` and not be taken by another endpoint.
 fn paths(v: &Vars, var: &'static str, default: &[&str]) -> Result<Vec<String>, ConfigError> {
-    let list = v
+    let mut list: Vec<String> = Vec::new();
+    // Each path once: the router refuses a path twice.
+    for path in v
         .list(var)
-        .unwrap_or_else(|| default.iter().map(|p| p.to_string()).collect());
+        .unwrap_or_else(|| default.iter().map(|p| p.to_string()).collect())
+    {
+        if !list.contains(&path) {
+            list.push(path);
+        }
+    }
     for path in &list {
         if !path.starts_with('/') || path.contains(['?', '#', '{', '}', '*']) {
             return Err(bad(
@@ -308,8 +315,11 @@ impl Config {
         };
         let ws_json_paths = paths(&v, "WS_JSON_PATH", &["/ws"])?;
         let mut sse_paths = vec![SSE_PATH.to_string()];
-        sse_paths.extend(paths(&v, "SSE_PATHS", &[])?);
-        sse_paths.dedup();
+        sse_paths.extend(
+            paths(&v, "SSE_PATHS", &[])?
+                .into_iter()
+                .filter(|p| p != SSE_PATH),
+        );
         if let Some(p) = sse_paths.iter().find(|p| ws_json_paths.contains(p)) {
             return Err(bad("SSE_PATHS", format!("`{p}` is also in WS_JSON_PATH")));
         }
@@ -496,6 +506,30 @@ mod tests {
             }
         ));
         assert!(c.cors_origins.is_none());
+    }
+
+    #[test]
+    fn transport_paths() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.ws_json_paths, ["/ws"]);
+        assert_eq!(c.sse_paths, [SSE_PATH]);
+        let c = cfg(&[
+            ("WS_JSON_PATH", "/,/ws,/dev"),
+            ("SSE_PATHS", "/api/os/events"),
+        ])
+        .unwrap();
+        assert_eq!(c.ws_json_paths, ["/", "/ws", "/dev"]);
+        assert_eq!(c.sse_paths, [SSE_PATH, "/api/os/events"]);
+        for (var, value) in [
+            ("WS_JSON_PATH", "ws"),
+            ("WS_JSON_PATH", "/socket.io"),
+            ("SSE_PATHS", "/health/x"),
+            ("SSE_PATHS", "/a?b"),
+        ] {
+            assert_eq!(cfg(&[(var, value)]).unwrap_err().var, var, "{value}");
+        }
+        let clash = cfg(&[("WS_JSON_PATH", "/x"), ("SSE_PATHS", "/x")]).unwrap_err();
+        assert_eq!(clash.var, "SSE_PATHS");
     }
 
     #[test]
