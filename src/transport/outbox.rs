@@ -10,7 +10,7 @@
 //! `replay::catch_up`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -48,6 +48,9 @@ pub struct Outbox {
     sequence: AtomicU64,
     /// Cancelled to end the connection (the writer then closes it).
     pub end: CancellationToken,
+    /// The close code and reason to end with, if not the default (first
+    /// set wins). A std mutex: set once, read once.
+    close: Mutex<Option<(u16, String)>>,
 }
 
 impl Outbox {
@@ -58,6 +61,7 @@ impl Outbox {
             format,
             sequence: AtomicU64::new(0),
             end: CancellationToken::new(),
+            close: Mutex::new(None),
         });
         (outbox, rx)
     }
@@ -67,6 +71,20 @@ impl Outbox {
             mpsc::error::TrySendError::Full(_) => SendFail::Full,
             mpsc::error::TrySendError::Closed(_) => SendFail::Closed,
         })
+    }
+
+    /// Ends the connection with `code` (unless an end was already decided).
+    pub fn finish(&self, code: u16, reason: &str) {
+        self.close
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| (code, reason.to_string()));
+        self.end.cancel();
+    }
+
+    /// The close code decided by [`Outbox::finish`], if any.
+    pub fn close_frame(&self) -> Option<(u16, String)> {
+        self.close.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Frames waiting for the writer.
@@ -160,7 +178,9 @@ impl Sink for OutboxSink {
     fn overflowed(&self) {
         tracing::warn!(session = %self.id, "slow consumer: outgoing queue full, disconnecting (its durable events will be replayed)");
         crate::metrics::slow_consumer_disconnect();
-        self.outbox.end.cancel();
+        // 1013 "try again later": clients that reconnect on anything but
+        // 1000 come back, and are replayed what they missed.
+        self.outbox.finish(1013, "slow consumer; reconnect");
         if let Some(session) = self.session.upgrade() {
             let state = self.state.clone();
             self.state.tasks.spawn(async move {

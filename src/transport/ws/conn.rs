@@ -136,7 +136,7 @@ async fn serve(
             first,
         },
     );
-    let shared = Shared::new(outbox.end.clone());
+    let shared = Shared::new(outbox.clone());
     let (tx, rx_ws) = ws.split();
     let writer = Writer {
         tx,
@@ -211,7 +211,7 @@ impl Reader {
         let mut check = tokio::time::interval(CHECK_EVERY);
         let reason = loop {
             let msg = tokio::select! {
-                _ = self.shared.end.cancelled() => break "closed by the server",
+                _ = self.shared.end().cancelled() => break "closed by the server",
                 _ = self.session.closed.cancelled() => break "session closed",
                 _ = check.tick() => {
                     if self.shared.is_dead(timeout) {
@@ -253,7 +253,7 @@ impl Reader {
                 Some(Ok(Message::Ping(_))) => {}
             }
         };
-        self.shared.end.cancel();
+        self.shared.end().cancel();
         reason
     }
 

@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -26,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::now_ms;
 use crate::transport::frame;
-use crate::transport::outbox::Out;
+use crate::transport::outbox::{Out, Outbox};
 
 /// Slack for scheduling delays between a ping and our clock.
 const PROOF_MARGIN: Duration = Duration::from_secs(2);
@@ -42,30 +41,25 @@ pub fn proof_window(interval: Duration, timeout: Duration) -> Duration {
 pub struct Shared {
     /// When the unanswered ping went out (ms; 0: none outstanding).
     ping_sent: AtomicI64,
-    /// The close frame to end with (first set wins).
-    close: Mutex<Option<(u16, String)>>,
-    /// Cancelled to end the connection (the session's outbox `end`).
-    pub end: CancellationToken,
+    /// The session's outbox: its `end` token and close code.
+    pub outbox: Arc<Outbox>,
 }
 
 impl Shared {
-    pub fn new(end: CancellationToken) -> Arc<Self> {
+    pub fn new(outbox: Arc<Outbox>) -> Arc<Self> {
         Arc::new(Self {
             ping_sent: AtomicI64::new(0),
-            close: Mutex::new(None),
-            end,
+            outbox,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<(u16, String)>> {
-        self.close.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn end(&self) -> &CancellationToken {
+        &self.outbox.end
     }
 
     /// Ends the connection with `code` (unless an end was already decided).
     pub fn finish(&self, code: u16, reason: &str) {
-        self.lock()
-            .get_or_insert_with(|| (code, reason.to_string()));
-        self.end.cancel();
+        self.outbox.finish(code, reason);
     }
 
     pub fn pong(&self) {
@@ -107,7 +101,7 @@ impl Writer {
             let far = Instant::now() + Duration::from_secs(3600);
             let step = tokio::select! {
                 biased;
-                _ = self.shared.end.cancelled() => None,
+                _ = self.shared.end().cancelled() => None,
                 out = self.rx.recv() => match out {
                     Some(out) => Some(self.put(out, &mut batch, &mut due).await),
                     None => None,
@@ -143,7 +137,7 @@ impl Writer {
         if self.flush(&mut batch).await.is_err() {
             return;
         }
-        let (code, reason) = self.shared.lock().clone().unwrap_or_else(|| {
+        let (code, reason) = self.shared.outbox.close_frame().unwrap_or_else(|| {
             if self.tasks.is_draining() {
                 (1012, "server restarting; reconnect".to_string())
             } else {
