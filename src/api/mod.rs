@@ -29,7 +29,7 @@ use crate::state::AppState;
 pub use lifecycle::{close, open};
 pub use reply::Reply;
 pub use request::Request;
-pub use routes::{ALIASES, PING_ALIAS, ROUTES, Verb, route_label};
+pub use routes::{ALIASES, PING_ALIAS, ROUTES, Verb, alias_label, route_label};
 
 /// Parses and handles one request named `name` with body `data`.
 pub async fn call(

@@ -74,6 +74,17 @@ pub fn route_label(name: &str) -> &'static str {
         .map_or("unknown", |(n, _)| n)
 }
 
+/// [`route_label`] for a name that may be an alias: the route of its verb.
+pub fn alias_label(name: &str) -> &'static str {
+    match Verb::from_alias(name) {
+        Some(verb) => ROUTES
+            .iter()
+            .find(|(_, v)| *v == verb)
+            .map_or("unknown", |(n, _)| n),
+        None => "unknown",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

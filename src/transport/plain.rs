@@ -42,6 +42,9 @@ pub struct Params {
     pub device_id: Option<String>,
     /// SSE: `?rooms=a,b`.
     pub rooms: Vec<String>,
+    /// SSE: `?lastEventId=`, for EventSource polyfills that cannot send
+    /// the `Last-Event-ID` header.
+    pub last_event_id: Option<String>,
 }
 
 /// The longest batch interval a client may ask for.
@@ -95,6 +98,7 @@ impl Params {
             batch,
             offsets,
             device_id,
+            last_event_id: map.get("lastEventId").filter(|t| !t.is_empty()).cloned(),
             rooms: map
                 .get("rooms")
                 .map(|r| {

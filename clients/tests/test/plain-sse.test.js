@@ -112,7 +112,14 @@ describe('SSE', () => {
     const all = [...first, ...second];
     assert.deepEqual(all, [1, 2, 3, 4, 5, 6, 7, 8]);
     assert.equal(again.events.filter((e) => e.event === 'subscribe').length, 0, 'resumed rooms need no subscribe');
+    const resumeId = again.lastEventId;
     again.close();
+    // EventSource polyfills that cannot set the header send it in the query.
+    await publish(orderEvent(order, 8));
+    const viaQuery = await sseOpen(`${url}&lastEventId=${encodeURIComponent(resumeId)}`);
+    const ninth = await viaQuery.next((e) => e.event === 'order:status_changed');
+    assert.equal(ninth.data.offset, 9);
+    viaQuery.close();
   });
 });
 

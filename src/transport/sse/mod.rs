@@ -8,6 +8,7 @@
 //!   the envelope), and for durable events `id:` a resume token of every
 //!   room's offset ([`resume`]), so the browser's `Last-Event-ID` resumes
 //!   every room exactly; ephemeral events are included (at most once).
+//! - `Last-Event-ID` (or `?lastEventId=`, for polyfills) resumes.
 //! - `retry:` is set on the first message; a comment every
 //!   [`HEARTBEAT`] keeps proxies from closing an idle stream.
 //!
@@ -69,7 +70,8 @@ fn open(plain: &Plain, parts: &http::request::Parts) -> AppResult<Response> {
         .headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .map(str::to_string)
+        .or_else(|| params.last_event_id.clone());
     let offsets = match &last_event_id {
         Some(token) => Some(resume::decode(token)?),
         None => params.offsets.clone(),

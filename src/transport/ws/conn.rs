@@ -282,7 +282,7 @@ impl Reader {
             Ok(inb) => inb,
             Err(u) => return self.refuse(u.key, u.request_id, u.error),
         };
-        crate::metrics::message(crate::api::route_label(&inb.name), "in");
+        crate::metrics::message(crate::api::alias_label(&inb.name), "in");
         if let Err(refusal) = self.session.admit() {
             crate::metrics::rate_limited();
             let e = AppError::new(
