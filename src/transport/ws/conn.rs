@@ -238,6 +238,8 @@ impl Reader {
                         self.shared.finish(1009, "frame over the engine limit");
                         break "frame over the engine limit";
                     }
+                    // Not WebSocket (bad UTF-8, unmasked or malformed frames).
+                    self.shared.finish(1002, "protocol error");
                     break "transport error";
                 }
                 Some(Ok(Message::Text(text))) => self.text(&text),
@@ -278,18 +280,18 @@ impl Reader {
             );
             return self.refuse(Key::Type, None, e);
         }
-        let inb = match request::read(text) {
-            Ok(inb) => inb,
-            Err(u) => return self.refuse(u.key, u.request_id, u.error),
-        };
-        crate::metrics::message(crate::api::alias_label(&inb.name), "in");
+        // Every frame draws from the rate buckets, readable or not.
+        let read = request::read(text);
         if let Err(refusal) = self.session.admit() {
             crate::metrics::rate_limited();
             let e = AppError::new(
                 Code::RateLimited,
                 "too many requests on this connection; slow down",
             );
-            self.answer(&inb, e);
+            match &read {
+                Ok(inb) => self.answer(inb, e),
+                Err(u) => self.refuse(u.key, u.request_id.clone(), e),
+            }
             if refusal.abusive {
                 tracing::warn!(session = %self.session.id, "sustained rate-limit abuse: disconnecting");
                 self.shared
@@ -297,6 +299,11 @@ impl Reader {
             }
             return;
         }
+        let inb = match read {
+            Ok(inb) => inb,
+            Err(u) => return self.refuse(u.key, u.request_id, u.error),
+        };
+        crate::metrics::message(crate::api::alias_label(&inb.name), "in");
         let (verb, body, echo) = match request::route(&inb) {
             Ok(Call::Api { verb, body, echo }) => (verb, body, echo),
             Ok(Call::Auth(token)) => (
