@@ -81,6 +81,7 @@ impl App {
         };
         let state = services(config, verifier, store, catalog, redis, tasks).await?;
         let (socketio, closer) = crate::transport::socketio::mount(&state, adapter).await?;
+        let plain = crate::transport::mount_plain(&state).await?;
         let gauges = crate::gauges::Sources {
             store: state.store.clone(),
             redis: state.redis.clone(),
@@ -102,6 +103,9 @@ impl App {
         };
         let router = http::routes(state.clone())
             .merge(public_metrics)
+            // Before socket.io's router, whose engine serves as the fallback
+            // (a router merged after it would replace that fallback).
+            .merge(plain)
             .merge(socketio)
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),

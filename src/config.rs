@@ -127,6 +127,10 @@ pub struct Config {
     /// `ADMIN_UI=on` (+ credentials): the `/admin` namespace of the official
     /// socket.io Admin UI. `None` = off.
     pub admin_ui: Option<AdminUi>,
+    /// `WS_JSON_PATH`: the paths of the plain JSON WebSocket endpoint.
+    pub ws_json_paths: Vec<String>,
+    /// The Server-Sent Events paths: `/api/v1/stream` plus `SSE_PATHS`.
+    pub sse_paths: Vec<String>,
 }
 
 /// `ADMIN_UI_USERNAME` / `ADMIN_UI_PASSWORD` / `ADMIN_UI_READONLY`.
@@ -136,6 +140,36 @@ pub struct AdminUi {
     pub password: Secret,
     /// `ADMIN_UI_READONLY=off` allows the UI's disconnect action.
     pub readonly: bool,
+}
+
+/// The Server-Sent Events endpoint every node serves.
+pub const SSE_PATH: &str = "/api/v1/stream";
+
+/// A list of URL paths (`WS_JSON_PATH`, `SSE_PATHS`): each must start with
+/// `/` and not be taken by another endpoint.
+fn paths(v: &Vars, var: &'static str, default: &[&str]) -> Result<Vec<String>, ConfigError> {
+    let mut list: Vec<String> = Vec::new();
+    // Each path once: the router refuses a path twice.
+    for path in v
+        .list(var)
+        .unwrap_or_else(|| default.iter().map(|p| p.to_string()).collect())
+    {
+        if !list.contains(&path) {
+            list.push(path);
+        }
+    }
+    for path in &list {
+        if !path.starts_with('/') || path.contains(['?', '#', '{', '}', '*']) {
+            return Err(bad(
+                var,
+                format!("`{path}` must be a plain path starting with /"),
+            ));
+        }
+        if path.starts_with("/socket.io") || path.starts_with("/health") || path == "/metrics" {
+            return Err(bad(var, format!("`{path}` is taken by another endpoint")));
+        }
+    }
+    Ok(list)
 }
 
 /// Reads variables from a map so tests never touch the process environment.
@@ -294,6 +328,16 @@ impl Config {
             None if env == Environment::Production => Some(Vec::new()),
             None => None,
         };
+        let ws_json_paths = paths(&v, "WS_JSON_PATH", &["/ws"])?;
+        let mut sse_paths = vec![SSE_PATH.to_string()];
+        sse_paths.extend(
+            paths(&v, "SSE_PATHS", &[])?
+                .into_iter()
+                .filter(|p| p != SSE_PATH),
+        );
+        if let Some(p) = sse_paths.iter().find(|p| ws_json_paths.contains(p)) {
+            return Err(bad("SSE_PATHS", format!("`{p}` is also in WS_JSON_PATH")));
+        }
         Ok(Config {
             env,
             host: v.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
@@ -366,6 +410,8 @@ impl Config {
                 d => d,
             },
             admin_ui: admin_ui(&v)?,
+            ws_json_paths,
+            sse_paths,
             metrics_addr: match v.get("METRICS_ADDR") {
                 None => None,
                 Some(raw) => {
@@ -552,6 +598,30 @@ mod tests {
                 .readonly
         );
         assert!(!format!("{:?}", cfg(&on).expect("valid")).contains("ui-password-secret-42"));
+    }
+
+    #[test]
+    fn transport_paths() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.ws_json_paths, ["/ws"]);
+        assert_eq!(c.sse_paths, [SSE_PATH]);
+        let c = cfg(&[
+            ("WS_JSON_PATH", "/,/ws,/dev"),
+            ("SSE_PATHS", "/api/os/events"),
+        ])
+        .unwrap();
+        assert_eq!(c.ws_json_paths, ["/", "/ws", "/dev"]);
+        assert_eq!(c.sse_paths, [SSE_PATH, "/api/os/events"]);
+        for (var, value) in [
+            ("WS_JSON_PATH", "ws"),
+            ("WS_JSON_PATH", "/socket.io"),
+            ("SSE_PATHS", "/health/x"),
+            ("SSE_PATHS", "/a?b"),
+        ] {
+            assert_eq!(cfg(&[(var, value)]).unwrap_err().var, var, "{value}");
+        }
+        let clash = cfg(&[("WS_JSON_PATH", "/x"), ("SSE_PATHS", "/x")]).unwrap_err();
+        assert_eq!(clash.var, "SSE_PATHS");
     }
 
     #[test]

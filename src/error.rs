@@ -98,6 +98,13 @@ impl Code {
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    /// The WebSocket close code of a connection refused or ended with this
+    /// code (plain-WebSocket transport): 4000 + the HTTP status, so 4401
+    /// for authentication, 4403 for permissions, 4429 for limits.
+    pub fn close_code(self) -> u16 {
+        4000 + self.http_status().as_u16()
+    }
 }
 
 impl std::fmt::Display for Code {

@@ -45,7 +45,10 @@
 //! - [`state`]: [`state::AppState`], which holds the services (no logic).
 //! - [`api`]: the one route table, typed requests and replies, the handlers, and a
 //!   connection's life cycle (`open`, `close`), shared by every transport.
-//! - [`transport`]: Socket.IO (socketioxide + its Redis adapter), thin over `api`.
+//! - [`transport`]: thin over `api`: Socket.IO (socketioxide + its Redis adapter),
+//!   plain JSON over WebSocket (`transport::ws`), Server-Sent Events
+//!   (`transport::sse`), and what the two plain ones share (their sink, frame
+//!   formats, their sessions by room, the Redis relay of their ephemeral deliveries).
 //! - [`http`]: health, metrics, the event, telemetry and document APIs (API keys).
 //! - [`app`]: builds everything, serves HTTP and the transports on one port (and `/metrics`
 //!   on `METRICS_ADDR` when set), shuts down.

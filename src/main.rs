@@ -110,6 +110,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         redis = %config.redis_url.as_ref().map_or("disabled".to_string(), ToString::to_string),
         metrics = %app.metrics_addr().map_or_else(|| format!("http://{addr}/metrics"), |a| format!("http://{a}/metrics")),
         adapter = if state.redis.is_some() { "redis" } else { "local" },
+        ws = %config.ws_json_paths.join(","),
+        sse = %config.sse_paths.join(","),
         "switchyard listening on http://{addr} (socket.io path /socket.io/); \
          mint a token with: switchyard token --user U --company C --role operator"
     );

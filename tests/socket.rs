@@ -214,7 +214,8 @@ async fn socket_publish_refusals() {
         );
     }
     let mut wrong_type = order_payload(1);
-    wrong_type["orderId"] = json!(5);
+    // Identifiers are a string or an integer (the seeds send both); not a boolean.
+    wrong_type["orderId"] = json!(true);
     let ack = sup
         .emit_with_ack(
             "event:publish",

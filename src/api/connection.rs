@@ -1,9 +1,10 @@
 //! Requests about the connection itself: `auth:refresh` (a later token for
-//! the same user) and `events:ack` (the client confirms durable events).
+//! the same user), `events:ack` (the client confirms durable events) and
+//! `session:status` (what the session is).
 
 use std::sync::Arc;
 
-use super::reply::{Acked, Refreshed, Reply};
+use super::reply::{Acked, Refreshed, Reply, Status};
 use super::request::{Ack, AuthRefresh};
 use crate::error::{AppError, AppResult, Code};
 use crate::replay::offline;
@@ -45,4 +46,23 @@ pub async fn ack(state: &AppState, session: &Arc<Session>, req: Ack) -> AppResul
         room: req.room,
         offset,
     }))
+}
+
+/// `session:status` → identity, rooms (automatic ones included), transport.
+pub fn status(session: &Session) -> Reply {
+    let identity = session.identity();
+    let rooms = super::rooms::names(session);
+    Reply::Status(Status {
+        ok: true,
+        session_id: session.id.to_string(),
+        transport: session.transport,
+        expires_at: identity.expires_at_ms(),
+        user_id: identity.user_id,
+        company_id: identity.company_id,
+        role: identity.role,
+        device_id: session.device_id.clone(),
+        rooms,
+        connected_at: session.connected_at,
+        server_time: crate::domain::now_ms(),
+    })
 }

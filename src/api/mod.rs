@@ -29,7 +29,7 @@ use crate::state::AppState;
 pub use lifecycle::{close, open};
 pub use reply::Reply;
 pub use request::Request;
-pub use routes::{PING_ALIAS, ROUTES, Verb, route_label};
+pub use routes::{ALIASES, PING_ALIAS, ROUTES, Verb, alias_label, route_label};
 
 /// Parses and handles one request named `name` with body `data`.
 pub async fn call(
@@ -49,6 +49,19 @@ pub async fn call(
             ),
         )
     })?;
+    let request = Request::parse(verb, data, state.config.max_payload)?;
+    handle(state, session, request).await
+}
+
+/// Parses and handles one request for `verb` (a transport that maps its
+/// own names onto verbs calls this).
+pub async fn call_verb(
+    state: &AppState,
+    session: &Arc<Session>,
+    verb: Verb,
+    data: Value,
+) -> AppResult<Reply> {
+    crate::domain::text::refuse_nul(&data)?;
     let request = Request::parse(verb, data, state.config.max_payload)?;
     handle(state, session, request).await
 }
@@ -74,6 +87,7 @@ pub async fn handle(
         Request::DocumentUpdate(r) => documents::update(state, session, r).await,
         Request::PresenceList(r) => presence::list(state, session, r).await,
         Request::Typing(r) => presence::typing(state, session, r).await,
+        Request::Status => Ok(connection::status(session)),
     }
 }
 

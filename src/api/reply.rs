@@ -25,6 +25,7 @@ pub enum Reply {
     Updated(Updated),
     Presence(Presence),
     Done(Done),
+    Status(Status),
 }
 
 /// `ping` → `{ pong: true, serverTime }` (ms since the epoch).
@@ -112,6 +113,26 @@ pub struct Updated {
 pub struct Presence {
     pub ok: bool,
     pub users: Vec<PresentUser>,
+}
+
+/// `session:status` (plain WebSocket: `getStatus`) → who and where the
+/// session is.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub ok: bool,
+    pub session_id: String,
+    pub transport: &'static str,
+    pub user_id: String,
+    pub company_id: String,
+    pub role: crate::domain::Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    pub rooms: Vec<String>,
+    pub connected_at: i64,
+    /// Token expiry, ms since the epoch.
+    pub expires_at: i64,
+    pub server_time: i64,
 }
 
 /// `{ ok: true }` (`user:typing`).

@@ -34,6 +34,7 @@ pub enum Request {
     DocumentUpdate(DocumentUpdate),
     PresenceList(PresenceList),
     Typing(Typing),
+    Status,
 }
 
 impl Request {
@@ -49,6 +50,7 @@ impl Request {
         Ok(match verb {
             Verb::Ping => Request::Ping,
             Verb::Rooms => Request::Rooms,
+            Verb::Status => Request::Status,
             Verb::Subscribe => Request::Subscribe(from_value(&data, ROOMS_SHAPE)?),
             Verb::Unsubscribe => Request::Unsubscribe(from_value(&data, ROOMS_SHAPE)?),
             Verb::AuthRefresh => Request::AuthRefresh(from_value(&data, "{ token }")?),

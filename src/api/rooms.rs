@@ -98,11 +98,19 @@ pub async fn unsubscribe(
 
 /// Every room the session is in (automatic ones included), sorted.
 pub fn list(session: &Session) -> Reply {
+    Reply::Rooms(Rooms {
+        ok: true,
+        rooms: names(session),
+    })
+}
+
+/// The names behind [`list`].
+pub fn names(session: &Session) -> Vec<String> {
     let mut rooms: Vec<String> = automatic_rooms(&session.identity())
         .into_iter()
         .chain(session.joined())
         .map(|r| r.as_str().to_string())
         .collect();
     rooms.sort();
-    Reply::Rooms(Rooms { ok: true, rooms })
+    rooms
 }

@@ -68,11 +68,12 @@ pub fn prepare(spec: &EventSpec, draft: Draft<'_>, max_payload: usize) -> AppRes
         .filter(|_| priority != Priority::Critical)
         .map(|c| {
             let key = match &c.key {
-                Some(field) => draft
-                    .payload
-                    .get(field)
-                    .map(Value::to_string)
-                    .unwrap_or_default(),
+                // `59` and `"59"` are one endpoint (identifiers come as both).
+                Some(field) => match draft.payload.get(field) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                },
                 None => String::new(),
             };
             (key, c.window_ms)

@@ -1,4 +1,5 @@
-//! Origin check for the Socket.IO endpoint (both transports): stops
+//! Origin check for the connection endpoints (Socket.IO on both its
+//! transports, plain WebSocket, SSE): stops
 //! cross-site WebSocket hijacking when browsers send cookies. Browsers always
 //! send `Origin` on WebSocket handshakes and cross-origin requests; clients
 //! that send none (native apps, servers) are not browsers and pass, and an
@@ -99,7 +100,7 @@ pub fn own_request_parts(mut req: Request) -> Request {
 }
 
 pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/socket.io")
+    if guarded(&state.config, req.uri().path())
         && let Some(raw) = req.headers().get(http::header::ORIGIN)
     {
         // Browsers serialise origins in ASCII; anything else is not a
@@ -116,6 +117,14 @@ pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     }
     next.run(req).await
+}
+
+/// The connection endpoints of every transport (not the HTTP API, which
+/// answers CORS and takes API keys).
+fn guarded(config: &crate::config::Config, path: &str) -> bool {
+    path.starts_with("/socket.io")
+        || config.ws_json_paths.iter().any(|p| p == path)
+        || config.sse_paths.iter().any(|p| p == path)
 }
 
 fn refuse(message: String) -> Response {

@@ -146,6 +146,11 @@ impl Member {
         self.track().last
     }
 
+    /// The position this member started after (-1: not resolved yet).
+    pub fn start(&self) -> i64 {
+        self.track().initial
+    }
+
     /// Makes this position feed `key`'s offline-queue cursor, whose stored
     /// value is `stored` (-1: none).
     pub fn track_cursor(&self, key: CursorKey, stored: i64) {

@@ -3,7 +3,7 @@
 
 /** Control-panel alarm (critical severity is critical priority, never conflated); goes to alarms */
 export interface AlarmPayload {
-  alarmId: string;
+  alarmId: string | number;
   message: string;
   severity: "info" | "warning" | "critical";
   timestamp: string;
@@ -21,11 +21,11 @@ export interface AnalyticsUpdatedPayload {
 
 /** Andon raised, acknowledged or resolved on a line; goes to company and line:{lineId} */
 export interface AndonEventPayload {
-  andonId: string;
+  andonId: string | number;
   kind: "quality" | "maintenance" | "material" | "safety";
-  lineId: string;
+  lineId: string | number;
   raisedBy?: string;
-  stationId?: string;
+  stationId?: string | number;
   status: "raised" | "acknowledged" | "resolved";
   [k: string]: unknown;
 }
@@ -34,7 +34,7 @@ export interface AndonEventPayload {
 export interface BatchQualityApprovalPayload {
   approved: boolean;
   approvedBy: string;
-  batchId: string;
+  batchId: string | number;
   notes?: string;
   [k: string]: unknown;
 }
@@ -42,7 +42,7 @@ export interface BatchQualityApprovalPayload {
 /** Product changeover started or completed on a line; goes to company and line:{lineId} */
 export interface ChangeoverEventPayload {
   fromProduct: string;
-  lineId: string;
+  lineId: string | number;
   status: "started" | "completed";
   toProduct: string;
   [k: string]: unknown;
@@ -59,7 +59,7 @@ export interface CofeprisComplianceUpdatePayload {
 /** Progress of a control command; goes to command:{commandId} */
 export interface CommandStatusPayload {
   actualValue?: number | string | boolean | null;
-  commandId: string;
+  commandId: string | number;
   completedAt?: string;
   status: "queued" | "sent" | "acked" | "succeeded" | "failed";
   [k: string]: unknown;
@@ -73,9 +73,9 @@ export interface DashboardRefreshPayload {
 
 /** Downtime started or ended on a line; goes to company and line:{lineId} */
 export interface DowntimeEventPayload {
-  downtimeId: string;
+  downtimeId: string | number;
   endedAt?: string;
-  lineId: string;
+  lineId: string | number;
   reason: string;
   startedAt: string;
   [k: string]: unknown;
@@ -83,7 +83,7 @@ export interface DowntimeEventPayload {
 
 /** Equipment status changed; goes to company and equipment:{equipmentId} */
 export interface EquipmentStatusPayload {
-  equipmentId: string;
+  equipmentId: string | number;
   reason?: string;
   status: string;
   [k: string]: unknown;
@@ -91,8 +91,8 @@ export interface EquipmentStatusPayload {
 
 /** Andon or issue escalated to higher roles (supervisors and up); goes to company */
 export interface EscalationEventPayload {
-  andonId?: string;
-  escalationId: string;
+  andonId?: string | number;
+  escalationId: string | number;
   level: number | string;
   notifiedRoles: string[];
   [k: string]: unknown;
@@ -101,18 +101,18 @@ export interface EscalationEventPayload {
 /** Expense approved; goes to the submitter's user room */
 export interface ExpenseApprovedPayload {
   amount: number;
-  expenseId: string;
+  expenseId: string | number;
   reason?: string;
-  userId: string;
+  userId: string | number;
   [k: string]: unknown;
 }
 
 /** Expense rejected; goes to the submitter's user room */
 export interface ExpenseRejectedPayload {
   amount: number;
-  expenseId: string;
+  expenseId: string | number;
   reason?: string;
-  userId: string;
+  userId: string | number;
   [k: string]: unknown;
 }
 
@@ -120,14 +120,14 @@ export interface ExpenseRejectedPayload {
 export interface InvoicePaidPayload {
   amount: number;
   currency: string;
-  invoiceId: string;
+  invoiceId: string | number;
   paidAt: string;
   [k: string]: unknown;
 }
 
 /** Inventory item added to the catalog; goes to company */
 export interface ItemAddedPayload {
-  itemId: string;
+  itemId: string | number;
   name: string;
   sku?: string;
   [k: string]: unknown;
@@ -135,8 +135,8 @@ export interface ItemAddedPayload {
 
 /** Job progress on a line; goes to company and line:{lineId} */
 export interface JobUpdatePayload {
-  jobId: string;
-  lineId: string;
+  jobId: string | number;
+  lineId: string | number;
   progress?: number;
   status: string;
   [k: string]: unknown;
@@ -145,7 +145,7 @@ export interface JobUpdatePayload {
 /** Machine reported an error; goes to company and machine:{machineId} */
 export interface MachineErrorPayload {
   error: string;
-  machineId: string;
+  machineId: string | number;
   timestamp: string;
   [k: string]: unknown;
 }
@@ -160,18 +160,18 @@ export interface MachineLoadPayload {
 /** Machine completed work on an order; goes to company and machine:{machineId} and order:{orderId} */
 export interface MachineOrderCompletedPayload {
   at: string;
-  machineId: string;
-  operatorId?: string;
-  orderId: string;
+  machineId: string | number;
+  operatorId?: string | number;
+  orderId: string | number;
   [k: string]: unknown;
 }
 
 /** Machine paused work on an order; goes to company and machine:{machineId} and order:{orderId} */
 export interface MachineOrderPausedPayload {
   at: string;
-  machineId: string;
-  operatorId?: string;
-  orderId: string;
+  machineId: string | number;
+  operatorId?: string | number;
+  orderId: string | number;
   reason?: string;
   [k: string]: unknown;
 }
@@ -179,24 +179,24 @@ export interface MachineOrderPausedPayload {
 /** Machine resumed work on an order; goes to company and machine:{machineId} and order:{orderId} */
 export interface MachineOrderResumedPayload {
   at: string;
-  machineId: string;
-  operatorId?: string;
-  orderId: string;
+  machineId: string | number;
+  operatorId?: string | number;
+  orderId: string | number;
   [k: string]: unknown;
 }
 
 /** Machine started work on an order; goes to company and machine:{machineId} and order:{orderId} */
 export interface MachineOrderStartedPayload {
   at: string;
-  machineId: string;
-  operatorId?: string;
-  orderId: string;
+  machineId: string | number;
+  operatorId?: string | number;
+  orderId: string | number;
   [k: string]: unknown;
 }
 
 /** Machine status changed (idle/running/paused...); goes to company and machine:{machineId} */
 export interface MachineStatusChangedPayload {
-  machineId: string;
+  machineId: string | number;
   newStatus: string;
   oldStatus: string;
   [k: string]: unknown;
@@ -205,9 +205,9 @@ export interface MachineStatusChangedPayload {
 /** Maintenance scheduled for a piece of equipment (managers and up); goes to company */
 export interface MaintenanceScheduledPayload {
   durationMinutes?: number;
-  equipmentId: string;
+  equipmentId: string | number;
   kind: string;
-  maintenanceId: string;
+  maintenanceId: string | number;
   scheduledFor: string;
   [k: string]: unknown;
 }
@@ -224,7 +224,7 @@ export interface NotificationBroadcastPayload {
 export interface NotificationNewPayload {
   body?: string;
   link?: string;
-  notificationId: string;
+  notificationId: string | number;
   title: string;
   [k: string]: unknown;
 }
@@ -232,7 +232,7 @@ export interface NotificationNewPayload {
 /** OEE figures for a line (supervisors and up; 0-1 or percent); goes to line:{lineId}; conflated per line */
 export interface OeeUpdatePayload {
   availability: number;
-  lineId: string;
+  lineId: string | number;
   oee: number;
   performance: number;
   quality: number;
@@ -242,15 +242,15 @@ export interface OeeUpdatePayload {
 /** Operator assigned to an order; goes to company, order:{orderId} and the operator's user room */
 export interface OperatorAssignedPayload {
   assignedBy: string;
-  operatorId: string;
-  orderId: string;
+  operatorId: string | number;
+  orderId: string | number;
   [k: string]: unknown;
 }
 
 /** Operator logged in at a machine; goes to company and machine:{machineId} */
 export interface OperatorLoggedInPayload {
-  machineId: string;
-  operatorId: string;
+  machineId: string | number;
+  operatorId: string | number;
   timestamp: string;
   [k: string]: unknown;
 }
@@ -258,17 +258,17 @@ export interface OperatorLoggedInPayload {
 /** Operator logged out of a machine (duration in seconds); goes to company and machine:{machineId} */
 export interface OperatorLoggedOutPayload {
   duration: number;
-  machineId: string;
-  operatorId: string;
+  machineId: string | number;
+  operatorId: string | number;
   timestamp?: string;
   [k: string]: unknown;
 }
 
 /** Order assigned to a machine and/or operator; goes to company and order:{orderId} */
 export interface OrderAssignedPayload {
-  machineId?: string;
-  operatorId?: string;
-  orderId: string;
+  machineId?: string | number;
+  operatorId?: string | number;
+  orderId: string | number;
   [k: string]: unknown;
 }
 
@@ -276,14 +276,14 @@ export interface OrderAssignedPayload {
 export interface OrderCompletedPayload {
   completedAt: string;
   duration?: number;
-  orderId: string;
+  orderId: string | number;
   [k: string]: unknown;
 }
 
 /** Manufacturing order created; goes to company and order:{orderId} */
 export interface OrderCreatedPayload {
-  customerId?: string;
-  orderId: string;
+  customerId?: string | number;
+  orderId: string | number;
   orderNumber: string;
   [k: string]: unknown;
 }
@@ -292,7 +292,7 @@ export interface OrderCreatedPayload {
 export interface OrderNoteAddedPayload {
   addedBy: string;
   note: string;
-  orderId: string;
+  orderId: string | number;
   [k: string]: unknown;
 }
 
@@ -300,7 +300,7 @@ export interface OrderNoteAddedPayload {
 export interface OrderPriorityChangedPayload {
   newPriority: string;
   oldPriority: string;
-  orderId: string;
+  orderId: string | number;
   [k: string]: unknown;
 }
 
@@ -308,7 +308,7 @@ export interface OrderPriorityChangedPayload {
 export interface OrderStatusChangedPayload {
   newStatus: string;
   oldStatus: string;
-  orderId: string;
+  orderId: string | number;
   timestamp: string;
   [k: string]: unknown;
 }
@@ -317,13 +317,13 @@ export interface OrderStatusChangedPayload {
 export interface PaymentProcessedPayload {
   amount: number;
   currency: string;
-  paymentId: string;
+  paymentId: string | number;
   [k: string]: unknown;
 }
 
 /** Production line status; goes to company and line:{lineId} */
 export interface ProductionLineStatusPayload {
-  lineId: string;
+  lineId: string | number;
   speed?: number;
   status: string;
   timestamp: string;
@@ -349,7 +349,7 @@ export interface ProjectCreatedPayload {
     [k: string]: unknown;
   };
   name?: string;
-  projectId: string;
+  projectId: string | number;
   [k: string]: unknown;
 }
 
@@ -359,7 +359,7 @@ export interface ProjectDeletedPayload {
     [k: string]: unknown;
   };
   name?: string;
-  projectId: string;
+  projectId: string | number;
   [k: string]: unknown;
 }
 
@@ -369,15 +369,15 @@ export interface ProjectUpdatedPayload {
     [k: string]: unknown;
   };
   name?: string;
-  projectId: string;
+  projectId: string | number;
   [k: string]: unknown;
 }
 
 /** Quality parameter out of range (critical when severity=critical, else high); goes to quality and company */
 export interface QualityAlertPayload {
   actionRequired: string | boolean;
-  alertId: string;
-  batchId: string;
+  alertId: string | number;
+  batchId: string | number;
   cofepisRequirement: boolean;
   /**
    * @minItems 2
@@ -392,7 +392,7 @@ export interface QualityAlertPayload {
 
 /** Quality test measurement for a batch (supervisors and up); goes to quality and company */
 export interface QualityTestResultPayload {
-  batchId: string;
+  batchId: string | number;
   /**
    * @minItems 2
    * @maxItems 2
@@ -401,24 +401,24 @@ export interface QualityTestResultPayload {
   measuredValue: number;
   parameter: string;
   passed: boolean;
-  testId: string;
+  testId: string | number;
   [k: string]: unknown;
 }
 
 /** A batch completed in a reactor; goes to company and reactor:{reactorId} */
 export interface ReactorBatchCompletePayload {
-  batchId: string;
+  batchId: string | number;
   product?: string;
-  reactorId: string;
+  reactorId: string | number;
   timestamp: string;
   [k: string]: unknown;
 }
 
 /** A batch started in a reactor; goes to company and reactor:{reactorId} */
 export interface ReactorBatchStartPayload {
-  batchId: string;
+  batchId: string | number;
   product?: string;
-  reactorId: string;
+  reactorId: string | number;
   timestamp: string;
   [k: string]: unknown;
 }
@@ -426,26 +426,26 @@ export interface ReactorBatchStartPayload {
 /** Reactor pressure reading; goes to reactor:{reactorId}; conflated per reactor */
 export interface ReactorPressureUpdatePayload {
   pressure: number;
-  reactorId: string;
+  reactorId: string | number;
   timestamp: string;
   [k: string]: unknown;
 }
 
 /** Reactor changed status (e.g. idle -> running); goes to company and reactor:{reactorId} */
 export interface ReactorStatusChangePayload {
-  batchId?: string;
+  batchId?: string | number;
   estimatedDuration?: number;
   newStatus: string;
   operator?: string;
   previousStatus: string;
-  reactorId: string;
+  reactorId: string | number;
   reason?: string;
   [k: string]: unknown;
 }
 
 /** Reactor temperature reading; goes to reactor:{reactorId}; conflated per reactor */
 export interface ReactorTemperatureUpdatePayload {
-  reactorId: string;
+  reactorId: string | number;
   temperature: number;
   timestamp: string;
   [k: string]: unknown;
@@ -453,7 +453,7 @@ export interface ReactorTemperatureUpdatePayload {
 
 /** Stock fell below its reorder threshold; goes to company */
 export interface ReorderTriggeredPayload {
-  itemId: string;
+  itemId: string | number;
   quantity: number;
   threshold: number;
   [k: string]: unknown;
@@ -461,7 +461,7 @@ export interface ReorderTriggeredPayload {
 
 /** A report finished generating; goes to company or the requester's user room */
 export interface ReportGeneratedPayload {
-  reportId: string;
+  reportId: string | number;
   reportType: string;
   url: string;
   [k: string]: unknown;
@@ -470,9 +470,9 @@ export interface ReportGeneratedPayload {
 /** Shift handover; goes to company */
 export interface ShiftChangePayload {
   crew?: string[] | string;
-  shiftId: string;
+  shiftId: string | number;
   startsAt: string;
-  supervisorId?: string;
+  supervisorId?: string | number;
   [k: string]: unknown;
 }
 
@@ -481,7 +481,7 @@ export interface StationEfficiencyUpdatePayload {
   currentEfficiency: number;
   downtime: number;
   qualityRate: number;
-  stationId: string;
+  stationId: string | number;
   targetEfficiency: number;
   unitsProducedLastHour: number;
   [k: string]: unknown;
@@ -491,15 +491,15 @@ export interface StationEfficiencyUpdatePayload {
 export interface StationProductChangePayload {
   newProduct: string;
   previousProduct?: string;
-  stationId: string;
+  stationId: string | number;
   [k: string]: unknown;
 }
 
 /** Station queue length changed; goes to station:{stationId}; conflated per station */
 export interface StationQueueUpdatePayload {
-  nextOrderId?: string;
+  nextOrderId?: string | number;
   queueLength: number;
-  stationId: string;
+  stationId: string | number;
   [k: string]: unknown;
 }
 
@@ -508,13 +508,13 @@ export interface StationStatusChangePayload {
   newStatus: string;
   previousStatus?: string;
   reason?: string;
-  stationId: string;
+  stationId: string | number;
   [k: string]: unknown;
 }
 
 /** Stock level of an item changed; goes to company; conflated per item */
 export interface StockUpdatedPayload {
-  itemId: string;
+  itemId: string | number;
   location?: string;
   quantity: number;
   [k: string]: unknown;
@@ -522,7 +522,7 @@ export interface StockUpdatedPayload {
 
 /** System-level alert (priority follows severity); goes to company */
 export interface SystemAlertPayload {
-  alertId: string;
+  alertId: string | number;
   message: string;
   severity: "info" | "warning" | "critical";
   source: string;
@@ -532,15 +532,15 @@ export interface SystemAlertPayload {
 /** Task assigned to a user; goes to the assignee's user room */
 export interface TaskAssignedPayload {
   assignedBy: string;
-  assigneeId: string;
-  projectId?: string;
-  taskId: string;
+  assigneeId: string | number;
+  projectId?: string | number;
+  taskId: string | number;
   [k: string]: unknown;
 }
 
 /** Telemetry reading for an endpoint; goes to telemetry:{endpointId}; conflated per endpoint */
 export interface TelemetryPayload {
-  endpointId: number;
+  endpointId: number | string;
   timestamp: string;
   value: number | string | boolean | null;
   [k: string]: unknown;
