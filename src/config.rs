@@ -51,6 +51,27 @@ pub enum JwtKeySource {
     PublicKeyFile(PathBuf),
 }
 
+/// Webhook delivery (see `crate::webhooks`): `WEBHOOK_*`.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `WEBHOOK_ALLOW_PRIVATE`: allow loopback/private targets (tests, dev).
+    pub allow_private: bool,
+    /// `WEBHOOK_TIMEOUT_MS`: one request, connect to last byte of the head.
+    pub timeout: Duration,
+    /// `WEBHOOK_RETRY_BASE_MS`: the first retry delay (doubled per failure).
+    pub retry_base: Duration,
+    /// `WEBHOOK_RETRY_MAX_MS`: the longest delay between attempts.
+    pub retry_max: Duration,
+    /// `WEBHOOK_RETRY_FOR_MS`: how long a delivery is retried before it is dead.
+    pub retry_for: Duration,
+    /// `WEBHOOK_POLL_MS`: how often a node looks for due deliveries.
+    pub poll: Duration,
+    /// `WEBHOOK_REFRESH_MS`: how often a node re-reads the endpoints.
+    pub refresh: Duration,
+    /// `WEBHOOK_CONCURRENCY`: requests in flight per node.
+    pub concurrency: usize,
+}
+
 /// Secrets are typed ([`Secret`], [`SecretUrl`]) so that `{:?}` of a
 /// `Config` (and any log line built from one) never shows them.
 #[derive(Debug, Clone)]
@@ -121,6 +142,7 @@ pub struct Config {
     /// `METRICS_ADDR`: an internal listener for `/metrics`; when set, the
     /// public port no longer serves it.
     pub metrics_addr: Option<SocketAddr>,
+    pub webhooks: WebhookSettings,
 }
 
 /// Reads variables from a map so tests never touch the process environment.
@@ -279,6 +301,7 @@ impl Config {
             None if env == Environment::Production => Some(Vec::new()),
             None => None,
         };
+        let webhooks = webhook_settings(&v)?;
         Ok(Config {
             env,
             host: v.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
@@ -354,12 +377,47 @@ impl Config {
                     })?)
                 }
             },
+            webhooks,
         })
     }
 
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
     }
+}
+
+fn webhook_settings(v: &Vars) -> Result<WebhookSettings, ConfigError> {
+    let retry_base = v.millis("WEBHOOK_RETRY_BASE_MS", 10_000)?;
+    let retry_max = v.millis("WEBHOOK_RETRY_MAX_MS", 3_600_000)?;
+    if retry_max < retry_base {
+        return Err(bad(
+            "WEBHOOK_RETRY_MAX_MS",
+            "must be at least WEBHOOK_RETRY_BASE_MS",
+        ));
+    }
+    let concurrency: usize = v.parse("WEBHOOK_CONCURRENCY", 16)?;
+    if concurrency == 0 {
+        return Err(bad("WEBHOOK_CONCURRENCY", "must be at least 1"));
+    }
+    Ok(WebhookSettings {
+        allow_private: match v.get("WEBHOOK_ALLOW_PRIVATE").unwrap_or("off") {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => {
+                return Err(bad(
+                    "WEBHOOK_ALLOW_PRIVATE",
+                    format!("`{other}` must be on or off"),
+                ));
+            }
+        },
+        timeout: v.millis("WEBHOOK_TIMEOUT_MS", 10_000)?,
+        retry_base,
+        retry_max,
+        retry_for: v.millis("WEBHOOK_RETRY_FOR_MS", 86_400_000)?,
+        poll: v.millis("WEBHOOK_POLL_MS", 1_000)?,
+        refresh: v.millis("WEBHOOK_REFRESH_MS", 5_000)?,
+        concurrency,
+    })
 }
 
 fn jwt_key(v: &Vars, env: Environment) -> Result<JwtKeySource, ConfigError> {
@@ -484,6 +542,10 @@ mod tests {
             ("WS_USER_RATE_BURST", "0.5"),
             ("API_KEY_FAILURE_LIMIT", "0"),
             ("METRICS_ADDR", "9090"),
+            ("WEBHOOK_ALLOW_PRIVATE", "yes"),
+            ("WEBHOOK_TIMEOUT_MS", "0"),
+            ("WEBHOOK_RETRY_MAX_MS", "5"),
+            ("WEBHOOK_CONCURRENCY", "0"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");

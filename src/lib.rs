@@ -32,6 +32,8 @@
 //! **Services** (each owns its narrow dependencies; built in [`app`])
 //! - [`replay`]: durable delivery per session (feeds, catch-up, offline queue,
 //!   cursors, retention) and the Redis bus between nodes.
+//! - [`webhooks`]: per-company webhook endpoints, the durable outbox, signed
+//!   deliveries with retries and dead letters, SSRF-checked targets.
 //! - [`events`]: the [`events::Publisher`]: validation, durable append, conflation, delivery.
 //! - [`documents`]: last-write-wins documents: merge, permissions, shapes, announcements.
 //! - [`presence`]: who is online across the cluster (database-backed, exactly-once
@@ -42,7 +44,8 @@
 //! - [`api`]: the one route table, typed requests and replies, the handlers, and a
 //!   connection's life cycle (`open`, `close`), shared by every transport.
 //! - [`transport`]: Socket.IO (socketioxide + its Redis adapter), thin over `api`.
-//! - [`http`]: health, metrics, the event, telemetry and document APIs (API keys).
+//! - [`http`]: health, metrics, the event, telemetry and document APIs (API keys);
+//!   event history by time range (pages and NDJSON); the webhook admin API.
 //! - [`app`]: builds everything, serves HTTP and the transports on one port (and `/metrics`
 //!   on `METRICS_ADDR` when set), shuts down.
 #![forbid(unsafe_code)]
@@ -73,6 +76,7 @@ pub mod store;
 pub mod tasks;
 pub mod throttle;
 pub mod transport;
+pub mod webhooks;
 
 pub use app::App;
 pub use config::Config;

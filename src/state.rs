@@ -22,6 +22,7 @@ use crate::session::Sessions;
 use crate::store::Store;
 use crate::tasks::Tasks;
 use crate::throttle::{KeyFailures, UserRates};
+use crate::webhooks::Webhooks;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Services>);
@@ -40,6 +41,8 @@ pub struct Services {
     pub documents: Documents,
     /// Who is online, and typing (SPEC §7).
     pub presence: Arc<Presence>,
+    /// Webhook endpoints, their outbox and delivery.
+    pub webhooks: Arc<Webhooks>,
     /// This node's open sessions, every transport's.
     pub sessions: Sessions,
     pub limits: ConnectionLimits,
