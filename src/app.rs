@@ -208,7 +208,9 @@ async fn services(
     )
     .await
     .context("webhooks: endpoints not loaded")?;
-    let publisher = publisher(&config, &store, &catalog, &durable, &fanout, &webhooks, &tasks);
+    let publisher = publisher(
+        &config, &store, &catalog, &durable, &fanout, &webhooks, &tasks,
+    );
     let documents = documents(&config, &store, &catalog, &fanout);
     let presence = Presence::new(
         crate::presence::Settings {

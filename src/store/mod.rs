@@ -17,13 +17,13 @@ mod breaker;
 pub mod documents;
 pub mod history;
 pub mod ops;
-pub mod webhooks;
+mod postgres_documents;
 mod postgres_history;
 mod postgres_webhooks;
+mod sqlite_documents;
 mod sqlite_history;
 mod sqlite_webhooks;
-mod postgres_documents;
-mod sqlite_documents;
+pub mod webhooks;
 
 mod postgres;
 mod postgres_presence;

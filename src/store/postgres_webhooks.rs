@@ -265,13 +265,12 @@ impl WebhookStore for PgStore {
     }
 
     async fn prune_deliveries(&self, before: i64) -> Result<u64, StoreError> {
-        let mut n = sqlx::query(
-            "DELETE FROM webhook_outbox WHERE state = 'delivered' AND done_at < $1",
-        )
-        .bind(before)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let mut n =
+            sqlx::query("DELETE FROM webhook_outbox WHERE state = 'delivered' AND done_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         n += sqlx::query(super::webhooks::ORPHANS_SQL)
             .execute(&self.pool)
             .await?

@@ -264,13 +264,12 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn prune_deliveries(&self, before: i64) -> Result<u64, StoreError> {
-        let mut n = sqlx::query(
-            "DELETE FROM webhook_outbox WHERE state = 'delivered' AND done_at < ?",
-        )
-        .bind(before)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
+        let mut n =
+            sqlx::query("DELETE FROM webhook_outbox WHERE state = 'delivered' AND done_at < ?")
+                .bind(before)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
         n += sqlx::query(super::webhooks::ORPHANS_SQL)
             .execute(&self.writer)
             .await?

@@ -176,9 +176,17 @@ pub(super) fn parse_types(text: &str) -> Result<Vec<String>, StoreError> {
 pub(super) fn outcome_columns(
     outcome: &Outcome,
     now: i64,
-) -> (&'static str, Option<i64>, Option<i32>, Option<&str>, Option<i64>) {
+) -> (
+    &'static str,
+    Option<i64>,
+    Option<i32>,
+    Option<&str>,
+    Option<i64>,
+) {
     match outcome {
-        Outcome::Delivered { status } => ("delivered", None, Some(i32::from(*status)), None, Some(now)),
+        Outcome::Delivered { status } => {
+            ("delivered", None, Some(i32::from(*status)), None, Some(now))
+        }
         Outcome::Retry {
             next_at,
             status,
@@ -209,7 +217,8 @@ pub(super) const STATS_SQL: &str = "SELECT
        MAX(CASE WHEN state = 'delivered' THEN done_at END) AS last_delivered_at
      FROM webhook_outbox WHERE endpoint_id = $1";
 
-pub(super) const DEAD_SQL: &str = "SELECT id, event_id, event_type, attempts, last_status, last_error, created_at, done_at
+pub(super) const DEAD_SQL: &str =
+    "SELECT id, event_id, event_type, attempts, last_status, last_error, created_at, done_at
      FROM webhook_outbox WHERE endpoint_id = $1 AND state = 'dead'
      ORDER BY done_at DESC, id DESC LIMIT $2";
 

@@ -100,7 +100,9 @@ pub async fn deliver_due(hooks: &Webhooks, client: &reqwest::Client) -> usize {
     };
     let n = claimed.len();
     futures::stream::iter(claimed)
-        .for_each_concurrent(hooks.settings.concurrency, |c| attempt(hooks, client, c, &owner))
+        .for_each_concurrent(hooks.settings.concurrency, |c| {
+            attempt(hooks, client, c, &owner)
+        })
         .await;
     n
 }
@@ -139,10 +141,17 @@ async fn attempt(hooks: &Webhooks, client: &reqwest::Client, c: Claimed, owner: 
     if let Outcome::Dead { error, .. } = &outcome {
         tracing::warn!(endpoint = %c.endpoint_id, event = %c.event_id, attempts = c.attempts, %error, "webhook delivery dead");
     }
-    match hooks.store.finish_delivery(c.id, owner, &outcome, now).await {
+    match hooks
+        .store
+        .finish_delivery(c.id, owner, &outcome, now)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
-            tracing::debug!(delivery = c.id, "webhook lease lost before the outcome was recorded")
+            tracing::debug!(
+                delivery = c.id,
+                "webhook lease lost before the outcome was recorded"
+            )
         }
         Err(e) => {
             // The lease runs out and the row is tried again: at-least-once.
@@ -166,7 +175,10 @@ async fn post(client: &reqwest::Client, c: &Claimed, allow_private: bool) -> Res
         .header(HEADER_DELIVERY_ID, c.id.to_string())
         .header(HEADER_ATTEMPT, c.attempts.to_string())
         .header(HEADER_TIMESTAMP, timestamp.to_string())
-        .header(HEADER_SIGNATURE, sign::signature(&c.secret, timestamp, &c.body))
+        .header(
+            HEADER_SIGNATURE,
+            sign::signature(&c.secret, timestamp, &c.body),
+        )
         .body(c.body.clone())
         .send()
         .await

@@ -98,7 +98,10 @@ mod tests {
         assert!(!sub(&["alarm"], None).matches("order:x", high));
         assert!(sub(&[], Some(Priority::High)).matches("order:x", high));
         assert!(!sub(&[], Some(Priority::High)).matches("order:x", low));
-        assert!(sub(&["alarm"], Some(Priority::High)).matches("alarm", Kind::Published(Priority::Critical)));
+        assert!(
+            sub(&["alarm"], Some(Priority::High))
+                .matches("alarm", Kind::Published(Priority::Critical))
+        );
         assert!(!sub(&["alarm"], Some(Priority::High)).matches("alarm", low));
     }
 
@@ -129,6 +132,11 @@ mod tests {
         assert_eq!(v["companyId"], "acme");
         assert_eq!(v["priority"], "critical");
         assert_eq!(v["payload"], json!({"a": 1}));
-        assert!(v["timestamp"].as_str().unwrap().starts_with("1970-01-01T00:00:00"));
+        assert!(
+            v["timestamp"]
+                .as_str()
+                .unwrap()
+                .starts_with("1970-01-01T00:00:00")
+        );
     }
 }

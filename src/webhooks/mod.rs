@@ -97,7 +97,10 @@ impl Webhooks {
         hooks.reload().await?;
         deliver::sample_now(&hooks).await;
         tasks.spawn(deliver::write_queue(hooks.clone(), rx));
-        tasks.spawn(deliver::run(hooks.clone(), deliver::client(&hooks.settings)));
+        tasks.spawn(deliver::run(
+            hooks.clone(),
+            deliver::client(&hooks.settings),
+        ));
         tasks.spawn(refresh(hooks.clone()));
         Ok(hooks)
     }
@@ -110,13 +113,18 @@ impl Webhooks {
     pub async fn reload(&self) -> Result<(), StoreError> {
         let mut map: Subscriptions = HashMap::new();
         for e in self.store.webhooks(None).await? {
-            map.entry(e.company_id.clone()).or_default().push(Subscription {
-                endpoint_id: e.id,
-                types: e.types,
-                min_priority: e.min_priority.as_deref().and_then(Priority::parse),
-            });
+            map.entry(e.company_id.clone())
+                .or_default()
+                .push(Subscription {
+                    endpoint_id: e.id,
+                    types: e.types,
+                    min_priority: e.min_priority.as_deref().and_then(Priority::parse),
+                });
         }
-        *self.subscriptions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        *self
+            .subscriptions
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
         Ok(())
     }
 
@@ -247,11 +255,7 @@ impl Webhooks {
         Ok(deleted)
     }
 
-    pub async fn dead_letters(
-        &self,
-        id: &str,
-        limit: i64,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
+    pub async fn dead_letters(&self, id: &str, limit: i64) -> Result<Vec<DeadLetter>, StoreError> {
         self.store.dead_letters(id, limit).await
     }
 

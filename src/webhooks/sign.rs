@@ -12,7 +12,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The signature header's value for `body` sent at `timestamp` (Unix seconds).
 pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
-    format!("v1={}", hex::encode(mac(secret, timestamp, body).finalize().into_bytes()))
+    format!(
+        "v1={}",
+        hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+    )
 }
 
 fn mac(secret: &str, timestamp: i64, body: &str) -> HmacSha256 {
@@ -64,10 +67,26 @@ mod tests {
     fn verify_accepts_the_signature_and_refuses_tampering() {
         let sig = signature("s3cret", 100, "body");
         assert!(verify("s3cret", &sig, 100, "body", 100, 300));
-        assert!(verify("s3cret", &format!("v1=00ff, {sig}"), 100, "body", 150, 300));
-        assert!(!verify("s3cret", &sig, 100, "body!", 100, 300), "body changed");
-        assert!(!verify("other", &sig, 100, "body", 100, 300), "wrong secret");
-        assert!(!verify("s3cret", &sig, 101, "body", 101, 300), "timestamp changed");
+        assert!(verify(
+            "s3cret",
+            &format!("v1=00ff, {sig}"),
+            100,
+            "body",
+            150,
+            300
+        ));
+        assert!(
+            !verify("s3cret", &sig, 100, "body!", 100, 300),
+            "body changed"
+        );
+        assert!(
+            !verify("other", &sig, 100, "body", 100, 300),
+            "wrong secret"
+        );
+        assert!(
+            !verify("s3cret", &sig, 101, "body", 101, 300),
+            "timestamp changed"
+        );
         assert!(!verify("s3cret", &sig, 100, "body", 1000, 300), "too old");
         assert!(!verify("s3cret", "v1=zz", 100, "body", 100, 300));
     }

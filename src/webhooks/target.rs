@@ -104,11 +104,8 @@ impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
-            let public: Vec<SocketAddr> =
-                all.into_iter().filter(|a| is_public(a.ip())).collect();
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = all.into_iter().filter(|a| is_public(a.ip())).collect();
             if public.is_empty() {
                 let e: Box<dyn std::error::Error + Send + Sync> =
                     format!("{host} resolves to no public address").into();
@@ -147,7 +144,10 @@ mod tests {
             ("http://10.1.2.3/", TargetError::Private),
             ("http://172.16.0.1/", TargetError::Private),
             ("http://192.168.1.1/", TargetError::Private),
-            ("http://169.254.169.254/latest/meta-data", TargetError::Private),
+            (
+                "http://169.254.169.254/latest/meta-data",
+                TargetError::Private,
+            ),
             ("http://100.64.0.1/", TargetError::Private),
             ("http://0.0.0.0/", TargetError::Private),
             ("http://[::1]/", TargetError::Private),
@@ -158,7 +158,10 @@ mod tests {
         for (url, want) in cases {
             assert_eq!(validate(url, false).unwrap_err(), want, "{url}");
         }
-        assert!(matches!(validate("not a url", false), Err(TargetError::Parse(_))));
+        assert!(matches!(
+            validate("not a url", false),
+            Err(TargetError::Parse(_))
+        ));
         assert_eq!(
             validate(&format!("https://e.com/{}", "a".repeat(3000)), false).unwrap_err(),
             TargetError::TooLong
@@ -168,7 +171,10 @@ mod tests {
     #[test]
     fn allow_private_opens_loopback_only_through_the_switch() {
         assert!(validate("http://127.0.0.1:9/hook", true).is_ok());
-        assert_eq!(validate("ftp://127.0.0.1/", true).unwrap_err(), TargetError::Scheme);
+        assert_eq!(
+            validate("ftp://127.0.0.1/", true).unwrap_err(),
+            TargetError::Scheme
+        );
     }
 
     #[tokio::test]
