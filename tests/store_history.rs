@@ -84,7 +84,10 @@ async fn ranges_page_by_time_and_filter_by_room_and_type() {
             .unwrap();
         assert_eq!(edge.len(), 1, "{backend}");
         assert_eq!(edge[0].created_at, DAY);
-        assert_eq!(edge[0].room, None, "{backend}: no room asked, none reported");
+        assert_eq!(
+            edge[0].room, None,
+            "{backend}: no room asked, none reported"
+        );
 
         // Types, and a room (with its offsets).
         let mut q = query(&company, 0, 3 * DAY, 100);
@@ -102,7 +105,11 @@ async fn ranges_page_by_time_and_filter_by_room_and_type() {
         let offsets: Vec<i64> = room.iter().filter_map(|e| e.offset).collect();
         assert_eq!(offsets, (1..=12).collect::<Vec<_>>(), "{backend}");
         q.types = vec!["b".into()];
-        assert_eq!(store.events_in_range(&q).await.unwrap().len(), 6, "{backend}");
+        assert_eq!(
+            store.events_in_range(&q).await.unwrap().len(),
+            6,
+            "{backend}"
+        );
         assert_eq!(room[0].payload, json!({ "at": 0 }));
     }
 }

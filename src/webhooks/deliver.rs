@@ -146,6 +146,8 @@ async fn attempt(hooks: &Webhooks, client: &reqwest::Client, c: Claimed, owner: 
         .finish_delivery(c.id, owner, &outcome, now)
         .await
     {
+        // A new dead letter shows in the gauge at once, not at the next sample.
+        Ok(true) if matches!(outcome, Outcome::Dead { .. }) => sample(hooks, false).await,
         Ok(true) => {}
         Ok(false) => {
             tracing::debug!(
