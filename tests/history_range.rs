@@ -100,7 +100,10 @@ async fn time_ranges_page_filter_and_stream_on_both_backends() {
             .iter()
             .map(|e| e["id"].as_str().unwrap())
             .collect();
-        assert_eq!(ids, created_ids, "{backend}: the order they were appended in");
+        assert_eq!(
+            ids, created_ids,
+            "{backend}: the order they were appended in"
+        );
         let (_, body) = get(&format!("{range}&room=order:1&limit=1000"), None).await;
         let body: Value = serde_json::from_str(&body).unwrap();
         let events = body["events"].as_array().unwrap();
@@ -115,7 +118,10 @@ async fn time_ranges_page_filter_and_stream_on_both_backends() {
             None,
         )
         .await;
-        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["events"], json!([]));
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["events"],
+            json!([])
+        );
 
         // NDJSON: the whole range, one event per line, whatever `limit` says.
         let (status, text) = get(&format!("{range}&limit=2"), Some("application/x-ndjson")).await;
@@ -126,7 +132,10 @@ async fn time_ranges_page_filter_and_stream_on_both_backends() {
             .collect();
         assert_eq!(lines.len(), 25, "{backend}");
         assert_eq!(
-            lines.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect::<Vec<_>>(),
+            lines
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>(),
             seen,
             "{backend}: the same order as the pages"
         );

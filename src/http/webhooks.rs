@@ -92,7 +92,7 @@ fn description<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 fn refused(e: WebhookError) -> AppError {
     match e {
         WebhookError::Target(t) => invalid("url", t.to_string()),
-        WebhookError::Invalid(m) => AppError::new(Code::ValidationFailed, m),
+        WebhookError::Invalid { field, message } => invalid(field, message),
         WebhookError::Store(s) => AppError::unavailable(s),
     }
 }

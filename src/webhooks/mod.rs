@@ -48,8 +48,11 @@ type Subscriptions = HashMap<String, Vec<Subscription>>;
 pub enum WebhookError {
     #[error(transparent)]
     Target(#[from] target::TargetError),
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -207,16 +210,19 @@ impl Webhooks {
     pub async fn create(&self, new: NewEndpoint) -> Result<Endpoint, WebhookError> {
         let url = target::validate(&new.url, self.settings.allow_private)?;
         if new.types.is_empty() && new.min_priority.is_none() {
-            return Err(WebhookError::Invalid(
-                "give `types`, `minPriority` or both: an endpoint subscribes to something".into(),
-            ));
+            return Err(WebhookError::Invalid {
+                field: "types",
+                message: "give `types`, `minPriority` or both: an endpoint subscribes to something"
+                    .into(),
+            });
         }
         let secret = match new.secret {
             Some(s) if (16..=256).contains(&s.len()) => s,
             Some(_) => {
-                return Err(WebhookError::Invalid(
-                    "`secret` must be 16-256 characters".into(),
-                ));
+                return Err(WebhookError::Invalid {
+                    field: "secret",
+                    message: "`secret` must be 16-256 characters".into(),
+                });
             }
             None => generate_secret(),
         };
