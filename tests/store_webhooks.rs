@@ -92,6 +92,18 @@ async fn endpoints_are_created_listed_and_deleted_with_their_outbox() {
             (1, 0),
             "{backend}: w1's row went"
         );
+        // A node whose cache still had a deleted endpoint: the row is never
+        // claimed, and pruning removes it.
+        store
+            .append(vec![event("acme", &["w1"], None, 100)])
+            .await
+            .unwrap();
+        let claimed = store
+            .claim_deliveries("n", 1_000, 60_000, 10)
+            .await
+            .unwrap();
+        assert!(claimed.iter().all(|c| c.endpoint_id == "w2"), "{backend}");
+        assert_eq!(store.prune_deliveries(0).await.unwrap(), 1, "{backend}");
         cleanup(url).await;
     }
 }

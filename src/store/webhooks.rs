@@ -230,6 +230,8 @@ pub(super) const COUNTS_SQL: &str = "SELECT
        (SELECT COUNT(*) FROM webhook_outbox WHERE state = 'pending') AS pending,
        (SELECT COUNT(*) FROM webhook_outbox WHERE state = 'dead') AS dead";
 
-/// Rows written by a node whose endpoint cache still had a deleted endpoint.
-pub(super) const ORPHANS_SQL: &str = "DELETE FROM webhook_outbox WHERE NOT EXISTS
+/// Rows written by a node whose endpoint cache still had a deleted endpoint
+/// (only pending ones can be: the others were deleted with the endpoint).
+pub(super) const ORPHANS_SQL: &str =
+    "DELETE FROM webhook_outbox WHERE state = 'pending' AND NOT EXISTS
      (SELECT 1 FROM webhook_endpoints e WHERE e.id = webhook_outbox.endpoint_id)";
