@@ -61,6 +61,8 @@ impl Store for PgStore {
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
+        // Appended (not duplicate) events with webhook deliveries.
+        let mut hooked: Vec<&NewEvent> = Vec::new();
         for ev in &batch {
             if let Some(key) = &ev.idempotency_key {
                 // Claims the key; a concurrent claimer waits on the unique
@@ -136,7 +138,9 @@ impl Store for PgStore {
                 .await?;
                 assigned.push((room, offset));
             }
-            super::postgres_webhooks::enqueue_in(&mut tx, ev).await?;
+            if !ev.webhooks.is_empty() {
+                hooked.push(ev);
+            }
             let appended = Appended {
                 id: ev.id.clone(),
                 offsets: in_request_order(&ev.rooms, &assigned),
@@ -154,6 +158,7 @@ impl Store for PgStore {
             }
             results.push(appended);
         }
+        super::postgres_webhooks::enqueue_in(&mut tx, &hooked).await?;
         tx.commit().await?;
         Ok(results)
     }

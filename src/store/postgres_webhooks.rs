@@ -11,25 +11,43 @@ use super::webhooks::{
 };
 use super::{NewEvent, PgStore, StoreError};
 
-/// Writes an appended event's deliveries in its append transaction.
+/// Writes the deliveries of a batch's appended events in its append
+/// transaction: one statement for the whole batch (a per-row insert costs a
+/// round trip each, inside the transaction that holds the rooms' counters).
 pub(super) async fn enqueue_in(
     tx: &mut Transaction<'_, Postgres>,
-    ev: &NewEvent,
+    events: &[&NewEvent],
 ) -> Result<(), StoreError> {
-    for entry in &ev.webhooks {
-        sqlx::query(
-            "INSERT INTO webhook_outbox (endpoint_id, company_id, event_id, event_type, body, next_at, schedule_from, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(&entry.endpoint_id)
-        .bind(&ev.company_id)
-        .bind(&ev.id)
-        .bind(&ev.event_type)
-        .bind(&entry.body)
-        .bind(ev.created_at)
-        .execute(&mut **tx)
-        .await?;
+    let mut cols: [Vec<String>; 5] = Default::default();
+    let mut at: Vec<i64> = Vec::new();
+    for ev in events {
+        for entry in &ev.webhooks {
+            cols[0].push(entry.endpoint_id.clone());
+            cols[1].push(ev.company_id.clone());
+            cols[2].push(ev.id.clone());
+            cols[3].push(ev.event_type.clone());
+            cols[4].push(entry.body.clone());
+            at.push(ev.created_at);
+        }
     }
+    if at.is_empty() {
+        return Ok(());
+    }
+    let [endpoints, companies, ids, types, bodies] = cols;
+    sqlx::query(
+        "INSERT INTO webhook_outbox (endpoint_id, company_id, event_id, event_type, body, next_at, schedule_from, created_at)
+         SELECT en, c, ev, t, b, a, a, a
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS r(en, c, ev, t, b, a)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(endpoints)
+    .bind(companies)
+    .bind(ids)
+    .bind(types)
+    .bind(bodies)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
