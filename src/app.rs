@@ -205,7 +205,17 @@ async fn services(
         let bus = crate::replay::bus::durable_bus(&config, durable.clone(), link, &tasks).await?;
         durable.set_bus(bus);
     }
-    let publisher = publisher(&config, &store, &catalog, &durable, &fanout, &tasks);
+    let webhooks = crate::webhooks::Webhooks::start(
+        store.clone(),
+        config.webhooks.clone(),
+        config.node_id.clone(),
+        &tasks,
+    )
+    .await
+    .context("webhooks: endpoints not loaded")?;
+    let publisher = publisher(
+        &config, &store, &catalog, &durable, &fanout, &webhooks, &tasks,
+    );
     let documents = documents(&config, &store, &catalog, &fanout);
     let presence = Presence::new(
         crate::presence::Settings {
@@ -218,6 +228,7 @@ async fn services(
         fanout.clone(),
         tasks.clone(),
     );
+    presence.set_webhooks(webhooks.clone());
     presence.start();
     tasks.spawn(crate::replay::prune_forever(store.clone()));
     tasks.spawn(crate::replay::cursors::save_forever(
@@ -240,6 +251,7 @@ async fn services(
         presence,
         sessions,
         admin,
+        webhooks,
         limits: ConnectionLimits::default(),
         redis,
         tasks,
@@ -284,6 +296,7 @@ fn publisher(
     catalog: &Arc<Catalog>,
     durable: &Arc<DurableHub>,
     fanout: &Arc<Fanout>,
+    webhooks: &Arc<crate::webhooks::Webhooks>,
     tasks: &Tasks,
 ) -> Publisher {
     Publisher::new(
@@ -292,6 +305,7 @@ fn publisher(
         durable.clone(),
         fanout.clone(),
         Conflator::new(fanout.clone(), tasks.clone()),
+        webhooks.clone(),
         crate::events::Settings {
             max_payload: config.max_payload,
             queue_ttl_ms: config.message_queue_ttl.as_millis() as i64,

@@ -51,6 +51,27 @@ pub enum JwtKeySource {
     PublicKeyFile(PathBuf),
 }
 
+/// Webhook delivery (see `crate::webhooks`): `WEBHOOK_*`.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `WEBHOOK_ALLOW_PRIVATE`: allow loopback/private targets (tests, dev).
+    pub allow_private: bool,
+    /// `WEBHOOK_TIMEOUT_MS`: one request, connect to last byte of the head.
+    pub timeout: Duration,
+    /// `WEBHOOK_RETRY_BASE_MS`: the first retry delay (doubled per failure).
+    pub retry_base: Duration,
+    /// `WEBHOOK_RETRY_MAX_MS`: the longest delay between attempts.
+    pub retry_max: Duration,
+    /// `WEBHOOK_RETRY_FOR_MS`: how long a delivery is retried before it is dead.
+    pub retry_for: Duration,
+    /// `WEBHOOK_POLL_MS`: how often a node looks for due deliveries.
+    pub poll: Duration,
+    /// `WEBHOOK_REFRESH_MS`: how often a node re-reads the endpoints.
+    pub refresh: Duration,
+    /// `WEBHOOK_CONCURRENCY`: requests in flight per node.
+    pub concurrency: usize,
+}
+
 /// Secrets are typed ([`Secret`], [`SecretUrl`]) so that `{:?}` of a
 /// `Config` (and any log line built from one) never shows them.
 #[derive(Debug, Clone)]
@@ -131,6 +152,7 @@ pub struct Config {
     pub ws_json_paths: Vec<String>,
     /// The Server-Sent Events paths: `/api/v1/stream` plus `SSE_PATHS`.
     pub sse_paths: Vec<String>,
+    pub webhooks: WebhookSettings,
 }
 
 /// `ADMIN_UI_USERNAME` / `ADMIN_UI_PASSWORD` / `ADMIN_UI_READONLY`.
@@ -338,6 +360,7 @@ impl Config {
         if let Some(p) = sse_paths.iter().find(|p| ws_json_paths.contains(p)) {
             return Err(bad("SSE_PATHS", format!("`{p}` is also in WS_JSON_PATH")));
         }
+        let webhooks = webhook_settings(&v)?;
         Ok(Config {
             env,
             host: v.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
@@ -420,6 +443,7 @@ impl Config {
                     })?)
                 }
             },
+            webhooks,
         })
     }
 
@@ -459,6 +483,31 @@ fn admin_ui(v: &Vars) -> Result<Option<AdminUi>, ConfigError> {
         password: Secret::new(password),
         readonly: on_off(v, "ADMIN_UI_READONLY", true)?,
     }))
+}
+
+fn webhook_settings(v: &Vars) -> Result<WebhookSettings, ConfigError> {
+    let retry_base = v.millis("WEBHOOK_RETRY_BASE_MS", 10_000)?;
+    let retry_max = v.millis("WEBHOOK_RETRY_MAX_MS", 3_600_000)?;
+    if retry_max < retry_base {
+        return Err(bad(
+            "WEBHOOK_RETRY_MAX_MS",
+            "must be at least WEBHOOK_RETRY_BASE_MS",
+        ));
+    }
+    let concurrency: usize = v.parse("WEBHOOK_CONCURRENCY", 16)?;
+    if concurrency == 0 {
+        return Err(bad("WEBHOOK_CONCURRENCY", "must be at least 1"));
+    }
+    Ok(WebhookSettings {
+        allow_private: on_off(v, "WEBHOOK_ALLOW_PRIVATE", false)?,
+        timeout: v.millis("WEBHOOK_TIMEOUT_MS", 10_000)?,
+        retry_base,
+        retry_max,
+        retry_for: v.millis("WEBHOOK_RETRY_FOR_MS", 86_400_000)?,
+        poll: v.millis("WEBHOOK_POLL_MS", 1_000)?,
+        refresh: v.millis("WEBHOOK_REFRESH_MS", 5_000)?,
+        concurrency,
+    })
 }
 
 fn jwt_key(v: &Vars, env: Environment) -> Result<JwtKeySource, ConfigError> {
@@ -646,6 +695,10 @@ mod tests {
             ("WS_USER_RATE_BURST", "0.5"),
             ("API_KEY_FAILURE_LIMIT", "0"),
             ("METRICS_ADDR", "9090"),
+            ("WEBHOOK_ALLOW_PRIVATE", "yes"),
+            ("WEBHOOK_TIMEOUT_MS", "0"),
+            ("WEBHOOK_RETRY_MAX_MS", "5"),
+            ("WEBHOOK_CONCURRENCY", "0"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");

@@ -33,6 +33,8 @@
 //! **Services** (each owns its narrow dependencies; built in [`app`])
 //! - [`replay`]: durable delivery per session (feeds, catch-up, offline queue,
 //!   cursors, retention) and the Redis bus between nodes.
+//! - [`webhooks`]: per-company webhook endpoints, the durable outbox, signed
+//!   deliveries with retries and dead letters, SSRF-checked targets.
 //! - [`events`]: the [`events::Publisher`]: validation, durable append, conflation, delivery.
 //! - [`documents`]: last-write-wins documents: merge, permissions, shapes, announcements.
 //! - [`presence`]: who is online across the cluster (database-backed, exactly-once
@@ -49,7 +51,9 @@
 //!   plain JSON over WebSocket (`transport::ws`), Server-Sent Events
 //!   (`transport::sse`), and what the two plain ones share (their sink, frame
 //!   formats, their sessions by room, the Redis relay of their ephemeral deliveries).
-//! - [`http`]: health, metrics, the event, telemetry and document APIs (API keys).
+//! - [`http`]: health, metrics, the event, telemetry and document APIs (API keys);
+//!   event history by time range (pages and NDJSON); the admin API and the
+//!   webhook admin API; the OpenAPI document.
 //! - [`app`]: builds everything, serves HTTP and the transports on one port (and `/metrics`
 //!   on `METRICS_ADDR` when set), shuts down.
 #![forbid(unsafe_code)]
@@ -81,6 +85,7 @@ pub mod store;
 pub mod tasks;
 pub mod throttle;
 pub mod transport;
+pub mod webhooks;
 
 pub use app::App;
 pub use config::Config;

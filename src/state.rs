@@ -23,6 +23,7 @@ use crate::session::Sessions;
 use crate::store::Store;
 use crate::tasks::Tasks;
 use crate::throttle::{KeyFailures, UserRates};
+use crate::webhooks::Webhooks;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Services>);
@@ -45,6 +46,8 @@ pub struct Services {
     pub sessions: Arc<Sessions>,
     /// The admin API's cluster-wide listings, kicks and statistics.
     pub admin: Admin,
+    /// Webhook endpoints, their outbox and delivery.
+    pub webhooks: Arc<Webhooks>,
     pub limits: ConnectionLimits,
     /// One event-rate bucket per user on this node (`WS_USER_RATE_LIMIT`).
     pub user_rates: UserRates,

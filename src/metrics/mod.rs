@@ -184,3 +184,19 @@ pub fn replay_lag_summary() -> (u64, u64, u64) {
 pub fn queued(n: f64) {
     gauge!(series::QUEUED).set(n);
 }
+
+/// One webhook delivery attempt and how it ended.
+pub fn webhook_attempt(outcome: &'static str) {
+    counter!(series::WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+/// The webhook outbox, cluster-wide (see [`series::WEBHOOK_OUTBOX`]).
+pub fn webhook_outbox(pending: f64, dead: f64) {
+    gauge!(series::WEBHOOK_OUTBOX, "state" => "pending").set(pending);
+    gauge!(series::WEBHOOK_OUTBOX, "state" => "dead").set(dead);
+}
+
+/// A webhook delivery of an ephemeral or lifecycle event dropped (queue full).
+pub fn webhook_dropped() {
+    counter!(series::WEBHOOK_DROPPED).increment(1);
+}
