@@ -718,6 +718,32 @@ mod tests {
     }
 
     #[test]
+    fn webhook_defaults_retry_for_a_day_and_refuse_private_targets() {
+        let w = cfg(&[]).expect("defaults are valid").webhooks;
+        assert!(!w.allow_private);
+        assert_eq!(w.timeout, Duration::from_secs(10));
+        assert_eq!(
+            (w.retry_base, w.retry_max),
+            (Duration::from_secs(10), Duration::from_secs(3600))
+        );
+        assert_eq!(w.retry_for, Duration::from_secs(86_400));
+        assert_eq!(
+            (w.poll, w.refresh, w.concurrency),
+            (Duration::from_secs(1), Duration::from_secs(5), 16)
+        );
+        let w = cfg(&[
+            ("WEBHOOK_ALLOW_PRIVATE", "on"),
+            ("WEBHOOK_RETRY_BASE_MS", "100"),
+            ("WEBHOOK_RETRY_MAX_MS", "100"),
+            ("WEBHOOK_RETRY_FOR_MS", "1500"),
+        ])
+        .expect("valid")
+        .webhooks;
+        assert!(w.allow_private);
+        assert_eq!(w.retry_for, Duration::from_millis(1500));
+    }
+
+    #[test]
     fn presence_grace_and_ttl() {
         let c = cfg(&[]).expect("defaults are valid");
         assert_eq!(c.presence_grace, Duration::from_millis(5_000));

@@ -315,7 +315,7 @@ async fn two_nodes_on_postgres_send_each_delivery_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presence_transitions_reach_endpoints_that_name_them() {
+async fn presence_transitions_and_ephemeral_events_reach_endpoints_that_name_them() {
     let receiver = Receiver::start(SECRET, 0).await;
     let app = common::spawn_app(
         &common::sqlite_url(),
@@ -326,7 +326,13 @@ async fn presence_transitions_reach_endpoints_that_name_them() {
         ],
     )
     .await;
-    create_hook(&app.url(), &receiver.url(), SECRET, json!(["user:online"])).await;
+    create_hook(
+        &app.url(),
+        &receiver.url(),
+        SECRET,
+        json!(["user:online", "station_queue_update"]),
+    )
+    .await;
     let token = app.token("u7", "acme", switchyard::domain::Role::Operator);
     let mut client = common::client::Client::with_token(&app.url(), &token).await;
     client.expect("session").await;
@@ -340,6 +346,29 @@ async fn presence_transitions_reach_endpoints_that_name_them() {
     assert_eq!(body["type"], "user:online");
     assert_eq!(body["companyId"], "acme");
     assert_eq!(body["payload"]["userId"], "u7");
+    assert!(
+        body.get("priority").is_none(),
+        "lifecycle events have no priority"
+    );
+    // An ephemeral (not stored) event goes through the write queue.
+    let id = publish(
+        &app.url(),
+        vec![json!({ "type": "station_queue_update", "companyId": "acme",
+                     "payload": { "stationId": "s1", "queueLength": 3 } })],
+    )
+    .await
+    .remove(0);
+    receiver
+        .wait_for(Duration::from_secs(10), "the ephemeral event", |r| {
+            r.delivered().contains_key(&id)
+        })
+        .await;
+    let log = receiver.log();
+    let body: Value =
+        serde_json::from_str(&log.iter().find(|r| r.event_id == id).unwrap().body).unwrap();
+    assert_eq!(body["payload"]["queueLength"], 3);
+    assert_eq!(body["priority"], "low");
+    assert!(log.iter().all(|r| r.signature_ok));
     app.stop().await;
     receiver.stop();
 }
