@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::api_key::ApiKey;
-use super::schema::{Accepted, ErrorReply, History, PublishBody, Published, TelemetryBody};
+use super::schema::{Accepted, ErrorReply, PublishBody, Published, TelemetryBody};
 use crate::catalog::Priority;
 use crate::domain::parse::{from_value, invalid};
 use crate::domain::{CompanyId, Role, RoomName, Targets, UserId, iso8601};
@@ -215,19 +215,8 @@ pub struct HistoryQuery {
     limit: Option<i64>,
 }
 
-/// A room's durable events after an offset, oldest first.
-#[utoipa::path(
-    get, path = "/api/v1/events", operation_id = "eventHistory", tag = "events",
-    params(HistoryQuery),
-    security(("apiKey" = [])),
-    responses(
-        (status = 200, description = "A page of events", body = History),
-        (status = 400, description = "Bad query", body = ErrorReply),
-        (status = 401, description = "No valid API key", body = ErrorReply),
-        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
-        (status = 503, description = "Storage unavailable", body = ErrorReply),
-    )
-)]
+/// A room's durable events after an offset, oldest first (documented with
+/// [`super::history::get`], which routes here).
 pub async fn history(
     _: ApiKey,
     State(state): State<AppState>,

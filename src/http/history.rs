@@ -19,6 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::api_key::ApiKey;
+use super::schema::ErrorReply;
+use super::schema_hooks::{EventsPage, RangeEvent as RangeEventDoc};
 use crate::domain::parse::invalid;
 use crate::domain::{CompanyId, RoomName, iso8601, now_ms};
 use crate::error::{AppError, AppResult, Code};
@@ -163,7 +165,58 @@ fn event_json(e: &RangeEvent) -> Value {
     v
 }
 
-/// The route: a time range, or the offset history.
+/// The parameters of `GET /api/v1/events` as documented: the offset history's
+/// (`room`, `after`, `limit`), or a time range's (any of `from`, `to`,
+/// `types`, `cursor` selects it).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)] // Read by the OpenAPI derive only.
+pub struct EventsQuery {
+    #[param(example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
+    company_id: String,
+    /// A logical room name; required for the offset history.
+    #[param(
+        example = "order:67890",
+        max_length = 128,
+        pattern = r"^[a-z][a-z0-9_-]*(:[A-Za-z0-9_.@-]+)*$"
+    )]
+    room: Option<String>,
+    /// Offset history: events after this offset (default 0).
+    #[param(example = 0, minimum = 0)]
+    after: Option<i64>,
+    /// 1–1000 (default 100).
+    #[param(example = 100, minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// Time range: comma-separated event types.
+    #[param(example = "alarm,quality_alert")]
+    types: Option<String>,
+    /// Time range start (inclusive): RFC 3339 or milliseconds since the epoch.
+    #[param(example = "2026-12-01T00:00:00Z")]
+    from: Option<String>,
+    /// Time range end (exclusive; default now).
+    #[param(example = "2026-12-02T00:00:00Z")]
+    to: Option<String>,
+    /// Time range: the `next` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A room's durable events after an offset, or the company's events in a time
+/// range (pages, or the whole range as NDJSON with `Accept: application/x-ndjson`).
+#[utoipa::path(
+    get, path = "/api/v1/events", operation_id = "eventHistory", tag = "events",
+    params(EventsQuery),
+    security(("apiKey" = [])),
+    responses(
+        (status = 200, description = "A page of events; NDJSON (one event per line) when asked for", content(
+            (EventsPage = "application/json"),
+            (RangeEventDoc = "application/x-ndjson"),
+        )),
+        (status = 400, description = "Bad query (details name the field)", body = ErrorReply),
+        (status = 401, description = "No valid API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
 pub async fn get(
     key: ApiKey,
     State(state): State<AppState>,

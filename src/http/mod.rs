@@ -14,6 +14,7 @@ pub mod history;
 pub mod openapi;
 pub mod origin;
 pub mod schema;
+pub mod schema_hooks;
 pub mod webhooks;
 
 use axum::Router;

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{admin, documents, events, health};
+use super::{admin, documents, events, health, history, webhooks};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -30,7 +30,13 @@ use crate::state::AppState;
     modifiers(&Security),
     // Reached only through the untagged one-or-batch bodies, which do not
     // register what they wrap.
-    components(schemas(super::schema::ErrorReply, super::schema::EventIn, super::schema::Reading)),
+    components(schemas(
+        super::schema::ErrorReply,
+        super::schema::EventIn,
+        super::schema::Reading,
+        super::schema::History,
+        super::schema_hooks::RangePage,
+    )),
     tags(
         (name = "health", description = "Liveness, readiness, the node's state"),
         (name = "events", description = "Publishing, history and telemetry (API_KEYS)"),
@@ -65,13 +71,17 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(health::websocket))
-        .routes(routes!(events::publish, events::history))
+        .routes(routes!(events::publish, history::get))
         .routes(routes!(events::telemetry))
         .routes(routes!(documents::get, documents::patch))
         .routes(routes!(documents::history))
         .routes(routes!(admin::connections))
         .routes(routes!(admin::kick))
         .routes(routes!(admin::stats))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::show, webhooks::remove))
+        .routes(routes!(webhooks::dead_letters))
+        .routes(routes!(webhooks::redeliver))
         .routes(routes!(openapi_json))
 }
 

@@ -137,7 +137,7 @@ pub struct PublishedEvent {
 }
 
 /// One line of `GET /api/v1/events`.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 pub struct LoggedEvent {
     #[schema(example = "0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b")]
     pub id: String,
@@ -158,7 +158,7 @@ pub struct LoggedEvent {
 }
 
 /// `GET /api/v1/events`.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Serialize)]
 pub struct History {
     pub events: Vec<LoggedEvent>,
     /// The `after` of the next page, or null at the end.

@@ -9,16 +9,16 @@
 //! - `POST /api/v1/admin/webhooks/{id}/dead-letters/{deliveryId}/redeliver` → 202.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::api_key::AdminKey;
+use super::schema::ErrorReply;
+use super::schema_hooks::{DeadLetters, WebhookCreated, WebhookDetail, WebhookIn, WebhookList};
 use crate::catalog::Priority;
 use crate::domain::CompanyId;
 use crate::domain::iso8601;
@@ -30,20 +30,6 @@ use crate::webhooks::{NewEndpoint, WebhookError};
 
 /// Most event types one endpoint names.
 const MAX_TYPES: usize = 100;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/webhooks", post(create).get(list))
-        .route("/api/v1/admin/webhooks/{id}", get(show).delete(remove))
-        .route(
-            "/api/v1/admin/webhooks/{id}/dead-letters",
-            get(dead_letters),
-        )
-        .route(
-            "/api/v1/admin/webhooks/{id}/dead-letters/{delivery}/redeliver",
-            post(redeliver),
-        )
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -131,7 +117,21 @@ fn dead_json(d: &DeadLetter) -> Value {
     })
 }
 
-async fn create(
+/// Registers an endpoint; the reply holds its signing secret (shown only here).
+#[utoipa::path(
+    post, path = "/api/v1/admin/webhooks", operation_id = "createWebhook", tag = "admin",
+    request_body = WebhookIn,
+    security(("adminKey" = [])),
+    responses(
+        (status = 201, description = "Registered", body = WebhookCreated),
+        (status = 400, description = "Invalid endpoint (details name the field)", body = ErrorReply),
+        (status = 413, description = "Body too large", body = ErrorReply),
+        (status = 401, description = "No valid admin API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
+pub async fn create(
     _: AdminKey,
     State(state): State<AppState>,
     body: Bytes,
@@ -160,13 +160,29 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this company's endpoints.
+    #[param(value_type = Option<String>, example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     company_id: Option<CompanyId>,
 }
 
-async fn list(
+/// The endpoints, without their secrets.
+#[utoipa::path(
+    get, path = "/api/v1/admin/webhooks", operation_id = "listWebhooks", tag = "admin",
+    params(ListQuery),
+    security(("adminKey" = [])),
+    responses(
+        (status = 200, description = "The endpoints", body = WebhookList),
+        (status = 400, description = "Bad query", body = ErrorReply),
+        (status = 401, description = "No valid admin API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
+pub async fn list(
     _: AdminKey,
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -185,7 +201,20 @@ fn not_found(id: &str) -> AppError {
     AppError::new(Code::NotFound, format!("no webhook `{id}`"))
 }
 
-async fn show(
+/// One endpoint and its delivery counts.
+#[utoipa::path(
+    get, path = "/api/v1/admin/webhooks/{id}", operation_id = "getWebhook", tag = "admin",
+    params(("id" = String, Path, description = "The endpoint's id")),
+    security(("adminKey" = [])),
+    responses(
+        (status = 200, description = "The endpoint", body = WebhookDetail),
+        (status = 404, description = "No such endpoint", body = ErrorReply),
+        (status = 401, description = "No valid admin API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
+pub async fn show(
     _: AdminKey,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -201,7 +230,20 @@ async fn show(
     Ok(Json(out))
 }
 
-async fn remove(
+/// Deletes an endpoint and its pending deliveries.
+#[utoipa::path(
+    delete, path = "/api/v1/admin/webhooks/{id}", operation_id = "deleteWebhook", tag = "admin",
+    params(("id" = String, Path, description = "The endpoint's id")),
+    security(("adminKey" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such endpoint", body = ErrorReply),
+        (status = 401, description = "No valid admin API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
+pub async fn remove(
     _: AdminKey,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -218,12 +260,29 @@ async fn remove(
     }
 }
 
-#[derive(Deserialize)]
-struct DeadQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadQuery {
+    /// 1–1000 (default 100).
+    #[param(example = 100, minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
-async fn dead_letters(
+/// Deliveries of an endpoint whose retry schedule ran out.
+#[utoipa::path(
+    get, path = "/api/v1/admin/webhooks/{id}/dead-letters", operation_id = "webhookDeadLetters", tag = "admin",
+    params(("id" = String, Path, description = "The endpoint's id"), DeadQuery),
+    security(("adminKey" = [])),
+    responses(
+        (status = 200, description = "Dead deliveries, newest first", body = DeadLetters),
+        (status = 400, description = "Bad query", body = ErrorReply),
+        (status = 404, description = "No such endpoint", body = ErrorReply),
+        (status = 401, description = "No valid admin API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
+pub async fn dead_letters(
     _: AdminKey,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -249,7 +308,24 @@ async fn dead_letters(
     Ok(Json(json!({ "deadLetters": dead })))
 }
 
-async fn redeliver(
+/// Schedules a dead delivery again (a new 24 h window).
+#[utoipa::path(
+    post, path = "/api/v1/admin/webhooks/{id}/dead-letters/{delivery}/redeliver", operation_id = "redeliverWebhook", tag = "admin",
+    params(
+        ("id" = String, Path, description = "The endpoint's id"),
+        ("delivery" = String, Path, description = "The dead delivery's `deliveryId`"),
+    ),
+    security(("adminKey" = [])),
+    responses(
+        (status = 202, description = "Scheduled"),
+        (status = 400, description = "`deliveryId` is not an integer", body = ErrorReply),
+        (status = 404, description = "No such dead delivery", body = ErrorReply),
+        (status = 401, description = "No valid admin API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
+pub async fn redeliver(
     _: AdminKey,
     State(state): State<AppState>,
     Path((id, delivery)): Path<(String, String)>,
