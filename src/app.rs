@@ -200,7 +200,9 @@ async fn services(
         let bus = crate::replay::bus::durable_bus(&config, durable.clone(), link, &tasks).await?;
         durable.set_bus(bus);
     }
-    let publisher = publisher(&config, &store, &catalog, &durable, &fanout, &tasks);
+    let publisher = Arc::new(publisher(
+        &config, &store, &catalog, &durable, &fanout, &tasks,
+    ));
     let documents = documents(&config, &store, &catalog, &fanout);
     let presence = Presence::new(
         crate::presence::Settings {
@@ -214,6 +216,15 @@ async fn services(
         tasks.clone(),
     );
     presence.start();
+    let commands = crate::commands::Commands::new(
+        store.clone(),
+        catalog.clone(),
+        publisher.clone(),
+        fanout.clone(),
+        presence.clone(),
+        tasks.clone(),
+    );
+    commands.start();
     tasks.spawn(crate::replay::prune_forever(store.clone()));
     tasks.spawn(crate::replay::cursors::save_forever(
         durable.clone(),
@@ -230,6 +241,7 @@ async fn services(
         durable,
         fanout,
         documents,
+        commands,
         presence,
         sessions: Sessions::default(),
         limits: ConnectionLimits::default(),

@@ -36,6 +36,8 @@
 //! - [`documents`]: last-write-wins documents: merge, permissions, shapes, announcements.
 //! - [`presence`]: who is online across the cluster (database-backed, exactly-once
 //!   transitions), entity-room presence, typing.
+//! - [`commands`]: device commands: send, deliver, ack/result, TIMEOUT sweep, interlocks
+//!   (the state machine is [`domain::command`]; the database arbitrates each transition).
 //!
 //! **Serving**
 //! - [`state`]: [`state::AppState`], which holds the services (no logic).
@@ -52,6 +54,7 @@ pub mod app;
 pub mod auth;
 pub mod catalog;
 pub mod cluster;
+pub mod commands;
 pub mod config;
 pub mod documents;
 pub mod domain;

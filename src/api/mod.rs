@@ -8,6 +8,7 @@
 //! refusal) back in its own framing. Handlers work on a [`Session`] and the
 //! services in [`AppState`]; none of them knows which transport it serves.
 
+mod commands;
 mod connection;
 mod documents;
 pub mod lifecycle;
@@ -74,6 +75,9 @@ pub async fn handle(
         Request::DocumentUpdate(r) => documents::update(state, session, r).await,
         Request::PresenceList(r) => presence::list(state, session, r).await,
         Request::Typing(r) => presence::typing(state, session, r).await,
+        Request::CommandSend(r) => commands::send(state, session, r).await,
+        Request::CommandAck(r) => commands::ack(state, session, r).await,
+        Request::CommandResult(r) => commands::result(state, session, r).await,
     }
 }
 

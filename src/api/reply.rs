@@ -25,6 +25,7 @@ pub enum Reply {
     Updated(Updated),
     Presence(Presence),
     Done(Done),
+    Command(Command),
 }
 
 /// `ping` → `{ pong: true, serverTime }` (ms since the epoch).
@@ -112,6 +113,18 @@ pub struct Updated {
 pub struct Presence {
     pub ok: bool,
     pub users: Vec<PresentUser>,
+}
+
+/// `command:send|ack|result` → the command's id and status;
+/// `duplicate` for a retried `clientCommandId`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Command {
+    pub ok: bool,
+    pub command_id: String,
+    pub status: crate::domain::command::Status,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// `{ ok: true }` (`user:typing`).

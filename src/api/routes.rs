@@ -17,6 +17,9 @@ pub enum Verb {
     DocumentUpdate,
     PresenceList,
     Typing,
+    CommandSend,
+    CommandAck,
+    CommandResult,
 }
 
 /// The name under which socket.io v2 clients reach `ping` (v2 reserves
@@ -24,7 +27,7 @@ pub enum Verb {
 pub const PING_ALIAS: &str = "server:ping";
 
 /// Request names and their verbs.
-pub const ROUTES: [(&str, Verb); 12] = [
+pub const ROUTES: [(&str, Verb); 15] = [
     ("ping", Verb::Ping),
     (PING_ALIAS, Verb::Ping),
     ("subscribe", Verb::Subscribe),
@@ -37,6 +40,9 @@ pub const ROUTES: [(&str, Verb); 12] = [
     ("document:update", Verb::DocumentUpdate),
     ("presence:list", Verb::PresenceList),
     ("user:typing", Verb::Typing),
+    ("command:send", Verb::CommandSend),
+    ("command:ack", Verb::CommandAck),
+    ("command:result", Verb::CommandResult),
 ];
 
 impl Verb {

@@ -1,12 +1,14 @@
 //! The event catalog: which event types exist, their payload schema, default
 //! priority, durability, who may publish and receive them, conflation, and
-//! the room-kind and document-type permissions (SPEC §4).
+//! the room-kind and document-type permissions (SPEC §4), and the device
+//! commands with their interlocks (SPEC §13, [`commands`]).
 //!
 //! The built-in catalog (`builtin.json`, the event families of EVENTS.md) is
 //! merged entry by entry with `CATALOG_FILE` (JSON or TOML of the same shape).
 //! It is loaded once at startup with every schema compiled once; a bad entry
 //! fails startup naming the entry and the reason.
 
+pub mod commands;
 pub mod export;
 mod spec;
 
@@ -15,10 +17,11 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::domain::Role;
 use crate::domain::event_type::{self, Shown};
+use crate::domain::{Identity, Role};
 use crate::error::{AppError, Code};
 
+pub use commands::CommandSpec;
 pub use spec::{CatalogError, Conflate, DocumentSpec, EventSpec, Priority, RoleSet};
 
 const BUILTIN: &str = include_str!("builtin.json");
@@ -29,6 +32,7 @@ pub struct Catalog {
     events: HashMap<String, EventSpec>,
     rooms: HashMap<String, RoleSet>,
     documents: HashMap<String, DocumentSpec>,
+    commands: HashMap<String, CommandSpec>,
     /// Used for unknown types when `allowUnknown` is set.
     unknown: EventSpec,
 }
@@ -52,6 +56,7 @@ impl Catalog {
             events: HashMap::new(),
             rooms: HashMap::new(),
             documents: HashMap::new(),
+            commands: HashMap::new(),
             unknown: EventSpec::permissive("*"),
         }
     }
@@ -75,6 +80,10 @@ impl Catalog {
         for (ty, entry) in file.documents {
             let spec = DocumentSpec::compile(&ty, entry)?;
             self.documents.insert(ty, spec);
+        }
+        for (name, entry) in file.commands {
+            let spec = CommandSpec::compile(&name, entry)?;
+            self.commands.insert(name, spec);
         }
         Ok(())
     }
@@ -133,6 +142,23 @@ impl Catalog {
 
     pub fn document(&self, doc_type: &str) -> Option<&DocumentSpec> {
         self.documents.get(doc_type)
+    }
+
+    /// The command named `name` (`UNKNOWN_COMMAND` when the catalog has none).
+    pub fn command(&self, name: &str) -> Result<&CommandSpec, AppError> {
+        self.commands.get(name).ok_or_else(|| {
+            AppError::new(
+                Code::UnknownCommand,
+                format!("`{}` is not a command in the catalog", Shown(name)),
+            )
+            .with_details(json!({ "field": "name" }))
+        })
+    }
+
+    /// Whether `who` may answer some command (so its joins look for
+    /// commands waiting for it).
+    pub fn answers_commands(&self, who: &Identity) -> bool {
+        self.commands.values().any(|c| c.may_answer(who))
     }
 }
 

@@ -1,9 +1,10 @@
 //! Pure domain types and rules, free of I/O so they can be unit-tested:
 //! roles and identities, company and user ids, room names and their
 //! tenant-scoped internal form, session ids, the target rooms of an event,
-//! event type names, text the database can store, and the presence state
-//! machine.
+//! event type names, text the database can store, and the presence and
+//! command state machines.
 
+pub mod command;
 pub mod event_type;
 pub mod identity;
 pub mod ids;

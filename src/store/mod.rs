@@ -9,12 +9,17 @@
 //! `documents.rs`, implemented in `postgres_documents.rs` and
 //! `sqlite_documents.rs`; contract tests in `tests/store_documents.rs`.
 //! Pool use and the offline-queue backlog, for metrics: [`OpsStore`] in `ops.rs`.
+//! Device commands: [`CommandStore`] in `commands.rs` (contract tests in
+//! `tests/store_commands.rs`).
 
 pub mod batch;
 mod breaker;
+pub mod commands;
 pub mod documents;
 pub mod ops;
+mod postgres_commands;
 mod postgres_documents;
+mod sqlite_commands;
 mod sqlite_documents;
 
 mod postgres;
@@ -34,6 +39,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use commands::CommandStore;
 pub use documents::DocumentStore;
 pub use ops::{OpsStore, PoolUse};
 pub use postgres::PgStore;
@@ -97,7 +103,9 @@ pub struct StoredEvent {
 }
 
 #[async_trait]
-pub trait Store: DocumentStore + PresenceStore + OpsStore + Send + Sync + 'static {
+pub trait Store:
+    DocumentStore + PresenceStore + OpsStore + CommandStore + Send + Sync + 'static
+{
     /// `postgres` or `sqlite`, for logs and health.
     fn backend(&self) -> &'static str;
 
