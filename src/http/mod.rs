@@ -1,9 +1,10 @@
 //! The HTTP API: health, event publishing and history, telemetry ingest,
-//! documents.
+//! documents, device commands.
 //! Served by the same axum router (and port) as the Socket.IO layer;
 //! `/metrics` is added by `crate::app` (see `crate::metrics::http`).
 
 pub mod api_key;
+pub mod commands;
 pub mod documents;
 pub mod events;
 pub mod health;
@@ -21,6 +22,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/health/websocket", get(health::websocket))
         .route("/api/v1/events", post(events::publish).get(events::history))
         .route("/api/v1/telemetry", post(events::telemetry))
+        .route("/api/v1/commands", post(commands::send).get(commands::list))
+        // The control panel's own path for the same request.
+        .route("/api/os/command", post(commands::send))
+        .route("/api/v1/commands/{id}", get(commands::get))
         .route(
             "/api/v1/documents/{type}/{id}",
             get(documents::get).patch(documents::patch),
