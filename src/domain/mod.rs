@@ -2,7 +2,7 @@
 //! roles and identities, company and user ids, room names and their
 //! tenant-scoped internal form, session ids, the target rooms of an event,
 //! event type names, text the database can store, and the presence and
-//! command state machines.
+//! command state machines, and the telemetry-rule evaluation.
 
 pub mod command;
 pub mod event_type;
@@ -11,6 +11,7 @@ pub mod ids;
 pub mod parse;
 pub mod presence;
 pub mod room;
+pub mod rule;
 pub mod session_id;
 pub mod targets;
 pub mod text;

@@ -10,7 +10,8 @@
 //! `sqlite_documents.rs`; contract tests in `tests/store_documents.rs`.
 //! Pool use and the offline-queue backlog, for metrics: [`OpsStore`] in `ops.rs`.
 //! Device commands: [`CommandStore`] in `commands.rs` (contract tests in
-//! `tests/store_commands.rs`).
+//! `tests/store_commands.rs`). Telemetry-rule thresholds: [`RuleStore`] in `rules.rs`
+//! (`tests/store_rules.rs`).
 
 pub mod batch;
 mod breaker;
@@ -26,11 +27,14 @@ mod postgres;
 mod postgres_presence;
 mod postgres_presence_reads;
 mod postgres_presence_rooms;
+mod postgres_rules;
 pub mod presence;
+pub mod rules;
 mod sqlite;
 mod sqlite_presence;
 mod sqlite_presence_reads;
 mod sqlite_presence_rooms;
+mod sqlite_rules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +48,7 @@ pub use documents::DocumentStore;
 pub use ops::{OpsStore, PoolUse};
 pub use postgres::PgStore;
 pub use presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
+pub use rules::RuleStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +109,7 @@ pub struct StoredEvent {
 
 #[async_trait]
 pub trait Store:
-    DocumentStore + PresenceStore + OpsStore + CommandStore + Send + Sync + 'static
+    DocumentStore + PresenceStore + OpsStore + CommandStore + RuleStore + Send + Sync + 'static
 {
     /// `postgres` or `sqlite`, for logs and health.
     fn backend(&self) -> &'static str;
