@@ -58,6 +58,7 @@ impl App {
         crate::metrics::install();
         let verifier = JwtVerifier::from_config(&config)?;
         let catalog = Catalog::load(config.catalog_file.as_deref())?;
+        let rules = crate::rules::spec::load(&catalog, config.rules_file.as_deref())?;
         crate::metrics::register(&crate::metrics::series::Labels {
             event_types: catalog.type_names().collect(),
             refusal_codes: Code::ALL.map(Code::as_str).to_vec(),
@@ -79,6 +80,14 @@ impl App {
             None => (None, None),
         };
         let state = services(config, verifier, store, catalog, redis, tasks).await?;
+        if let Some(r) = crate::rules::Rules::start(
+            rules,
+            state.store.clone(),
+            state.publisher.clone(),
+            &state.tasks,
+        ) {
+            tracing::info!(rules = r.len(), "telemetry rules loaded");
+        }
         let (socketio, closer) = crate::transport::socketio::mount(&state, adapter).await?;
         let gauges = crate::gauges::Sources {
             store: state.store.clone(),

@@ -38,6 +38,8 @@
 //!   transitions), entity-room presence, typing.
 //! - [`commands`]: device commands: send, deliver, ack/result, TIMEOUT sweep, interlocks
 //!   (the state machine is [`domain::command`]; the database arbitrates each transition).
+//! - [`rules`]: telemetry rules: deadbands and thresholds that raise/clear alarms once across
+//!   nodes (the publisher's observer; evaluation in [`domain::rule`]; `RULES_FILE`).
 //!
 //! **Serving**
 //! - [`state`]: [`state::AppState`], which holds the services (no logic).
@@ -68,6 +70,7 @@ pub mod metrics;
 pub mod presence;
 pub mod replay;
 pub mod rooms;
+pub mod rules;
 pub mod secret;
 pub mod server;
 pub mod session;

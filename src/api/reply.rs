@@ -71,7 +71,7 @@ pub struct Refreshed {
 }
 
 /// `event:publish` → the event id; its offset when durable; `duplicate`
-/// for a retried `clientEventId`.
+/// for a retried `clientEventId`; `suppressed` inside a deadband.
 #[derive(Debug, Serialize)]
 pub struct Published {
     pub ok: bool,
@@ -80,6 +80,9 @@ pub struct Published {
     pub offset: Option<i64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// Within a telemetry rule's deadband: neither stored nor delivered.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
 }
 
 /// `events:ack` → the position acknowledged.

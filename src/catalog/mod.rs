@@ -33,6 +33,8 @@ pub struct Catalog {
     rooms: HashMap<String, RoleSet>,
     documents: HashMap<String, DocumentSpec>,
     commands: HashMap<String, CommandSpec>,
+    /// The `rules` entries as written, for `crate::rules` to compile.
+    rules: HashMap<String, Value>,
     /// Used for unknown types when `allowUnknown` is set.
     unknown: EventSpec,
 }
@@ -57,6 +59,7 @@ impl Catalog {
             rooms: HashMap::new(),
             documents: HashMap::new(),
             commands: HashMap::new(),
+            rules: HashMap::new(),
             unknown: EventSpec::permissive("*"),
         }
     }
@@ -85,6 +88,7 @@ impl Catalog {
             let spec = CommandSpec::compile(&name, entry)?;
             self.commands.insert(name, spec);
         }
+        self.rules.extend(file.rules);
         Ok(())
     }
 
@@ -153,6 +157,11 @@ impl Catalog {
             )
             .with_details(json!({ "field": "name" }))
         })
+    }
+
+    /// The `rules` section as written (see `crate::rules`).
+    pub fn rule_entries(&self) -> &HashMap<String, Value> {
+        &self.rules
     }
 
     /// Whether `who` may answer some command (so its joins look for

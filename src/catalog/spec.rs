@@ -160,6 +160,10 @@ pub struct CatalogFile {
     pub documents: HashMap<String, DocumentEntry>,
     #[serde(default)]
     pub commands: HashMap<String, super::commands::CommandEntry>,
+    /// Telemetry rules, compiled and checked by `crate::rules` (which needs
+    /// the whole catalog to check them).
+    #[serde(default)]
+    pub rules: HashMap<String, Value>,
 }
 
 impl CatalogFile {

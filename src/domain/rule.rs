@@ -10,6 +10,7 @@
 //!   (with `T = 0`, the first one does);
 //! - a reading at or below `L` before then disarms it;
 //! - once raised, a reading at or below `L - h` clears it.
+//!
 //! `below` is the mirror image. The hold is judged when readings arrive.
 
 /// Which side of the limit is out of range.

@@ -2,7 +2,7 @@
 //! is parsed and prepared. It owns the group-commit writer (`appender`),
 //! the durable hub, the fan-out and the conflator.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::Prepared;
 use super::conflate::Conflator;
@@ -23,6 +23,15 @@ pub struct Settings {
     pub queue_ttl_ms: i64,
 }
 
+/// Sees each event a client or backend publishes, after the whole batch
+/// was validated and before anything is stored (telemetry rules,
+/// `crate::rules`). Must not wait: it runs on the publisher's path.
+pub trait Observer: Send + Sync + 'static {
+    /// `false` suppresses the event (a deadband): it is neither stored nor
+    /// delivered.
+    fn observe(&self, event: &Prepared) -> bool;
+}
+
 pub struct Publisher {
     catalog: Arc<Catalog>,
     appender: Appender,
@@ -30,6 +39,7 @@ pub struct Publisher {
     fanout: Arc<Fanout>,
     conflator: Arc<Conflator>,
     settings: Settings,
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 impl Publisher {
@@ -48,6 +58,24 @@ impl Publisher {
             fanout,
             conflator,
             settings,
+            observer: OnceLock::new(),
+        }
+    }
+
+    /// Installs the observer (once; built after the publisher, which it uses).
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        if self.observer.set(observer).is_err() {
+            tracing::warn!("a publish observer was already installed");
+        }
+    }
+
+    /// Shows a validated batch to the observer, marking what it suppresses.
+    /// Events the server makes itself (alarms, command status) skip this.
+    pub fn observe(&self, batch: &mut [Prepared]) {
+        if let Some(o) = self.observer.get() {
+            for p in batch {
+                p.suppressed = !o.observe(p);
+            }
         }
     }
 
@@ -67,12 +95,12 @@ impl Publisher {
 
     /// Appends the durable events of a batch in one transaction (ephemeral
     /// ones skip the log). Returns, per event, its append result (`None` if
-    /// ephemeral).
+    /// ephemeral or suppressed).
     pub async fn persist(&self, batch: &[Prepared]) -> AppResult<Vec<Option<Appended>>> {
         let ttl = self.settings.queue_ttl_ms;
         let durable: Vec<NewEvent> = batch
             .iter()
-            .filter(|p| p.durable)
+            .filter(|p| p.durable && !p.suppressed)
             .map(|p| p.new_event(ttl))
             .collect();
         let mut appended = if durable.is_empty() {
@@ -86,7 +114,13 @@ impl Publisher {
         };
         Ok(batch
             .iter()
-            .map(|p| if p.durable { appended.next() } else { None })
+            .map(|p| {
+                if p.durable && !p.suppressed {
+                    appended.next()
+                } else {
+                    None
+                }
+            })
             .collect())
     }
 
@@ -99,6 +133,9 @@ impl Publisher {
         appended: Option<&Appended>,
         exclude: Option<SessionId>,
     ) {
+        if prepared.suppressed {
+            return;
+        }
         match appended {
             Some(a) if a.duplicate => {}
             Some(a) => {
