@@ -1,8 +1,8 @@
 //! Telemetry rules, pure (issue 15 item 2): the deadband filter and the
 //! threshold state machine. The state a threshold is in lives in the
 //! database (so every node agrees and a restarted node remembers a raised
-//! alarm); [`evaluate`] only says which guarded transition a reading asks
-//! for, and the database decides whether it happens.
+//! alarm); [`plan`] says which guarded changes a reading asks for, and the
+//! database decides which happen ([`apply`] is the same decision, pure).
 //!
 //! A threshold with `above: L, hysteresis: h, forMs: T`:
 //! - a reading above `L` arms it (the hold starts);
@@ -59,36 +59,72 @@ pub struct ThresholdState {
     pub alarm_id: Option<String>,
 }
 
-/// The transition a reading asks for.
+/// A guarded change of a threshold's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    Nothing,
+    /// Start the hold: only if neither raised nor armed.
     Arm,
+    /// Stop the hold: only if armed and not raised.
     Disarm,
+    /// Raise: only if not raised, and (unless there is no hold) armed at
+    /// least the hold time ago.
     Raise,
+    /// Clear: only if raised.
     Clear,
 }
 
-/// What a reading `v` at `now` asks of a threshold in `state`.
-pub fn evaluate(limit: &Limit, state: &ThresholdState, v: f64, now: i64) -> Action {
-    if state.raised {
-        return if limit.cleared(v) {
-            Action::Clear
+/// The guarded changes a reading `v` asks for, in order. Each is made only
+/// if its guard holds against the state *where it is stored*, so the plan
+/// needs no knowledge of the state: a node never acts on a stale copy.
+pub fn plan(limit: &Limit, v: f64) -> &'static [Action] {
+    if limit.crossed(v) {
+        if limit.hold_ms == 0 {
+            &[Action::Raise]
         } else {
-            Action::Nothing
-        };
+            &[Action::Arm, Action::Raise]
+        }
+    } else if limit.cleared(v) {
+        &[Action::Disarm, Action::Clear]
+    } else {
+        &[Action::Disarm]
     }
-    if !limit.crossed(v) {
-        return match state.armed_at {
-            Some(_) => Action::Disarm,
-            None => Action::Nothing,
-        };
-    }
-    match state.armed_at {
-        _ if limit.hold_ms == 0 => Action::Raise,
-        None => Action::Arm,
-        Some(at) if now.saturating_sub(at) >= limit.hold_ms => Action::Raise,
-        Some(_) => Action::Nothing,
+}
+
+/// One guarded change at `now`, as the database makes it (see
+/// `crate::store::rules`): the new state, or `None` when the guard does not
+/// hold.
+pub fn apply(
+    state: &ThresholdState,
+    action: Action,
+    now: i64,
+    hold_ms: i64,
+    alarm_id: &str,
+) -> Option<ThresholdState> {
+    match action {
+        Action::Arm if !state.raised && state.armed_at.is_none() => Some(ThresholdState {
+            armed_at: Some(now),
+            ..state.clone()
+        }),
+        Action::Disarm if !state.raised && state.armed_at.is_some() => Some(ThresholdState {
+            armed_at: None,
+            ..state.clone()
+        }),
+        Action::Raise
+            if !state.raised
+                && (hold_ms == 0 || state.armed_at.is_some_and(|at| at <= now - hold_ms)) =>
+        {
+            Some(ThresholdState {
+                raised: true,
+                armed_at: None,
+                alarm_id: Some(alarm_id.to_string()),
+            })
+        }
+        Action::Clear if state.raised => Some(ThresholdState {
+            raised: false,
+            armed_at: None,
+            ..state.clone()
+        }),
+        _ => None,
     }
 }
 
@@ -112,27 +148,17 @@ mod tests {
         }
     }
 
-    /// Runs readings through a threshold as the database would apply them.
+    /// Runs readings through a threshold as the database would apply them;
+    /// returns the changes made.
     fn run(limit: &Limit, readings: &[(i64, f64)]) -> Vec<(i64, Action)> {
         let mut s = ThresholdState::default();
         let mut out = Vec::new();
         for &(now, v) in readings {
-            let a = evaluate(limit, &s, v, now);
-            match a {
-                Action::Arm => s.armed_at = Some(now),
-                Action::Disarm => s.armed_at = None,
-                Action::Raise => {
-                    s = ThresholdState {
-                        raised: true,
-                        armed_at: None,
-                        alarm_id: Some("a".into()),
-                    }
+            for &a in plan(limit, v) {
+                if let Some(next) = apply(&s, a, now, limit.hold_ms, "a") {
+                    s = next;
+                    out.push((now, a));
                 }
-                Action::Clear => s = ThresholdState::default(),
-                Action::Nothing => {}
-            }
-            if a != Action::Nothing {
-                out.push((now, a));
             }
         }
         out

@@ -7,24 +7,23 @@
 //! [`Rules`] is the publisher's [`Observer`]: it sees each published event
 //! on the publishing path, answers the deadband at once from this node's
 //! memory (so the deadband is per node), and queues the reading for the
-//! thresholds, which one task per node evaluates in arrival order with the
-//! pure [`crate::domain::rule::evaluate`]. Threshold states live in the
-//! database ([`crate::store::RuleStore`]); each change is guarded there, so
-//! across nodes exactly one raises or clears, and a restarted node finds an
-//! alarm still raised. A node caches the states it read for
-//! [`STATE_TTL`]: a change another node made reaches it within that time.
-//! Rule files: [`spec`].
+//! thresholds, which one task per node evaluates in arrival order: the pure
+//! [`crate::domain::rule::plan`] names the guarded changes a reading asks
+//! for, and the database ([`crate::store::RuleStore`]) makes those whose
+//! guard holds against the stored state. No node acts on a copy of the
+//! state, so across nodes exactly one raises or clears each alarm, a dip
+//! seen by one node disarms a hold armed by another, and a restarted node
+//! finds an alarm still raised. Rule files: [`spec`].
 
 pub mod spec;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::catalog::Priority;
-use crate::domain::rule::{Action, ThresholdState, evaluate, passes_deadband};
+use crate::domain::rule::{Action, passes_deadband, plan};
 use crate::domain::{Targets, now_ms};
 use crate::events::{Draft, Observer, Prepared, Publisher};
 use crate::store::Store;
@@ -32,11 +31,9 @@ use crate::store::rules::{RuleChange, ThresholdKey};
 use crate::tasks::Tasks;
 pub use spec::{Edge, Rule, RuleError, Threshold};
 
-/// How long a node trusts a threshold state it read or wrote.
-pub const STATE_TTL: Duration = Duration::from_millis(500);
 /// Readings waiting for threshold evaluation; beyond this they are dropped.
 const QUEUE: usize = 10_000;
-/// Streams remembered per node (deadband values, cached states); when
+/// Streams remembered per node (deadband values, known rows); when
 /// exceeded the memory starts over (a deadband then lets one reading through).
 const MAX_STREAMS: usize = 100_000;
 
@@ -86,7 +83,7 @@ impl Rules {
             rules: me.clone(),
             store,
             publisher: publisher.clone(),
-            cache: HashMap::new(),
+            known: HashSet::new(),
         };
         tasks.spawn(worker.run(rx));
         publisher.set_observer(me.clone());
@@ -149,7 +146,8 @@ struct Worker {
     rules: Arc<Rules>,
     store: Arc<dyn Store>,
     publisher: Arc<Publisher>,
-    cache: HashMap<ThresholdKey, (ThresholdState, Instant)>,
+    /// Thresholds whose row this node knows exists (bounded).
+    known: HashSet<ThresholdKey>,
 }
 
 impl Worker {
@@ -165,27 +163,8 @@ impl Worker {
         }
     }
 
-    async fn state(
-        &mut self,
-        key: &ThresholdKey,
-    ) -> Result<ThresholdState, crate::store::StoreError> {
-        if let Some((s, at)) = self.cache.get(key) {
-            if at.elapsed() < STATE_TTL {
-                return Ok(s.clone());
-            }
-        }
-        let s = self.store.threshold_state(key).await?;
-        self.remember(key, &s);
-        Ok(s)
-    }
-
-    fn remember(&mut self, key: &ThresholdKey, s: &ThresholdState) {
-        if self.cache.len() >= MAX_STREAMS {
-            self.cache.clear();
-        }
-        self.cache.insert(key.clone(), (s.clone(), Instant::now()));
-    }
-
+    /// Makes the guarded changes the reading asks for; publishes the edge
+    /// this node made, if any.
     async fn evaluate(&mut self, rule: &Rule, t: &Threshold, r: &Reading) -> anyhow::Result<()> {
         let key = ThresholdKey {
             company_id: r.company.clone(),
@@ -193,26 +172,35 @@ impl Worker {
             threshold_id: t.id.clone(),
             stream_key: r.key.clone(),
         };
-        let state = self.state(&key).await?;
-        let change = match evaluate(&t.limit, &state, r.value, r.at) {
-            Action::Nothing => return Ok(()),
-            Action::Arm => RuleChange::Arm,
-            Action::Disarm => RuleChange::Disarm,
-            Action::Raise => RuleChange::Raise {
-                hold_ms: t.limit.hold_ms,
-                alarm_id: uuid::Uuid::now_v7().to_string(),
-            },
-            Action::Clear => RuleChange::Clear,
-        };
-        let (made, after) = self.store.change_threshold(&key, &change, r.at).await?;
-        self.remember(&key, &after);
-        let edge = match change {
-            RuleChange::Raise { .. } if made => Edge::Raised,
-            RuleChange::Clear if made => Edge::Cleared,
-            _ => return Ok(()),
-        };
-        let alarm_id = after.alarm_id.unwrap_or_default();
-        self.publish(rule, t, edge, &alarm_id, r).await
+        if !self.known.contains(&key) {
+            self.store.ensure_threshold(&key, r.at).await?;
+            if self.known.len() >= MAX_STREAMS {
+                self.known.clear();
+            }
+            self.known.insert(key.clone());
+        }
+        for &action in plan(&t.limit, r.value) {
+            let change = match action {
+                Action::Arm => RuleChange::Arm,
+                Action::Disarm => RuleChange::Disarm,
+                Action::Raise => RuleChange::Raise {
+                    hold_ms: t.limit.hold_ms,
+                    alarm_id: uuid::Uuid::now_v7().to_string(),
+                },
+                Action::Clear => RuleChange::Clear,
+            };
+            let Some(after) = self.store.change_threshold(&key, &change, r.at).await? else {
+                continue;
+            };
+            let edge = match action {
+                Action::Raise => Edge::Raised,
+                Action::Clear => Edge::Cleared,
+                Action::Arm | Action::Disarm => continue,
+            };
+            let alarm_id = after.alarm_id.unwrap_or_default();
+            self.publish(rule, t, edge, &alarm_id, r).await?;
+        }
+        Ok(())
     }
 
     /// Publishes the edge's event; only the node that made the change does.

@@ -39,12 +39,7 @@ impl RuleStore for PgStore {
             .map(Option::unwrap_or_default)
     }
 
-    async fn change_threshold(
-        &self,
-        key: &ThresholdKey,
-        change: &RuleChange,
-        now: i64,
-    ) -> Result<(bool, ThresholdState), StoreError> {
+    async fn ensure_threshold(&self, key: &ThresholdKey, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO rule_states (company_id, rule_id, threshold_id, stream_key, raised, changed_at)
              VALUES ($1, $2, $3, $4, FALSE, $5) ON CONFLICT DO NOTHING",
@@ -56,6 +51,15 @@ impl RuleStore for PgStore {
         .bind(now)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn change_threshold(
+        &self,
+        key: &ThresholdKey,
+        change: &RuleChange,
+        now: i64,
+    ) -> Result<Option<ThresholdState>, StoreError> {
         let (set, guard) = change_sql(change);
         let fill = |s: &str| {
             s.replace("{now}", "$5")
@@ -77,9 +81,10 @@ impl RuleStore for PgStore {
         if let RuleChange::Raise { hold_ms, alarm_id } = change {
             q = q.bind(*hold_ms).bind(alarm_id);
         }
-        match q.fetch_optional(&self.pool).await? {
-            Some(row) => Ok((true, state_from_row(&row)?)),
-            None => Ok((false, self.threshold_state(key).await?)),
-        }
+        q.fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(state_from_row)
+            .transpose()
     }
 }

@@ -2,10 +2,11 @@
 //! [`RuleStore`] interface, implemented in `postgres_rules.rs` and
 //! `sqlite_rules.rs`; contract tests in `tests/store_rules.rs`.
 //!
-//! What a reading asks for is decided by `crate::domain::rule::evaluate`;
-//! each change here is one guarded `UPDATE`, so of several nodes asking for
-//! the same change at once exactly one gets `applied = true`, and only that
-//! one publishes the alarm (or its clearing).
+//! What a reading asks for is decided by `crate::domain::rule::plan`;
+//! each change here is one guarded `UPDATE` with the guards of
+//! `crate::domain::rule::apply`, so of several nodes asking for the same
+//! change at once exactly one makes it, and only that one publishes the
+//! alarm (or its clearing).
 
 use async_trait::async_trait;
 
@@ -41,14 +42,18 @@ pub trait RuleStore: Send + Sync {
     /// The state of a threshold (the default when never touched).
     async fn threshold_state(&self, key: &ThresholdKey) -> Result<ThresholdState, StoreError>;
 
-    /// Makes `change` at `now` if its guard holds. Returns whether this call
-    /// made it, and the state after it (another node's, when it did not).
+    /// Creates the threshold's row (not raised, not armed) unless it exists.
+    async fn ensure_threshold(&self, key: &ThresholdKey, now: i64) -> Result<(), StoreError>;
+
+    /// Makes `change` at `now` if its guard holds against the stored state
+    /// (the guards of `crate::domain::rule::apply`); the new state when this
+    /// call made it, `None` when the guard did not hold (or no row exists).
     async fn change_threshold(
         &self,
         key: &ThresholdKey,
         change: &RuleChange,
         now: i64,
-    ) -> Result<(bool, ThresholdState), StoreError>;
+    ) -> Result<Option<ThresholdState>, StoreError>;
 }
 
 /// `SET … WHERE <guard>` of a change; parameters by position: `$now`, then
