@@ -191,4 +191,34 @@ mod tests {
         assert!(c.may_join_kind("quality", Role::Supervisor));
         assert!(c.may_join_kind("order", Role::Operator));
     }
+
+    #[test]
+    fn a_catalog_file_adds_commands_and_a_bad_one_is_named() {
+        let dir = std::env::temp_dir().join(format!("sy-cat-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.json");
+        std::fs::write(
+            &good,
+            r#"{"commands": {"valve:close": {"send": ["operator"]}}, "rules": {"r": {}}}"#,
+        )
+        .unwrap();
+        let c = Catalog::load(Some(&good)).unwrap();
+        assert!(
+            c.command("valve:close")
+                .unwrap()
+                .send
+                .contains(Role::Operator)
+        );
+        assert_eq!(c.command("nope").unwrap_err().code, Code::UnknownCommand);
+        assert!(c.rule_entries().contains_key("r"));
+        let bad = dir.join("bad.json");
+        std::fs::write(
+            &bad,
+            r#"{"commands": {"valve:close": {"answer": {"roles": ["robot"]}}}}"#,
+        )
+        .unwrap();
+        let e = Catalog::load(Some(&bad)).unwrap_err();
+        assert_eq!(e.entry, "commands.valve:close", "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
