@@ -283,42 +283,52 @@ impl Commands {
     }
 
     /// Moves `c` towards what `goal` reaches, one guarded step at a time.
+    /// When another node moved it first (a racing delivery, the timeout
+    /// sweep), the path is planned again from what that node stored.
     async fn advance(
         &self,
         mut c: StoredCommand,
         goal: Step,
         outcome: Outcome,
     ) -> AppResult<StoredCommand> {
-        let steps = match path(c.status, goal) {
-            Ok(steps) => steps,
-            // A repeated ack: nothing to do, the current state answers.
-            Err(Refusal::AlreadyPast(_)) => return Ok(c),
-            Err(Refusal::Finished(_)) => return Err(finished(&c)),
-        };
-        for step in steps {
-            let mut o = Outcome {
-                answered_by: outcome.answered_by.clone(),
-                ..Outcome::default()
+        // Each retry follows a transition another caller made; the machine
+        // has four, so this bounds the loop without ever cutting it short.
+        for _ in 0..=Status::ALL.len() {
+            let steps = match path(c.status, goal) {
+                Ok(steps) => steps,
+                // A repeated ack: nothing to do, the current state answers.
+                Err(Refusal::AlreadyPast(_)) => return Ok(c),
+                Err(Refusal::Finished(_)) => return Err(finished(&c)),
             };
-            match step {
-                // The result window opens with the ack.
-                Step::Ack => o.deadline_at = Some(now_ms().saturating_add(c.timeout_ms)),
-                Step::Succeed | Step::Fail => o = outcome.clone(),
-                _ => {}
-            }
-            match self.step(&c, step, &o).await? {
-                Some(next) => c = next,
-                None => {
-                    // Another node moved it first: answer with what it did.
-                    let now = self.get(&c.company_id, &c.id).await?;
-                    return match path(now.status, goal) {
-                        Err(Refusal::Finished(_)) => Err(finished(&now)),
-                        _ => Ok(now),
-                    };
+            let mut raced = false;
+            for step in steps {
+                let mut o = Outcome {
+                    answered_by: outcome.answered_by.clone(),
+                    ..Outcome::default()
+                };
+                match step {
+                    // The result window opens with the ack.
+                    Step::Ack => o.deadline_at = Some(now_ms().saturating_add(c.timeout_ms)),
+                    Step::Succeed | Step::Fail => o = outcome.clone(),
+                    _ => {}
+                }
+                match self.step(&c, step, &o).await? {
+                    Some(next) => c = next,
+                    None => {
+                        c = self.get(&c.company_id, &c.id).await?;
+                        raced = true;
+                        break;
+                    }
                 }
             }
+            if !raced {
+                return Ok(c);
+            }
         }
-        Ok(c)
+        Err(AppError::new(
+            Code::Conflict,
+            format!("command `{}` kept changing; retry", c.id),
+        ))
     }
 
     /// One guarded transition; announced when this call made it.

@@ -18,6 +18,7 @@
 pub mod spec;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -54,6 +55,8 @@ pub struct Rules {
     /// held for one lookup, never across an await.
     last: Mutex<HashMap<(String, usize, String), f64>>,
     queue: mpsc::Sender<Reading>,
+    /// Readings dropped because the queue was full, since start.
+    dropped: AtomicU64,
 }
 
 impl Rules {
@@ -78,6 +81,7 @@ impl Rules {
             by_type,
             last: Mutex::new(HashMap::new()),
             queue: tx,
+            dropped: AtomicU64::new(0),
         });
         let worker = Worker {
             rules: me.clone(),
@@ -120,7 +124,11 @@ impl Observer for Rules {
                     at,
                 };
                 if self.queue.try_send(reading).is_err() {
-                    tracing::warn!(rule = %rule.id, "rule queue full: a reading was not evaluated");
+                    let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    // 1, 2, 4, 8, …: a flood is visible without flooding the log.
+                    if n.is_power_of_two() {
+                        tracing::warn!(rule = %rule.id, dropped = n, "rule queue full: readings not evaluated");
+                    }
                 }
             }
             if let Some(band) = rule.deadband {
