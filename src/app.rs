@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::admin::Admin;
 use crate::auth::JwtVerifier;
 use crate::catalog::Catalog;
 use crate::config::{Config, JwtKeySource};
@@ -239,6 +240,8 @@ async fn services(
         durable.clone(),
         store.clone(),
     ));
+    let sessions = Arc::new(Sessions::default());
+    let admin = admin(&config, &sessions, &store, &tasks).await?;
     Ok(AppState::new(Services {
         user_rates: UserRates::new(config.user_rate_limit, config.user_rate_burst),
         key_failures: KeyFailures::new(config.api_key_failure_limit),
@@ -252,12 +255,44 @@ async fn services(
         documents,
         commands,
         presence,
-        sessions: Sessions::default(),
+        sessions,
+        admin,
         limits: ConnectionLimits::default(),
         redis,
         tasks,
         started: Instant::now(),
     }))
+}
+
+/// The admin service; with Redis, this node answers the others' questions
+/// and asks them (`crate::cluster::rpc`).
+async fn admin(
+    config: &Config,
+    sessions: &Arc<Sessions>,
+    store: &Arc<dyn Store>,
+    tasks: &Tasks,
+) -> anyhow::Result<Admin> {
+    let local = crate::admin::Local::new(config.node_id.clone(), sessions.clone());
+    let rpc = match &config.redis_url {
+        Some(_) => Some(
+            crate::cluster::rpc::Rpc::start(
+                config,
+                config.node_id.clone(),
+                config.presence_ttl,
+                local.clone(),
+                tasks,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    Ok(Admin::new(
+        local,
+        rpc,
+        store.clone(),
+        config.admin_timeout,
+        config.message_queue_ttl.as_millis() as i64,
+    ))
 }
 
 fn publisher(

@@ -123,6 +123,21 @@ pub struct Config {
     /// `METRICS_ADDR`: an internal listener for `/metrics`; when set, the
     /// public port no longer serves it.
     pub metrics_addr: Option<SocketAddr>,
+    /// `ADMIN_TIMEOUT_MS`: how long a cluster-wide admin question waits for
+    /// the other nodes before naming the silent ones in `incomplete`.
+    pub admin_timeout: Duration,
+    /// `ADMIN_UI=on` (+ credentials): the `/admin` namespace of the official
+    /// socket.io Admin UI. `None` = off.
+    pub admin_ui: Option<AdminUi>,
+}
+
+/// `ADMIN_UI_USERNAME` / `ADMIN_UI_PASSWORD` / `ADMIN_UI_READONLY`.
+#[derive(Debug, Clone)]
+pub struct AdminUi {
+    pub username: String,
+    pub password: Secret,
+    /// `ADMIN_UI_READONLY=off` allows the UI's disconnect action.
+    pub readonly: bool,
 }
 
 /// Reads variables from a map so tests never touch the process environment.
@@ -349,6 +364,11 @@ impl Config {
                     return Err(bad("LOG_FORMAT", format!("`{other}` must be text or json")));
                 }
             },
+            admin_timeout: match v.millis("ADMIN_TIMEOUT_MS", 1_500)? {
+                d if d.is_zero() => return Err(bad("ADMIN_TIMEOUT_MS", "must be at least 1 ms")),
+                d => d,
+            },
+            admin_ui: admin_ui(&v)?,
             metrics_addr: match v.get("METRICS_ADDR") {
                 None => None,
                 Some(raw) => {
@@ -363,6 +383,39 @@ impl Config {
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
     }
+}
+
+fn on_off(v: &Vars, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match v.get(var) {
+        None => Ok(default),
+        Some("on" | "true") => Ok(true),
+        Some("off" | "false") => Ok(false),
+        Some(other) => Err(bad(var, format!("`{other}` must be on or off"))),
+    }
+}
+
+fn admin_ui(v: &Vars) -> Result<Option<AdminUi>, ConfigError> {
+    if !on_off(v, "ADMIN_UI", false)? {
+        return Ok(None);
+    }
+    let username = v
+        .get("ADMIN_UI_USERNAME")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| bad("ADMIN_UI_USERNAME", "required when ADMIN_UI=on"))?;
+    let password = match v.get("ADMIN_UI_PASSWORD") {
+        Some(p) if p.len() >= 12 => p,
+        _ => {
+            return Err(bad(
+                "ADMIN_UI_PASSWORD",
+                "required when ADMIN_UI=on, at least 12 characters",
+            ));
+        }
+    };
+    Ok(Some(AdminUi {
+        username: username.to_string(),
+        password: Secret::new(password),
+        readonly: on_off(v, "ADMIN_UI_READONLY", true)?,
+    }))
 }
 
 fn jwt_key(v: &Vars, env: Environment) -> Result<JwtKeySource, ConfigError> {
@@ -463,6 +516,45 @@ mod tests {
             }
         ));
         assert!(c.cors_origins.is_none());
+    }
+
+    #[test]
+    fn the_admin_ui_is_off_by_default_and_needs_credentials_when_on() {
+        let c = cfg(&[]).expect("defaults");
+        assert!(c.admin_ui.is_none());
+        assert_eq!(c.admin_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            cfg(&[("ADMIN_UI", "on")]).unwrap_err().var,
+            "ADMIN_UI_USERNAME"
+        );
+        let short = [
+            ("ADMIN_UI", "on"),
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD", "short"),
+        ];
+        assert_eq!(cfg(&short).unwrap_err().var, "ADMIN_UI_PASSWORD");
+        assert_eq!(cfg(&[("ADMIN_UI", "maybe")]).unwrap_err().var, "ADMIN_UI");
+        assert_eq!(
+            cfg(&[("ADMIN_TIMEOUT_MS", "0")]).unwrap_err().var,
+            "ADMIN_TIMEOUT_MS"
+        );
+        let on = [
+            ("ADMIN_UI", "on"),
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD", "ui-password-secret-42"),
+        ];
+        let ui = cfg(&on).expect("valid").admin_ui.expect("on");
+        assert!(ui.readonly, "read-only unless ADMIN_UI_READONLY=off");
+        assert_eq!(ui.password.expose(), "ui-password-secret-42");
+        let writable = [on.as_slice(), &[("ADMIN_UI_READONLY", "off")]].concat();
+        assert!(
+            !cfg(&writable)
+                .expect("valid")
+                .admin_ui
+                .expect("on")
+                .readonly
+        );
+        assert!(!format!("{:?}", cfg(&on).expect("valid")).contains("ui-password-secret-42"));
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! - [`limits`], [`throttle`]: connection limits, token buckets, per-user and API-key throttles.
 //! - [`auth`]: JWT verification/minting, token sources, the API-key check.
 //! - [`rooms`]: who may be in which room (pure): automatic rooms, `subscribe` and resume plans.
-//! - [`cluster`]: Redis client settings, the health link and the self-probe.
+//! - [`cluster`]: Redis client settings, the health link, the self-probe, and
+//!   `rpc` (ask every node over Redis; name the ones that did not answer).
 //! - [`server`]: the accept loop under axum (connection cap, timeouts, descriptors).
 //! - [`gauges`]: gauges sampled on a timer (database/Redis up, pool use, offline backlog).
 //!
@@ -41,6 +42,9 @@
 //! - [`rules`]: telemetry rules: deadbands and thresholds that raise/clear alarms once across
 //!   nodes (the publisher's observer; evaluation in [`domain::rule`]; `RULES_FILE`).
 //!
+//! - [`admin`]: the admin API's service: every node's connections, kicks and
+//!   statistics over `cluster::rpc`, naming nodes that did not answer.
+//!
 //! **Serving**
 //! - [`state`]: [`state::AppState`], which holds the services (no logic).
 //! - [`api`]: the one route table, typed requests and replies, the handlers, and a
@@ -51,6 +55,7 @@
 //!   on `METRICS_ADDR` when set), shuts down.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::admin::Admin;
 use crate::auth::JwtVerifier;
 use crate::catalog::Catalog;
 use crate::cluster::RedisLink;
@@ -43,8 +44,10 @@ pub struct Services {
     pub commands: Arc<Commands>,
     /// Who is online, and typing (SPEC §7).
     pub presence: Arc<Presence>,
-    /// This node's open sessions, every transport's.
-    pub sessions: Sessions,
+    /// This node's open sessions, every transport's (shared with `admin`).
+    pub sessions: Arc<Sessions>,
+    /// The admin API's cluster-wide listings, kicks and statistics.
+    pub admin: Admin,
     pub limits: ConnectionLimits,
     /// One event-rate bucket per user on this node (`WS_USER_RATE_LIMIT`).
     pub user_rates: UserRates,
