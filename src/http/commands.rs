@@ -37,6 +37,7 @@ struct SendIn {
         (status = 400, description = "Unknown command, bad target or args (details name the field)", body = ErrorReply),
         (status = 401, description = "No valid API key", body = ErrorReply),
         (status = 409, description = "INTERLOCKED: a catalog interlock holds (the message says why)", body = ErrorReply),
+        (status = 413, description = "Body too large", body = ErrorReply),
         (status = 429, description = "Too many failed key attempts", body = ErrorReply),
         (status = 503, description = "Storage unavailable", body = ErrorReply),
     )
@@ -59,6 +60,7 @@ pub async fn send(
         (status = 400, description = "Unknown command, bad target or args", body = ErrorReply),
         (status = 401, description = "No valid API key", body = ErrorReply),
         (status = 409, description = "INTERLOCKED", body = ErrorReply),
+        (status = 413, description = "Body too large", body = ErrorReply),
         (status = 429, description = "Too many failed key attempts", body = ErrorReply),
         (status = 503, description = "Storage unavailable", body = ErrorReply),
     )
