@@ -32,8 +32,15 @@ const CATALOG = {
   },
 };
 
+// Temp dirs of the catalog files, removed when the file's suites end.
+const tempDirs = [];
+after(() => {
+  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function catalogFile() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sy-commands-'));
+  tempDirs.push(dir);
   const file = path.join(dir, 'catalog.json');
   fs.writeFileSync(file, JSON.stringify(CATALOG));
   return file;

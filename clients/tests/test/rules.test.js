@@ -40,8 +40,15 @@ const RULES = {
   },
 };
 
+// Temp dirs of the rule files, removed when the file's suites end.
+const tempDirs = [];
+after(() => {
+  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function rulesFile(rules = RULES) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sy-rules-'));
+  tempDirs.push(dir);
   const file = path.join(dir, 'rules.json');
   fs.writeFileSync(file, JSON.stringify(rules));
   return file;
