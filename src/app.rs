@@ -59,6 +59,7 @@ impl App {
         crate::metrics::install();
         let verifier = JwtVerifier::from_config(&config)?;
         let catalog = Catalog::load(config.catalog_file.as_deref())?;
+        let rules = crate::rules::spec::load(&catalog, config.rules_file.as_deref())?;
         crate::metrics::register(&crate::metrics::series::Labels {
             event_types: catalog.type_names().collect(),
             refusal_codes: Code::ALL.map(Code::as_str).to_vec(),
@@ -80,6 +81,14 @@ impl App {
             None => (None, None),
         };
         let state = services(config, verifier, store, catalog, redis, tasks).await?;
+        if let Some(r) = crate::rules::Rules::start(
+            rules,
+            state.store.clone(),
+            state.publisher.clone(),
+            &state.tasks,
+        ) {
+            tracing::info!(rules = r.len(), "telemetry rules loaded");
+        }
         let (socketio, closer) = crate::transport::socketio::mount(&state, adapter).await?;
         let plain = crate::transport::mount_plain(&state).await?;
         let gauges = crate::gauges::Sources {
@@ -213,9 +222,9 @@ async fn services(
     )
     .await
     .context("webhooks: endpoints not loaded")?;
-    let publisher = publisher(
+    let publisher = Arc::new(publisher(
         &config, &store, &catalog, &durable, &fanout, &webhooks, &tasks,
-    );
+    ));
     let documents = documents(&config, &store, &catalog, &fanout);
     let presence = Presence::new(
         crate::presence::Settings {
@@ -230,6 +239,15 @@ async fn services(
     );
     presence.set_webhooks(webhooks.clone());
     presence.start();
+    let commands = crate::commands::Commands::new(
+        store.clone(),
+        catalog.clone(),
+        publisher.clone(),
+        fanout.clone(),
+        presence.clone(),
+        tasks.clone(),
+    );
+    commands.start();
     tasks.spawn(crate::replay::prune_forever(store.clone()));
     tasks.spawn(crate::replay::cursors::save_forever(
         durable.clone(),
@@ -248,6 +266,7 @@ async fn services(
         durable,
         fanout,
         documents,
+        commands,
         presence,
         sessions,
         admin,

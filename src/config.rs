@@ -125,6 +125,8 @@ pub struct Config {
     /// reconnect (`WS_PRESENCE_GRACE_MS`).
     pub presence_grace: Duration,
     pub catalog_file: Option<PathBuf>,
+    /// Telemetry rules merged over the catalog's `rules` (`RULES_FILE`).
+    pub rules_file: Option<PathBuf>,
     pub http_body_limit: usize,
     /// Time allowed for a request's headers, and for the first request of a
     /// new or idle keep-alive connection (`HTTP_HEADER_TIMEOUT_MS`).
@@ -415,6 +417,7 @@ impl Config {
             presence_ttl,
             presence_grace: v.millis("WS_PRESENCE_GRACE_MS", 5_000)?,
             catalog_file: v.get("CATALOG_FILE").map(PathBuf::from),
+            rules_file: v.get("RULES_FILE").map(PathBuf::from),
             http_body_limit: v.parse("HTTP_BODY_LIMIT", 1_048_576)?,
             http_header_timeout: v.millis("HTTP_HEADER_TIMEOUT_MS", 10_000)?,
             http_max_connections,

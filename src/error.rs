@@ -32,11 +32,18 @@ pub enum Code {
     Conflict,
     Unavailable,
     Internal,
+    /// `command:send` names a command the catalog does not have.
+    UnknownCommand,
+    /// A catalog interlock refuses the command right now (SPEC §13).
+    Interlocked,
+    /// A command nobody answered before its deadline (in `command_status`,
+    /// and for answers that come after it).
+    Timeout,
 }
 
 impl Code {
     /// Every code, e.g. to register `websocket_refused_total{code}` at zero.
-    pub const ALL: [Code; 14] = [
+    pub const ALL: [Code; 17] = [
         Code::Unauthorized,
         Code::InvalidToken,
         Code::TokenExpired,
@@ -51,6 +58,9 @@ impl Code {
         Code::Conflict,
         Code::Unavailable,
         Code::Internal,
+        Code::UnknownCommand,
+        Code::Interlocked,
+        Code::Timeout,
     ];
 
     /// The codes of failed authentication (`websocket_auth_failures_total{reason}`).
@@ -73,6 +83,9 @@ impl Code {
             Code::Conflict => "CONFLICT",
             Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
+            Code::UnknownCommand => "UNKNOWN_COMMAND",
+            Code::Interlocked => "INTERLOCKED",
+            Code::Timeout => "TIMEOUT",
         }
     }
 
@@ -88,12 +101,14 @@ impl Code {
             }
             Code::Forbidden => StatusCode::FORBIDDEN,
             Code::LimitExceeded | Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Code::InvalidRoom | Code::UnknownEvent | Code::ValidationFailed => {
-                StatusCode::BAD_REQUEST
-            }
+            Code::InvalidRoom
+            | Code::UnknownEvent
+            | Code::UnknownCommand
+            | Code::ValidationFailed => StatusCode::BAD_REQUEST,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::NotFound => StatusCode::NOT_FOUND,
-            Code::Conflict => StatusCode::CONFLICT,
+            Code::Conflict | Code::Interlocked => StatusCode::CONFLICT,
+            Code::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

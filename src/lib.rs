@@ -39,6 +39,10 @@
 //! - [`documents`]: last-write-wins documents: merge, permissions, shapes, announcements.
 //! - [`presence`]: who is online across the cluster (database-backed, exactly-once
 //!   transitions), entity-room presence, typing.
+//! - [`commands`]: device commands: send, deliver, ack/result, TIMEOUT sweep, interlocks
+//!   (the state machine is [`domain::command`]; the database arbitrates each transition).
+//! - [`rules`]: telemetry rules: deadbands and thresholds that raise/clear alarms once across
+//!   nodes (the publisher's observer; evaluation in [`domain::rule`]; `RULES_FILE`).
 //!
 //! - [`admin`]: the admin API's service: every node's connections, kicks and
 //!   statistics over `cluster::rpc`, naming nodes that did not answer.
@@ -64,6 +68,7 @@ pub mod app;
 pub mod auth;
 pub mod catalog;
 pub mod cluster;
+pub mod commands;
 pub mod config;
 pub mod documents;
 pub mod domain;
@@ -77,6 +82,7 @@ pub mod metrics;
 pub mod presence;
 pub mod replay;
 pub mod rooms;
+pub mod rules;
 pub mod secret;
 pub mod server;
 pub mod session;

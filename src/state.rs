@@ -12,6 +12,7 @@ use crate::admin::Admin;
 use crate::auth::JwtVerifier;
 use crate::catalog::Catalog;
 use crate::cluster::RedisLink;
+use crate::commands::Commands;
 use crate::config::Config;
 use crate::documents::Documents;
 use crate::events::Publisher;
@@ -34,12 +35,14 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub catalog: Arc<Catalog>,
     /// Publishing: validation, the durable append, delivery.
-    pub publisher: Publisher,
+    pub publisher: Arc<Publisher>,
     /// Live delivery and replay of durable events (with its Redis bus).
     pub durable: Arc<DurableHub>,
     /// Ephemeral delivery through every transport's hub.
     pub fanout: Arc<Fanout>,
     pub documents: Documents,
+    /// Device commands and their life cycle (SPEC §13).
+    pub commands: Arc<Commands>,
     /// Who is online, and typing (SPEC §7).
     pub presence: Arc<Presence>,
     /// This node's open sessions, every transport's (shared with `admin`).

@@ -41,6 +41,7 @@ pub async fn open(state: &AppState, session: &Arc<Session>, resume: Resume) {
     let extra = resume.extra;
     session.add_rooms(&extra);
     let rooms: Vec<RoomName> = automatic.iter().chain(&extra).cloned().collect();
+    let welcome_rooms = rooms.clone();
     sink.join(&identity.company_id, &rooms);
     let durable = &state.durable;
     let members =
@@ -64,6 +65,8 @@ pub async fn open(state: &AppState, session: &Arc<Session>, resume: Resume) {
         tracing::debug!(session = %session.id, "could not send session");
     }
     offline::go_live(durable, members);
+    // A device gets the commands that waited for it (after `session`).
+    state.commands.joined(session, &welcome_rooms).await;
     state
         .tasks
         .spawn_until_done(expiry_watch(state.verifier.leeway_ms(), session.clone()));

@@ -8,6 +8,7 @@
 //! refusal) back in its own framing. Handlers work on a [`Session`] and the
 //! services in [`AppState`]; none of them knows which transport it serves.
 
+mod commands;
 mod connection;
 mod documents;
 pub mod lifecycle;
@@ -88,6 +89,9 @@ pub async fn handle(
         Request::PresenceList(r) => presence::list(state, session, r).await,
         Request::Typing(r) => presence::typing(state, session, r).await,
         Request::Status => Ok(connection::status(session)),
+        Request::CommandSend(r) => commands::send(state, session, r).await,
+        Request::CommandAck(r) => commands::ack(state, session, r).await,
+        Request::CommandResult(r) => commands::result(state, session, r).await,
     }
 }
 

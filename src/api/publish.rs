@@ -28,7 +28,7 @@ pub async fn publish(state: &AppState, session: &Arc<Session>, req: Publish) -> 
     }
     let room = req.room.unwrap_or_else(RoomName::company);
     authorize(&identity, publisher.catalog(), &room)?;
-    let prepared = publisher.prepare(
+    let mut prepared = publisher.prepare(
         spec,
         Draft {
             company: &identity.company_id,
@@ -44,6 +44,7 @@ pub async fn publish(state: &AppState, session: &Arc<Session>, req: Publish) -> 
                 .map(|id| format!("c:{}:{id}", identity.user_id)),
         },
     )?;
+    publisher.observe(std::slice::from_mut(&mut prepared));
     let appended = publisher
         .persist(std::slice::from_ref(&prepared))
         .await?
@@ -54,6 +55,7 @@ pub async fn publish(state: &AppState, session: &Arc<Session>, req: Publish) -> 
         id: prepared.id.clone(),
         offset: None,
         duplicate: false,
+        suppressed: prepared.suppressed,
     };
     if let Some(a) = &appended {
         ack.id = a.id.clone();

@@ -26,6 +26,7 @@ pub enum Reply {
     Presence(Presence),
     Done(Done),
     Status(Status),
+    Command(Command),
 }
 
 /// `ping` → `{ pong: true, serverTime }` (ms since the epoch).
@@ -71,7 +72,7 @@ pub struct Refreshed {
 }
 
 /// `event:publish` → the event id; its offset when durable; `duplicate`
-/// for a retried `clientEventId`.
+/// for a retried `clientEventId`; `suppressed` inside a deadband.
 #[derive(Debug, Serialize)]
 pub struct Published {
     pub ok: bool,
@@ -80,6 +81,9 @@ pub struct Published {
     pub offset: Option<i64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// Within a telemetry rule's deadband: neither stored nor delivered.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
 }
 
 /// `events:ack` → the position acknowledged.
@@ -133,6 +137,18 @@ pub struct Status {
     /// Token expiry, ms since the epoch.
     pub expires_at: i64,
     pub server_time: i64,
+}
+
+/// `command:send|ack|result` → the command's id and status;
+/// `duplicate` for a retried `clientCommandId`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Command {
+    pub ok: bool,
+    pub command_id: String,
+    pub status: crate::domain::command::Status,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// `{ ok: true }` (`user:typing`).

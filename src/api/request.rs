@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::routes::Verb;
 use crate::catalog::Priority;
+use crate::commands::request::{AckCommand, CommandResult, SendCommand};
 use crate::documents::request::{DocRef, UpdateRequest, parse_update};
 use crate::domain::RoomName;
 use crate::domain::parse::from_value;
@@ -35,6 +36,9 @@ pub enum Request {
     PresenceList(PresenceList),
     Typing(Typing),
     Status,
+    CommandSend(SendCommand),
+    CommandAck(AckCommand),
+    CommandResult(CommandResult),
 }
 
 impl Request {
@@ -66,6 +70,14 @@ impl Request {
             Verb::PresenceList => Request::PresenceList(from_value(&data, "{ room?: string }")?),
             Verb::Typing => {
                 Request::Typing(from_value(&data, "{ room: string, isTyping: boolean }")?)
+            }
+            Verb::CommandSend => Request::CommandSend(from_value(
+                &data,
+                "{ target, name, args, timeoutMs?, clientCommandId? }",
+            )?),
+            Verb::CommandAck => Request::CommandAck(from_value(&data, "{ commandId }")?),
+            Verb::CommandResult => {
+                Request::CommandResult(from_value(&data, "{ commandId, ok, value?, error? }")?)
             }
         })
     }

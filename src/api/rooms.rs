@@ -50,6 +50,7 @@ pub async fn subscribe(
         replayed += state.durable.catch_up(&member, true).await;
     }
     state.presence.rooms_changed(session.id, &join, &[]).await;
+    state.commands.joined(session, &join).await;
     crate::metrics::replayed(replayed as u64);
     Ok(Reply::Subscribed(Subscribed {
         ok: true,

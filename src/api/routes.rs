@@ -20,6 +20,9 @@ pub enum Verb {
     Typing,
     /// The session's own state (identity, rooms, transport).
     Status,
+    CommandSend,
+    CommandAck,
+    CommandResult,
 }
 
 /// The name under which socket.io v2 clients reach `ping` (v2 reserves
@@ -27,7 +30,7 @@ pub enum Verb {
 pub const PING_ALIAS: &str = "server:ping";
 
 /// Request names and their verbs.
-pub const ROUTES: [(&str, Verb); 13] = [
+pub const ROUTES: [(&str, Verb); 16] = [
     ("ping", Verb::Ping),
     (PING_ALIAS, Verb::Ping),
     ("subscribe", Verb::Subscribe),
@@ -41,6 +44,9 @@ pub const ROUTES: [(&str, Verb); 13] = [
     ("presence:list", Verb::PresenceList),
     ("user:typing", Verb::Typing),
     ("session:status", Verb::Status),
+    ("command:send", Verb::CommandSend),
+    ("command:ack", Verb::CommandAck),
+    ("command:result", Verb::CommandResult),
 ];
 
 /// Names the seeds' plain-WebSocket clients send (`getRooms`, `publish`,

@@ -1,12 +1,14 @@
 //! The event catalog: which event types exist, their payload schema, default
 //! priority, durability, who may publish and receive them, conflation, and
-//! the room-kind and document-type permissions (SPEC §4).
+//! the room-kind and document-type permissions (SPEC §4), and the device
+//! commands with their interlocks (SPEC §13, [`commands`]).
 //!
 //! The built-in catalog (`builtin.json`, the event families of EVENTS.md) is
 //! merged entry by entry with `CATALOG_FILE` (JSON or TOML of the same shape).
 //! It is loaded once at startup with every schema compiled once; a bad entry
 //! fails startup naming the entry and the reason.
 
+pub mod commands;
 pub mod export;
 mod spec;
 
@@ -15,10 +17,11 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::domain::Role;
 use crate::domain::event_type::{self, Shown};
+use crate::domain::{Identity, Role};
 use crate::error::{AppError, Code};
 
+pub use commands::CommandSpec;
 pub use spec::{CatalogError, Conflate, DocumentSpec, EventSpec, Priority, RoleSet};
 
 const BUILTIN: &str = include_str!("builtin.json");
@@ -29,6 +32,9 @@ pub struct Catalog {
     events: HashMap<String, EventSpec>,
     rooms: HashMap<String, RoleSet>,
     documents: HashMap<String, DocumentSpec>,
+    commands: HashMap<String, CommandSpec>,
+    /// The `rules` entries as written, for `crate::rules` to compile.
+    rules: HashMap<String, Value>,
     /// Used for unknown types when `allowUnknown` is set.
     unknown: EventSpec,
 }
@@ -52,6 +58,8 @@ impl Catalog {
             events: HashMap::new(),
             rooms: HashMap::new(),
             documents: HashMap::new(),
+            commands: HashMap::new(),
+            rules: HashMap::new(),
             unknown: EventSpec::permissive("*"),
         }
     }
@@ -76,6 +84,11 @@ impl Catalog {
             let spec = DocumentSpec::compile(&ty, entry)?;
             self.documents.insert(ty, spec);
         }
+        for (name, entry) in file.commands {
+            let spec = CommandSpec::compile(&name, entry)?;
+            self.commands.insert(name, spec);
+        }
+        self.rules.extend(file.rules);
         Ok(())
     }
 
@@ -134,6 +147,28 @@ impl Catalog {
     pub fn document(&self, doc_type: &str) -> Option<&DocumentSpec> {
         self.documents.get(doc_type)
     }
+
+    /// The command named `name` (`UNKNOWN_COMMAND` when the catalog has none).
+    pub fn command(&self, name: &str) -> Result<&CommandSpec, AppError> {
+        self.commands.get(name).ok_or_else(|| {
+            AppError::new(
+                Code::UnknownCommand,
+                format!("`{}` is not a command in the catalog", Shown(name)),
+            )
+            .with_details(json!({ "field": "name" }))
+        })
+    }
+
+    /// The `rules` section as written (see `crate::rules`).
+    pub fn rule_entries(&self) -> &HashMap<String, Value> {
+        &self.rules
+    }
+
+    /// Whether `who` may answer some command (so its joins look for
+    /// commands waiting for it).
+    pub fn answers_commands(&self, who: &Identity) -> bool {
+        self.commands.values().any(|c| c.may_answer(who))
+    }
 }
 
 /// Validates `payload` against an event's schema; the error details name the
@@ -155,5 +190,35 @@ mod tests {
         assert!(!c.may_join_kind("quality", Role::Operator));
         assert!(c.may_join_kind("quality", Role::Supervisor));
         assert!(c.may_join_kind("order", Role::Operator));
+    }
+
+    #[test]
+    fn a_catalog_file_adds_commands_and_a_bad_one_is_named() {
+        let dir = std::env::temp_dir().join(format!("sy-cat-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.json");
+        std::fs::write(
+            &good,
+            r#"{"commands": {"valve:close": {"send": ["operator"]}}, "rules": {"r": {}}}"#,
+        )
+        .unwrap();
+        let c = Catalog::load(Some(&good)).unwrap();
+        assert!(
+            c.command("valve:close")
+                .unwrap()
+                .send
+                .contains(Role::Operator)
+        );
+        assert_eq!(c.command("nope").unwrap_err().code, Code::UnknownCommand);
+        assert!(c.rule_entries().contains_key("r"));
+        let bad = dir.join("bad.json");
+        std::fs::write(
+            &bad,
+            r#"{"commands": {"valve:close": {"answer": {"roles": ["robot"]}}}}"#,
+        )
+        .unwrap();
+        let e = Catalog::load(Some(&bad)).unwrap_err();
+        assert_eq!(e.entry, "commands.valve:close", "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

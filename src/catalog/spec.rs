@@ -158,6 +158,12 @@ pub struct CatalogFile {
     pub rooms: HashMap<String, Vec<String>>,
     #[serde(default)]
     pub documents: HashMap<String, DocumentEntry>,
+    #[serde(default)]
+    pub commands: HashMap<String, super::commands::CommandEntry>,
+    /// Telemetry rules, compiled and checked by `crate::rules` (which needs
+    /// the whole catalog to check them).
+    #[serde(default)]
+    pub rules: HashMap<String, Value>,
 }
 
 impl CatalogFile {
@@ -206,7 +212,10 @@ impl std::fmt::Debug for EventSpec {
     }
 }
 
-fn compile_schema(entry: &str, schema: &Value) -> Result<jsonschema::Validator, CatalogError> {
+pub(super) fn compile_schema(
+    entry: &str,
+    schema: &Value,
+) -> Result<jsonschema::Validator, CatalogError> {
     jsonschema::draft202012::new(schema)
         .map_err(|e| CatalogError::new(entry, format!("schema does not compile: {e}")))
 }
@@ -314,7 +323,7 @@ impl EventSpec {
 
 /// A JSON pointer to the failing field; for a missing required property,
 /// the pointer of that property rather than of its parent object.
-fn failing_field(e: &jsonschema::ValidationError<'_>) -> String {
+pub(super) fn failing_field(e: &jsonschema::ValidationError<'_>) -> String {
     let path = e.instance_path().to_string();
     match e.kind() {
         jsonschema::error::ValidationErrorKind::Required { property } => {

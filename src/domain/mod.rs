@@ -1,15 +1,17 @@
 //! Pure domain types and rules, free of I/O so they can be unit-tested:
 //! roles and identities, company and user ids, room names and their
 //! tenant-scoped internal form, session ids, the target rooms of an event,
-//! event type names, text the database can store, and the presence state
-//! machine.
+//! event type names, text the database can store, and the presence and
+//! command state machines, and the telemetry-rule evaluation.
 
+pub mod command;
 pub mod event_type;
 pub mod identity;
 pub mod ids;
 pub mod parse;
 pub mod presence;
 pub mod room;
+pub mod rule;
 pub mod session_id;
 pub mod targets;
 pub mod text;

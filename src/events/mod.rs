@@ -14,7 +14,7 @@ use crate::domain::{Targets, iso8601, now_ms};
 use crate::error::{AppError, AppResult, Code};
 use crate::fanout::Delivery;
 use crate::store::{Appended, NewEvent};
-pub use publisher::{Publisher, Settings};
+pub use publisher::{Observer, Publisher, Settings};
 
 /// Retention of critical events in the offline queue (SPEC §5).
 pub const CRITICAL_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -35,6 +35,8 @@ pub struct Prepared {
     pub created_at: i64,
     pub idempotency_key: Option<String>,
     pub conflate: Option<(String, u64)>,
+    /// Set by the [`Observer`] (a deadband): neither stored nor delivered.
+    pub suppressed: bool,
 }
 
 /// Input common to both publish paths, already parsed.
@@ -92,6 +94,7 @@ pub fn prepare(spec: &EventSpec, draft: Draft<'_>, max_payload: usize) -> AppRes
         created_at: now_ms(),
         idempotency_key: draft.idempotency_key,
         conflate,
+        suppressed: false,
     })
 }
 

@@ -3,7 +3,7 @@
 //! the durable hub, the fan-out and the conflator; it hands matching events
 //! to the webhooks (in the append transaction when durable).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::Prepared;
 use super::conflate::Conflator;
@@ -25,6 +25,15 @@ pub struct Settings {
     pub queue_ttl_ms: i64,
 }
 
+/// Sees each event a client or backend publishes, after the whole batch
+/// was validated and before anything is stored (telemetry rules,
+/// `crate::rules`). Must not wait: it runs on the publisher's path.
+pub trait Observer: Send + Sync + 'static {
+    /// `false` suppresses the event (a deadband): it is neither stored nor
+    /// delivered.
+    fn observe(&self, event: &Prepared) -> bool;
+}
+
 pub struct Publisher {
     catalog: Arc<Catalog>,
     appender: Appender,
@@ -33,6 +42,7 @@ pub struct Publisher {
     conflator: Arc<Conflator>,
     webhooks: Arc<Webhooks>,
     settings: Settings,
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 impl Publisher {
@@ -53,6 +63,24 @@ impl Publisher {
             conflator,
             webhooks,
             settings,
+            observer: OnceLock::new(),
+        }
+    }
+
+    /// Installs the observer (once; built after the publisher, which it uses).
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        if self.observer.set(observer).is_err() {
+            tracing::warn!("a publish observer was already installed");
+        }
+    }
+
+    /// Shows a validated batch to the observer, marking what it suppresses.
+    /// Events the server makes itself (alarms, command status) skip this.
+    pub fn observe(&self, batch: &mut [Prepared]) {
+        if let Some(o) = self.observer.get() {
+            for p in batch {
+                p.suppressed = !o.observe(p);
+            }
         }
     }
 
@@ -72,12 +100,12 @@ impl Publisher {
 
     /// Appends the durable events of a batch in one transaction (ephemeral
     /// ones skip the log). Returns, per event, its append result (`None` if
-    /// ephemeral).
+    /// ephemeral or suppressed).
     pub async fn persist(&self, batch: &[Prepared]) -> AppResult<Vec<Option<Appended>>> {
         let ttl = self.settings.queue_ttl_ms;
         let durable: Vec<NewEvent> = batch
             .iter()
-            .filter(|p| p.durable)
+            .filter(|p| p.durable && !p.suppressed)
             .map(|p| {
                 let mut event = p.new_event(ttl);
                 event.webhooks = self.webhooks.entries_for(&p.webhook_event());
@@ -99,7 +127,13 @@ impl Publisher {
         }
         Ok(batch
             .iter()
-            .map(|p| if p.durable { appended.next() } else { None })
+            .map(|p| {
+                if p.durable && !p.suppressed {
+                    appended.next()
+                } else {
+                    None
+                }
+            })
             .collect())
     }
 
@@ -112,6 +146,9 @@ impl Publisher {
         appended: Option<&Appended>,
         exclude: Option<SessionId>,
     ) {
+        if prepared.suppressed {
+            return;
+        }
         match appended {
             Some(a) if a.duplicate => {}
             Some(a) => {

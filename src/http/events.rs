@@ -132,7 +132,8 @@ fn company_id(v: Option<&Value>) -> AppResult<CompanyId> {
 
 /// Validates the whole batch, appends its durable events in one transaction,
 /// then delivers: nothing is half-published.
-async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<Value>> {
+async fn publish_batch(state: &AppState, mut batch: Vec<Prepared>) -> AppResult<Vec<Value>> {
+    state.publisher.observe(&mut batch);
     let appended = state.publisher.persist(&batch).await?;
     let mut out = Vec::with_capacity(batch.len());
     for (prepared, appended) in batch.iter().zip(appended) {
@@ -148,7 +149,11 @@ async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<
         let id = appended
             .as_ref()
             .map_or(prepared.id.clone(), |a| a.id.clone());
-        out.push(json!({ "id": id, "offsets": offsets }));
+        let mut entry = json!({ "id": id, "offsets": offsets });
+        if prepared.suppressed {
+            entry["suppressed"] = json!(true);
+        }
+        out.push(entry);
         state
             .publisher
             .dispatch(prepared, appended.as_ref(), None)
@@ -314,6 +319,13 @@ pub async fn telemetry(
         batch.push(prepared);
     }
     let accepted = batch.len();
-    publish_batch(&state, batch).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))))
+    let events = publish_batch(&state, batch).await?;
+    let suppressed = events
+        .iter()
+        .filter(|e| e.get("suppressed").is_some())
+        .count();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "accepted": accepted, "suppressed": suppressed })),
+    ))
 }

@@ -1,12 +1,13 @@
 //! The HTTP API: health, event publishing and history (by offset, and by
-//! time range in `history`), telemetry ingest, documents, the admin API,
-//! the webhook admin API (`webhooks`), and the OpenAPI document
+//! time range in `history`), telemetry ingest, documents, device commands,
+//! the admin API, the webhook admin API (`webhooks`), and the OpenAPI document
 //! ([`openapi`], which holds the route table).
 //! Served by the same axum router (and port) as the Socket.IO layer;
 //! `/metrics` is added by `crate::app` (see `crate::metrics::http`).
 
 pub mod admin;
 pub mod api_key;
+pub mod commands;
 pub mod documents;
 pub mod events;
 pub mod health;

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{admin, documents, events, health, history, webhooks};
+use super::{admin, commands, documents, events, health, history, webhooks};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -22,7 +22,7 @@ use crate::state::AppState;
     info(
         title = "Switchyard HTTP API",
         description = "Server-to-server API of Switchyard: publishing, history, telemetry, \
-                       documents, health and administration. Publishing routes take a key of \
+                       documents, device commands, health and administration. Publishing routes take a key of \
                        `API_KEYS`, admin routes one of `ADMIN_API_KEYS`, as `Authorization: Bearer`. \
                        Every refusal is `{ error: { code, message, details? } }`.",
         license(name = "MIT")
@@ -41,6 +41,7 @@ use crate::state::AppState;
         (name = "health", description = "Liveness, readiness, the node's state"),
         (name = "events", description = "Publishing, history and telemetry (API_KEYS)"),
         (name = "documents", description = "Last-write-wins documents (API_KEYS)"),
+        (name = "commands", description = "Device commands and their life cycle (API_KEYS)"),
         (name = "admin", description = "Cluster-wide administration (ADMIN_API_KEYS)"),
         (name = "meta", description = "This document"),
     )
@@ -73,6 +74,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(health::websocket))
         .routes(routes!(events::publish, history::get))
         .routes(routes!(events::telemetry))
+        .routes(routes!(commands::send, commands::list))
+        .routes(routes!(commands::send_os))
+        .routes(routes!(commands::get))
         .routes(routes!(documents::get, documents::patch))
         .routes(routes!(documents::history))
         .routes(routes!(admin::connections))

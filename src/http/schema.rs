@@ -43,6 +43,9 @@ pub enum ErrorCode {
     Conflict,
     Unavailable,
     Internal,
+    UnknownCommand,
+    Interlocked,
+    Timeout,
 }
 
 /// `{ status }` of `/health/live` and `/health/ready`.
@@ -134,6 +137,8 @@ pub struct PublishedEvent {
     /// Per room, the offset the event took (durable types only).
     #[schema(value_type = Object, example = json!({ "order:67890": 17 }))]
     pub offsets: Value,
+    /// Inside a telemetry rule's deadband: neither stored nor delivered.
+    pub suppressed: Option<bool>,
 }
 
 /// One line of `GET /api/v1/events`.
@@ -196,6 +201,9 @@ pub enum TelemetryBody {
 pub struct Accepted {
     #[schema(example = 10)]
     pub accepted: u64,
+    /// Readings inside a telemetry rule's deadband: neither stored nor delivered.
+    #[schema(example = 0)]
+    pub suppressed: u64,
 }
 
 /// A document (SPEC §6).
@@ -281,6 +289,116 @@ pub struct DocumentVersion {
 #[derive(ToSchema)]
 pub struct DocumentHistory {
     pub versions: Vec<DocumentVersion>,
+    #[schema(example = json!(null))]
+    pub next: Option<i64>,
+}
+
+/// `POST /api/v1/commands` (and `POST /api/os/command`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct CommandIn {
+    #[schema(example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
+    pub company_id: String,
+    /// The room the command goes to.
+    #[schema(example = "device:p1")]
+    pub target: String,
+    /// A command of the catalog's `commands` section.
+    #[schema(example = "pump:start")]
+    pub name: String,
+    /// Checked against the command's `args` schema.
+    #[schema(value_type = Option<Object>, example = json!({ "rpm": 1200 }))]
+    pub args: Option<Value>,
+    /// 1 ms to one day (default: the command's, 10 s).
+    #[schema(example = 10000, minimum = 1, maximum = 86400000)]
+    pub timeout_ms: Option<i64>,
+    /// Makes the send idempotent (scoped to the HTTP API).
+    #[schema(example = "panel-42-start-1", min_length = 1, max_length = 128)]
+    pub client_command_id: Option<String>,
+}
+
+/// `queued | sent | acked | succeeded | failed`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum CommandStatus {
+    Queued,
+    Sent,
+    Acked,
+    Succeeded,
+    Failed,
+}
+
+/// `202` of `POST /api/v1/commands`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct CommandAccepted {
+    #[schema(example = "0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b")]
+    pub command_id: String,
+    pub status: CommandStatus,
+    /// A retried `clientCommandId`: the first command.
+    pub duplicate: Option<bool>,
+}
+
+/// A transition and its time.
+#[derive(ToSchema)]
+pub struct CommandTransition {
+    pub status: CommandStatus,
+    #[schema(example = "2026-01-01T08:30:00Z")]
+    pub at: String,
+}
+
+/// `{ code, message }` of a failed command (`TIMEOUT`, or the device's).
+#[derive(ToSchema)]
+pub struct CommandError {
+    #[schema(example = "TIMEOUT")]
+    pub code: String,
+    #[schema(example = "no answer before the deadline")]
+    pub message: String,
+}
+
+/// A command with its transitions.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct CommandRecord {
+    #[schema(example = "0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b")]
+    pub command_id: String,
+    #[schema(example = "acme")]
+    pub company_id: String,
+    #[schema(example = "device:p1")]
+    pub target: String,
+    #[schema(example = "pump:start")]
+    pub name: String,
+    #[schema(value_type = Object, example = json!({ "rpm": 1200 }))]
+    pub args: Value,
+    /// The sending user; null for the HTTP API.
+    #[schema(example = "u1")]
+    pub sent_by: Option<String>,
+    pub status: CommandStatus,
+    #[schema(example = 10000)]
+    pub timeout_ms: i64,
+    #[schema(example = "2026-01-01T08:30:10Z")]
+    pub deadline: String,
+    #[schema(example = "2026-01-01T08:30:00Z")]
+    pub created_at: String,
+    pub transitions: Vec<CommandTransition>,
+    /// What the device reported (any JSON value).
+    #[schema(value_type = Option<Object>)]
+    pub actual_value: Option<Value>,
+    pub error: Option<CommandError>,
+    #[schema(example = "device-7")]
+    pub answered_by: Option<String>,
+}
+
+/// `GET /api/v1/commands/{id}`.
+#[derive(ToSchema)]
+pub struct CommandReply {
+    pub command: CommandRecord,
+}
+
+/// `GET /api/v1/commands`.
+#[derive(ToSchema)]
+pub struct CommandList {
+    pub commands: Vec<CommandRecord>,
+    /// The `from` of the next page (ms), or null at the end.
     #[schema(example = json!(null))]
     pub next: Option<i64>,
 }

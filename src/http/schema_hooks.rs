@@ -9,7 +9,6 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::{AnyOfBuilder, Schema};
 use utoipa::openapi::{Ref, RefOr};
 
-
 /// The body of `POST /api/v1/admin/webhooks`.
 #[derive(ToSchema)]
 #[schema(rename_all = "camelCase")]

@@ -11,15 +11,21 @@
 //! Pool use and the offline-queue backlog, for metrics: [`OpsStore`] in `ops.rs`.
 //! Webhook endpoints and their outbox: [`WebhookStore`] in `webhooks.rs`;
 //! history by time range: [`HistoryStore`] in `history.rs`.
+//! Device commands: [`CommandStore`] in `commands.rs` (contract tests in
+//! `tests/store_commands.rs`). Telemetry-rule thresholds: [`RuleStore`] in `rules.rs`
+//! (`tests/store_rules.rs`).
 
 pub mod batch;
 mod breaker;
+pub mod commands;
 pub mod documents;
 pub mod history;
 pub mod ops;
+mod postgres_commands;
 mod postgres_documents;
 mod postgres_history;
 mod postgres_webhooks;
+mod sqlite_commands;
 mod sqlite_documents;
 mod sqlite_history;
 mod sqlite_webhooks;
@@ -29,11 +35,14 @@ mod postgres;
 mod postgres_presence;
 mod postgres_presence_reads;
 mod postgres_presence_rooms;
+mod postgres_rules;
 pub mod presence;
+pub mod rules;
 mod sqlite;
 mod sqlite_presence;
 mod sqlite_presence_reads;
 mod sqlite_presence_rooms;
+mod sqlite_rules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,11 +51,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use commands::CommandStore;
 pub use documents::DocumentStore;
 pub use history::{HistoryStore, RangeEvent, RangeQuery};
 pub use ops::{OpsStore, PoolUse};
 pub use postgres::PgStore;
 pub use presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
+pub use rules::RuleStore;
 pub use sqlite::SqliteStore;
 pub use webhooks::{OutboxEntry, WebhookStore};
 
@@ -111,7 +122,16 @@ pub struct StoredEvent {
 
 #[async_trait]
 pub trait Store:
-    DocumentStore + PresenceStore + OpsStore + WebhookStore + HistoryStore + Send + Sync + 'static
+    DocumentStore
+    + PresenceStore
+    + OpsStore
+    + WebhookStore
+    + HistoryStore
+    + CommandStore
+    + RuleStore
+    + Send
+    + Sync
+    + 'static
 {
     /// `postgres` or `sqlite`, for logs and health.
     fn backend(&self) -> &'static str;

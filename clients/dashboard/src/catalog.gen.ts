@@ -56,12 +56,31 @@ export interface CofeprisComplianceUpdatePayload {
   [k: string]: unknown;
 }
 
-/** Progress of a control command; goes to command:{commandId} */
+/** Progress of a device command (server-generated); goes to command:{commandId} and the sender's user room */
 export interface CommandStatusPayload {
-  actualValue?: number | string | boolean | null;
+  /**
+   * what the device reported
+   */
+  actualValue?:
+    | number
+    | string
+    | boolean
+    | null
+    | {
+        [k: string]: unknown;
+      }
+    | unknown[];
+  at?: string;
   commandId: string | number;
   completedAt?: string;
+  error?: {
+    code: string;
+    message: string;
+    [k: string]: unknown;
+  };
+  name?: string;
   status: "queued" | "sent" | "acked" | "succeeded" | "failed";
+  target?: string;
   [k: string]: unknown;
 }
 

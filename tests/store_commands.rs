@@ -1,0 +1,273 @@
+//! Command store contract (SPEC §13): the same cases on PostgreSQL and
+//! SQLite. Each transition is made by exactly one caller even when many
+//! race for it; expiry fails each open command once; idempotency keys
+//! return the first command.
+
+mod common;
+
+use std::sync::Arc;
+
+use serde_json::json;
+use switchyard::domain::command::{Status, Step};
+use switchyard::store::Store;
+use switchyard::store::commands::{NewCommand, Outcome, TIMEOUT_CODE};
+
+fn command(company: &str, target: &str, created_at: i64, timeout_ms: i64) -> NewCommand {
+    NewCommand {
+        id: common::unique("cmd"),
+        company_id: company.into(),
+        target: target.into(),
+        name: "pump:start".into(),
+        args: json!({"rpm": 1200}),
+        sender: Some("u1".into()),
+        timeout_ms,
+        created_at,
+        idempotency_key: None,
+    }
+}
+
+#[tokio::test]
+async fn a_command_goes_through_every_state_with_its_times() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("co");
+        let c = command(&company, "device:p1", 1_000, 5_000);
+        let first = store.insert_command(&c).await.unwrap();
+        assert!(!first.duplicate);
+        assert_eq!(first.command.status, Status::Queued, "{backend}");
+        assert_eq!(first.command.deadline_at, 6_000, "{backend}");
+        let none = Outcome::default();
+        let sent = store
+            .transition_command(&company, &c.id, Step::Deliver, 1_100, &none)
+            .await
+            .unwrap()
+            .expect("queued → sent");
+        assert_eq!((sent.status, sent.sent_at), (Status::Sent, Some(1_100)));
+        let acked = store
+            .transition_command(
+                &company,
+                &c.id,
+                Step::Ack,
+                1_200,
+                &Outcome {
+                    deadline_at: Some(6_200),
+                    answered_by: Some("dev1".into()),
+                    ..Outcome::default()
+                },
+            )
+            .await
+            .unwrap()
+            .expect("sent → acked");
+        assert_eq!(
+            acked.deadline_at, 6_200,
+            "{backend}: the ack moves the deadline"
+        );
+        // A second ack finds no `sent` command: refused by the guard.
+        assert!(
+            store
+                .transition_command(&company, &c.id, Step::Ack, 1_250, &none)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}"
+        );
+        let done = store
+            .transition_command(
+                &company,
+                &c.id,
+                Step::Succeed,
+                1_300,
+                &Outcome {
+                    actual_value: Some(json!({"rpm": 1190})),
+                    ..Outcome::default()
+                },
+            )
+            .await
+            .unwrap()
+            .expect("acked → succeeded");
+        assert_eq!(done.status, Status::Succeeded);
+        assert_eq!(done.actual_value, Some(json!({"rpm": 1190})));
+        assert_eq!(
+            (
+                done.created_at,
+                done.sent_at,
+                done.acked_at,
+                done.finished_at
+            ),
+            (1_000, Some(1_100), Some(1_200), Some(1_300)),
+            "{backend}"
+        );
+        assert_eq!(done.answered_by.as_deref(), Some("dev1"));
+        // Another company cannot see or move it.
+        assert!(store.command("other", &c.id).await.unwrap().is_none());
+        assert_eq!(store.command(&company, &c.id).await.unwrap(), Some(done));
+    }
+}
+
+#[tokio::test]
+async fn racing_transitions_are_made_once() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("co");
+        let c = command(&company, "device:p1", 1_000, 60_000);
+        store.insert_command(&c).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store: Arc<dyn Store> = store.clone();
+            let (company, id) = (company.clone(), c.id.clone());
+            tasks.push(tokio::spawn(async move {
+                store
+                    .transition_command(
+                        &company,
+                        &id,
+                        Step::Deliver,
+                        2_000 + i,
+                        &Outcome::default(),
+                    )
+                    .await
+                    .unwrap()
+                    .is_some()
+            }));
+        }
+        let mut made = 0;
+        for t in tasks {
+            made += usize::from(t.await.unwrap());
+        }
+        assert_eq!(made, 1, "{backend}: exactly one caller delivers");
+    }
+}
+
+#[tokio::test]
+async fn expiry_fails_each_open_command_once_and_spares_the_rest() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("co");
+        let late = command(&company, "device:p1", 1_000, 1_000);
+        let acked = command(&company, "device:p1", 1_000, 1_000);
+        let future = command(&company, "device:p1", 1_000, i64::MAX / 4);
+        for c in [&late, &acked, &future] {
+            store.insert_command(c).await.unwrap();
+        }
+        store
+            .transition_command(
+                &company,
+                &acked.id,
+                Step::Deliver,
+                1_100,
+                &Outcome::default(),
+            )
+            .await
+            .unwrap();
+        store
+            .transition_command(
+                &company,
+                &acked.id,
+                Step::Ack,
+                1_200,
+                &Outcome {
+                    deadline_at: Some(50_000),
+                    ..Outcome::default()
+                },
+            )
+            .await
+            .unwrap();
+        // Several sweeps at once (as every node runs one): each command is
+        // expired by exactly one of them.
+        let mut sweeps = Vec::new();
+        for _ in 0..4 {
+            let store: Arc<dyn Store> = store.clone();
+            sweeps.push(tokio::spawn(async move {
+                store.expire_commands(10_000, 1_000).await.unwrap()
+            }));
+        }
+        let mut expired = Vec::new();
+        for s in sweeps {
+            expired.extend(
+                s.await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|c| c.company_id == company),
+            );
+        }
+        assert_eq!(expired.len(), 1, "{backend}: {expired:?}");
+        assert_eq!(expired[0].id, late.id);
+        assert_eq!(expired[0].status, Status::Failed);
+        assert_eq!(expired[0].error_code.as_deref(), Some(TIMEOUT_CODE));
+        assert_eq!(expired[0].finished_at, Some(10_000));
+        // The acked one's deadline moved with its ack.
+        let a = store.command(&company, &acked.id).await.unwrap().unwrap();
+        assert_eq!(a.status, Status::Acked, "{backend}");
+        // A finished command cannot be answered.
+        assert!(
+            store
+                .transition_command(&company, &late.id, Step::Ack, 11_000, &Outcome::default())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test]
+async fn pending_commands_come_in_order_and_lists_by_target_and_time() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("co");
+        let now = 100_000;
+        let a = command(&company, "device:p1", 1_000, 500_000);
+        let b = command(&company, "device:p1", 1_000, 500_000); // same ms: order of sending
+        let expired = command(&company, "device:p1", 1_000, 10);
+        let other = command(&company, "device:p2", 2_000, 500_000);
+        for c in [&a, &b, &expired, &other] {
+            store.insert_command(c).await.unwrap();
+        }
+        store
+            .transition_command(&company, &b.id, Step::Deliver, 1_500, &Outcome::default())
+            .await
+            .unwrap();
+        let pending: Vec<String> = store
+            .pending_commands(&company, &["device:p1".into()], now)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(pending, vec![a.id.clone(), b.id.clone()], "{backend}");
+        let both = store
+            .pending_commands(&company, &["device:p1".into(), "device:p2".into()], now)
+            .await
+            .unwrap();
+        assert_eq!(both.len(), 3, "{backend}");
+        let listed = store
+            .list_commands(&company, Some("device:p2"), 0, i64::MAX, 10)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, other.id);
+        let in_range = store
+            .list_commands(&company, None, 1_000, 2_000, 10)
+            .await
+            .unwrap();
+        assert_eq!(in_range.len(), 3, "{backend}: [from, to) excludes `to`");
+        let page = store
+            .list_commands(&company, None, 0, i64::MAX, 2)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_command() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("co");
+        let mut first = command(&company, "device:p1", 1_000, 5_000);
+        first.idempotency_key = Some("c:u1:k1".into());
+        let mut retry = command(&company, "device:p1", 1_500, 5_000);
+        retry.idempotency_key = first.idempotency_key.clone();
+        let a = store.insert_command(&first).await.unwrap();
+        let b = store.insert_command(&retry).await.unwrap();
+        assert!(!a.duplicate && b.duplicate, "{backend}");
+        assert_eq!(b.command.id, first.id, "{backend}");
+        // Same key in another company is another command.
+        let mut elsewhere = retry.clone();
+        elsewhere.company_id = common::unique("co");
+        assert!(!store.insert_command(&elsewhere).await.unwrap().duplicate);
+    }
+}
