@@ -15,6 +15,7 @@
 //! ephemeral deliveries) and [`relay`] (those deliveries between nodes).
 
 pub mod frame;
+pub mod interest;
 pub mod local;
 pub mod outbox;
 pub mod plain;
