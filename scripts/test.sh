@@ -2,7 +2,7 @@
 # Runs every test suite: Rust (unit + integration, on SQLite and Postgres),
 # the Node suite with the real socket.io-client (including the deploy/ assets
 # checked against a live node and a two-node cluster behind nginx), the
-# python-socketio suite, the TypeScript SDK / React hooks (unit, type and
+# python-socketio suite, a schemathesis fuzz of the HTTP API from its OpenAPI document, the TypeScript SDK / React hooks (unit, type and
 # bundle-size checks), and the browser tests (Debian chromium + playwright-core, installed with apt-get
 # when missing) of the hooks, the SDK and the example dashboard.
 #
@@ -109,6 +109,8 @@ browser_tests() { SWITCHYARD_BIN="$PWD/target/debug/switchyard" bash clients/e2e
 run_suite "Rust tests (unit + integration, SQLite and Postgres)" rust_tests
 run_suite "Node suite (socket.io-client)" node_tests
 run_suite "Python suite (python-socketio)" bash tests/python/run.sh
+# Bounded (SY_FUZZ_MAX_EXAMPLES per operation, about a minute).
+run_suite "OpenAPI fuzz (schemathesis, from /api/v1/openapi.json)" env SWITCHYARD_BIN="$PWD/target/debug/switchyard" bash tests/python/openapi/fuzz.sh
 run_suite "JS clients (build, vitest unit tests, tsc type test, bundle-size budget)" js_clients
 run_suite "Browser tests (chromium: hooks, SDK, dashboard end to end)" browser_tests
 # Keeps the benchmark harness working (a few connections per scenario, no timing claims).

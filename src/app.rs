@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::admin::Admin;
 use crate::auth::JwtVerifier;
 use crate::catalog::Catalog;
 use crate::config::{Config, JwtKeySource};
@@ -204,7 +205,17 @@ async fn services(
         let bus = crate::replay::bus::durable_bus(&config, durable.clone(), link, &tasks).await?;
         durable.set_bus(bus);
     }
-    let publisher = publisher(&config, &store, &catalog, &durable, &fanout, &tasks);
+    let webhooks = crate::webhooks::Webhooks::start(
+        store.clone(),
+        config.webhooks.clone(),
+        config.node_id.clone(),
+        &tasks,
+    )
+    .await
+    .context("webhooks: endpoints not loaded")?;
+    let publisher = publisher(
+        &config, &store, &catalog, &durable, &fanout, &webhooks, &tasks,
+    );
     let documents = documents(&config, &store, &catalog, &fanout);
     let presence = Presence::new(
         crate::presence::Settings {
@@ -217,12 +228,15 @@ async fn services(
         fanout.clone(),
         tasks.clone(),
     );
+    presence.set_webhooks(webhooks.clone());
     presence.start();
     tasks.spawn(crate::replay::prune_forever(store.clone()));
     tasks.spawn(crate::replay::cursors::save_forever(
         durable.clone(),
         store.clone(),
     ));
+    let sessions = Arc::new(Sessions::default());
+    let admin = admin(&config, &sessions, &store, &tasks).await?;
     Ok(AppState::new(Services {
         user_rates: UserRates::new(config.user_rate_limit, config.user_rate_burst),
         key_failures: KeyFailures::new(config.api_key_failure_limit),
@@ -235,12 +249,45 @@ async fn services(
         fanout,
         documents,
         presence,
-        sessions: Sessions::default(),
+        sessions,
+        admin,
+        webhooks,
         limits: ConnectionLimits::default(),
         redis,
         tasks,
         started: Instant::now(),
     }))
+}
+
+/// The admin service; with Redis, this node answers the others' questions
+/// and asks them (`crate::cluster::rpc`).
+async fn admin(
+    config: &Config,
+    sessions: &Arc<Sessions>,
+    store: &Arc<dyn Store>,
+    tasks: &Tasks,
+) -> anyhow::Result<Admin> {
+    let local = crate::admin::Local::new(config.node_id.clone(), sessions.clone());
+    let rpc = match &config.redis_url {
+        Some(_) => Some(
+            crate::cluster::rpc::Rpc::start(
+                config,
+                config.node_id.clone(),
+                config.presence_ttl,
+                local.clone(),
+                tasks,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    Ok(Admin::new(
+        local,
+        rpc,
+        store.clone(),
+        config.admin_timeout,
+        config.message_queue_ttl.as_millis() as i64,
+    ))
 }
 
 fn publisher(
@@ -249,6 +296,7 @@ fn publisher(
     catalog: &Arc<Catalog>,
     durable: &Arc<DurableHub>,
     fanout: &Arc<Fanout>,
+    webhooks: &Arc<crate::webhooks::Webhooks>,
     tasks: &Tasks,
 ) -> Publisher {
     Publisher::new(
@@ -257,6 +305,7 @@ fn publisher(
         durable.clone(),
         fanout.clone(),
         Conflator::new(fanout.clone(), tasks.clone()),
+        webhooks.clone(),
         crate::events::Settings {
             max_payload: config.max_payload,
             queue_ttl_ms: config.message_queue_ttl.as_millis() as i64,

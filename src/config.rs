@@ -51,6 +51,27 @@ pub enum JwtKeySource {
     PublicKeyFile(PathBuf),
 }
 
+/// Webhook delivery (see `crate::webhooks`): `WEBHOOK_*`.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `WEBHOOK_ALLOW_PRIVATE`: allow loopback/private targets (tests, dev).
+    pub allow_private: bool,
+    /// `WEBHOOK_TIMEOUT_MS`: one request, connect to last byte of the head.
+    pub timeout: Duration,
+    /// `WEBHOOK_RETRY_BASE_MS`: the first retry delay (doubled per failure).
+    pub retry_base: Duration,
+    /// `WEBHOOK_RETRY_MAX_MS`: the longest delay between attempts.
+    pub retry_max: Duration,
+    /// `WEBHOOK_RETRY_FOR_MS`: how long a delivery is retried before it is dead.
+    pub retry_for: Duration,
+    /// `WEBHOOK_POLL_MS`: how often a node looks for due deliveries.
+    pub poll: Duration,
+    /// `WEBHOOK_REFRESH_MS`: how often a node re-reads the endpoints.
+    pub refresh: Duration,
+    /// `WEBHOOK_CONCURRENCY`: requests in flight per node.
+    pub concurrency: usize,
+}
+
 /// Secrets are typed ([`Secret`], [`SecretUrl`]) so that `{:?}` of a
 /// `Config` (and any log line built from one) never shows them.
 #[derive(Debug, Clone)]
@@ -121,10 +142,26 @@ pub struct Config {
     /// `METRICS_ADDR`: an internal listener for `/metrics`; when set, the
     /// public port no longer serves it.
     pub metrics_addr: Option<SocketAddr>,
+    /// `ADMIN_TIMEOUT_MS`: how long a cluster-wide admin question waits for
+    /// the other nodes before naming the silent ones in `incomplete`.
+    pub admin_timeout: Duration,
+    /// `ADMIN_UI=on` (+ credentials): the `/admin` namespace of the official
+    /// socket.io Admin UI. `None` = off.
+    pub admin_ui: Option<AdminUi>,
     /// `WS_JSON_PATH`: the paths of the plain JSON WebSocket endpoint.
     pub ws_json_paths: Vec<String>,
     /// The Server-Sent Events paths: `/api/v1/stream` plus `SSE_PATHS`.
     pub sse_paths: Vec<String>,
+    pub webhooks: WebhookSettings,
+}
+
+/// `ADMIN_UI_USERNAME` / `ADMIN_UI_PASSWORD` / `ADMIN_UI_READONLY`.
+#[derive(Debug, Clone)]
+pub struct AdminUi {
+    pub username: String,
+    pub password: Secret,
+    /// `ADMIN_UI_READONLY=off` allows the UI's disconnect action.
+    pub readonly: bool,
 }
 
 /// The Server-Sent Events endpoint every node serves.
@@ -323,6 +360,7 @@ impl Config {
         if let Some(p) = sse_paths.iter().find(|p| ws_json_paths.contains(p)) {
             return Err(bad("SSE_PATHS", format!("`{p}` is also in WS_JSON_PATH")));
         }
+        let webhooks = webhook_settings(&v)?;
         Ok(Config {
             env,
             host: v.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
@@ -390,6 +428,11 @@ impl Config {
                     return Err(bad("LOG_FORMAT", format!("`{other}` must be text or json")));
                 }
             },
+            admin_timeout: match v.millis("ADMIN_TIMEOUT_MS", 1_500)? {
+                d if d.is_zero() => return Err(bad("ADMIN_TIMEOUT_MS", "must be at least 1 ms")),
+                d => d,
+            },
+            admin_ui: admin_ui(&v)?,
             ws_json_paths,
             sse_paths,
             metrics_addr: match v.get("METRICS_ADDR") {
@@ -400,12 +443,71 @@ impl Config {
                     })?)
                 }
             },
+            webhooks,
         })
     }
 
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
     }
+}
+
+fn on_off(v: &Vars, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match v.get(var) {
+        None => Ok(default),
+        Some("on" | "true") => Ok(true),
+        Some("off" | "false") => Ok(false),
+        Some(other) => Err(bad(var, format!("`{other}` must be on or off"))),
+    }
+}
+
+fn admin_ui(v: &Vars) -> Result<Option<AdminUi>, ConfigError> {
+    if !on_off(v, "ADMIN_UI", false)? {
+        return Ok(None);
+    }
+    let username = v
+        .get("ADMIN_UI_USERNAME")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| bad("ADMIN_UI_USERNAME", "required when ADMIN_UI=on"))?;
+    let password = match v.get("ADMIN_UI_PASSWORD") {
+        Some(p) if p.len() >= 12 => p,
+        _ => {
+            return Err(bad(
+                "ADMIN_UI_PASSWORD",
+                "required when ADMIN_UI=on, at least 12 characters",
+            ));
+        }
+    };
+    Ok(Some(AdminUi {
+        username: username.to_string(),
+        password: Secret::new(password),
+        readonly: on_off(v, "ADMIN_UI_READONLY", true)?,
+    }))
+}
+
+fn webhook_settings(v: &Vars) -> Result<WebhookSettings, ConfigError> {
+    let retry_base = v.millis("WEBHOOK_RETRY_BASE_MS", 10_000)?;
+    let retry_max = v.millis("WEBHOOK_RETRY_MAX_MS", 3_600_000)?;
+    if retry_max < retry_base {
+        return Err(bad(
+            "WEBHOOK_RETRY_MAX_MS",
+            "must be at least WEBHOOK_RETRY_BASE_MS",
+        ));
+    }
+    let concurrency: usize = v.parse("WEBHOOK_CONCURRENCY", 16)?;
+    if concurrency == 0 {
+        return Err(bad("WEBHOOK_CONCURRENCY", "must be at least 1"));
+    }
+    Ok(WebhookSettings {
+        allow_private: on_off(v, "WEBHOOK_ALLOW_PRIVATE", false)?,
+        timeout: v.millis("WEBHOOK_TIMEOUT_MS", 10_000)?,
+        retry_base,
+        retry_max,
+        retry_for: v.millis("WEBHOOK_RETRY_FOR_MS", 86_400_000)?,
+        poll: v.millis("WEBHOOK_POLL_MS", 1_000)?,
+        refresh: v.millis("WEBHOOK_REFRESH_MS", 5_000)?,
+        concurrency,
+    })
 }
 
 fn jwt_key(v: &Vars, env: Environment) -> Result<JwtKeySource, ConfigError> {
@@ -509,6 +611,45 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_ui_is_off_by_default_and_needs_credentials_when_on() {
+        let c = cfg(&[]).expect("defaults");
+        assert!(c.admin_ui.is_none());
+        assert_eq!(c.admin_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            cfg(&[("ADMIN_UI", "on")]).unwrap_err().var,
+            "ADMIN_UI_USERNAME"
+        );
+        let short = [
+            ("ADMIN_UI", "on"),
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD", "short"),
+        ];
+        assert_eq!(cfg(&short).unwrap_err().var, "ADMIN_UI_PASSWORD");
+        assert_eq!(cfg(&[("ADMIN_UI", "maybe")]).unwrap_err().var, "ADMIN_UI");
+        assert_eq!(
+            cfg(&[("ADMIN_TIMEOUT_MS", "0")]).unwrap_err().var,
+            "ADMIN_TIMEOUT_MS"
+        );
+        let on = [
+            ("ADMIN_UI", "on"),
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD", "ui-password-secret-42"),
+        ];
+        let ui = cfg(&on).expect("valid").admin_ui.expect("on");
+        assert!(ui.readonly, "read-only unless ADMIN_UI_READONLY=off");
+        assert_eq!(ui.password.expose(), "ui-password-secret-42");
+        let writable = [on.as_slice(), &[("ADMIN_UI_READONLY", "off")]].concat();
+        assert!(
+            !cfg(&writable)
+                .expect("valid")
+                .admin_ui
+                .expect("on")
+                .readonly
+        );
+        assert!(!format!("{:?}", cfg(&on).expect("valid")).contains("ui-password-secret-42"));
+    }
+
+    #[test]
     fn transport_paths() {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.ws_json_paths, ["/ws"]);
@@ -554,6 +695,10 @@ mod tests {
             ("WS_USER_RATE_BURST", "0.5"),
             ("API_KEY_FAILURE_LIMIT", "0"),
             ("METRICS_ADDR", "9090"),
+            ("WEBHOOK_ALLOW_PRIVATE", "yes"),
+            ("WEBHOOK_TIMEOUT_MS", "0"),
+            ("WEBHOOK_RETRY_MAX_MS", "5"),
+            ("WEBHOOK_CONCURRENCY", "0"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");
@@ -570,6 +715,32 @@ mod tests {
             let c = cfg(&[("JWT_MAX_TTL", raw)]).expect("valid");
             assert_eq!(c.jwt_max_ttl, Some(Duration::from_secs(secs)), "{raw}");
         }
+    }
+
+    #[test]
+    fn webhook_defaults_retry_for_a_day_and_refuse_private_targets() {
+        let w = cfg(&[]).expect("defaults are valid").webhooks;
+        assert!(!w.allow_private);
+        assert_eq!(w.timeout, Duration::from_secs(10));
+        assert_eq!(
+            (w.retry_base, w.retry_max),
+            (Duration::from_secs(10), Duration::from_secs(3600))
+        );
+        assert_eq!(w.retry_for, Duration::from_secs(86_400));
+        assert_eq!(
+            (w.poll, w.refresh, w.concurrency),
+            (Duration::from_secs(1), Duration::from_secs(5), 16)
+        );
+        let w = cfg(&[
+            ("WEBHOOK_ALLOW_PRIVATE", "on"),
+            ("WEBHOOK_RETRY_BASE_MS", "100"),
+            ("WEBHOOK_RETRY_MAX_MS", "100"),
+            ("WEBHOOK_RETRY_FOR_MS", "1500"),
+        ])
+        .expect("valid")
+        .webhooks;
+        assert!(w.allow_private);
+        assert_eq!(w.retry_for, Duration::from_millis(1500));
     }
 
     #[test]

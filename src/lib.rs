@@ -19,7 +19,8 @@
 //! - [`limits`], [`throttle`]: connection limits, token buckets, per-user and API-key throttles.
 //! - [`auth`]: JWT verification/minting, token sources, the API-key check.
 //! - [`rooms`]: who may be in which room (pure): automatic rooms, `subscribe` and resume plans.
-//! - [`cluster`]: Redis client settings, the health link and the self-probe.
+//! - [`cluster`]: Redis client settings, the health link, the self-probe, and
+//!   `rpc` (ask every node over Redis; name the ones that did not answer).
 //! - [`server`]: the accept loop under axum (connection cap, timeouts, descriptors).
 //! - [`gauges`]: gauges sampled on a timer (database/Redis up, pool use, offline backlog).
 //!
@@ -32,10 +33,15 @@
 //! **Services** (each owns its narrow dependencies; built in [`app`])
 //! - [`replay`]: durable delivery per session (feeds, catch-up, offline queue,
 //!   cursors, retention) and the Redis bus between nodes.
+//! - [`webhooks`]: per-company webhook endpoints, the durable outbox, signed
+//!   deliveries with retries and dead letters, SSRF-checked targets.
 //! - [`events`]: the [`events::Publisher`]: validation, durable append, conflation, delivery.
 //! - [`documents`]: last-write-wins documents: merge, permissions, shapes, announcements.
 //! - [`presence`]: who is online across the cluster (database-backed, exactly-once
 //!   transitions), entity-room presence, typing.
+//!
+//! - [`admin`]: the admin API's service: every node's connections, kicks and
+//!   statistics over `cluster::rpc`, naming nodes that did not answer.
 //!
 //! **Serving**
 //! - [`state`]: [`state::AppState`], which holds the services (no logic).
@@ -46,11 +52,14 @@
 //!   (`transport::sse`), and what the two plain ones share (their sink, frame
 //!   formats, their sessions by room, the Redis relay of their ephemeral deliveries
 //!   to the nodes that want them).
-//! - [`http`]: health, metrics, the event, telemetry and document APIs (API keys).
+//! - [`http`]: health, metrics, the event, telemetry and document APIs (API keys);
+//!   event history by time range (pages and NDJSON); the admin API and the
+//!   webhook admin API; the OpenAPI document.
 //! - [`app`]: builds everything, serves HTTP and the transports on one port (and `/metrics`
 //!   on `METRICS_ADDR` when set), shuts down.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -77,6 +86,7 @@ pub mod store;
 pub mod tasks;
 pub mod throttle;
 pub mod transport;
+pub mod webhooks;
 
 pub use app::App;
 pub use config::Config;

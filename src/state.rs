@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::admin::Admin;
 use crate::auth::JwtVerifier;
 use crate::catalog::Catalog;
 use crate::cluster::RedisLink;
@@ -22,6 +23,7 @@ use crate::session::Sessions;
 use crate::store::Store;
 use crate::tasks::Tasks;
 use crate::throttle::{KeyFailures, UserRates};
+use crate::webhooks::Webhooks;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Services>);
@@ -40,8 +42,12 @@ pub struct Services {
     pub documents: Documents,
     /// Who is online, and typing (SPEC §7).
     pub presence: Arc<Presence>,
-    /// This node's open sessions, every transport's.
-    pub sessions: Sessions,
+    /// This node's open sessions, every transport's (shared with `admin`).
+    pub sessions: Arc<Sessions>,
+    /// The admin API's cluster-wide listings, kicks and statistics.
+    pub admin: Admin,
+    /// Webhook endpoints, their outbox and delivery.
+    pub webhooks: Arc<Webhooks>,
     pub limits: ConnectionLimits,
     /// One event-rate bucket per user on this node (`WS_USER_RATE_LIMIT`).
     pub user_rates: UserRates,

@@ -376,6 +376,10 @@ async fn a_running_node_never_logs_or_serves_its_secrets() {
             ("REDIS_URL", redis_url.as_str()),
             ("REDIS_PREFIX", prefix.as_str()),
             ("API_KEYS", "api-key-6125,api-key-6126"),
+            ("ADMIN_API_KEYS", "admin-key-6128"),
+            ("ADMIN_UI", "on"),
+            ("ADMIN_UI_USERNAME", "ops"),
+            ("ADMIN_UI_PASSWORD", "ui-pass-6129-0123"),
             ("JWT_SECRET", "jwt-secret-6127-0123456789"),
             ("RUST_LOG", "debug"),
         ],
@@ -397,6 +401,17 @@ async fn a_running_node_never_logs_or_serves_its_secrets() {
         .await
         .expect("post");
     assert_eq!(res.status(), 401);
+    let res = reqwest::Client::new()
+        .get(format!("{base}/api/v1/admin/stats"))
+        .bearer_auth("admin-key-6128")
+        .send()
+        .await
+        .expect("admin stats");
+    assert_eq!(
+        res.status(),
+        200,
+        "the admin key works (and is still hidden)"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = server.log();
     let secrets = [
@@ -405,6 +420,8 @@ async fn a_running_node_never_logs_or_serves_its_secrets() {
         "api-key-6125",
         "api-key-6126",
         "jwt-secret-6127",
+        "admin-key-6128",
+        "ui-pass-6129",
     ];
     assert_hidden(&log, &secrets);
     assert_hidden(&metrics, &secrets);

@@ -190,6 +190,7 @@ async fn stored_events_with_reserved_names_are_never_replayed() {
         created_at: now,
         expires_at: now + 3_600_000,
         idempotency_key: None,
+        webhooks: Vec::new(),
     };
     store
         .append(vec![

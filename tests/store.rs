@@ -21,6 +21,7 @@ fn event(company: &str, rooms: &[&str], key: Option<&str>) -> NewEvent {
         created_at: 1,
         expires_at: i64::MAX / 2,
         idempotency_key: key.map(String::from),
+        webhooks: Vec::new(),
     }
 }
 

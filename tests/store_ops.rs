@@ -19,6 +19,7 @@ fn event(company: &str, room: &str) -> NewEvent {
         created_at: 1,
         expires_at: i64::MAX / 2,
         idempotency_key: None,
+        webhooks: Vec::new(),
     }
 }
 

@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::tasks::Tasks;
 
 pub mod probe;
+pub mod rpc;
 
 /// How long a Redis command may take before we call Redis unreachable.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);

@@ -114,6 +114,22 @@ impl Prepared {
             created_at: self.created_at,
             expires_at: self.created_at + ttl,
             idempotency_key: self.idempotency_key.clone(),
+            webhooks: Vec::new(),
+        }
+    }
+
+    /// This event as the webhooks see it.
+    pub(crate) fn webhook_event(&self) -> crate::webhooks::Event<'_> {
+        crate::webhooks::Event {
+            id: &self.id,
+            company: &self.company,
+            event_type: &self.event_type,
+            rooms: &self.rooms,
+            payload: &self.payload,
+            priority: Some(self.priority),
+            source: &self.source,
+            publisher: self.publisher.as_deref(),
+            created_at: self.created_at,
         }
     }
 

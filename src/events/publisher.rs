@@ -1,6 +1,7 @@
 //! The publishing service: what every publish path shares once a request
 //! is parsed and prepared. It owns the group-commit writer (`appender`),
-//! the durable hub, the fan-out and the conflator.
+//! the durable hub, the fan-out and the conflator; it hands matching events
+//! to the webhooks (in the append transaction when durable).
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use crate::fanout::{Fanout, Hub};
 use crate::replay::{DurableHub, LogEvent};
 use crate::store::batch::Appender;
 use crate::store::{Appended, NewEvent};
+use crate::webhooks::Webhooks;
 
 /// What publishing needs from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +31,7 @@ pub struct Publisher {
     durable: Arc<DurableHub>,
     fanout: Arc<Fanout>,
     conflator: Arc<Conflator>,
+    webhooks: Arc<Webhooks>,
     settings: Settings,
 }
 
@@ -39,6 +42,7 @@ impl Publisher {
         durable: Arc<DurableHub>,
         fanout: Arc<Fanout>,
         conflator: Arc<Conflator>,
+        webhooks: Arc<Webhooks>,
         settings: Settings,
     ) -> Self {
         Self {
@@ -47,6 +51,7 @@ impl Publisher {
             durable,
             fanout,
             conflator,
+            webhooks,
             settings,
         }
     }
@@ -73,8 +78,13 @@ impl Publisher {
         let durable: Vec<NewEvent> = batch
             .iter()
             .filter(|p| p.durable)
-            .map(|p| p.new_event(ttl))
+            .map(|p| {
+                let mut event = p.new_event(ttl);
+                event.webhooks = self.webhooks.entries_for(&p.webhook_event());
+                event
+            })
             .collect();
+        let hooked = durable.iter().any(|e| !e.webhooks.is_empty());
         let mut appended = if durable.is_empty() {
             Vec::new().into_iter()
         } else {
@@ -84,6 +94,9 @@ impl Publisher {
                 .map_err(AppError::unavailable)?
                 .into_iter()
         };
+        if hooked {
+            self.webhooks.kick();
+        }
         Ok(batch
             .iter()
             .map(|p| if p.durable { appended.next() } else { None })
@@ -123,6 +136,7 @@ impl Publisher {
                 self.durable.publish(events);
             }
             None => {
+                self.webhooks.offer(&prepared.webhook_event());
                 for mut d in prepared.deliveries(None) {
                     d.exclude = exclude;
                     match &prepared.conflate {

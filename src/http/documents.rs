@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::api_key::ApiKey;
+use super::schema::{DocumentHistory, DocumentPatch, DocumentReply, DocumentUpdated, ErrorReply};
 use crate::documents::request::{DocRef, parse_update};
 use crate::documents::{Writer, view};
 use crate::domain::CompanyId;
@@ -22,12 +23,32 @@ use crate::state::AppState;
 /// Author recorded for HTTP writes that do not name one.
 const DEFAULT_AUTHOR: &str = "api";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct DocQuery {
+    #[param(example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     company_id: String,
+    /// History only: versions after this one.
+    #[param(example = 0, minimum = 0)]
     after: Option<i64>,
+    /// History only: 1–1000 (default 100).
+    #[param(example = 100, minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+}
+
+/// The path of a document route (documentation of the `(type, id)` pair
+/// that [`DocRef::parse`] checks).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct DocPath {
+    /// Document type.
+    #[param(example = "order", max_length = 64, pattern = r"^[a-z][a-z0-9_-]*$")]
+    r#type: String,
+    /// Document id.
+    #[param(example = "67890", pattern = r"^[A-Za-z0-9_.@-]{1,128}$")]
+    id: String,
 }
 
 fn target(
@@ -45,6 +66,19 @@ fn target(
 }
 
 /// `{ document }`, or 404 `NOT_FOUND`.
+#[utoipa::path(
+    get, path = "/api/v1/documents/{type}/{id}", operation_id = "getDocument", tag = "documents",
+    params(DocPath, DocQuery),
+    security(("apiKey" = [])),
+    responses(
+        (status = 200, description = "The document", body = DocumentReply),
+        (status = 400, description = "Bad type, id or company", body = ErrorReply),
+        (status = 401, description = "No valid API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 404, description = "No such document", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
 pub async fn get(
     _: ApiKey,
     State(state): State<AppState>,
@@ -68,6 +102,23 @@ pub async fn get(
 /// Body `{ baseVersion, changes, editedAt?, clientMutationId?, updatedBy? }`
 /// → `{ status, version, document, conflict? }`; subscribers of the
 /// document's room get `document:updated`.
+/// Last-write-wins update (SPEC §6).
+#[utoipa::path(
+    patch, path = "/api/v1/documents/{type}/{id}", operation_id = "updateDocument", tag = "documents",
+    params(DocPath, DocQuery),
+    request_body = DocumentPatch,
+    security(("apiKey" = [])),
+    responses(
+        (status = 200, description = "Applied or merged", body = DocumentUpdated),
+        (status = 400, description = "Bad shape, schema violation, baseVersion ahead", body = ErrorReply),
+        (status = 401, description = "No valid API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 403, description = "Type not writable", body = ErrorReply),
+        (status = 409, description = "Conflict", body = ErrorReply),
+        (status = 413, description = "Document too large", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
 pub async fn patch(
     _: ApiKey,
     State(state): State<AppState>,
@@ -117,6 +168,18 @@ pub async fn patch(
 /// `?companyId=&after=&limit=` → `{ versions: [{ version, changes,
 /// updatedBy, updatedAt, editedAt }], next }` (`next` = the `after` of the
 /// following page, or null).
+#[utoipa::path(
+    get, path = "/api/v1/documents/{type}/{id}/history", operation_id = "documentHistory", tag = "documents",
+    params(DocPath, DocQuery),
+    security(("apiKey" = [])),
+    responses(
+        (status = 200, description = "Versions, oldest first", body = DocumentHistory),
+        (status = 400, description = "Bad type, id or company", body = ErrorReply),
+        (status = 401, description = "No valid API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
 pub async fn history(
     _: ApiKey,
     State(state): State<AppState>,

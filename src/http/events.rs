@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::api_key::ApiKey;
+use super::schema::{Accepted, ErrorReply, History, PublishBody, Published, TelemetryBody};
 use crate::catalog::Priority;
 use crate::domain::parse::{from_value, invalid};
 use crate::domain::{CompanyId, Role, RoomName, Targets, UserId, iso8601};
@@ -156,6 +157,21 @@ async fn publish_batch(state: &AppState, batch: Vec<Prepared>) -> AppResult<Vec<
     Ok(out)
 }
 
+/// Publishes one event or a batch (validated whole first: nothing is half-published).
+#[utoipa::path(
+    post, path = "/api/v1/events", operation_id = "publishEvents", tag = "events",
+    request_body = PublishBody,
+    security(("apiKey" = [])),
+    responses(
+        (status = 202, description = "Published", body = Published),
+        (status = 400, description = "Invalid event (details name the field and index)", body = ErrorReply),
+        (status = 401, description = "No valid API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 403, description = "Room not allowed", body = ErrorReply),
+        (status = 413, description = "Body or payload too large", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
 pub async fn publish(
     _: ApiKey,
     State(state): State<AppState>,
@@ -177,16 +193,41 @@ pub async fn publish(
     Ok((StatusCode::ACCEPTED, Json(json!({ "events": events }))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    #[param(value_type = String, example = "acme", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     company_id: CompanyId,
+    /// A logical room name.
+    #[param(
+        example = "order:67890",
+        max_length = 128,
+        pattern = r"^[a-z][a-z0-9_-]*(:[A-Za-z0-9_.@-]+)*$"
+    )]
     room: String,
+    /// Events after this offset (default 0).
     #[serde(default)]
+    #[param(example = 0, minimum = 0)]
     after: i64,
+    /// 1–1000 (default 100).
+    #[param(example = 100, minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// A room's durable events after an offset, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/events", operation_id = "eventHistory", tag = "events",
+    params(HistoryQuery),
+    security(("apiKey" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = History),
+        (status = 400, description = "Bad query", body = ErrorReply),
+        (status = 401, description = "No valid API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
 pub async fn history(
     _: ApiKey,
     State(state): State<AppState>,
@@ -224,6 +265,19 @@ pub async fn history(
 
 /// Readings `{ companyId, endpointId, value, timestamp }` → `telemetry`
 /// events in `telemetry:{endpointId}`, conflated per endpoint.
+#[utoipa::path(
+    post, path = "/api/v1/telemetry", operation_id = "ingestTelemetry", tag = "events",
+    request_body = TelemetryBody,
+    security(("apiKey" = [])),
+    responses(
+        (status = 202, description = "Readings accepted", body = Accepted),
+        (status = 400, description = "Invalid reading (details name the index)", body = ErrorReply),
+        (status = 401, description = "No valid API key", body = ErrorReply),
+        (status = 429, description = "Too many failed key attempts", body = ErrorReply),
+        (status = 413, description = "Body too large", body = ErrorReply),
+        (status = 503, description = "Storage unavailable", body = ErrorReply),
+    )
+)]
 pub async fn telemetry(
     _: ApiKey,
     State(state): State<AppState>,

@@ -16,10 +16,17 @@ async fn database_ok(state: &AppState) -> bool {
     )
 }
 
+#[utoipa::path(get, path = "/health/live", operation_id = "healthLive", tag = "health",
+    responses((status = 200, description = "The process serves requests", body = super::schema::Status)))]
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/health/ready", operation_id = "healthReady", tag = "health",
+    responses(
+        (status = 200, description = "Ready: the database answers, not shutting down", body = super::schema::Status),
+        (status = 503, description = "Not ready (`status: unavailable`)", body = super::schema::Status),
+    ))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let ready = !state.is_shutting_down() && database_ok(&state).await;
     let code = if ready {
@@ -33,6 +40,11 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     )
 }
 
+#[utoipa::path(get, path = "/health/websocket", operation_id = "healthWebsocket", tag = "health",
+    responses(
+        (status = 200, description = "Healthy", body = super::schema::WebsocketHealth),
+        (status = 503, description = "Degraded (database or Redis)", body = super::schema::WebsocketHealth),
+    ))]
 pub async fn websocket(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = database_ok(&state).await;
     let redis = state.redis.as_ref().map(|r| r.is_healthy());

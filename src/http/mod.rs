@@ -1,33 +1,27 @@
-//! The HTTP API: health, event publishing and history, telemetry ingest,
-//! documents.
+//! The HTTP API: health, event publishing and history (by offset, and by
+//! time range in `history`), telemetry ingest, documents, the admin API,
+//! the webhook admin API (`webhooks`), and the OpenAPI document
+//! ([`openapi`], which holds the route table).
 //! Served by the same axum router (and port) as the Socket.IO layer;
 //! `/metrics` is added by `crate::app` (see `crate::metrics::http`).
 
+pub mod admin;
 pub mod api_key;
 pub mod documents;
 pub mod events;
 pub mod health;
+pub mod history;
+pub mod openapi;
 pub mod origin;
+pub mod schema;
+pub mod webhooks;
 
 use axum::Router;
-use axum::routing::{get, post};
 
 use crate::state::AppState;
 
+/// Every route of [`openapi::router`] (the route table and its document).
 pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/health/websocket", get(health::websocket))
-        .route("/api/v1/events", post(events::publish).get(events::history))
-        .route("/api/v1/telemetry", post(events::telemetry))
-        .route(
-            "/api/v1/documents/{type}/{id}",
-            get(documents::get).patch(documents::patch),
-        )
-        .route(
-            "/api/v1/documents/{type}/{id}/history",
-            get(documents::history),
-        )
-        .with_state(state)
+    let (router, _doc) = openapi::router().split_for_parts();
+    router.with_state(state)
 }

@@ -16,6 +16,7 @@ pub mod http;
 pub mod series;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock};
 
 use metrics::{counter, gauge, histogram};
@@ -159,9 +160,43 @@ pub fn conflict() {
 /// replay or catch-up rather than live: how far behind its reader was.
 pub fn replay_lag(age_ms: i64) {
     histogram!(series::REPLAY_LAG).record(age_ms.max(0) as f64 / 1000.0);
+    let ms = age_ms.max(0) as u64;
+    LAG_COUNT.fetch_add(1, Ordering::Relaxed);
+    LAG_SUM_MS.fetch_add(ms, Ordering::Relaxed);
+    LAG_MAX_MS.fetch_max(ms, Ordering::Relaxed);
+}
+
+// The histogram cannot be read back; the admin API's stats read these.
+static LAG_COUNT: AtomicU64 = AtomicU64::new(0);
+static LAG_SUM_MS: AtomicU64 = AtomicU64::new(0);
+static LAG_MAX_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Replay lag since start: `(events, sum of lags in ms, largest lag in ms)`.
+pub fn replay_lag_summary() -> (u64, u64, u64) {
+    (
+        LAG_COUNT.load(Ordering::Relaxed),
+        LAG_SUM_MS.load(Ordering::Relaxed),
+        LAG_MAX_MS.load(Ordering::Relaxed),
+    )
 }
 
 /// The offline-queue backlog (see [`series::QUEUED`]).
 pub fn queued(n: f64) {
     gauge!(series::QUEUED).set(n);
+}
+
+/// One webhook delivery attempt and how it ended.
+pub fn webhook_attempt(outcome: &'static str) {
+    counter!(series::WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+/// The webhook outbox, cluster-wide (see [`series::WEBHOOK_OUTBOX`]).
+pub fn webhook_outbox(pending: f64, dead: f64) {
+    gauge!(series::WEBHOOK_OUTBOX, "state" => "pending").set(pending);
+    gauge!(series::WEBHOOK_OUTBOX, "state" => "dead").set(dead);
+}
+
+/// A webhook delivery of an ephemeral or lifecycle event dropped (queue full).
+pub fn webhook_dropped() {
+    counter!(series::WEBHOOK_DROPPED).increment(1);
 }

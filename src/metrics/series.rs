@@ -34,6 +34,9 @@ pub const DATABASE_UP: &str = "switchyard_database_up";
 pub const REDIS_UP: &str = "switchyard_redis_up";
 pub const POOL_CONNECTIONS: &str = "switchyard_db_pool_connections";
 pub const POOL_MAX: &str = "switchyard_db_pool_max_connections";
+pub const WEBHOOK_ATTEMPTS: &str = "switchyard_webhook_attempts_total";
+pub const WEBHOOK_OUTBOX: &str = "switchyard_webhook_outbox";
+pub const WEBHOOK_DROPPED: &str = "switchyard_webhook_dropped_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -46,7 +49,7 @@ pub enum Kind {
 pub type Series = (&'static str, Kind, &'static str);
 
 /// Every series, in the order of the README's table.
-pub const ALL: [Series; 22] = [
+pub const ALL: [Series; 25] = [
     (
         ACTIVE_CONNECTIONS,
         Kind::Gauge,
@@ -153,6 +156,21 @@ pub const ALL: [Series; 22] = [
         "Database pool connections by pool and state (in_use, idle), sampled every 5 s.",
     ),
     (POOL_MAX, Kind::Gauge, "Database pool size limit, by pool."),
+    (
+        WEBHOOK_ATTEMPTS,
+        Kind::Counter,
+        "Webhook delivery attempts by this node, by outcome (delivered, retry, dead).",
+    ),
+    (
+        WEBHOOK_OUTBOX,
+        Kind::Gauge,
+        "Webhook outbox rows cluster-wide, by state (pending, dead), sampled every 15 s.",
+    ),
+    (
+        WEBHOOK_DROPPED,
+        Kind::Counter,
+        "Webhook deliveries of ephemeral or lifecycle events dropped because the write queue was full.",
+    ),
 ];
 
 /// The label values known at startup. The caller names them (metrics sit
@@ -187,8 +205,15 @@ pub fn register_all(labels: &Labels<'_>) {
         REDIS_ERRORS,
         HTTP_REFUSED,
         HTTP_ACCEPT_ERRORS,
+        WEBHOOK_DROPPED,
     ] {
         let _ = counter!(name);
+    }
+    for outcome in ["delivered", "retry", "dead"] {
+        let _ = counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome);
+    }
+    for state in ["pending", "dead"] {
+        let _ = gauge!(WEBHOOK_OUTBOX, "state" => state);
     }
     for reason in &labels.auth_failure_reasons {
         let _ = counter!(AUTH_FAILURES, "reason" => *reason);

@@ -58,6 +58,11 @@ impl Presence {
             ),
         };
         tracing::debug!(company = %user.company_id, user = %user.user_id, event, "presence");
+        // Transitions are decided once cluster-wide (by the store), so each
+        // reaches the webhooks once.
+        if let Some(hooks) = self.webhooks.get() {
+            hooks.offer_lifecycle(&user.company_id, event, &data);
+        }
         let signal = Signal {
             company: user.company_id.clone(),
             room: RoomName::company().as_str().to_string(),

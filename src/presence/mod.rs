@@ -108,6 +108,8 @@ pub struct Presence {
     store: Arc<dyn Store>,
     fanout: Arc<Fanout>,
     tasks: Tasks,
+    /// Where `user:online` / `user:offline` also go (set once at startup).
+    webhooks: std::sync::OnceLock<Arc<crate::webhooks::Webhooks>>,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -133,7 +135,13 @@ impl Presence {
             store,
             fanout,
             tasks,
+            webhooks: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sends presence transitions to the webhooks that name them.
+    pub fn set_webhooks(&self, hooks: Arc<crate::webhooks::Webhooks>) {
+        let _ = self.webhooks.set(hooks);
     }
 
     /// Starts the heartbeat and the sweep (see [`upkeep`]).

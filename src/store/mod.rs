@@ -9,13 +9,21 @@
 //! `documents.rs`, implemented in `postgres_documents.rs` and
 //! `sqlite_documents.rs`; contract tests in `tests/store_documents.rs`.
 //! Pool use and the offline-queue backlog, for metrics: [`OpsStore`] in `ops.rs`.
+//! Webhook endpoints and their outbox: [`WebhookStore`] in `webhooks.rs`;
+//! history by time range: [`HistoryStore`] in `history.rs`.
 
 pub mod batch;
 mod breaker;
 pub mod documents;
+pub mod history;
 pub mod ops;
 mod postgres_documents;
+mod postgres_history;
+mod postgres_webhooks;
 mod sqlite_documents;
+mod sqlite_history;
+mod sqlite_webhooks;
+pub mod webhooks;
 
 mod postgres;
 mod postgres_presence;
@@ -35,10 +43,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use documents::DocumentStore;
+pub use history::{HistoryStore, RangeEvent, RangeQuery};
 pub use ops::{OpsStore, PoolUse};
 pub use postgres::PgStore;
 pub use presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
 pub use sqlite::SqliteStore;
+pub use webhooks::{OutboxEntry, WebhookStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -70,6 +80,9 @@ pub struct NewEvent {
     pub expires_at: i64,
     /// Scoped key (`clientEventId` per user or HTTP `idempotencyKey`).
     pub idempotency_key: Option<String>,
+    /// Webhook deliveries of this event, written in its append transaction
+    /// (none for a duplicate).
+    pub webhooks: Vec<OutboxEntry>,
 }
 
 /// The result of an append: the event id and the offset per room. A retry
@@ -97,7 +110,9 @@ pub struct StoredEvent {
 }
 
 #[async_trait]
-pub trait Store: DocumentStore + PresenceStore + OpsStore + Send + Sync + 'static {
+pub trait Store:
+    DocumentStore + PresenceStore + OpsStore + WebhookStore + HistoryStore + Send + Sync + 'static
+{
     /// `postgres` or `sqlite`, for logs and health.
     fn backend(&self) -> &'static str;
 

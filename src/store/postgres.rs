@@ -61,6 +61,8 @@ impl Store for PgStore {
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
+        // Appended (not duplicate) events with webhook deliveries.
+        let mut hooked: Vec<&NewEvent> = Vec::new();
         for ev in &batch {
             if let Some(key) = &ev.idempotency_key {
                 // Claims the key; a concurrent claimer waits on the unique
@@ -123,17 +125,21 @@ impl Store for PgStore {
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at)
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&ev.company_id)
                 .bind(&room)
                 .bind(offset)
                 .bind(&ev.id)
                 .bind(ev.expires_at)
+                .bind(ev.created_at)
                 .execute(&mut *tx)
                 .await?;
                 assigned.push((room, offset));
+            }
+            if !ev.webhooks.is_empty() {
+                hooked.push(ev);
             }
             let appended = Appended {
                 id: ev.id.clone(),
@@ -152,6 +158,7 @@ impl Store for PgStore {
             }
             results.push(appended);
         }
+        super::postgres_webhooks::enqueue_in(&mut tx, &hooked).await?;
         tx.commit().await?;
         Ok(results)
     }

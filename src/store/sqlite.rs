@@ -124,18 +124,20 @@ impl Store for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at)
-                     VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&ev.company_id)
                 .bind(&room)
                 .bind(offset)
                 .bind(&ev.id)
                 .bind(ev.expires_at)
+                .bind(ev.created_at)
                 .execute(&mut *tx)
                 .await?;
                 assigned.push((room, offset));
             }
+            super::sqlite_webhooks::enqueue_in(&mut tx, ev).await?;
             let appended = Appended {
                 id: ev.id.clone(),
                 offsets: in_request_order(&ev.rooms, &assigned),

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod process;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

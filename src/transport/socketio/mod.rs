@@ -9,7 +9,10 @@
 //! - [`sink`]: a socket as a session's sink; [`proof`]: the heartbeat proof
 //!   window behind offline-queue cursors.
 //! - [`hub`]: ephemeral delivery through the adapter, with role filtering.
+//! - [`admin_ui`]: the `/admin` namespace of the official socket.io Admin UI
+//!   (`ADMIN_UI=on`), over the admin service.
 
+pub mod admin_ui;
 pub mod connect;
 pub mod dispatch;
 pub mod hub;
@@ -72,6 +75,7 @@ pub async fn mount(
             let (layer, io) = engine
                 .with_adapter::<FredAdapter<Emitter>>(ctr)
                 .with_state(state.clone())
+                .with_state(Arc::new(admin_ui::UiSessions::default()))
                 .build_layer();
             io.ns(
                 "/",
@@ -79,14 +83,33 @@ pub async fn mount(
             )
             .await
             .map_err(|e| anyhow::anyhow!("REDIS_URL: adapter init failed: {e}"))?;
+            if state.config.admin_ui.is_some() {
+                type A = FredAdapter<Emitter>;
+                io.ns(
+                    admin_ui::NAMESPACE,
+                    admin_ui::on_connect::<A>.with(admin_ui::authenticate::<A>),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("REDIS_URL: adapter init failed: {e}"))?;
+            }
             (routes(state, layer), wire(state, io))
         }
         None => {
-            let (layer, io) = local(engine).with_state(state.clone()).build_layer();
+            let (layer, io) = local(engine)
+                .with_state(state.clone())
+                .with_state(Arc::new(admin_ui::UiSessions::default()))
+                .build_layer();
             io.ns(
                 "/",
                 on_connect::<LocalAdapter>.with(authenticate::<LocalAdapter>),
             );
+            if state.config.admin_ui.is_some() {
+                io.ns(
+                    admin_ui::NAMESPACE,
+                    admin_ui::on_connect::<LocalAdapter>
+                        .with(admin_ui::authenticate::<LocalAdapter>),
+                );
+            }
             (routes(state, layer), wire(state, io))
         }
     })
