@@ -54,7 +54,8 @@
 //! - [`transport`]: thin over `api`: Socket.IO (socketioxide + its Redis adapter),
 //!   plain JSON over WebSocket (`transport::ws`), Server-Sent Events
 //!   (`transport::sse`), and what the two plain ones share (their sink, frame
-//!   formats, their sessions by room, the Redis relay of their ephemeral deliveries).
+//!   formats, their sessions by room, the Redis relay of their ephemeral deliveries
+//!   to the nodes that want them).
 //! - [`http`]: health, metrics, the event, telemetry and document APIs (API keys);
 //!   event history by time range (pages and NDJSON); the admin API and the
 //!   webhook admin API; the OpenAPI document.

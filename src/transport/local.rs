@@ -9,17 +9,19 @@
 //! A full outgoing buffer loses the ephemeral event (at most once),
 //! counted as socket.io's are.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use serde_json::Value;
+use tokio::sync::Notify;
 
 use crate::domain::{Role, RoomName, SessionId, receiving_role};
 use crate::fanout::{Delivery, Hub, Signal};
 use crate::session::{SendFail, Sink};
 
-type RoomKey = (String, String);
+/// `(company, room)`.
+pub type RoomKey = (String, String);
 
 struct Entry {
     sink: Arc<dyn Sink>,
@@ -39,6 +41,9 @@ pub struct LocalRooms {
     // std Mutex: held for map updates and to clone a room's sinks, never
     // across an await or a send.
     index: Mutex<Index>,
+    /// Woken when a room gets its first session here or loses its last
+    /// (the relay tells the other nodes which rooms this node wants).
+    pub changed: Notify,
 }
 
 impl LocalRooms {
@@ -65,13 +70,11 @@ impl LocalRooms {
                 sink: sink.clone(),
                 role,
             };
-            if index
-                .rooms
-                .entry(key.clone())
-                .or_default()
-                .insert(id, entry)
-                .is_none()
-            {
+            let members = index.rooms.entry(key.clone()).or_default();
+            if members.is_empty() {
+                self.changed.notify_one();
+            }
+            if members.insert(id, entry).is_none() {
                 index.sessions.entry(id).or_default().push(key);
             }
         }
@@ -80,7 +83,9 @@ impl LocalRooms {
     pub fn leave(&self, id: SessionId, company: &str, room: &RoomName) {
         let mut index = self.lock();
         let key = (company.to_string(), room.as_str().to_string());
-        remove(&mut index.rooms, &key, id);
+        if remove(&mut index.rooms, &key, id) {
+            self.changed.notify_one();
+        }
         if let Some(keys) = index.sessions.get_mut(&id) {
             keys.retain(|k| *k != key);
         }
@@ -90,8 +95,15 @@ impl LocalRooms {
     pub fn forget(&self, id: SessionId) {
         let mut index = self.lock();
         for key in index.sessions.remove(&id).unwrap_or_default() {
-            remove(&mut index.rooms, &key, id);
+            if remove(&mut index.rooms, &key, id) {
+                self.changed.notify_one();
+            }
         }
+    }
+
+    /// The rooms that have sessions on this node.
+    pub fn keys(&self) -> HashSet<RoomKey> {
+        self.lock().rooms.keys().cloned().collect()
     }
 
     /// The sinks in a room that pass `keep`.
@@ -140,13 +152,21 @@ impl LocalRooms {
     }
 }
 
-fn remove(rooms: &mut HashMap<RoomKey, HashMap<SessionId, Entry>>, key: &RoomKey, id: SessionId) {
-    if let Some(members) = rooms.get_mut(key) {
-        members.remove(&id);
-        if members.is_empty() {
-            rooms.remove(key);
-        }
+/// Takes the session out of the room; `true` when that emptied the room.
+fn remove(
+    rooms: &mut HashMap<RoomKey, HashMap<SessionId, Entry>>,
+    key: &RoomKey,
+    id: SessionId,
+) -> bool {
+    let Some(members) = rooms.get_mut(key) else {
+        return false;
+    };
+    members.remove(&id);
+    if members.is_empty() {
+        rooms.remove(key);
+        return true;
     }
+    false
 }
 
 /// Full buffers lost the event: counted, never silent.

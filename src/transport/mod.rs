@@ -12,9 +12,11 @@
 //! What the two plain transports share: [`plain`] (checks, opening a
 //! session), [`outbox`] (their sink and outgoing queue), [`frame`] (the
 //! `?format=` shapes), [`local`] (their sessions by room, the hub of their
-//! ephemeral deliveries) and [`relay`] (those deliveries between nodes).
+//! ephemeral deliveries), [`relay`] (those deliveries between nodes) and
+//! [`interest`] (which rooms each node's plain sessions are in).
 
 pub mod frame;
+pub mod interest;
 pub mod local;
 pub mod outbox;
 pub mod plain;

@@ -2,8 +2,9 @@
 //! sessions ([`super::local`]). socket.io sockets are reached on every node
 //! by socketioxide's Redis adapter; these sessions have no adapter, so this
 //! node's deliveries are also published on one Redis channel
-//! (`{REDIS_PREFIX}#local`), and every other node hands what it receives
-//! to its own [`LocalRooms`].
+//! (`{REDIS_PREFIX}#local`) when another node has such sessions in the
+//! delivery's room ([`super::interest`], announced on the same channel), and
+//! every other node hands what it receives to its own [`LocalRooms`].
 //!
 //! Ephemeral means at most once, and this keeps that: publishing goes
 //! through a bounded queue drained by one task (never in a publisher's
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::interest::{self, Announcement, Remote};
 use super::local::LocalRooms;
 use crate::catalog::RoleSet;
 use crate::cluster::{builder, probe};
@@ -49,16 +51,32 @@ struct Wire {
     exclude: Option<SessionId>,
 }
 
+/// What travels on the channel.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+enum Msg {
+    Delivery(Wire),
+    Interest(Announcement),
+    /// A node started or reconnected: everyone announces its whole set.
+    Hello {
+        node: String,
+    },
+}
+
 /// This node's local hub, plus the announcement to the other nodes.
 pub struct Relay {
     local: Arc<LocalRooms>,
+    remote: Arc<Remote>,
     node: String,
-    queue: mpsc::Sender<Wire>,
+    queue: mpsc::Sender<Msg>,
 }
 
 impl Relay {
     fn send(&self, wire: Wire) {
-        if self.queue.try_send(wire).is_err() {
+        if !self.remote.wants(&wire.company, &wire.room) {
+            return;
+        }
+        if self.queue.try_send(Msg::Delivery(wire)).is_err() {
             crate::metrics::redis_error();
             crate::metrics::dropped_ephemeral(1);
         }
@@ -120,63 +138,104 @@ pub async fn relay(
         .await
         .map_err(|e| anyhow::anyhow!("REDIS_URL: subscribe: {e}"))?;
     tasks.spawn(probe::resubscribe_on_reconnect(subscriber.clone()));
-    tasks.spawn(listen(
-        subscriber.message_rx(),
-        subscriber,
-        node.clone(),
-        local.clone(),
-    ));
     let client = builder(url)?.build()?;
     client
         .init()
         .await
         .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
     let (tx, rx) = mpsc::channel(QUEUE);
+    let remote = Arc::new(Remote::default());
+    let listener = Listener {
+        own: node.clone(),
+        local: local.clone(),
+        remote: remote.clone(),
+        queue: tx.clone(),
+    };
+    tasks.spawn(listener.run(
+        subscriber.message_rx(),
+        subscriber.reconnect_rx(),
+        subscriber,
+    ));
     tasks.spawn(drain(client, channel, rx));
+    let _ = tx.try_send(Msg::Hello { node: node.clone() });
+    let announce = tx.clone();
+    tasks.spawn(interest::announce_forever(
+        local.clone(),
+        remote.clone(),
+        node.clone(),
+        move |a| announce.try_send(Msg::Interest(a)).is_ok(),
+    ));
     Ok(Relay {
         local,
+        remote,
         node,
         queue: tx,
     })
 }
 
-/// Publishes queued deliveries in order.
-async fn drain(client: Client, channel: String, mut queue: mpsc::Receiver<Wire>) {
-    while let Some(wire) = queue.recv().await {
-        let Ok(text) = serde_json::to_string(&wire) else {
+/// Publishes queued messages in order.
+async fn drain(client: Client, channel: String, mut queue: mpsc::Receiver<Msg>) {
+    while let Some(msg) = queue.recv().await {
+        let Ok(text) = serde_json::to_string(&msg) else {
             continue;
         };
         if let Err(e) = client.publish::<i64, _, _>(&channel, text).await {
             crate::metrics::redis_error();
-            crate::metrics::dropped_ephemeral(1);
+            if matches!(msg, Msg::Delivery(_)) {
+                crate::metrics::dropped_ephemeral(1);
+            }
             tracing::debug!(error = %e, "relay publish failed; the ephemeral event is lost for other nodes");
         }
     }
 }
 
-/// Hands other nodes' deliveries to this node's sessions.
-async fn listen(
-    mut messages: tokio::sync::broadcast::Receiver<fred::types::Message>,
-    _subscriber: fred::clients::SubscriberClient,
+/// Hands other nodes' deliveries to this node's sessions and keeps track
+/// of which rooms they want.
+struct Listener {
     own: String,
     local: Arc<LocalRooms>,
-) {
-    loop {
-        let msg = match messages.recv().await {
-            Ok(msg) => msg,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                crate::metrics::dropped_ephemeral(n);
-                continue;
+    remote: Arc<Remote>,
+    queue: mpsc::Sender<Msg>,
+}
+
+impl Listener {
+    async fn run(
+        self,
+        mut messages: tokio::sync::broadcast::Receiver<fred::types::Message>,
+        mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+        _subscriber: fred::clients::SubscriberClient,
+    ) {
+        loop {
+            tokio::select! {
+                msg = messages.recv() => match msg {
+                    Ok(msg) => {
+                        let Some(text) = msg.value.as_str() else { continue };
+                        match serde_json::from_str::<Msg>(&text) {
+                            Ok(m) => self.handle(m),
+                            Err(e) => tracing::warn!(error = %e, "unreadable relay message"),
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        crate::metrics::dropped_ephemeral(n);
+                        self.remote.full_wanted.notify_one();
+                    }
+                    Err(_) => return,
+                },
+                r = reconnects.recv() => {
+                    if r.is_err() { return; }
+                    // Announcements may have been missed both ways.
+                    let _ = self.queue.try_send(Msg::Hello { node: self.own.clone() });
+                    self.remote.full_wanted.notify_one();
+                }
             }
-            Err(_) => return,
-        };
-        let Some(text) = msg.value.as_str() else {
-            continue;
-        };
-        match serde_json::from_str::<Wire>(&text) {
-            Ok(w) if w.node == own => {}
-            Ok(w) => match (w.meta, w.receive) {
-                (Some(meta), Some(receive)) => local.deliver(&Delivery {
+        }
+    }
+
+    fn handle(&self, msg: Msg) {
+        match msg {
+            Msg::Delivery(w) if w.node == self.own => {}
+            Msg::Delivery(w) => match (w.meta, w.receive) {
+                (Some(meta), Some(receive)) => self.local.deliver(&Delivery {
                     company: w.company,
                     room: w.room,
                     event_type: w.event,
@@ -185,9 +244,14 @@ async fn listen(
                     receive: RoleSet::from_bits(receive),
                     exclude: w.exclude,
                 }),
-                _ => local.signal(&w.company, &w.room, &w.event, &w.payload, w.exclude),
+                _ => self
+                    .local
+                    .signal(&w.company, &w.room, &w.event, &w.payload, w.exclude),
             },
-            Err(e) => tracing::warn!(error = %e, "unreadable relay message"),
+            Msg::Interest(a) if a.node == self.own => {}
+            Msg::Interest(a) => self.remote.apply(a),
+            Msg::Hello { node } if node == self.own => {}
+            Msg::Hello { .. } => self.remote.full_wanted.notify_one(),
         }
     }
 }

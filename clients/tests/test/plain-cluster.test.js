@@ -6,6 +6,7 @@
 // Postgres or Redis is not reachable.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, describe } from 'node:test';
 import {
   cleanup, connect, emitAck, it, randomId, sleep, startServer, tcpReachable, token, waitFor,
@@ -18,6 +19,7 @@ const API_KEY = 'plain-cluster-key';
 const CO = randomId('pcl-');
 let nodeA;
 let nodeB;
+const PREFIX = randomId('sy-pcl-');
 
 before(async () => {
   const pg = new URL(PG_URL);
@@ -25,7 +27,7 @@ before(async () => {
   for (const [what, host, port] of [['Postgres', pg.hostname, pg.port || 5432], ['Redis', redis.hostname, redis.port || 6379]]) {
     if (!(await tcpReachable(host, Number(port)))) throw new Error(`${what} at ${host}:${port} is not reachable; this suite does not skip`);
   }
-  const shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-pcl-'), API_KEYS: API_KEY };
+  const shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: PREFIX, API_KEYS: API_KEY };
   nodeA = await startServer({ ...shared, NODE_ID: 'a' }, { name: 'node-a' });
   nodeB = await startServer({ ...shared, NODE_ID: 'b' }, { name: 'node-b' });
 });
@@ -123,5 +125,34 @@ describe('plain transports on two nodes', () => {
     const all = [...es.events, ...again.events].filter((e) => e.event === 'order:status_changed').map((e) => e.data.offset);
     assert.deepEqual(all, [1, 2, 3, 4]);
     again.close();
+  });
+
+  it('ephemeral deliveries go on the relay channel only for rooms where another node has plain sessions', async () => {
+    const room = `machine:${randomId()}`;
+    const tap = spawn('redis-cli', ['-u', REDIS_URL, 'SUBSCRIBE', `${PREFIX}#local`]);
+    let seen = '';
+    tap.stdout.on('data', (d) => { seen += d.toString(); });
+    const relayed = () => seen.split('\n').filter((l) => l.includes('"kind":"delivery"') && l.includes(room)).length;
+    try {
+      await sleep(300);
+      const { socket } = await connect(nodeA.url, { auth: { token: tok('relay-io') } });
+      await emitAck(socket, 'subscribe', { room });
+      await sleep(200);
+      const ts = new Date().toISOString();
+      const io = waitFor(socket, 'dashboard:refresh', 5000);
+      await publish(nodeB, { type: 'dashboard:refresh', room, payload: { timestamp: ts } });
+      await io;
+      await sleep(300);
+      assert.equal(relayed(), 0, 'socket.io clients alone: nothing on the relay');
+      const { c } = await wsSession(wsUrl(nodeA, '/ws', `?token=${tok('relay-ws')}`));
+      await c.request({ type: 'subscribe', room });
+      await sleep(300);
+      await publish(nodeB, { type: 'dashboard:refresh', room, payload: { timestamp: `${ts}-2` } });
+      await c.next((m) => m.type === 'dashboard:refresh');
+      assert.equal(relayed(), 1, 'relayed once a plain session on A is in the room');
+      c.close();
+    } finally {
+      tap.kill();
+    }
   });
 });

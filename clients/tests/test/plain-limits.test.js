@@ -194,3 +194,17 @@ describe('plain WebSocket connections waiting for `auth`', () => {
     a.close();
   });
 });
+
+describe('plain transports at shutdown', () => {
+  it('SIGTERM closes plain WebSockets with 1012 (reconnect elsewhere) and ends SSE streams; the process exits 0', async () => {
+    const srv = await startServer({}, { name: 'plain-shutdown' });
+    const { c } = await wsSession(wsUrl(srv, '/ws', `?token=${tok('bye-ws')}`));
+    const es = await sseOpen(`${srv.url}/api/v1/stream?token=${tok('bye-sse')}`);
+    await es.next((e) => e.event === 'session');
+    const closed = c.whenClosed(10000);
+    const exit = await srv.stop();
+    assert.equal((await closed).code, 1012);
+    assert.equal(exit.code, 0, JSON.stringify(exit));
+    await waitUntil(() => es.ended, 2000, 'the SSE stream ended');
+  });
+});

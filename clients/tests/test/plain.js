@@ -120,6 +120,7 @@ export async function sseOpen(url, { headers = {}, lastEventId } = {}) {
     comments: [],
     retry: null,
     lastEventId: lastEventId ?? null,
+    ended: false,
     waiters: [],
     next(pred, ms = 5000, label = 'sse event') {
       const found = client.events.find(pred);
@@ -187,6 +188,7 @@ export async function sseOpen(url, { headers = {}, lastEventId } = {}) {
     } catch {
       // aborted
     }
+    client.ended = true;
   })();
   return client;
 }

@@ -104,7 +104,12 @@ fn open(plain: &Plain, parts: &http::request::Parts) -> AppResult<Response> {
     join_rooms(plain, &session, &outbox, &params.rooms, &resumed);
     let events = stream::events(plain.clone(), session, outbox, rx, starts);
     let keep_alive = KeepAlive::new().interval(HEARTBEAT).text("heartbeat");
-    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+    let mut response = Sse::new(events).keep_alive(keep_alive).into_response();
+    // nginx (and proxies that follow it) must not buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    Ok(response)
 }
 
 /// `?rooms=` not resumed by the token: joined from their head, after
