@@ -18,6 +18,7 @@ mod postgres_documents;
 mod sqlite_documents;
 
 mod postgres;
+mod postgres_append;
 mod postgres_presence;
 mod postgres_presence_reads;
 mod postgres_presence_rooms;

@@ -1,9 +1,10 @@
 //! PostgreSQL implementation of [`Store`].
 //!
 //! Offsets: the append transaction upserts `room_offsets` (which takes the
-//! row lock) before inserting the event; a concurrent writer of the same room
+//! row lock) before inserting the events; a concurrent writer of the same room
 //! blocks on that row until commit or rollback, so offsets are handed out in
-//! commit order and a rolled-back transaction leaves no gap.
+//! commit order and a rolled-back transaction leaves no gap. The append itself
+//! (a whole batch in a few statements) is in `postgres_append.rs`.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -15,9 +16,7 @@ use sqlx::{
 
 use std::collections::HashMap;
 
-use super::{
-    Appended, CursorKey, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order,
-};
+use super::{Appended, CursorKey, NewEvent, Store, StoreError, StoredEvent};
 
 pub struct PgStore {
     pub(super) pool: PgPool,
@@ -59,101 +58,7 @@ impl Store for PgStore {
     }
 
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut results = Vec::with_capacity(batch.len());
-        for ev in &batch {
-            if let Some(key) = &ev.idempotency_key {
-                // Claims the key; a concurrent claimer waits on the unique
-                // index until this transaction ends, then sees the result.
-                let claimed = sqlx::query(
-                    "INSERT INTO idempotency_keys (company_id, key, result, created_at)
-                     VALUES ($1, $2, NULL, $3) ON CONFLICT DO NOTHING",
-                )
-                .bind(&ev.company_id)
-                .bind(key)
-                .bind(ev.created_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !claimed {
-                    let row = sqlx::query(
-                        "SELECT result FROM idempotency_keys WHERE company_id = $1 AND key = $2",
-                    )
-                    .bind(&ev.company_id)
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let stored: Option<Json<Appended>> = row.try_get("result")?;
-                    let mut first = stored
-                        .ok_or_else(|| {
-                            StoreError::Corrupt(format!("idempotency key {key} has no result"))
-                        })?
-                        .0;
-                    first.duplicate = true;
-                    results.push(first);
-                    continue;
-                }
-            }
-            sqlx::query(
-                "INSERT INTO events (id, company_id, type, payload, priority, source, publisher, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&ev.id)
-            .bind(&ev.company_id)
-            .bind(&ev.event_type)
-            .bind(Json(&ev.payload))
-            .bind(&ev.priority)
-            .bind(&ev.source)
-            .bind(&ev.publisher)
-            .bind(ev.created_at)
-            .bind(ev.expires_at)
-            .execute(&mut *tx)
-            .await?;
-            let mut assigned = Vec::with_capacity(ev.rooms.len());
-            for room in lock_order(&ev.rooms) {
-                let offset: i64 = sqlx::query_scalar(
-                    "INSERT INTO room_offsets (company_id, room, last_offset) VALUES ($1, $2, 1)
-                     ON CONFLICT (company_id, room)
-                     DO UPDATE SET last_offset = room_offsets.last_offset + 1
-                     RETURNING last_offset",
-                )
-                .bind(&ev.company_id)
-                .bind(&room)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at)
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&ev.company_id)
-                .bind(&room)
-                .bind(offset)
-                .bind(&ev.id)
-                .bind(ev.expires_at)
-                .execute(&mut *tx)
-                .await?;
-                assigned.push((room, offset));
-            }
-            let appended = Appended {
-                id: ev.id.clone(),
-                offsets: in_request_order(&ev.rooms, &assigned),
-                duplicate: false,
-            };
-            if let Some(key) = &ev.idempotency_key {
-                sqlx::query(
-                    "UPDATE idempotency_keys SET result = $3 WHERE company_id = $1 AND key = $2",
-                )
-                .bind(&ev.company_id)
-                .bind(key)
-                .bind(Json(&appended))
-                .execute(&mut *tx)
-                .await?;
-            }
-            results.push(appended);
-        }
-        tx.commit().await?;
-        Ok(results)
+        super::postgres_append::append(&self.pool, batch).await
     }
 
     async fn events_after(
