@@ -403,3 +403,45 @@ async fn a_batch_hands_out_each_rooms_offsets_in_order_and_dedupes_a_repeated_ke
         assert!(retry[0].duplicate && retry[0].offsets == res[0].offsets);
     }
 }
+
+/// A connect's one read: the device's cursors and the named rooms' heads
+/// (rooms without events absent), the same as the separate reads.
+#[tokio::test]
+async fn connect_positions_reads_cursors_and_heads_together() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("c");
+        store
+            .append(vec![
+                event(&company, &["company", "role:operator"], None),
+                event(&company, &["company"], None),
+            ])
+            .await
+            .unwrap();
+        let key = store::CursorKey {
+            company_id: company.clone(),
+            user_id: "u1".into(),
+            device_id: "d1".into(),
+        };
+        store
+            .save_cursors(&key, &[("user:u1".into(), 4), ("company".into(), 1)], 1)
+            .await
+            .unwrap();
+        let rooms: Vec<String> = ["company", "role:operator", "user:u1", "order:9"]
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        let got = store.connect_positions(&key, &rooms).await.unwrap();
+        assert_eq!(
+            got.cursors,
+            store.load_cursors(&key).await.unwrap(),
+            "{backend}"
+        );
+        assert_eq!(
+            got.heads,
+            [("company".to_string(), 2), ("role:operator".to_string(), 1)]
+                .into_iter()
+                .collect(),
+            "{backend}"
+        );
+    }
+}

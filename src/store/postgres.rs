@@ -16,7 +16,7 @@ use sqlx::{
 
 use std::collections::HashMap;
 
-use super::{Appended, CursorKey, NewEvent, Store, StoreError, StoredEvent};
+use super::{Appended, CursorKey, NewEvent, Positions, Store, StoreError, StoredEvent};
 
 pub struct PgStore {
     pub(super) pool: PgPool,
@@ -121,6 +121,27 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().collect())
+    }
+
+    async fn connect_positions(
+        &self,
+        key: &CursorKey,
+        rooms: &[String],
+    ) -> Result<Positions, StoreError> {
+        let rows: Vec<(bool, String, i64)> = sqlx::query_as(
+            "SELECT true, room, last_offset FROM cursors
+             WHERE company_id = $1 AND user_id = $2 AND device_id = $3
+             UNION ALL
+             SELECT false, room, last_offset FROM room_offsets
+             WHERE company_id = $1 AND room = ANY($4)",
+        )
+        .bind(&key.company_id)
+        .bind(&key.user_id)
+        .bind(&key.device_id)
+        .bind(rooms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(super::positions(rows))
     }
 
     async fn save_cursors(
