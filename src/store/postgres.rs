@@ -150,24 +150,31 @@ impl Store for PgStore {
         cursors: &[(String, i64)],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // One statement (no transaction round trips); each room once, in
+        // one order, with its highest offset.
+        let mut rows: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
         for (room, offset) in cursors {
-            sqlx::query(
-                "INSERT INTO cursors (company_id, user_id, device_id, room, last_offset, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (company_id, user_id, device_id, room) DO UPDATE
-                 SET last_offset = GREATEST(cursors.last_offset, EXCLUDED.last_offset), updated_at = EXCLUDED.updated_at",
-            )
-            .bind(&key.company_id)
-            .bind(&key.user_id)
-            .bind(&key.device_id)
-            .bind(room)
-            .bind(offset)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            let slot = rows.entry(room.as_str()).or_insert(*offset);
+            *slot = (*slot).max(*offset);
         }
-        tx.commit().await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO cursors (company_id, user_id, device_id, room, last_offset, updated_at)
+             SELECT $1, $2, $3, r, o, $6 FROM UNNEST($4::text[], $5::int8[]) WITH ORDINALITY AS t(r, o, n)
+             ORDER BY n
+             ON CONFLICT (company_id, user_id, device_id, room) DO UPDATE
+             SET last_offset = GREATEST(cursors.last_offset, EXCLUDED.last_offset), updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&key.company_id)
+        .bind(&key.user_id)
+        .bind(&key.device_id)
+        .bind(rows.keys().copied().collect::<Vec<_>>())
+        .bind(rows.values().copied().collect::<Vec<_>>())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
