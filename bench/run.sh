@@ -175,8 +175,10 @@ LG() {  # point run loadgen-args...
       --url "http://127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --label "$SERVER_LABEL" \
       "$@") || rc=$?
   [ -n "$line" ] || line="{\"server\":\"$SERVER_LABEL\",\"status\":\"failed\",\"results\":{\"reason\":\"load generator printed nothing (exit $rc: usage error, timeout or crash; see the log)\"}}"
-  printf '{"point":"%s","run":%d,"db":"%s","exit":%d,"result":%s}\n' \
-    "$point" "$run" "$SERVER_DB" "$rc" "$line" >>"$RESULTS"
+  # The 1-minute load average when the run ended: figures from a loaded
+  # machine are not claimed.
+  printf '{"point":"%s","run":%d,"db":"%s","exit":%d,"loadavg":"%s","result":%s}\n' \
+    "$point" "$run" "$SERVER_DB" "$rc" "$(cut -d' ' -f1-3 /proc/loadavg)" "$line" >>"$RESULTS"
   log "$point run $run $SERVER_LABEL: exit $rc: $(printf '%s' "$line" | cut -c1-220)"
   return "$rc"
 }
