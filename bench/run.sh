@@ -58,10 +58,15 @@ DURABLE_POINT_RATE=${DURABLE_POINT_RATE:-200}   # per publisher: 10 x 200 = 2,00
 HTTP_BATCH=${HTTP_BATCH:-50}
 DOC_WRITERS=${DOC_WRITERS:-10}
 DOC_SECS=${DOC_SECS:-5}
-REPLAY_CLIENTS=${REPLAY_CLIENTS:-1000}
+DOC_SPREAD_WRITERS=${DOC_SPREAD_WRITERS:-1000}   # documents-spread: writer i edits document i % 1,000
+DOC_SPREAD_DOCS=${DOC_SPREAD_DOCS:-1000}
+REPLAY_CLIENTS=${REPLAY_CLIENTS:-5000}
 REPLAY_EVENTS=${REPLAY_EVENTS:-100}
+# connect-presence and storm: one company, presence ON (the default).
+PRESENCE_N=${PRESENCE_N:-10000}
+STORM_N=${STORM_N:-10000}
 
-ALL_POINTS="connect ack ack-paced fanout fanout-paced durable-socket durable-rooms durable-http durable-2k documents replay"
+ALL_POINTS="connect connect-presence storm ack ack-paced fanout fanout-paced durable-socket durable-rooms durable-http durable-2k documents documents-spread replay"
 SMOKE=0
 POINTS=()
 for arg in "$@"; do
@@ -121,14 +126,14 @@ start_ours() {
   # knobs) lifted: the per-socket rate limit, so publishers may exceed 20
   # events/s, and the per-IP count of connections not yet authenticated,
   # since the load generator opens CONNECT_CONCURRENCY at once from one address.
-  # Presence is off by default (BENCH_PRESENCE=on to measure it): the
-  # reference has none, and its user:online to the whole company makes each
-  # connect cost O(connections in the company).
+  # Presence: on (the default) for connect-presence, storm and the
+  # Postgres points; off for the SQLite points that compare with the
+  # reference, which has none (BENCH_PRESENCE overrides).
   # Run from an empty directory so no .env is read.
   (cd "$dir" && exec env HOST=127.0.0.1 PORT="$PORT_OURS" DATABASE_URL="$db" \
       JWT_SECRET="$JWT_SECRET" API_KEYS="$BENCH_API_KEY" \
       WS_RATE_LIMIT=1000000 WS_RATE_BURST=1000000 WS_MAX_PENDING_PER_IP=1000000 \
-      WS_PRESENCE="${BENCH_PRESENCE:-off}" \
+      WS_PRESENCE="${BENCH_PRESENCE:-$POINT_PRESENCE}" \
       taskset -c "$SERVER_CPU" "$SWITCHYARD_BIN" serve) >"$dir/server.log" 2>&1 &
   SERVER_PID=$!
   STARTED+=("$SERVER_PID")
@@ -170,8 +175,10 @@ LG() {  # point run loadgen-args...
       --url "http://127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --label "$SERVER_LABEL" \
       "$@") || rc=$?
   [ -n "$line" ] || line="{\"server\":\"$SERVER_LABEL\",\"status\":\"failed\",\"results\":{\"reason\":\"load generator printed nothing (exit $rc: usage error, timeout or crash; see the log)\"}}"
-  printf '{"point":"%s","run":%d,"db":"%s","exit":%d,"result":%s}\n' \
-    "$point" "$run" "$SERVER_DB" "$rc" "$line" >>"$RESULTS"
+  # The 1-minute load average when the run ended: figures from a loaded
+  # machine are not claimed.
+  printf '{"point":"%s","run":%d,"db":"%s","exit":%d,"loadavg":"%s","result":%s}\n' \
+    "$point" "$run" "$SERVER_DB" "$rc" "$(cut -d' ' -f1-3 /proc/loadavg)" "$line" >>"$RESULTS"
   log "$point run $run $SERVER_LABEL: exit $rc: $(printf '%s' "$line" | cut -c1-220)"
   return "$rc"
 }
@@ -207,6 +214,7 @@ fi
 if [ $SMOKE = 1 ]; then
   db=sqlite
   if [ $PG_OK = 1 ]; then db=postgres; fi
+  POINT_PRESENCE=on
   start_ours "$db"
   log "smoke against switchyard ($db), pid $SERVER_PID"
   failed=0
@@ -221,9 +229,11 @@ if [ $SMOKE = 1 ]; then
     esac
   }
   smoke connect connect --connections 20 --hold 0.5
+  smoke storm storm --connections 20 --settle 0.3 --after 0.3
   smoke ack ack-latency --connections 5 --duration 1 --warmup 0.2
   smoke fanout fanout --subscribers 10 --publishers 2 --duration 1 --drain 2
   smoke durable-socket durable --via socket --publishers 2 --duration 1 --drain 2
+  smoke durable-rooms durable --via socket --publishers 2 --rooms 2 --duration 1 --drain 2
   smoke durable-http durable --via http --publishers 2 --batch 10 --duration 1 --drain 2
   smoke documents documents --writers 3 --duration 1
   smoke replay replay --clients 10 --events 5 --deadline 5
@@ -246,10 +256,13 @@ log "results go to $RESULTS"
 
 # point → database, and which servers run it.
 point_db() { case $1 in connect|ack|ack-paced|fanout|fanout-paced) echo sqlite ;; *) echo postgres ;; esac; }
-point_servers() { case $1 in durable-http|documents|replay) echo "ours" ;; *) echo "ours ref" ;; esac; }
+point_presence() { case $1 in connect|ack|ack-paced|fanout|fanout-paced) echo off ;; *) echo on ;; esac; }
+point_servers() { case $1 in durable-http|documents|documents-spread|replay) echo "ours" ;; *) echo "ours ref" ;; esac; }
 point_args() {
   case $1 in
     connect) echo "connect --connections $CONNECT_N --concurrency $CONNECT_CONCURRENCY --hold $CONNECT_HOLD" ;;
+    connect-presence) echo "connect --connections $PRESENCE_N --concurrency $CONNECT_CONCURRENCY --hold $CONNECT_HOLD" ;;
+    storm) echo "storm --connections $STORM_N --concurrency $CONNECT_CONCURRENCY --settle 3 --after 3" ;;
     ack) echo "ack-latency --connections $ACK_CONNS --duration $ACK_SECS --warmup 2" ;;
     ack-paced) echo "ack-latency --connections $ACK_CONNS --duration $ACK_SECS --warmup 2 --interval-ms $ACK_INTERVAL_MS" ;;
     fanout) echo "fanout --subscribers $FANOUT_SUBS --publishers $FANOUT_PUBS --duration $FANOUT_SECS --window $FANOUT_WINDOW" ;;
@@ -259,6 +272,7 @@ point_args() {
     durable-http) echo "durable --via http --publishers $DURABLE_PUBS --batch $HTTP_BATCH --duration $DURABLE_SECS" ;;
     durable-2k) echo "durable --via socket --publishers $DURABLE_PUBS --rate $DURABLE_POINT_RATE --duration $DURABLE_SECS" ;;
     documents) echo "documents --writers $DOC_WRITERS --duration $DOC_SECS" ;;
+    documents-spread) echo "documents --writers $DOC_SPREAD_WRITERS --documents $DOC_SPREAD_DOCS --duration $DOC_SECS" ;;
     replay) echo "replay --clients $REPLAY_CLIENTS --events $REPLAY_EVENTS --deadline 10" ;;
     *) return 1 ;;
   esac
@@ -267,12 +281,15 @@ point_args() {
 for point in "${POINTS[@]}"; do
   args=$(point_args "$point") || { log "unknown point $point (known: $ALL_POINTS)"; exit 2; }
   db=$(point_db "$point")
+  POINT_PRESENCE=$(point_presence "$point")
   if [ "$db" = postgres ] && [ $PG_OK = 0 ]; then
     log "skipping $point: PostgreSQL is not reachable on 127.0.0.1:5432"
     continue
   fi
   for run in $(seq 1 "$RUNS"); do
     for server in $(point_servers "$point"); do
+      # BENCH_SERVERS=ours: skip the reference (e.g. a pass of an older build).
+      case " ${BENCH_SERVERS:-ours ref} " in *" $server "*) ;; *) continue ;; esac
       if [ "$server" = ours ]; then start_ours "$db"; else start_ref; fi
       # shellcheck disable=SC2086 # args is a word list on purpose
       LG "$point" "$run" $args || true

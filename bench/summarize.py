@@ -25,6 +25,20 @@ METRICS = {
         ("server CPU µs per connect", "server_cpu_us_per_connect", None),
         ("server CPU % while connecting", "cpu_during_connect.server_cpu_pct", None),
     ],
+    "connect-presence": [
+        ("connects/s, 10,000 in one company, presence on", "connects_per_s", ("ratio>=", 5)),
+        ("RSS per connection, KiB", "rss_per_conn_kib", None),
+        ("failed connections", "failed", None),
+        ("connect latency p99, ms", "connect_latency.p99_ms", None),
+        ("server CPU µs per connect", "server_cpu_us_per_connect", None),
+    ],
+    "storm": [
+        ("time to all sessions, s", "time_to_all_sessions_s", ("ours<=", 10)),
+        ("peak RSS / steady RSS", "rss_peak_over_steady", ("ours<=", 1.5)),
+        ("failed reconnections", "failed", None),
+        ("reconnect latency p99, ms", "reconnect_latency.p99_ms", None),
+        ("server CPU µs per reconnect", "server_cpu_us_per_reconnect", None),
+    ],
     "ack": [
         ("acks/s", "acks_per_s", None),
         ("ack p50, ms", "latency.p50_ms", None),
@@ -94,7 +108,12 @@ METRICS = {
         ("server CPU %", "cpu.server_cpu_pct", None),
     ],
     "documents": [
-        ("updates/s", "updates_per_s", None),
+        ("updates/s, one hot document", "updates_per_s", ("ours>=", 1000)),
+        ("update ack p99, ms", "ack_latency.p99_ms", None),
+        ("converged", "consistent", ("all-true", None)),
+    ],
+    "documents-spread": [
+        ("updates/s over 1,000 documents", "updates_per_s", ("ours>=", 3000)),
         ("update ack p99, ms", "ack_latency.p99_ms", None),
         ("converged", "consistent", ("all-true", None)),
     ],

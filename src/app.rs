@@ -232,6 +232,7 @@ async fn services(
             node_id: config.node_id.clone(),
             grace: config.presence_grace,
             ttl: config.presence_ttl,
+            broadcast_max: config.presence_broadcast_max,
         },
         store.clone(),
         fanout.clone(),

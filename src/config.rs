@@ -124,6 +124,10 @@ pub struct Config {
     /// How long after a user's last socket left `user:offline` waits for a
     /// reconnect (`WS_PRESENCE_GRACE_MS`).
     pub presence_grace: Duration,
+    /// Most users online in a company for which each arrival and departure
+    /// is sent to the whole company (`WS_PRESENCE_BROADCAST_MAX`); above it,
+    /// `presence:batch` frames go to the sessions that asked for them.
+    pub presence_broadcast_max: usize,
     pub catalog_file: Option<PathBuf>,
     /// Telemetry rules merged over the catalog's `rules` (`RULES_FILE`).
     pub rules_file: Option<PathBuf>,
@@ -416,6 +420,7 @@ impl Config {
             },
             presence_ttl,
             presence_grace: v.millis("WS_PRESENCE_GRACE_MS", 5_000)?,
+            presence_broadcast_max: v.parse("WS_PRESENCE_BROADCAST_MAX", 500)?,
             catalog_file: v.get("CATALOG_FILE").map(PathBuf::from),
             rules_file: v.get("RULES_FILE").map(PathBuf::from),
             http_body_limit: v.parse("HTTP_BODY_LIMIT", 1_048_576)?,
@@ -751,6 +756,7 @@ mod tests {
         let c = cfg(&[]).expect("defaults are valid");
         assert_eq!(c.presence_grace, Duration::from_millis(5_000));
         assert_eq!(c.presence_ttl, Duration::from_secs(300));
+        assert_eq!(c.presence_broadcast_max, 500);
         let c = cfg(&[("WS_PRESENCE_GRACE_MS", "750"), ("WS_PRESENCE_TTL", "3")]).expect("valid");
         assert_eq!(c.presence_grace, Duration::from_millis(750));
         assert_eq!(c.presence_ttl, Duration::from_secs(3));

@@ -532,3 +532,72 @@ async fn reading_needs_a_read_role_of_the_catalog() {
     app.stop().await;
     let _ = std::fs::remove_file(catalog);
 }
+
+/// Many writers of one document at once (updates queued on the node share
+/// a turn: one lock, one commit): every update is answered, each version
+/// number is used once, the history has every version in order, and each
+/// writer's field holds its last value (each update was merged against the
+/// state its predecessor left). A repeated mutation id inside the rush is
+/// answered with the first ack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_document_uses_every_version_once() {
+    const WRITERS: usize = 8;
+    const EACH: i64 = 25;
+    for db in backends() {
+        let app = common::spawn_app(&db, &[]).await;
+        let company = common::unique("c");
+        let mut tasks = Vec::new();
+        for k in 0..WRITERS {
+            let mut c = connect(&app, &format!("s{k}"), &company, Role::Supervisor).await;
+            tasks.push(tokio::spawn(async move {
+                let mut base = 0;
+                let mut versions = Vec::new();
+                for i in 0..EACH {
+                    let update = json!({ "type": "order", "id": "hot", "baseVersion": base,
+                                         "changes": { format!("f{k}"): i },
+                                         "clientMutationId": format!("m{i}") });
+                    // Two sockets of writer 0 would be one user; here the same
+                    // socket sends the same mutation twice, without waiting.
+                    let (first, again) = if k == 0 && i == 3 {
+                        let a = c.emit_ack_id("document:update", update.clone());
+                        let b = c.emit_ack_id("document:update", update);
+                        (c.ack(a).await, Some(c.ack(b).await))
+                    } else {
+                        (c.emit_with_ack("document:update", update).await, None)
+                    };
+                    assert_eq!(first["ok"], true, "{first}");
+                    assert!(
+                        first["status"] == "applied" || first["status"] == "merged",
+                        "{first}"
+                    );
+                    assert!(first["conflict"].is_null(), "{first}");
+                    let v = first["version"].as_i64().unwrap();
+                    if let Some(again) = again {
+                        assert_eq!(again["version"], v, "{again}");
+                    }
+                    versions.push(v);
+                    base = v;
+                }
+                versions
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            let versions = t.await.unwrap();
+            assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+            all.extend(versions);
+        }
+        all.sort();
+        let n = (WRITERS as i64) * EACH;
+        assert_eq!(all, (1..=n).collect::<Vec<_>>(), "{db}: each version once");
+        let mut reader = connect(&app, "r", &company, Role::Supervisor).await;
+        let got = reader
+            .emit_with_ack("document:get", json!({ "type": "order", "id": "hot" }))
+            .await;
+        assert_eq!(got["document"]["version"], n, "{db}: {got}");
+        for k in 0..WRITERS {
+            assert_eq!(got["document"]["data"][format!("f{k}")], EACH - 1, "{db}");
+        }
+        app.stop().await;
+    }
+}

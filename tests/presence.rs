@@ -140,3 +140,92 @@ async fn presence_off_sends_no_presence_signals() {
     assert_eq!(list["error"]["code"], "UNAVAILABLE", "{list}");
     app.stop().await;
 }
+
+/// Above `WS_PRESENCE_BROADCAST_MAX` users online, company-wide arrivals and
+/// departures are no longer sent to every socket; sessions that asked for
+/// batches (`presence:list { batches: true }`) get `presence:batch` frames
+/// that, with the per-user frames sent below the bound, account for every
+/// transition exactly once.
+#[tokio::test]
+async fn over_the_broadcast_bound_transitions_go_out_in_batches_to_those_who_asked() {
+    let db = common::sqlite_url();
+    let app = common::spawn_app(
+        &db,
+        &[
+            ("WS_PRESENCE_BROADCAST_MAX", "3"),
+            ("WS_PRESENCE_GRACE_MS", "300"),
+        ],
+    )
+    .await;
+    let c = common::unique("c");
+    let mut watch = Client::with_token(&app.url(), &app.token("w", &c, Role::Supervisor)).await;
+    watch.expect("session").await;
+    let list = watch
+        .emit_with_ack("presence:list", json!({ "batches": true }))
+        .await;
+    assert_eq!(list["users"][0]["userId"], "w", "{list}");
+    let refused = watch
+        .emit_with_ack(
+            "presence:list",
+            json!({ "room": "role:supervisor", "batches": true }),
+        )
+        .await;
+    assert_eq!(refused["error"]["code"], "VALIDATION_FAILED", "{refused}");
+    let mut plain = Client::with_token(&app.url(), &app.token("p", &c, Role::Operator)).await;
+    plain.expect("session").await;
+    let mut others = Vec::new();
+    for u in ["u1", "u2", "u3", "u4", "u5"] {
+        let mut client = Client::with_token(&app.url(), &app.token(u, &c, Role::Operator)).await;
+        client.expect("session").await;
+        others.push(client);
+    }
+    // 1..3 online: per-user frames (p and u1); 4..7: batches.
+    let heard = watch.drain(Duration::from_millis(800)).await;
+    let each: Vec<String> = heard
+        .iter()
+        .filter(|(n, _)| n == "user:online")
+        .map(|(_, a)| a[0]["userId"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(each, vec!["p", "u1"], "{heard:?}");
+    let mut batched: Vec<String> = Vec::new();
+    for (name, args) in &heard {
+        if name == "presence:batch" {
+            assert_eq!(args[0]["offline"], json!([]), "{args:?}");
+            for e in args[0]["online"].as_array().unwrap() {
+                assert_eq!(e["role"], "operator");
+                batched.push(e["userId"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    batched.sort();
+    assert_eq!(
+        batched,
+        vec!["u2", "u3", "u4", "u5"],
+        "each once: {heard:?}"
+    );
+    let plain_heard = plain.drain(Duration::from_millis(300)).await;
+    let names: Vec<(&str, String)> = plain_heard
+        .iter()
+        .map(|(n, a)| (n.as_str(), a[0]["userId"].to_string()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("user:online", "\"u1\"".to_string())],
+        "no per-user frames above the bound, no batches unasked"
+    );
+
+    // A departure above the bound: in a batch, after the grace period.
+    others.pop().unwrap().disconnect();
+    let heard = watch.drain(Duration::from_millis(1200)).await;
+    let batches: Vec<&Vec<serde_json::Value>> = heard
+        .iter()
+        .filter(|(n, _)| n == "presence:batch")
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(batches.len(), 1, "{heard:?}");
+    assert_eq!(batches[0][0]["online"], json!([]));
+    assert_eq!(batches[0][0]["offline"][0]["userId"], "u5");
+    assert!(!heard.iter().any(|(n, _)| n == "user:offline"), "{heard:?}");
+    assert!(plain.drain(Duration::from_millis(200)).await.is_empty());
+    app.stop().await;
+}

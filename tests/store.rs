@@ -366,3 +366,83 @@ async fn group_commit_answers_each_request_with_its_own_results() {
         );
     }
 }
+
+/// One batch carrying several rooms, keyless events and a key repeated
+/// within the batch: each room's offsets follow batch order, and the repeat
+/// gets the first event's result as a duplicate without writing anything.
+#[tokio::test]
+async fn a_batch_hands_out_each_rooms_offsets_in_order_and_dedupes_a_repeated_key() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("c");
+        let res = store
+            .append(vec![
+                event(&company, &["order:1", "company"], Some("k")),
+                event(&company, &["company"], None),
+                event(&company, &["company", "order:1"], Some("k")),
+                event(&company, &["order:1"], None),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            res[0].offsets,
+            vec![("order:1".into(), 1), ("company".into(), 1)],
+            "{backend}: the caller's room order"
+        );
+        assert_eq!(res[1].offsets, vec![("company".into(), 2)], "{backend}");
+        assert!(res[2].duplicate && res[2].id == res[0].id, "{backend}");
+        assert_eq!(res[2].offsets, res[0].offsets, "{backend}");
+        assert_eq!(res[3].offsets, vec![("order:1".into(), 2)], "{backend}");
+        let read = store
+            .events_after(&company, "company", 0, 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 2, "{backend}: the repeat wrote nothing");
+        let retry = store
+            .append(vec![event(&company, &["company", "order:1"], Some("k"))])
+            .await
+            .unwrap();
+        assert!(retry[0].duplicate && retry[0].offsets == res[0].offsets);
+    }
+}
+
+/// A connect's one read: the device's cursors and the named rooms' heads
+/// (rooms without events absent), the same as the separate reads.
+#[tokio::test]
+async fn connect_positions_reads_cursors_and_heads_together() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("c");
+        store
+            .append(vec![
+                event(&company, &["company", "role:operator"], None),
+                event(&company, &["company"], None),
+            ])
+            .await
+            .unwrap();
+        let key = store::CursorKey {
+            company_id: company.clone(),
+            user_id: "u1".into(),
+            device_id: "d1".into(),
+        };
+        store
+            .save_cursors(&key, &[("user:u1".into(), 4), ("company".into(), 1)], 1)
+            .await
+            .unwrap();
+        let rooms: Vec<String> = ["company", "role:operator", "user:u1", "order:9"]
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        let got = store.connect_positions(&key, &rooms).await.unwrap();
+        assert_eq!(
+            got.cursors,
+            store.load_cursors(&key).await.unwrap(),
+            "{backend}"
+        );
+        assert_eq!(
+            got.heads,
+            [("company".to_string(), 2), ("role:operator".to_string(), 1)]
+                .into_iter()
+                .collect(),
+            "{backend}"
+        );
+    }
+}

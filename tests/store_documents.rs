@@ -286,3 +286,76 @@ async fn concurrent_writers_on_sqlite_use_each_version_once() {
     hammer(vec![lite.clone()], k.clone(), 6, 40).await;
     assert_every_version_once(lite.as_ref(), &k, 240).await;
 }
+
+/// Several queued updates in one turn: consecutive versions committed
+/// together with their history rows and mutation results; a chain with a
+/// hole is refused whole.
+#[tokio::test]
+async fn one_turn_commits_consecutive_versions_and_their_mutation_results() {
+    for (backend, store) in common::stores().await {
+        let k = key(&common::unique("c"), "turn");
+        let keys = vec!["u:a:1".to_string(), "u:b:1".to_string()];
+        let lock = store.lock_document_for(&k, keys.clone()).await.unwrap();
+        assert_eq!(lock.first_result_of("u:a:1"), None, "{backend}");
+        let w1 = decide(lock.current(), 0, &obj(json!({"a": 1})), "a", 1_000).unwrap();
+        let after1 = StoredDocument {
+            version: w1.version,
+            data: w1.data.clone(),
+            fields: w1.fields.clone(),
+            created_at: 1_000,
+            updated_at: 1_000,
+            updated_by: "a".into(),
+            compacted_version: 0,
+        };
+        let w2 = decide(&after1, 1, &obj(json!({"b": 2})), "b", 2_000).unwrap();
+        let mut hole = w2.clone();
+        hole.version = 3;
+        let err = lock.commit_all(&[w1.clone(), hole], &[]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{backend}: {err}");
+        assert_eq!(store.document(&k).await.unwrap(), None, "{backend}");
+        let lock = store.lock_document_for(&k, keys.clone()).await.unwrap();
+        lock.commit_all(
+            &[w1, w2],
+            &[
+                (
+                    keys[0].clone(),
+                    json!({ "status": "applied", "version": 1 }),
+                ),
+                (
+                    keys[1].clone(),
+                    json!({ "status": "applied", "version": 2 }),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+        let doc = store.document(&k).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                doc.version,
+                doc.data,
+                doc.created_at,
+                doc.updated_by.as_str()
+            ),
+            (2, obj(json!({"a": 1, "b": 2})), 1_000, "b"),
+            "{backend}"
+        );
+        let history = store.document_history(&k, 0, 10).await.unwrap();
+        assert_eq!(
+            history.iter().map(|v| v.version).collect::<Vec<_>>(),
+            vec![1, 2],
+            "{backend}"
+        );
+        assert_eq!(history[1].changes, obj(json!({"b": 2})));
+        let again = store
+            .lock_document_for(&k, vec![keys[1].clone(), "u:c:9".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            again.first_result_of(&keys[1]),
+            Some(&json!({ "status": "applied", "version": 2 })),
+            "{backend}"
+        );
+        assert_eq!(again.first_result_of("u:c:9"), None, "{backend}");
+    }
+}

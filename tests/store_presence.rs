@@ -27,14 +27,22 @@ fn user(company: &str, user: &str) -> UserKey {
     }
 }
 
+/// The company's online users; also checks that the broadcast rule's
+/// count agrees with the list.
 async fn online_users(store: &dyn Store, company: &str) -> Vec<(String, i64)> {
-    store
+    let users: Vec<(String, i64)> = store
         .presence_list(company, None)
         .await
         .unwrap()
         .into_iter()
         .map(|u| (u.user_id, u.connections))
-        .collect()
+        .collect();
+    assert_eq!(
+        store.presence_online_count(company).await.unwrap(),
+        users.len() as i64,
+        "presence_online_count counts what presence_list lists"
+    );
+    users
 }
 
 #[tokio::test]

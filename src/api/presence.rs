@@ -12,11 +12,26 @@ use crate::rooms::authorize;
 use crate::session::Session;
 use crate::state::AppState;
 
-/// → `{ ok, users: [{ userId, role, connections, since }] }`.
+/// → `{ ok, users: [{ userId, role, connections, since }] }`; with
+/// `batches: true` the session also gets `presence:batch` frames from now
+/// on (see `presence::broadcast`).
 pub async fn list(state: &AppState, session: &Arc<Session>, req: PresenceList) -> AppResult<Reply> {
     let room = req.room.unwrap_or_else(RoomName::company);
     let identity = session.identity();
     authorize(&identity, &state.catalog, &room)?;
+    if req.batches {
+        if room != RoomName::company() {
+            return Err(AppError::new(
+                Code::ValidationFailed,
+                "batches: presence:batch frames are about the company; list `company` to ask for them",
+            ));
+        }
+        // Joined before the list is read: no transition falls between the
+        // two.
+        if let Some(sink) = session.sink() {
+            sink.join(&identity.company_id, &[RoomName::presence_batches()]);
+        }
+    }
     let users = state.presence.list(&identity.company_id, &room).await?;
     Ok(Reply::Presence(Presence { ok: true, users }))
 }

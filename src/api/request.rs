@@ -67,7 +67,9 @@ impl Request {
             Verb::DocumentUpdate => {
                 Request::DocumentUpdate(DocumentUpdate::parse(&data, max_payload)?)
             }
-            Verb::PresenceList => Request::PresenceList(from_value(&data, "{ room?: string }")?),
+            Verb::PresenceList => {
+                Request::PresenceList(from_value(&data, "{ room?: string, batches?: boolean }")?)
+            }
             Verb::Typing => {
                 Request::Typing(from_value(&data, "{ room: string, isTyping: boolean }")?)
             }
@@ -220,10 +222,13 @@ impl DocumentUpdate {
     }
 }
 
-/// `presence:list { room? }` (default: `company`).
+/// `presence:list { room?, batches? }` (default: `company`, no batches).
 #[derive(Debug, Deserialize)]
 pub struct PresenceList {
     pub room: Option<RoomName>,
+    /// Also receive `presence:batch` frames from now on (company list only).
+    #[serde(default)]
+    pub batches: bool,
 }
 
 /// `user:typing { room, isTyping }`.

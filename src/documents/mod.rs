@@ -8,6 +8,7 @@
 //! - [`bounds`]: what a document may hold; compaction of deleted fields' metadata.
 //! - [`request`]: parsing and validation of what clients send.
 //! - [`view`]: the JSON shapes sent back and broadcast.
+//! - `hot`: updates of one document queued on this node, taken in one turn.
 //!
 //! The database arbitrates concurrent writers: an update holds the
 //! document's lock (see `store::documents`) from reading the current version
@@ -15,6 +16,7 @@
 //! state and every version number is used once, on any number of nodes.
 
 pub mod bounds;
+mod hot;
 pub mod lww;
 pub mod request;
 mod update;
@@ -91,12 +93,15 @@ pub struct Updated {
     pub duplicate: bool,
 }
 
-/// The documents service.
+/// The documents service. Cloning it is cheap and shares everything (a
+/// document's turn runs on a task of its own, see `hot`).
+#[derive(Clone)]
 pub struct Documents {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
     fanout: Arc<Fanout>,
     limits: bounds::Limits,
+    hot: Arc<hot::Hot<update::Queued>>,
 }
 
 impl Documents {
@@ -111,6 +116,7 @@ impl Documents {
             catalog,
             fanout,
             limits,
+            hot: Arc::default(),
         }
     }
 

@@ -1,14 +1,16 @@
 //! The update path (SPEC §6): lock the document, merge last-write-wins,
 //! check the result against the limits and the schema, commit the next
-//! version with its history row and mutation id.
+//! version with its history row and mutation id. Updates of one document
+//! queued on this node meanwhile share the turn (see `hot`).
 
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
 use super::request::{DocRef, UpdateRequest};
 use super::{Documents, Updated, Writer, bounds, lww, store_error, view};
 use crate::domain::now_ms;
 use crate::error::{AppError, AppResult, Code};
-use crate::store::documents::{DocumentWrite, StoredDocument};
+use crate::store::documents::{DocKey, DocumentWrite, StoredDocument};
 
 /// What an update decided while holding the lock.
 struct Plan {
@@ -17,44 +19,146 @@ struct Plan {
     conflict: Option<Value>,
 }
 
+/// An update waiting for its document's turn.
+pub(super) struct Queued {
+    doc: DocRef,
+    author: String,
+    /// The scoped `clientMutationId`.
+    mutation_key: Option<String>,
+    req: UpdateRequest,
+    reply: oneshot::Sender<AppResult<Updated>>,
+}
+
 impl Documents {
     /// Applies one update. Refusals (future base, size, schema) write nothing.
+    /// Updates of the same document arriving meanwhile on this node are
+    /// merged in arrival order in the same turn (see `hot`).
     pub async fn update(
         &self,
         writer: Writer<'_>,
         doc: &DocRef,
         req: &UpdateRequest,
     ) -> AppResult<Updated> {
-        let mutation_key = req
-            .mutation_id
-            .as_ref()
-            .map(|id| format!("{}:{id}", writer.mutation_scope));
+        let key = doc.key(writer.company_id);
+        let (reply, answer) = oneshot::channel();
+        let item = Queued {
+            doc: doc.clone(),
+            author: writer.author.to_string(),
+            mutation_key: req
+                .mutation_id
+                .as_ref()
+                .map(|id| format!("{}:{id}", writer.mutation_scope)),
+            req: req.clone(),
+            reply,
+        };
+        if self.hot.push(&key, item) {
+            // Its own task: a caller that goes away (its connection closed)
+            // must not stop the turn the others wait on.
+            let this = self.clone();
+            tokio::spawn(async move { this.turns(key).await });
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(AppError::new(
+                Code::Unavailable,
+                "the document's update was interrupted; try again",
+            ))
+        })
+    }
+
+    /// Runs the document's turns until nothing waits.
+    async fn turns(&self, key: DocKey) {
+        while let Some(group) = self.hot.next(&key) {
+            let shared = if group.len() > 1 {
+                self.apply(&key, &group).await.ok()
+            } else {
+                None
+            };
+            match shared {
+                Some(outcomes) => {
+                    for (item, outcome) in group.into_iter().zip(outcomes) {
+                        let _ = item.reply.send(outcome);
+                    }
+                }
+                // Alone, or the shared commit failed: each update on its
+                // own, so one cannot fail the others.
+                None => {
+                    for item in group {
+                        let outcome = match self.apply(&key, std::slice::from_ref(&item)).await {
+                            Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
+                                Err(AppError::internal("an update produced no outcome"))
+                            }),
+                            Err(e) => Err(e),
+                        };
+                        let _ = item.reply.send(outcome);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One turn: lock, merge each update in order against the state the one
+    /// before it left, commit every version and mutation result at once.
+    /// An update refused (future base, size, schema) writes nothing; a retry
+    /// of a mutation id answers with its first result.
+    async fn apply(&self, key: &DocKey, group: &[Queued]) -> AppResult<Vec<AppResult<Updated>>> {
+        let mut keys: Vec<String> = Vec::new();
+        for item in group {
+            if let Some(k) = &item.mutation_key
+                && !keys.contains(k)
+            {
+                keys.push(k.clone());
+            }
+        }
         let lock = self
             .store
-            .lock_document(&doc.key(writer.company_id), mutation_key.as_deref())
+            .lock_document_for(key, keys)
             .await
             .map_err(store_error)?;
-        if let Some(first) = lock.first_result() {
-            // Dropping the lock rolls back: a retry writes nothing.
-            return Ok(Updated {
-                result: view::retry(doc, first, lock.current()),
-                updated: None,
-                conflict: None,
-                duplicate: true,
+        let mut state = lock.current().clone();
+        let mut writes: Vec<DocumentWrite> = Vec::new();
+        let mut records: Vec<(String, Value)> = Vec::new();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for item in group {
+            let earlier = item.mutation_key.as_ref().and_then(|k| {
+                lock.first_result_of(k)
+                    .or_else(|| records.iter().find(|(r, _)| r == k).map(|(_, v)| v))
             });
+            if let Some(first) = earlier {
+                outcomes.push(Ok(Updated {
+                    result: view::retry(&item.doc, first, &state),
+                    updated: None,
+                    conflict: None,
+                    duplicate: true,
+                }));
+                continue;
+            }
+            let plan = match self.plan(&item.doc, &state, &item.author, &item.req) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    outcomes.push(Err(e));
+                    continue;
+                }
+            };
+            if let Some(k) = &item.mutation_key {
+                // A retry needs the outcome, not a copy of the document (see view::retry).
+                records.push((k.clone(), view::mutation_record(&plan.result)));
+            }
+            let updated = plan.write.as_ref().map(|w| view::updated(&item.doc, w));
+            if let Some(w) = plan.write {
+                state = written(&state, &w);
+                writes.push(w);
+            }
+            outcomes.push(Ok(Updated {
+                updated,
+                result: plan.result,
+                conflict: plan.conflict,
+                duplicate: false,
+            }));
         }
-        let plan = self.plan(doc, lock.current(), writer.author, req)?;
-        // A retry needs the outcome, not a copy of the document (see view::retry).
-        let record = view::mutation_record(&plan.result);
-        lock.commit(plan.write.as_ref(), &record)
+        lock.commit_all(&writes, &records)
             .await
             .map_err(store_error)?;
-        Ok(Updated {
-            updated: plan.write.as_ref().map(|w| view::updated(doc, w)),
-            result: plan.result,
-            conflict: plan.conflict,
-            duplicate: false,
-        })
+        Ok(outcomes)
     }
 
     /// Merges `req` into `current`, checks the result and builds the answer.

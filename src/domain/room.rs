@@ -53,6 +53,13 @@ impl RoomName {
         Self("company".into())
     }
 
+    /// The room of the sessions that asked for `presence:batch` frames
+    /// (`presence:list { batches: true }`). Not a valid room name, so no
+    /// client can `subscribe` to it or publish into it.
+    pub fn presence_batches() -> Self {
+        Self("#presence".into())
+    }
+
     pub fn user(user_id: &str) -> Self {
         Self(format!("user:{user_id}"))
     }

@@ -46,7 +46,13 @@ impl Presence {
         }
     }
 
-    async fn announce(&self, user: &UserKey, change: Change, exclude: Option<SessionId>) {
+    async fn announce(
+        self: &Arc<Self>,
+        user: &UserKey,
+        change: Change,
+        exclude: Option<SessionId>,
+    ) {
+        let online = matches!(change, Change::Online { .. });
         let (event, data) = match change {
             Change::Online { role, at } => (
                 "user:online",
@@ -70,7 +76,8 @@ impl Presence {
             data,
             exclude,
         };
-        self.fanout.emit(&signal).await;
+        // Per-user frame or batch: see `broadcast`.
+        self.route_company(&user.company_id, online, signal).await;
     }
 
     /// `presence:joined { room, userId, role, at }` or

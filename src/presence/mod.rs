@@ -39,12 +39,18 @@
 //!   sockets, shutdown and drift leave rooms exactly as they leave the
 //!   company. A socket without entity rooms costs no extra statement.
 //!
+//! - **Storms.** Above `WS_PRESENCE_BROADCAST_MAX` users online in a
+//!   company, company-wide transitions go out as `presence:batch` frames
+//!   to the sessions that asked for them instead of one frame per user to
+//!   everyone ([`broadcast`]).
+//!
 //! Per-node memory holds per-session state only: what was registered for
 //! each session of this node (to re-register it), and typing states.
 //! ("Socket" below means a session of any transport: presence counts
 //! connections, whatever they speak.)
 
 mod announce;
+mod broadcast;
 mod sockets;
 pub mod typing;
 mod upkeep;
@@ -88,6 +94,8 @@ pub struct Settings {
     pub grace: Duration,
     /// `WS_PRESENCE_TTL`.
     pub ttl: Duration,
+    /// `WS_PRESENCE_BROADCAST_MAX` (see [`broadcast`]).
+    pub broadcast_max: usize,
 }
 
 /// The presence service: the database's presence rows (`store`), the
@@ -105,6 +113,7 @@ pub struct Presence {
     /// re-registration hold it exclusively, so they see no write in flight.
     sync: tokio::sync::RwLock<()>,
     typing: Typing,
+    broadcast: broadcast::Broadcast,
     store: Arc<dyn Store>,
     fanout: Arc<Fanout>,
     tasks: Tasks,
@@ -132,6 +141,7 @@ impl Presence {
             slots: Mutex::new(HashMap::new()),
             sync: tokio::sync::RwLock::new(()),
             typing: Typing::default(),
+            broadcast: broadcast::Broadcast::new(settings.broadcast_max),
             store,
             fanout,
             tasks,

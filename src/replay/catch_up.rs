@@ -131,13 +131,17 @@ impl DurableHub {
         // committed before the read and are gone (expired), not merely in
         // flight. (Reading the head afterwards would mistake an event
         // committed in between for an expired one and skip it.)
+        // A head read at connect (with the cursors, in one query) was read
+        // before this page too.
         let head_before = if *first {
-            Some(
-                self.store
+            Some(match member.take_head_hint() {
+                Some(head) => head,
+                None => self
+                    .store
                     .head_offset(&member.company, &member.room)
                     .await
                     .map_err(store_err)?,
-            )
+            })
         } else {
             None
         };

@@ -105,10 +105,24 @@ pub struct Member {
     /// The start is the stored cursor, which could not be read at connect
     /// (database down): it is read before anything is sent.
     from_stored: AtomicBool,
+    /// The room's head as read at connect (-1: none), used once by the
+    /// first catch-up page instead of reading it again.
+    head_hint: AtomicI64,
     track: Mutex<Track>,
 }
 
 impl Member {
+    /// The room's head, read (with the cursors) at connect.
+    pub fn hint_head(&self, head: i64) {
+        self.head_hint.store(head, Ordering::Relaxed);
+    }
+
+    /// The head read at connect, once.
+    pub fn take_head_hint(&self) -> Option<i64> {
+        let head = self.head_hint.swap(-1, Ordering::Relaxed);
+        (head >= 0).then_some(head)
+    }
+
     /// Starts in catch-up mode: nothing live is sent until a catch-up ran.
     pub fn new(
         sink: Arc<dyn Sink>,
@@ -129,6 +143,7 @@ impl Member {
             cursor: OnceLock::new(),
             persisted: AtomicI64::new(-1),
             from_stored: AtomicBool::new(false),
+            head_hint: AtomicI64::new(-1),
             track: Mutex::new(Track {
                 last,
                 catching_up: true,

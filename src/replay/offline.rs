@@ -12,7 +12,7 @@ use crate::domain::{RoomName, now_ms};
 use crate::error::{AppError, AppResult, Code};
 use crate::rooms::automatic_rooms;
 use crate::session::{Session, Sink};
-use crate::store::CursorKey;
+use crate::store::{CursorKey, Positions};
 
 /// Whose offline-queue cursors a session reads and writes.
 pub fn cursor_key(session: &Session) -> CursorKey {
@@ -71,18 +71,26 @@ pub async fn replay_on_connect(
 ) -> Vec<Arc<Member>> {
     let identity = session.identity();
     let key = cursor_key(session);
-    // `None`: the database is down; each automatic room then reads its
-    // stored cursor before sending anything (see `DurableHub::start_of`).
-    let cursors = match hub.store().load_cursors(&key).await {
-        Ok(c) => Some(c),
+    let automatic = automatic_rooms(&identity);
+    let names: Vec<String> = automatic
+        .iter()
+        .chain(extra_rooms)
+        .map(|r| r.as_str().to_string())
+        .collect();
+    // The cursors and every room's head in one round trip. `None`: the
+    // database is down; each automatic room then reads its stored cursor
+    // before sending anything (see `DurableHub::start_of`).
+    let positions = match hub.store().connect_positions(&key, &names).await {
+        Ok(p) => Some(p),
         Err(e) => {
             tracing::warn!(error = %e, "cannot load offline-queue cursors now; each room reads its cursor when the database answers");
             None
         }
     };
-    let known = cursors.is_some();
-    let cursors = cursors.unwrap_or_default();
-    let automatic = automatic_rooms(&identity);
+    let known = positions.is_some();
+    let Positions { cursors, heads } = positions.unwrap_or_default();
+    // A room without events has head 0 (as `head_offset` says).
+    let head_of = |room: &RoomName| known.then(|| heads.get(room.as_str()).copied().unwrap_or(0));
     let mut fresh = Vec::new();
     let mut members = Vec::new();
     let mut tracked = Vec::new();
@@ -91,12 +99,15 @@ pub async fn replay_on_connect(
         let mut start = offsets.get(room.as_str()).copied().or(stored);
         let is_automatic = automatic.contains(room) && known;
         if start.is_none() && is_automatic {
-            start = first_start(hub, &identity.company_id, room).await;
+            start = first_start(room, head_of(room));
             if let Some(s) = start {
                 fresh.push((room.to_string(), s));
             }
         }
         let member = attach(hub, session, sink, room, start);
+        if let Some(head) = head_of(room) {
+            member.hint_head(head);
+        }
         if is_automatic {
             tracked.push((member.clone(), stored, start));
         } else if start.is_none() && automatic.contains(room) {
@@ -121,12 +132,13 @@ pub async fn replay_on_connect(
 
 /// Where an automatic room without a cursor starts: a user's own room keeps
 /// what was addressed to them before their first connection; shared rooms
-/// start at the head. `None` (resolved later) if the head cannot be read.
-async fn first_start(hub: &DurableHub, company: &str, room: &RoomName) -> Option<i64> {
+/// start at the head (read at connect). `None` (resolved later) if the head
+/// could not be read.
+fn first_start(room: &RoomName, head: Option<i64>) -> Option<i64> {
     if matches!(room.kind(), RoomKind::User(_)) {
         return Some(0);
     }
-    hub.store().head_offset(company, room.as_str()).await.ok()
+    head
 }
 
 /// After `session` went out: each member catches up what was committed

@@ -96,24 +96,56 @@ pub struct DocumentVersion {
 }
 
 /// A document held for writing. Nothing else can write the document until
-/// [`DocumentLock::commit`] or drop (which rolls back), so the holder must
-/// not wait on anything but its own decision.
+/// [`DocumentLock::commit`] / [`DocumentLock::commit_all`] or drop (which
+/// rolls back), so the holder must not wait on anything but its own decision.
+///
+/// One lock may carry several queued updates of the document (a hot
+/// document): their mutation keys are looked up together, and their
+/// versions are committed together, in order, in one transaction.
 #[async_trait]
 pub trait DocumentLock: Send {
     /// The current state ([`StoredDocument::absent`] for a new document).
     fn current(&self) -> &StoredDocument;
 
-    /// The result remembered for this lock's mutation key, when that key was
-    /// already used: the caller answers with it and commits nothing.
-    fn first_result(&self) -> Option<&Value>;
+    /// The mutation keys the lock was taken with.
+    fn mutation_keys(&self) -> &[String];
+
+    /// The result remembered for `mutation_key` (one of the lock's), when
+    /// that key was already used: the caller answers with it and writes
+    /// nothing for it.
+    fn first_result_of(&self, mutation_key: &str) -> Option<&Value>;
+
+    /// [`Self::first_result_of`] the lock's first mutation key.
+    fn first_result(&self) -> Option<&Value> {
+        self.mutation_keys()
+            .first()
+            .and_then(|k| self.first_result_of(k))
+    }
+
+    /// Writes `writes` (consecutive versions after the current one, in
+    /// order) and remembers each `(mutation key, result)`, atomically.
+    async fn commit_all(
+        self: Box<Self>,
+        writes: &[DocumentWrite],
+        results: &[(String, Value)],
+    ) -> Result<(), StoreError>;
 
     /// Writes `write` (when something changed) and remembers `result` under
-    /// the mutation key (when there is one), atomically.
+    /// the lock's first mutation key (when there is one), atomically.
     async fn commit(
         self: Box<Self>,
         write: Option<&DocumentWrite>,
         result: &Value,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let results: Vec<(String, Value)> = self
+            .mutation_keys()
+            .first()
+            .map(|k| (k.clone(), result.clone()))
+            .into_iter()
+            .collect();
+        let writes: Vec<DocumentWrite> = write.cloned().into_iter().collect();
+        self.commit_all(&writes, &results).await
+    }
 }
 
 #[async_trait]
@@ -127,6 +159,17 @@ pub trait DocumentStore: Send + Sync {
         &self,
         key: &DocKey,
         mutation_key: Option<&str>,
+    ) -> Result<Box<dyn DocumentLock>, StoreError> {
+        let keys: Vec<String> = mutation_key.map(str::to_string).into_iter().collect();
+        self.lock_document_for(key, keys).await
+    }
+
+    /// Takes the document for writing on behalf of several queued updates,
+    /// with their scoped idempotency keys (distinct).
+    async fn lock_document_for(
+        &self,
+        key: &DocKey,
+        mutation_keys: Vec<String>,
     ) -> Result<Box<dyn DocumentLock>, StoreError>;
 
     /// Deletes the remembered results of mutation ids created before
@@ -149,6 +192,25 @@ pub(super) fn to_text<T: Serialize>(v: &T) -> Result<String, StoreError> {
 
 pub(super) fn from_text<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Each write must follow the one before it (the first, the locked
+/// version): anything else is a bug in the caller.
+pub(super) fn check_chain(
+    current: &StoredDocument,
+    writes: &[DocumentWrite],
+) -> Result<(), StoreError> {
+    let mut before = current.version;
+    for w in writes {
+        if w.version != before + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "document write of version {} over version {before}",
+                w.version
+            )));
+        }
+        before = w.version;
+    }
+    Ok(())
 }
 
 /// The write must follow the locked version exactly: anything else is a bug

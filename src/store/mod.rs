@@ -32,6 +32,7 @@ mod sqlite_webhooks;
 pub mod webhooks;
 
 mod postgres;
+mod postgres_append;
 mod postgres_presence;
 mod postgres_presence_reads;
 mod postgres_presence_rooms;
@@ -60,6 +61,7 @@ pub use presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
 pub use rules::RuleStore;
 pub use sqlite::SqliteStore;
 pub use webhooks::{OutboxEntry, WebhookStore};
+// `Positions` is defined below, with the interface.
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -162,6 +164,15 @@ pub trait Store:
     /// Offline-queue cursors of one user's device: room → last delivered offset.
     async fn load_cursors(&self, key: &CursorKey) -> Result<HashMap<String, i64>, StoreError>;
 
+    /// What a connect needs, in one round trip: the device's cursors (as
+    /// [`Store::load_cursors`]) and the heads of `rooms` (as
+    /// [`Store::head_offset`]; a room without events is absent).
+    async fn connect_positions(
+        &self,
+        key: &CursorKey,
+        rooms: &[String],
+    ) -> Result<Positions, StoreError>;
+
     /// Advances cursors (never moves one back: another tab of the same user
     /// may have seen more).
     async fn save_cursors(
@@ -184,12 +195,32 @@ pub trait Store:
     async fn prune(&self, now: i64) -> Result<u64, StoreError>;
 }
 
+/// A device's cursors and some rooms' heads, read together at connect.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Positions {
+    pub cursors: HashMap<String, i64>,
+    pub heads: HashMap<String, i64>,
+}
+
 /// Whose offline-queue cursors: a user's device (`device_id` "" = no device id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CursorKey {
     pub company_id: String,
     pub user_id: String,
     pub device_id: String,
+}
+
+/// Rows `(is_cursor, room, offset)` of a connect's one query.
+fn positions(rows: Vec<(bool, String, i64)>) -> Positions {
+    let mut out = Positions::default();
+    for (is_cursor, room, offset) in rows {
+        if is_cursor {
+            out.cursors.insert(room, offset);
+        } else {
+            out.heads.insert(room, offset);
+        }
+    }
+    out
 }
 
 /// Opens the store named by `url` (creating a SQLite file if missing).

@@ -1,9 +1,10 @@
 //! PostgreSQL implementation of [`Store`].
 //!
 //! Offsets: the append transaction upserts `room_offsets` (which takes the
-//! row lock) before inserting the event; a concurrent writer of the same room
+//! row lock) before inserting the events; a concurrent writer of the same room
 //! blocks on that row until commit or rollback, so offsets are handed out in
-//! commit order and a rolled-back transaction leaves no gap.
+//! commit order and a rolled-back transaction leaves no gap. The append itself
+//! (a whole batch in a few statements) is in `postgres_append.rs`.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -15,9 +16,7 @@ use sqlx::{
 
 use std::collections::HashMap;
 
-use super::{
-    Appended, CursorKey, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order,
-};
+use super::{Appended, CursorKey, NewEvent, Positions, Store, StoreError, StoredEvent};
 
 pub struct PgStore {
     pub(super) pool: PgPool,
@@ -59,108 +58,7 @@ impl Store for PgStore {
     }
 
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut results = Vec::with_capacity(batch.len());
-        // Appended (not duplicate) events with webhook deliveries.
-        let mut hooked: Vec<&NewEvent> = Vec::new();
-        for ev in &batch {
-            if let Some(key) = &ev.idempotency_key {
-                // Claims the key; a concurrent claimer waits on the unique
-                // index until this transaction ends, then sees the result.
-                let claimed = sqlx::query(
-                    "INSERT INTO idempotency_keys (company_id, key, result, created_at)
-                     VALUES ($1, $2, NULL, $3) ON CONFLICT DO NOTHING",
-                )
-                .bind(&ev.company_id)
-                .bind(key)
-                .bind(ev.created_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !claimed {
-                    let row = sqlx::query(
-                        "SELECT result FROM idempotency_keys WHERE company_id = $1 AND key = $2",
-                    )
-                    .bind(&ev.company_id)
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let stored: Option<Json<Appended>> = row.try_get("result")?;
-                    let mut first = stored
-                        .ok_or_else(|| {
-                            StoreError::Corrupt(format!("idempotency key {key} has no result"))
-                        })?
-                        .0;
-                    first.duplicate = true;
-                    results.push(first);
-                    continue;
-                }
-            }
-            sqlx::query(
-                "INSERT INTO events (id, company_id, type, payload, priority, source, publisher, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&ev.id)
-            .bind(&ev.company_id)
-            .bind(&ev.event_type)
-            .bind(Json(&ev.payload))
-            .bind(&ev.priority)
-            .bind(&ev.source)
-            .bind(&ev.publisher)
-            .bind(ev.created_at)
-            .bind(ev.expires_at)
-            .execute(&mut *tx)
-            .await?;
-            let mut assigned = Vec::with_capacity(ev.rooms.len());
-            for room in lock_order(&ev.rooms) {
-                let offset: i64 = sqlx::query_scalar(
-                    "INSERT INTO room_offsets (company_id, room, last_offset) VALUES ($1, $2, 1)
-                     ON CONFLICT (company_id, room)
-                     DO UPDATE SET last_offset = room_offsets.last_offset + 1
-                     RETURNING last_offset",
-                )
-                .bind(&ev.company_id)
-                .bind(&room)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&ev.company_id)
-                .bind(&room)
-                .bind(offset)
-                .bind(&ev.id)
-                .bind(ev.expires_at)
-                .bind(ev.created_at)
-                .execute(&mut *tx)
-                .await?;
-                assigned.push((room, offset));
-            }
-            if !ev.webhooks.is_empty() {
-                hooked.push(ev);
-            }
-            let appended = Appended {
-                id: ev.id.clone(),
-                offsets: in_request_order(&ev.rooms, &assigned),
-                duplicate: false,
-            };
-            if let Some(key) = &ev.idempotency_key {
-                sqlx::query(
-                    "UPDATE idempotency_keys SET result = $3 WHERE company_id = $1 AND key = $2",
-                )
-                .bind(&ev.company_id)
-                .bind(key)
-                .bind(Json(&appended))
-                .execute(&mut *tx)
-                .await?;
-            }
-            results.push(appended);
-        }
-        super::postgres_webhooks::enqueue_in(&mut tx, &hooked).await?;
-        tx.commit().await?;
-        Ok(results)
+        super::postgres_append::append(&self.pool, batch).await
     }
 
     async fn events_after(
@@ -225,30 +123,58 @@ impl Store for PgStore {
         Ok(rows.into_iter().collect())
     }
 
+    async fn connect_positions(
+        &self,
+        key: &CursorKey,
+        rooms: &[String],
+    ) -> Result<Positions, StoreError> {
+        let rows: Vec<(bool, String, i64)> = sqlx::query_as(
+            "SELECT true, room, last_offset FROM cursors
+             WHERE company_id = $1 AND user_id = $2 AND device_id = $3
+             UNION ALL
+             SELECT false, room, last_offset FROM room_offsets
+             WHERE company_id = $1 AND room = ANY($4)",
+        )
+        .bind(&key.company_id)
+        .bind(&key.user_id)
+        .bind(&key.device_id)
+        .bind(rooms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(super::positions(rows))
+    }
+
     async fn save_cursors(
         &self,
         key: &CursorKey,
         cursors: &[(String, i64)],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // One statement (no transaction round trips); each room once, in
+        // one order, with its highest offset.
+        let mut rows: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
         for (room, offset) in cursors {
-            sqlx::query(
-                "INSERT INTO cursors (company_id, user_id, device_id, room, last_offset, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (company_id, user_id, device_id, room) DO UPDATE
-                 SET last_offset = GREATEST(cursors.last_offset, EXCLUDED.last_offset), updated_at = EXCLUDED.updated_at",
-            )
-            .bind(&key.company_id)
-            .bind(&key.user_id)
-            .bind(&key.device_id)
-            .bind(room)
-            .bind(offset)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            let slot = rows.entry(room.as_str()).or_insert(*offset);
+            *slot = (*slot).max(*offset);
         }
-        tx.commit().await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO cursors (company_id, user_id, device_id, room, last_offset, updated_at)
+             SELECT $1, $2, $3, r, o, $6 FROM UNNEST($4::text[], $5::int8[]) WITH ORDINALITY AS t(r, o, n)
+             ORDER BY n
+             ON CONFLICT (company_id, user_id, device_id, room) DO UPDATE
+             SET last_offset = GREATEST(cursors.last_offset, EXCLUDED.last_offset), updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&key.company_id)
+        .bind(&key.user_id)
+        .bind(&key.device_id)
+        .bind(rows.keys().copied().collect::<Vec<_>>())
+        .bind(rows.values().copied().collect::<Vec<_>>())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 //! compare-and-swap on the version, and `document_versions`' primary key
 //! rejects any reuse of a version number.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -20,7 +20,7 @@ use super::PgStore;
 use super::StoreError;
 use super::documents::{
     DocKey, DocumentLock, DocumentStore, DocumentVersion, DocumentWrite, FieldMeta, StoredDocument,
-    check_successor,
+    check_chain, to_text,
 };
 
 const SELECT_DOCUMENT: &str = "SELECT version, data, fields, created_at, updated_at, updated_by,
@@ -56,9 +56,9 @@ async fn select_for_update(
 pub struct PgDocumentLock {
     tx: Transaction<'static, Postgres>,
     key: DocKey,
-    mutation_key: Option<String>,
+    mutation_keys: Vec<String>,
     current: StoredDocument,
-    first: Option<Value>,
+    firsts: HashMap<String, Value>,
 }
 
 #[async_trait]
@@ -67,71 +67,84 @@ impl DocumentLock for PgDocumentLock {
         &self.current
     }
 
-    fn first_result(&self) -> Option<&Value> {
-        self.first.as_ref()
+    fn mutation_keys(&self) -> &[String] {
+        &self.mutation_keys
     }
 
-    async fn commit(
+    fn first_result_of(&self, mutation_key: &str) -> Option<&Value> {
+        self.firsts.get(mutation_key)
+    }
+
+    /// One statement for all of it: the document row moves to the last
+    /// version (a compare-and-swap on the locked one), every version gets
+    /// its history row, every mutation its result.
+    async fn commit_all(
         mut self: Box<Self>,
-        write: Option<&DocumentWrite>,
-        result: &Value,
+        writes: &[DocumentWrite],
+        results: &[(String, Value)],
     ) -> Result<(), StoreError> {
+        check_chain(&self.current, writes)?;
         let key = &self.key;
-        if let Some(w) = write {
-            check_successor(&self.current, w)?;
-            let updated = sqlx::query(
-                "UPDATE documents SET version = $4, data = $5, fields = $6, updated_at = $7,
-                        updated_by = $8, compacted_version = $10,
-                        created_at = CASE WHEN version = 0 THEN $7 ELSE created_at END
-                 WHERE company_id = $1 AND doc_type = $2 AND doc_id = $3 AND version = $9",
-            )
-            .bind(&key.company_id)
-            .bind(&key.doc_type)
-            .bind(&key.doc_id)
-            .bind(w.version)
-            .bind(Json(&w.data))
-            .bind(Json(&w.fields))
-            .bind(w.updated_at)
-            .bind(&w.updated_by)
-            .bind(self.current.version)
-            .bind(w.compacted_version)
-            .execute(&mut *self.tx)
-            .await?;
-            if updated.rows_affected() != 1 {
-                return Err(StoreError::Corrupt(format!(
-                    "document {}/{} moved past version {} while locked",
-                    key.doc_type, key.doc_id, self.current.version
-                )));
-            }
-            sqlx::query(
-                "INSERT INTO document_versions
-                   (company_id, doc_type, doc_id, version, changes, updated_by, edited_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&key.company_id)
-            .bind(&key.doc_type)
-            .bind(&key.doc_id)
-            .bind(w.version)
-            .bind(Json(&w.changes))
-            .bind(&w.updated_by)
-            .bind(w.edited_at)
-            .bind(w.updated_at)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        if let Some(mutation) = &self.mutation_key {
-            sqlx::query(
-                "INSERT INTO document_mutations (company_id, doc_type, doc_id, key, result, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&key.company_id)
-            .bind(&key.doc_type)
-            .bind(&key.doc_id)
-            .bind(mutation)
-            .bind(Json(result))
-            .bind(crate::domain::now_ms())
-            .execute(&mut *self.tx)
-            .await?;
+        let now = crate::domain::now_ms();
+        let changes = writes
+            .iter()
+            .map(|w| to_text(&w.changes))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mutation_results = results
+            .iter()
+            .map(|(_, r)| to_text(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let last = writes.last();
+        let (data, fields) = match last {
+            Some(w) => (Some(to_text(&w.data)?), Some(to_text(&w.fields)?)),
+            None => (None, None),
+        };
+        let moved: i64 = sqlx::query_scalar(
+            "WITH d AS (
+               UPDATE documents SET version = $4, data = $5::jsonb, fields = $6::jsonb, updated_at = $7,
+                      updated_by = $8, compacted_version = $10,
+                      created_at = CASE WHEN version = 0 THEN $11 ELSE created_at END
+               WHERE $5::text IS NOT NULL
+                 AND company_id = $1 AND doc_type = $2 AND doc_id = $3 AND version = $9
+               RETURNING 1
+             ), v AS (
+               INSERT INTO document_versions
+                 (company_id, doc_type, doc_id, version, changes, updated_by, edited_at, updated_at)
+               SELECT $1, $2, $3, v, c::jsonb, ub, ea, ua
+               FROM UNNEST($12::int8[], $13::text[], $14::text[], $15::int8[], $16::int8[]) AS u(v, c, ub, ea, ua)
+             ), m AS (
+               INSERT INTO document_mutations (company_id, doc_type, doc_id, key, result, created_at)
+               SELECT $1, $2, $3, k, r::jsonb, $17 FROM UNNEST($18::text[], $19::text[]) AS u(k, r)
+             )
+             SELECT count(*) FROM d",
+        )
+        .bind(&key.company_id)
+        .bind(&key.doc_type)
+        .bind(&key.doc_id)
+        .bind(last.map_or(0, |w| w.version))
+        .bind(data)
+        .bind(fields)
+        .bind(last.map_or(0, |w| w.updated_at))
+        .bind(last.map_or("", |w| w.updated_by.as_str()))
+        .bind(self.current.version)
+        .bind(last.map_or(0, |w| w.compacted_version))
+        .bind(writes.first().map_or(0, |w| w.updated_at))
+        .bind(writes.iter().map(|w| w.version).collect::<Vec<_>>())
+        .bind(changes)
+        .bind(writes.iter().map(|w| w.updated_by.as_str()).collect::<Vec<_>>())
+        .bind(writes.iter().map(|w| w.edited_at).collect::<Vec<_>>())
+        .bind(writes.iter().map(|w| w.updated_at).collect::<Vec<_>>())
+        .bind(now)
+        .bind(results.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+        .bind(mutation_results)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        if last.is_some() && moved != 1 {
+            // Dropping the transaction rolls the history rows back too.
+            return Err(StoreError::Corrupt(format!(
+                "document {}/{} moved past version {} while locked",
+                key.doc_type, key.doc_id, self.current.version
+            )));
         }
         self.tx.commit().await?;
         Ok(())
@@ -150,10 +163,10 @@ impl DocumentStore for PgStore {
         row.as_ref().map(document_from_row).transpose()
     }
 
-    async fn lock_document(
+    async fn lock_document_for(
         &self,
         key: &DocKey,
-        mutation_key: Option<&str>,
+        mutation_keys: Vec<String>,
     ) -> Result<Box<dyn DocumentLock>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = match select_for_update(&mut tx, key).await? {
@@ -180,26 +193,26 @@ impl DocumentStore for PgStore {
             }
         };
         let current = document_from_row(&row)?;
-        let first = match mutation_key {
-            None => None,
-            Some(mutation) => sqlx::query_scalar::<_, Json<Value>>(
-                "SELECT result FROM document_mutations
-                 WHERE company_id = $1 AND doc_type = $2 AND doc_id = $3 AND key = $4",
+        let mut firsts = HashMap::new();
+        if !mutation_keys.is_empty() {
+            let rows: Vec<(String, Json<Value>)> = sqlx::query_as(
+                "SELECT key, result FROM document_mutations
+                 WHERE company_id = $1 AND doc_type = $2 AND doc_id = $3 AND key = ANY($4)",
             )
             .bind(&key.company_id)
             .bind(&key.doc_type)
             .bind(&key.doc_id)
-            .bind(mutation)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|Json(v)| v),
-        };
+            .bind(&mutation_keys)
+            .fetch_all(&mut *tx)
+            .await?;
+            firsts.extend(rows.into_iter().map(|(k, Json(v))| (k, v)));
+        }
         Ok(Box::new(PgDocumentLock {
             tx,
             key: key.clone(),
-            mutation_key: mutation_key.map(str::to_string),
+            mutation_keys,
             current,
-            first,
+            firsts,
         }))
     }
 

@@ -310,6 +310,10 @@ impl PresenceStore for PgStore {
     ) -> Result<Vec<PresentUser>, StoreError> {
         reads::list(&self.pool, company_id, room).await
     }
+
+    async fn presence_online_count(&self, company_id: &str) -> Result<i64, StoreError> {
+        reads::online_count(&self.pool, company_id).await
+    }
 }
 
 /// Subscribes a registered socket to rooms (nothing if its row is missing);

@@ -44,6 +44,16 @@ pub(super) async fn unsettled(
         .collect())
 }
 
+/// Served by the partial index `presence_users_online`.
+pub(super) async fn online_count(pool: &PgPool, company_id: &str) -> Result<i64, StoreError> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM presence_users WHERE company_id = $1 AND online")
+            .bind(company_id)
+            .fetch_one(pool)
+            .await?;
+    Ok(n)
+}
+
 pub(super) async fn list(
     pool: &PgPool,
     company_id: &str,

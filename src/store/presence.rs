@@ -134,4 +134,8 @@ pub trait PresenceStore: Send + Sync {
         company_id: &str,
         room: Option<&str>,
     ) -> Result<Vec<PresentUser>, StoreError>;
+
+    /// How many users of the company are online (as `presence_list`
+    /// counts them), for the broadcast rule.
+    async fn presence_online_count(&self, company_id: &str) -> Result<i64, StoreError>;
 }

@@ -20,7 +20,8 @@ use sqlx::{
 use std::collections::HashMap;
 
 use super::{
-    Appended, CursorKey, NewEvent, Store, StoreError, StoredEvent, in_request_order, lock_order,
+    Appended, CursorKey, NewEvent, Positions, Store, StoreError, StoredEvent, in_request_order,
+    lock_order,
 };
 
 pub struct SqliteStore {
@@ -224,6 +225,28 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         Ok(rows.into_iter().collect())
+    }
+
+    async fn connect_positions(
+        &self,
+        key: &CursorKey,
+        rooms: &[String],
+    ) -> Result<Positions, StoreError> {
+        let rooms = serde_json::to_string(rooms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows: Vec<(bool, String, i64)> = sqlx::query_as(
+            "SELECT 1, room, last_offset FROM cursors
+             WHERE company_id = ?1 AND user_id = ?2 AND device_id = ?3
+             UNION ALL
+             SELECT 0, room, last_offset FROM room_offsets
+             WHERE company_id = ?1 AND room IN (SELECT value FROM json_each(?4))",
+        )
+        .bind(&key.company_id)
+        .bind(&key.user_id)
+        .bind(&key.device_id)
+        .bind(rooms)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(super::positions(rows))
     }
 
     async fn save_cursors(

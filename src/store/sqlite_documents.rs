@@ -6,7 +6,7 @@
 //! is still a compare-and-swap on the version and the history's primary key
 //! still rejects a reused version, as in PostgreSQL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -41,9 +41,9 @@ fn document_from_row(row: &SqliteRow) -> Result<StoredDocument, StoreError> {
 pub struct SqliteDocumentLock {
     tx: Transaction<'static, Sqlite>,
     key: DocKey,
-    mutation_key: Option<String>,
+    mutation_keys: Vec<String>,
     current: StoredDocument,
-    first: Option<Value>,
+    firsts: HashMap<String, Value>,
 }
 
 impl SqliteDocumentLock {
@@ -120,19 +120,28 @@ impl DocumentLock for SqliteDocumentLock {
         &self.current
     }
 
-    fn first_result(&self) -> Option<&Value> {
-        self.first.as_ref()
+    fn mutation_keys(&self) -> &[String] {
+        &self.mutation_keys
     }
 
-    async fn commit(
+    fn first_result_of(&self, mutation_key: &str) -> Option<&Value> {
+        self.firsts.get(mutation_key)
+    }
+
+    async fn commit_all(
         mut self: Box<Self>,
-        write: Option<&DocumentWrite>,
-        result: &Value,
+        writes: &[DocumentWrite],
+        results: &[(String, Value)],
     ) -> Result<(), StoreError> {
-        if let Some(w) = write {
+        for w in writes {
             self.write(w).await?;
+            // The next write follows this one (and the row now exists).
+            self.current.version = w.version;
+            if self.current.created_at == 0 {
+                self.current.created_at = w.updated_at;
+            }
         }
-        if let Some(mutation) = &self.mutation_key {
+        for (mutation, result) in results {
             let key = &self.key;
             sqlx::query(
                 "INSERT INTO document_mutations (company_id, doc_type, doc_id, key, result, created_at)
@@ -164,10 +173,10 @@ impl DocumentStore for SqliteStore {
         row.as_ref().map(document_from_row).transpose()
     }
 
-    async fn lock_document(
+    async fn lock_document_for(
         &self,
         key: &DocKey,
-        mutation_key: Option<&str>,
+        mutation_keys: Vec<String>,
     ) -> Result<Box<dyn DocumentLock>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let current = match sqlx::query(SELECT_DOCUMENT)
@@ -180,9 +189,9 @@ impl DocumentStore for SqliteStore {
             Some(row) => document_from_row(&row)?,
             None => StoredDocument::absent(),
         };
-        let first = match mutation_key {
-            None => None,
-            Some(mutation) => sqlx::query_scalar::<_, String>(
+        let mut firsts = HashMap::new();
+        for mutation in &mutation_keys {
+            let first = sqlx::query_scalar::<_, String>(
                 "SELECT result FROM document_mutations
                  WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND key = ?",
             )
@@ -191,16 +200,17 @@ impl DocumentStore for SqliteStore {
             .bind(&key.doc_id)
             .bind(mutation)
             .fetch_optional(&mut *tx)
-            .await?
-            .map(|text| from_text::<Value>(&text))
-            .transpose()?,
-        };
+            .await?;
+            if let Some(text) = first {
+                firsts.insert(mutation.clone(), from_text::<Value>(&text)?);
+            }
+        }
         Ok(Box::new(SqliteDocumentLock {
             tx,
             key: key.clone(),
-            mutation_key: mutation_key.map(str::to_string),
+            mutation_keys,
             current,
-            first,
+            firsts,
         }))
     }
 

@@ -319,4 +319,8 @@ impl PresenceStore for SqliteStore {
     ) -> Result<Vec<PresentUser>, StoreError> {
         reads::list(&self.reader, company_id, room).await
     }
+
+    async fn presence_online_count(&self, company_id: &str) -> Result<i64, StoreError> {
+        reads::online_count(&self.reader, company_id).await
+    }
 }

@@ -43,6 +43,15 @@ pub(super) async fn unsettled(
         .collect())
 }
 
+pub(super) async fn online_count(pool: &SqlitePool, company_id: &str) -> Result<i64, StoreError> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM presence_users WHERE company_id = ? AND online")
+            .bind(company_id)
+            .fetch_one(pool)
+            .await?;
+    Ok(n)
+}
+
 pub(super) async fn list(
     pool: &SqlitePool,
     company_id: &str,

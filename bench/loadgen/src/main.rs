@@ -9,7 +9,7 @@
 //! - [`conn`]: dialing from several 127.0.0.x source addresses, CONNECT, `session`.
 //! - [`token`]: HS256 tokens minted here with the server's secret.
 //! - [`report`]: histograms, CPU/RSS of both processes, the result line.
-//! - [`scenario`]: `connect`, `ack-latency`, `fanout`, `durable`, `documents`, `replay`.
+//! - [`scenario`]: `connect`, `storm`, `ack-latency`, `fanout`, `durable`, `documents`, `replay`.
 #![forbid(unsafe_code)]
 
 mod conn;

@@ -7,6 +7,7 @@ mod durable;
 mod fanout;
 mod offsets;
 mod replay;
+mod storm;
 mod support;
 
 use std::rc::Rc;
@@ -71,6 +72,27 @@ pub enum Scenario {
     Documents(DocumentsArgs),
     /// Clients owed durable events reconnect at once (SPEC §5): replay time.
     Replay(ReplayArgs),
+    /// N connections of one company drop and reconnect at once: time to all
+    /// sessions, peak RSS against the steady state.
+    Storm(StormArgs),
+}
+
+#[derive(Args, Debug, Serialize)]
+pub struct StormArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Connection attempts in flight while building the steady state.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Attempts in flight during the storm (default: all of them).
+    #[arg(long)]
+    pub storm_concurrency: Option<usize>,
+    /// Seconds held before the drop (steady-state RSS read at the end).
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
+    /// Seconds held after the last session (peak RSS sampling continues).
+    #[arg(long, default_value_t = 3.0)]
+    pub after: f64,
 }
 
 #[derive(Args, Debug, Serialize)]
@@ -206,6 +228,7 @@ impl Scenario {
             Scenario::Durable(_) => "durable",
             Scenario::Documents(_) => "documents",
             Scenario::Replay(_) => "replay",
+            Scenario::Storm(_) => "storm",
         }
     }
 
@@ -217,6 +240,7 @@ impl Scenario {
             Scenario::Durable(a) => serde_json::to_value(a),
             Scenario::Documents(a) => serde_json::to_value(a),
             Scenario::Replay(a) => serde_json::to_value(a),
+            Scenario::Storm(a) => serde_json::to_value(a),
         };
         v.unwrap_or(Value::Null)
     }
@@ -286,5 +310,6 @@ pub async fn run(ctx: Rc<Ctx>, scenario: Scenario) -> Outcome {
         Scenario::Durable(a) => durable::run(ctx, a).await,
         Scenario::Documents(a) => documents::run(ctx, a).await,
         Scenario::Replay(a) => replay::run(ctx, a).await,
+        Scenario::Storm(a) => storm::run(ctx, a).await,
     }
 }

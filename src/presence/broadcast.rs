@@ -1,0 +1,215 @@
+//! The broadcast rule for company-wide presence: what a connect storm
+//! costs.
+//!
+//! Sending each `user:online` / `user:offline` to every socket of the
+//! company costs N frames per transition, N² for N users coming back at
+//! once (10,000 tablets after a Wi-Fi blip: 100 million frames). So:
+//!
+//! - while the company has at most `WS_PRESENCE_BROADCAST_MAX` users online
+//!   (default 500, the size of a Pusher presence channel), every transition
+//!   is sent to the company room as before;
+//! - above it, a transition is not sent to the company; it is queued and
+//!   sent within 250 ms, with the others of that time, as one
+//!   `presence:batch { online: [...], offline: [...] }` frame (entries: the
+//!   bodies of `user:online` / `user:offline`) to the sessions that asked
+//!   for batches (`presence:list { batches: true }`). Each node sends its own
+//!   batches, at most one per company every 250 ms.
+//!
+//! Every transition is still decided exactly once (see the module above)
+//! and announced exactly once, in one of the two forms, so a session that
+//! asked for batches and applies both forms in `at` order has the exact
+//! set. `presence:list` and entity-room presence (`presence:joined` /
+//! `presence:left`) are not affected.
+//!
+//! The count deciding the form is this node's: the database's count of the
+//! company's online users, at most [`REFRESH`] old, plus the transitions
+//! this node announced since. Near the bound, other nodes' transitions of
+//! the last second may be missing from it; that moves the switch by a few
+//! users, never loses a transition.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::Presence;
+use crate::domain::RoomName;
+use crate::fanout::{Hub, Signal};
+
+/// How old the database's count may be before it is read again.
+pub const REFRESH: Duration = Duration::from_secs(1);
+/// How long transitions are gathered into one `presence:batch`.
+pub const BATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// How a company-wide transition is announced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `user:online` / `user:offline` to the company room.
+    Each,
+    /// Into the next `presence:batch`.
+    Batch,
+}
+
+/// The rule: per-user frames while at most `max` users are online.
+pub fn route(online: i64, max: usize) -> Route {
+    if online <= i64::try_from(max).unwrap_or(i64::MAX) {
+        Route::Each
+    } else {
+        Route::Batch
+    }
+}
+
+struct Count {
+    online: i64,
+    read_at: Instant,
+    reading: bool,
+}
+
+#[derive(Default)]
+struct Pending {
+    online: Vec<Value>,
+    offline: Vec<Value>,
+}
+
+/// Per-company counts and queued batches of this node.
+pub(super) struct Broadcast {
+    max: usize,
+    // std Mutexes: never held across an await.
+    counts: Mutex<HashMap<String, Count>>,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl Broadcast {
+    pub(super) fn new(max: usize) -> Self {
+        Self {
+            max,
+            counts: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn counts(&self) -> MutexGuard<'_, HashMap<String, Count>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Presence {
+    /// Routes a company-wide transition (`online`: arrival or departure)
+    /// whose frame is `event` / `data`: sends it to the company room, or
+    /// queues it for the next batch.
+    pub(super) async fn route_company(
+        self: &Arc<Self>,
+        company: &str,
+        online: bool,
+        signal: Signal,
+    ) {
+        let count = self
+            .company_count(company, if online { 1 } else { -1 })
+            .await;
+        match route(count, self.broadcast.max) {
+            Route::Each => self.fanout.emit(&signal).await,
+            Route::Batch => self.queue_batch(company, online, signal.data),
+        }
+    }
+
+    /// This node's count of the company's online users after a transition
+    /// (`delta`) it is announcing; read from the database when older than
+    /// [`REFRESH`] (one reader at a time; the others use the last count).
+    async fn company_count(&self, company: &str, delta: i64) -> i64 {
+        {
+            let mut counts = self.broadcast.counts();
+            match counts.get_mut(company) {
+                Some(c) if c.reading || c.read_at.elapsed() < REFRESH => {
+                    c.online += delta;
+                    return c.online;
+                }
+                Some(c) => c.reading = true,
+                None => {
+                    counts.insert(
+                        company.to_string(),
+                        Count {
+                            online: 0,
+                            read_at: Instant::now(),
+                            reading: true,
+                        },
+                    );
+                }
+            }
+        }
+        // Read after the transition committed: the count includes it.
+        let read = self.store.presence_online_count(company).await;
+        let mut counts = self.broadcast.counts();
+        let c = counts.entry(company.to_string()).or_insert(Count {
+            online: 0,
+            read_at: Instant::now(),
+            reading: false,
+        });
+        c.reading = false;
+        match read {
+            Ok(n) => {
+                c.online = n;
+                c.read_at = Instant::now();
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "presence: count failed; using the last one");
+                c.online += delta;
+            }
+        }
+        c.online
+    }
+
+    fn queue_batch(self: &Arc<Self>, company: &str, online: bool, data: Value) {
+        let first = {
+            let mut pending = self.broadcast.pending();
+            let first = !pending.contains_key(company);
+            let batch = pending.entry(company.to_string()).or_default();
+            if online {
+                batch.online.push(data);
+            } else {
+                batch.offline.push(data);
+            }
+            first
+        };
+        if first {
+            let this = self.clone();
+            let company = company.to_string();
+            self.tasks.spawn(async move {
+                tokio::time::sleep(BATCH_EVERY).await;
+                this.flush_batch(&company).await;
+            });
+        }
+    }
+
+    async fn flush_batch(&self, company: &str) {
+        let Some(batch) = self.broadcast.pending().remove(company) else {
+            return;
+        };
+        let signal = Signal {
+            company: company.to_string(),
+            room: RoomName::presence_batches().as_str().to_string(),
+            event: "presence:batch",
+            data: json!({ "online": batch.online, "offline": batch.offline }),
+            exclude: None,
+        };
+        self.fanout.emit(&signal).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_user_frames_up_to_the_bound_then_batches() {
+        assert_eq!(route(1, 500), Route::Each);
+        assert_eq!(route(500, 500), Route::Each);
+        assert_eq!(route(501, 500), Route::Batch);
+        assert_eq!(route(0, 0), Route::Each);
+        assert_eq!(route(1, 0), Route::Batch);
+    }
+}
