@@ -370,6 +370,7 @@ mod tests {
             created_at: 1,
             expires_at: 2,
             idempotency_key: key.map(String::from),
+            webhooks: Vec::new(),
         }
     }
 
