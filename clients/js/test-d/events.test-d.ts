@@ -10,7 +10,7 @@ const client = createClient({ url: 'http://localhost:3001', token: 'jwt' });
 client.on('order:status_changed', (p) => p.newStatus);
 client.on('order:status_changed', (p, meta: EventMeta) => {
   const s: string = p.newStatus;
-  const o: string = p.orderId;
+  const o: string | number = p.orderId; // ids: string or integer (seed systems send both)
   const offset: number | undefined = meta.offset;
   return [s, o, offset];
 });

@@ -25,7 +25,7 @@ export function AlarmList({ canAcknowledge }: { canAcknowledge: boolean }) {
     );
   };
 
-  const list = Object.values(andons).sort((x, y) => x.andonId.localeCompare(y.andonId));
+  const list = Object.values(andons).sort((x, y) => String(x.andonId).localeCompare(String(y.andonId)));
   return (
     <div>
       {list.length === 0 && alarms.length === 0 && <p className="empty">All quiet.</p>}

@@ -4,7 +4,7 @@ import { useEvent } from '../hooks';
 /** quality_alert is received by supervisors and up only (catalog receive roles): operators see why it is empty. */
 export function QualityPanel({ role }: { role: string }) {
   const [alerts, setAlerts] = useState<Array<{ id: string; text: string }>>([]);
-  useEvent('quality_alert', (p) => setAlerts((a) => [{ id: p.alertId, text: `${p.parameter} ${p.measuredValue} (${p.severity})` }, ...a].slice(0, 10)));
+  useEvent('quality_alert', (p) => setAlerts((a) => [{ id: String(p.alertId), text: `${p.parameter} ${p.measuredValue} (${p.severity})` }, ...a].slice(0, 10)));
   return (
     <div data-testid="quality">
       {role === 'operator' && <p className="muted" data-testid="quality-hidden">Quality alerts go to supervisors and up; your role ({role}) does not receive them.</p>}
