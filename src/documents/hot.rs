@@ -64,6 +64,12 @@ impl<T> Hot<T> {
         let n = queue.len().min(MAX_GROUP);
         Some(queue.drain(..n).collect())
     }
+
+    /// Drops what waits for a turn that ended without draining (it
+    /// panicked): the waiters are told, and the next push starts a turn.
+    pub fn abandon(&self, key: &DocKey) {
+        self.queues().remove(key);
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +97,12 @@ mod tests {
         assert!(
             hot.push(&key("1"), 4),
             "drained: the next push starts a turn"
+        );
+        hot.push(&key("1"), 5);
+        hot.abandon(&key("1"));
+        assert!(
+            hot.push(&key("1"), 6),
+            "abandoned: the next push starts a turn"
         );
         for i in 0..(MAX_GROUP + 5) {
             hot.push(&key("3"), i);

@@ -67,6 +67,16 @@ impl Documents {
 
     /// Runs the document's turns until nothing waits.
     async fn turns(&self, key: DocKey) {
+        /// Should a turn panic, its waiters are told instead of waiting forever.
+        struct Abandon<'a>(&'a Documents, &'a DocKey);
+        impl Drop for Abandon<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.hot.abandon(self.1);
+                }
+            }
+        }
+        let _guard = Abandon(self, &key);
         while let Some(group) = self.hot.next(&key) {
             let shared = if group.len() > 1 {
                 self.apply(&key, &group).await.ok()
