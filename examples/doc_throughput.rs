@@ -56,6 +56,7 @@ async fn node(url: &str) -> anyhow::Result<Arc<Documents>> {
         Arc::new(Catalog::load(None)?),
         Fanout::new(),
         limits,
+        switchyard::tasks::Tasks::new(),
     )))
 }
 

@@ -225,7 +225,7 @@ async fn services(
     let publisher = Arc::new(publisher(
         &config, &store, &catalog, &durable, &fanout, &webhooks, &tasks,
     ));
-    let documents = documents(&config, &store, &catalog, &fanout);
+    let documents = documents(&config, &store, &catalog, &fanout, &tasks);
     let presence = Presence::new(
         crate::presence::Settings {
             enabled: config.presence,
@@ -338,6 +338,7 @@ fn documents(
     store: &Arc<dyn Store>,
     catalog: &Arc<Catalog>,
     fanout: &Arc<Fanout>,
+    tasks: &Tasks,
 ) -> Documents {
     Documents::new(
         store.clone(),
@@ -348,6 +349,7 @@ fn documents(
             max_bytes: config.document_max_bytes,
             tombstone_ttl_ms: store::IDEMPOTENCY_TTL_MS,
         },
+        tasks.clone(),
     )
 }
 

@@ -32,6 +32,7 @@ use crate::error::{AppError, AppResult, Code};
 use crate::fanout::{Fanout, Hub, Signal};
 use crate::store::documents::{DocumentVersion, StoredDocument};
 use crate::store::{Store, StoreError};
+use crate::tasks::Tasks;
 use request::DocRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +103,8 @@ pub struct Documents {
     fanout: Arc<Fanout>,
     limits: bounds::Limits,
     hot: Arc<hot::Hot<update::Queued>>,
+    /// Runs a document's turns (tracked, so shutdown waits for them).
+    tasks: Tasks,
 }
 
 impl Documents {
@@ -110,12 +113,14 @@ impl Documents {
         catalog: Arc<Catalog>,
         fanout: Arc<Fanout>,
         limits: bounds::Limits,
+        tasks: Tasks,
     ) -> Self {
         Self {
             store,
             catalog,
             fanout,
             limits,
+            tasks,
             hot: Arc::default(),
         }
     }

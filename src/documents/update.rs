@@ -55,7 +55,8 @@ impl Documents {
             // Its own task: a caller that goes away (its connection closed)
             // must not stop the turn the others wait on.
             let this = self.clone();
-            tokio::spawn(async move { this.turns(key).await });
+            self.tasks
+                .spawn_until_done(async move { this.turns(key).await });
         }
         answer.await.unwrap_or_else(|_| {
             Err(AppError::new(
