@@ -78,12 +78,7 @@ async fn send_command(
     State(state): State<AppState>,
     body: Bytes,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        AppError::new(
-            Code::ValidationFailed,
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
+    let value: Value = super::json_body(&body)?;
     crate::domain::text::refuse_nul(&value)?;
     let req: SendIn = from_value(
         &value,

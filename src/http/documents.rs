@@ -127,12 +127,7 @@ pub async fn patch(
     body: Bytes,
 ) -> AppResult<Json<Value>> {
     let (doc, q) = target(path, query)?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        AppError::new(
-            Code::ValidationFailed,
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
+    let body: Value = super::json_body(&body)?;
     crate::domain::text::refuse_nul(&body)?;
     let author = match body.get("updatedBy") {
         None | Some(Value::Null) => DEFAULT_AUTHOR.to_string(),

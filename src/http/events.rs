@@ -20,12 +20,7 @@ use crate::state::AppState;
 const MAX_BATCH: usize = 1000;
 
 fn parse_body(body: &Bytes) -> AppResult<Vec<Value>> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        AppError::new(
-            Code::ValidationFailed,
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
+    let value: Value = super::json_body(body)?;
     let items = match value {
         Value::Array(items) => items,
         obj @ Value::Object(_) => vec![obj],

@@ -20,7 +20,18 @@ pub mod webhooks;
 
 use axum::Router;
 
+use crate::error::{AppError, AppResult, Code};
 use crate::state::AppState;
+
+/// A request body as JSON, or the refusal every JSON route gives.
+pub(crate) fn json_body(body: &[u8]) -> AppResult<serde_json::Value> {
+    serde_json::from_slice(body).map_err(|e| {
+        AppError::new(
+            Code::ValidationFailed,
+            format!("body is not valid JSON: {e}"),
+        )
+    })
+}
 
 /// Every route of [`openapi::router`] (the route table and its document).
 pub fn routes(state: AppState) -> Router {

@@ -136,12 +136,7 @@ pub async fn create(
     State(state): State<AppState>,
     body: Bytes,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        AppError::new(
-            Code::ValidationFailed,
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
+    let value: Value = super::json_body(&body)?;
     let req: CreateWebhook = from_value(&value, "{ companyId, url, types?, minPriority? }")?;
     let endpoint = state
         .webhooks
