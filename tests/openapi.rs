@@ -226,3 +226,23 @@ async fn a_live_node_serves_the_document() {
     assert_eq!(served, document());
     app.stop().await;
 }
+
+/// The document's error codes are the server's (src/http/schema.rs copies
+/// the list for the derive; this keeps the copy from drifting).
+#[test]
+fn the_documented_error_codes_are_the_servers() {
+    let doc = document();
+    let mut documented: Vec<String> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .expect("ErrorCode enum")
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    let mut served: Vec<String> = switchyard::error::Code::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+}
