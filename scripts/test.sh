@@ -84,11 +84,20 @@ cargo build
 
 failed=()
 timings=()
+# Each suite has a time limit (minutes), so a hung suite fails loudly with
+# its name instead of eating CI's budget; `timeout` kills the suite's whole
+# process group (servers it started included).
 run_suite() {
-  local name=$1; shift
-  echo "== $name"
-  local start=$SECONDS
-  if ! "$@"; then failed+=("$name"); fi
+  local name=$1 minutes=$2; shift 2
+  echo "== $name (limit ${minutes} min)"
+  local start=$SECONDS rc=0
+  timeout --kill-after=30 "${minutes}m" bash -c '"$@"' _ "$@" || rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "test.sh: FAILED: suite '$name' did not finish within ${minutes} min and was stopped" >&2
+    failed+=("$name (timed out)")
+  elif [ "$rc" -ne 0 ]; then
+    failed+=("$name")
+  fi
   timings+=("$((SECONDS - start)) s  $name")
 }
 
@@ -105,16 +114,17 @@ js_clients() {
     && npm run test:types && npm run size)
 }
 browser_tests() { SWITCHYARD_BIN="$PWD/target/debug/switchyard" bash clients/e2e/run.sh; }
+export -f rust_tests node_tests js_clients browser_tests
 
-run_suite "Rust tests (unit + integration, SQLite and Postgres)" rust_tests
-run_suite "Node suite (socket.io-client)" node_tests
-run_suite "Python suite (python-socketio)" bash tests/python/run.sh
+run_suite "Rust tests (unit + integration, SQLite and Postgres)" 15 rust_tests
+run_suite "Node suite (socket.io-client)" 20 node_tests
+run_suite "Python suite (python-socketio)" 5 bash tests/python/run.sh
 # Bounded (SY_FUZZ_MAX_EXAMPLES per operation, about a minute).
-run_suite "OpenAPI fuzz (schemathesis, from /api/v1/openapi.json)" env SWITCHYARD_BIN="$PWD/target/debug/switchyard" bash tests/python/openapi/fuzz.sh
-run_suite "JS clients (build, vitest unit tests, tsc type test, bundle-size budget)" js_clients
-run_suite "Browser tests (chromium: hooks, SDK, dashboard end to end)" browser_tests
+run_suite "OpenAPI fuzz (schemathesis, from /api/v1/openapi.json)" 8 env SWITCHYARD_BIN="$PWD/target/debug/switchyard" bash tests/python/openapi/fuzz.sh
+run_suite "JS clients (build, vitest unit tests, tsc type test, bundle-size budget)" 10 js_clients
+run_suite "Browser tests (chromium: hooks, SDK, dashboard end to end)" 15 browser_tests
 # Keeps the benchmark harness working (a few connections per scenario, no timing claims).
-run_suite "Benchmark smoke (bench/run.sh --smoke)" env SWITCHYARD_BIN="$PWD/target/debug/switchyard" SMOKE_STRICT=1 bench/run.sh --smoke
+run_suite "Benchmark smoke (bench/run.sh --smoke)" 5 env SWITCHYARD_BIN="$PWD/target/debug/switchyard" SMOKE_STRICT=1 bench/run.sh --smoke
 
 echo "== suite times"
 printf '  %s\n' "${timings[@]}"

@@ -225,21 +225,35 @@ describe('retention', () => {
 });
 
 describe('bounded replay', () => {
+  // Default heartbeats (25 s / 20 s) here: with the 500 ms ones above, a
+  // client still parsing 20,000 events on a loaded machine answers a ping
+  // late and is rightly cut off, which is not what this test measures.
+  let bulk;
+  before(async () => {
+    bulk = await startServer({ API_KEYS: API_KEY }, { name: 'replay-bulk' });
+  });
+
   it('20,000 queued events replay completely; server RSS stays bounded', { timeout: 240000 }, async (t) => {
     const co = randomId('co-');
     const auth = { token: token({ sub: 'bulk', companyId: co, role: 'operator' }) };
-    await leave((await connectRecording(srv.url, auth)).socket);
+    await leave((await connectRecording(bulk.url, auth)).socket);
     const total = 20000;
     for (let start = 0; start < total; start += 1000) {
-      await publish(srv, Array.from({ length: 1000 }, (_, i) => order(co, start + i, { users: ['bulk'] })));
+      await publish(bulk, Array.from({ length: 1000 }, (_, i) => order(co, start + i, { users: ['bulk'] })));
     }
-    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${srv.proc.pid}/status`, 'utf8'))[1]);
+    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${bulk.proc.pid}/status`, 'utf8'))[1]);
     const before = rss();
     const started = Date.now();
     let peak = before;
-    const sampler = setInterval(() => { peak = Math.max(peak, rss()); }, 50);
-    const c = await connectRecording(srv.url, auth);
-    clearInterval(sampler);
+    // unref + finally: a failed connect must not leave a timer that keeps
+    // this test file's process (and with it the whole suite) alive.
+    const sampler = setInterval(() => { peak = Math.max(peak, rss()); }, 50).unref();
+    let c;
+    try {
+      c = await connectRecording(bulk.url, auth);
+    } finally {
+      clearInterval(sampler);
+    }
     const ms = Date.now() - started;
     assert.equal(c.session.replayed, total);
     assert.equal(c.received.length, total);

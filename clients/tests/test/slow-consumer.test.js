@@ -35,7 +35,8 @@ describe('slow consumer', () => {
     const perPhase = 3000;
     let lastOffset = 0;
     let peak = rss();
-    const sampler = setInterval(() => { peak = Math.max(peak, rss()); }, 100);
+    // unref: a failing assertion must not leave a timer keeping the process alive.
+    const sampler = setInterval(() => { peak = Math.max(peak, rss()); }, 100).unref();
     async function publishPhase(from) {
       for (let start = from; start < from + perPhase; start += 200) {
         const batch = Array.from({ length: 200 }, (_, i) => ({
