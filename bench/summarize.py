@@ -57,7 +57,7 @@ METRICS = {
         ("server CPU %", "cpu.server_cpu_pct", None),
     ],
     "fanout": [
-        ("deliveries/s (duplicates not counted)", "deliveries_per_s", ("ratio>=", 6)),
+        ("deliveries/s (duplicates not counted)", "deliveries_per_s", ("ratio>=", 10)),
         ("publishes/s", "publishes_per_s", None),
         ("lost deliveries", "lost", None),
         ("duplicated deliveries", "duplicates", None),

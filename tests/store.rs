@@ -274,6 +274,25 @@ async fn cursors_only_move_forward_and_prune_drops_expired_events() {
             (5, 2),
             "{backend}: never moves back"
         );
+        // One call naming a room twice keeps the higher offset, in either order.
+        store
+            .save_cursors(
+                &key,
+                &[("role:operator".into(), 7), ("role:operator".into(), 4)],
+                3,
+            )
+            .await
+            .unwrap();
+        store
+            .save_cursors(&key, &[("company".into(), 6), ("company".into(), 8)], 3)
+            .await
+            .unwrap();
+        let c = store.load_cursors(&key).await.unwrap();
+        assert_eq!(
+            (c["role:operator"], c["company"]),
+            (7, 8),
+            "{backend}: a repeated room keeps its highest offset"
+        );
         let other_device = store::CursorKey {
             device_id: "phone".into(),
             ..key.clone()

@@ -255,24 +255,27 @@ impl Store for SqliteStore {
         cursors: &[(String, i64)],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        for (room, offset) in cursors {
-            sqlx::query(
-                "INSERT INTO cursors (company_id, user_id, device_id, room, last_offset, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (company_id, user_id, device_id, room) DO UPDATE
-                 SET last_offset = MAX(cursors.last_offset, EXCLUDED.last_offset), updated_at = EXCLUDED.updated_at",
-            )
-            .bind(&key.company_id)
-            .bind(&key.user_id)
-            .bind(&key.device_id)
-            .bind(room)
-            .bind(offset)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        if cursors.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        // One statement, not BEGIN + one INSERT per room + COMMIT: every
+        // statement is a round trip to SQLite's worker thread, and a
+        // first-time connect saves three rooms before `session`.
+        let rows: Vec<(&str, i64)> = cursors.iter().map(|(r, o)| (r.as_str(), *o)).collect();
+        let rows = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO cursors (company_id, user_id, device_id, room, last_offset, updated_at)
+             SELECT ?1, ?2, ?3, value ->> 0, value ->> 1, ?4 FROM json_each(?5) WHERE true
+             ON CONFLICT (company_id, user_id, device_id, room) DO UPDATE
+             SET last_offset = MAX(cursors.last_offset, EXCLUDED.last_offset), updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&key.company_id)
+        .bind(&key.user_id)
+        .bind(&key.device_id)
+        .bind(now)
+        .bind(rows)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 

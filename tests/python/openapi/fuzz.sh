@@ -26,7 +26,8 @@ trap cleanup EXIT
 port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 export SY_FUZZ_API_KEY="fuzz-publish-key-0123456789"
 export SY_FUZZ_ADMIN_KEY="fuzz-admin-key-0123456789"
-(cd "$work" && env -i PATH="$PATH" HOST=127.0.0.1 PORT="$port" \
+# exec: $! is then the server itself, so cleanup stops it (not just a subshell).
+(cd "$work" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$port" \
   DATABASE_URL="sqlite://$work/fuzz.db" JWT_SECRET="fuzz-secret-0123456789abcdef" \
   API_KEYS="$SY_FUZZ_API_KEY" ADMIN_API_KEYS="$SY_FUZZ_ADMIN_KEY" \
   API_KEY_FAILURE_LIMIT=1000000 RUST_LOG=warn NO_COLOR=1 \
