@@ -98,6 +98,7 @@ pub async fn serve(
                 }
             }
         };
+        no_delay(&stream);
         let kill = CancellationToken::new();
         let conn = Conn {
             router: router.clone(),
@@ -128,6 +129,16 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown grace elapsed with HTTP requests still running");
+    }
+}
+
+/// Small frames go out at once. With Nagle's algorithm on, a frame written
+/// while an earlier one is unacknowledged (a document update's broadcast,
+/// then its ack) waits for the client's delayed ACK: 40 ms on Linux, which
+/// was the documents bench's 44 ms p50 and its 250-280 updates/s.
+fn no_delay(stream: &TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
     }
 }
 
@@ -239,4 +250,23 @@ fn busy() -> Response {
         "the server is at its connection limit (HTTP_MAX_CONNECTIONS); retry later",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_small_frames_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        assert!(
+            !accepted.nodelay().expect("read TCP_NODELAY"),
+            "the default is Nagle on"
+        );
+        no_delay(&accepted);
+        assert!(accepted.nodelay().expect("read TCP_NODELAY"));
+    }
 }
