@@ -177,7 +177,12 @@ impl App {
         let options = crate::server::Options::from_config(&self.state.config);
         if let Some(listener) = self.metrics_listener {
             // Stopped with every other background task, after the public port.
-            let router = crate::metrics::http::routes();
+            // `/metrics` and the HTTP API (the admin API with it, same keys):
+            // operators reach both on an interface the public cannot.
+            let router = crate::metrics::http::routes()
+                .merge(http::routes(self.state.clone()))
+                .layer(DefaultBodyLimit::max(self.state.config.http_body_limit))
+                .layer(TraceLayer::new_for_http());
             self.state.tasks.spawn(crate::metrics::http::serve_internal(
                 listener,
                 router,

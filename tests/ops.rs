@@ -74,7 +74,10 @@ async fn a_fresh_node_exposes_every_metric_with_help() {
     let server = Server::start(&[], None).await;
     let (status, text) = fetch(&format!("http://{}/metrics", server.addr())).await;
     assert_eq!(status, 200);
-    for name in EXPECTED {
+    // The SPEC's names, and every series the node registers (a series added
+    // to `metrics::series::ALL` is checked here without editing this test).
+    let registered = switchyard::metrics::series::ALL.map(|(name, _, _)| name);
+    for name in EXPECTED.iter().chain(registered.iter()) {
         assert!(
             text.contains(&format!("# HELP {name} ")),
             "no # HELP for {name}:\n{text}"
@@ -179,7 +182,14 @@ async fn a_fresh_node_exposes_every_metric_with_help() {
 #[tokio::test]
 async fn metrics_addr_moves_metrics_to_an_internal_listener() {
     let internal = format!("127.0.0.1:{}", free_port());
-    let server = Server::start(&[("METRICS_ADDR", internal.as_str())], None).await;
+    let server = Server::start(
+        &[
+            ("METRICS_ADDR", internal.as_str()),
+            ("ADMIN_API_KEYS", "admin-key-7341"),
+        ],
+        None,
+    )
+    .await;
     let (status, text) = fetch(&format!("http://{internal}/metrics")).await;
     assert_eq!(status, 200);
     assert!(text.contains("# HELP websocket_active_connections "));
@@ -187,6 +197,20 @@ async fn metrics_addr_moves_metrics_to_an_internal_listener() {
     assert_eq!(public, 404, "the public port no longer serves /metrics");
     let (health, _) = fetch(&format!("http://{}/health/websocket", server.addr())).await;
     assert_eq!(health, 200, "health stays on the public port");
+    // The internal listener also serves the HTTP API, the admin API with it,
+    // so operators can keep both off the public interface's firewall rules.
+    let stats = reqwest::Client::new()
+        .get(format!("http://{internal}/api/v1/admin/stats"))
+        .bearer_auth("admin-key-7341")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("admin stats on the internal listener");
+    assert_eq!(stats.status().as_u16(), 200);
+    let body: serde_json::Value = stats.json().await.expect("stats JSON");
+    assert!(body["connections"].is_number(), "{body}");
+    let (unkeyed, _) = fetch(&format!("http://{internal}/api/v1/admin/stats")).await;
+    assert_eq!(unkeyed, 401, "the same keys are required there");
 }
 
 #[tokio::test]

@@ -2,8 +2,10 @@
 //!
 //! Without `METRICS_ADDR` the public port serves `/metrics` (the simple
 //! setup). With it, only the internal listener does: the public port
-//! answers 404, so the figures (and later the admin API) are reachable only
-//! where the operator bound them, e.g. a private interface or loopback.
+//! answers 404, so the figures are reachable only where the operator bound
+//! them, e.g. a private interface or loopback. The internal listener also
+//! serves the HTTP API (admin included, same keys; no socket.io or plain
+//! transports), so the admin API can be kept off the public interface too.
 
 use std::future::Future;
 
