@@ -57,6 +57,7 @@ impl App {
             );
         }
         crate::metrics::install();
+        log_trusted_proxies(&config);
         let verifier = JwtVerifier::from_config(&config)?;
         let catalog = Catalog::load(config.catalog_file.as_deref())?;
         let rules = crate::rules::spec::load(&catalog, config.rules_file.as_deref())?;
@@ -125,7 +126,7 @@ impl App {
             ))
             .layer(DefaultBodyLimit::max(state.config.http_body_limit))
             .layer(cors(&state.config))
-            .layer(TraceLayer::new_for_http());
+            .layer(TraceLayer::new_for_http().make_span_with(request_span));
         let addr = SocketAddr::new(state.config.host, state.config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -374,6 +375,35 @@ async fn close_sessions(state: &AppState) {
         tracing::warn!("shutdown grace elapsed with session work still running");
     }
     state.presence.leave_node().await;
+}
+
+/// Says at startup whose `X-Forwarded-For` is believed, if anyone's.
+fn log_trusted_proxies(config: &Config) {
+    if config.trusted_proxies.is_empty() {
+        return;
+    }
+    let ranges: Vec<String> = config
+        .trusted_proxies
+        .ranges()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    tracing::info!(
+        proxies = %ranges.join(","),
+        "TRUSTED_PROXIES: a request from these peers is from the client its X-Forwarded-For names"
+    );
+}
+
+/// The span of one HTTP request: the client's address (behind trusted
+/// proxies, the forwarded one) rather than nothing, and the path without
+/// its query, which may carry a token (`?token=`).
+fn request_span(req: &::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        client = crate::client_ip::of(req.extensions()).map(tracing::field::display),
+    )
 }
 
 fn cors(config: &Config) -> CorsLayer {

@@ -13,6 +13,7 @@ use std::{
 
 use thiserror::Error;
 
+pub use crate::client_ip::TrustedProxies;
 pub use crate::secret::{Secret, SecretUrl};
 
 /// A configuration problem, always naming the variable at fault.
@@ -143,6 +144,9 @@ pub struct Config {
     pub ws_connect_timeout: Duration,
     /// Engine sessions per IP not yet authenticated (`WS_MAX_PENDING_PER_IP`).
     pub max_pending_per_ip: usize,
+    /// `TRUSTED_PROXIES`: the peers whose `X-Forwarded-For` names the
+    /// client (see `crate::client_ip`); empty = the TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     /// `METRICS_ADDR`: an internal listener for `/metrics`; when set, the
@@ -428,6 +432,8 @@ impl Config {
             http_max_connections,
             ws_connect_timeout: v.millis("WS_CONNECT_TIMEOUT_MS", 10_000)?,
             max_pending_per_ip,
+            trusted_proxies: TrustedProxies::parse(&v.list("TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|e| bad("TRUSTED_PROXIES", e.to_string()))?,
             shutdown_grace: v.seconds("SHUTDOWN_GRACE", 10)?,
             log_format: match v.get("LOG_FORMAT").unwrap_or("text") {
                 "text" => LogFormat::Text,
@@ -795,6 +801,26 @@ mod tests {
         ] {
             assert_eq!(cfg(&[(var, val)]).unwrap_err().var, var, "{var}={val}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_blocks() {
+        assert!(cfg(&[]).expect("defaults").trusted_proxies.is_empty());
+        let c = cfg(&[("TRUSTED_PROXIES", "10.0.0.5, 10.1.0.0/16,fd00::/8")]).expect("valid");
+        let shown: Vec<String> = c
+            .trusted_proxies
+            .ranges()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(shown, ["10.0.0.5/32", "10.1.0.0/16", "fd00::/8"]);
+        for bad in ["nginx", "10.0.0.5,10.0.0.0/40", "10.0.0.1/8"] {
+            let err = cfg(&[("TRUSTED_PROXIES", bad)]).unwrap_err();
+            assert_eq!(err.var, "TRUSTED_PROXIES", "{bad}");
+        }
+        // The message names the bad entry, not just the variable.
+        let err = cfg(&[("TRUSTED_PROXIES", "10.0.0.5, lb.internal")]).unwrap_err();
+        assert!(err.to_string().contains("`lb.internal`"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`metrics`]: Prometheus metrics, named in one place, all registered at startup; sampled gauges.
 //! - [`secret`]: redacted types for keys and connection URLs (never in logs or `Debug`).
 //! - [`tasks`]: the one cancellation token and task tracker of every background loop.
+//! - [`client_ip`]: the client's address behind `TRUSTED_PROXIES` (`X-Forwarded-For`),
+//!   derived once per request by [`server`] and read by every per-IP limit.
 //! - [`config`]: environment → typed [`config::Config`]; errors name the variable.
 //! - [`error`]: the protocol's error codes and their one mapping to acks and HTTP.
 //! - [`domain`]: pure types and rules: roles, identities, company/user/session ids,
@@ -68,6 +70,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod catalog;
+pub mod client_ip;
 pub mod cluster;
 pub mod commands;
 pub mod config;

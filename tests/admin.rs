@@ -81,3 +81,73 @@ async fn a_single_node_lists_kicks_and_counts_its_own_sessions() {
     assert_eq!(left, 0);
     app.stop().await;
 }
+
+/// `GET /api/v1/admin/connections?limit=&cursor=`: pages in (node, socketId)
+/// order that together list every connection once; `nextCursor` is null on
+/// the last page; out-of-range limits and foreign cursors are 400s naming
+/// the field.
+#[tokio::test]
+async fn the_listing_comes_in_pages_that_cover_every_connection_once() {
+    let app = common::spawn_app(&common::sqlite_url(), &[("ADMIN_API_KEYS", "admin-key")]).await;
+    let mut clients = Vec::new();
+    for n in 0..5 {
+        let token = app.token(&format!("u{n}"), "acme", Role::Operator);
+        let mut c = Client::with_token(&app.url(), &token).await;
+        c.expect("session").await;
+        clients.push(c);
+    }
+    let mut expected: Vec<String> = clients
+        .iter()
+        .map(|c| c.sid.clone().expect("sid"))
+        .collect();
+    expected.sort();
+    let base = format!("{}/api/v1/admin/connections", app.url());
+
+    let (status, all) = admin(reqwest::Method::GET, base.clone()).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["nextCursor"], Value::Null, "one page by default: {all}");
+    assert_eq!(all["connections"].as_array().map(Vec::len), Some(5));
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let url = match &cursor {
+            None => format!("{base}?limit=2"),
+            Some(c) => format!("{base}?limit=2&cursor={c}"),
+        };
+        let (status, page) = admin(reqwest::Method::GET, url).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["incomplete"], serde_json::json!([]));
+        let rows = page["connections"].as_array().expect("rows");
+        assert!(rows.len() <= 2, "{page}");
+        seen.extend(
+            rows.iter()
+                .map(|r| r["socketId"].as_str().expect("id").to_string()),
+        );
+        pages += 1;
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => {
+                assert_eq!(page["nextCursor"], Value::Null);
+                break;
+            }
+        }
+        assert!(pages < 10, "the cursor does not advance");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, expected, "every connection once, by socket id");
+
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("cursor=zz", "cursor"),
+        ("cursor=5b5d", "cursor"),
+    ] {
+        let (status, body) = admin(reqwest::Method::GET, format!("{base}?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "VALIDATION_FAILED", "{query}");
+        assert_eq!(body["error"]["details"]["field"], field, "{query}: {body}");
+    }
+    app.stop().await;
+}

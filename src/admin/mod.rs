@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::cluster::rpc::{Gathered, Responder, Rpc};
 use crate::session::Sessions;
 use crate::store::Store;
-use view::{CompanyStats, Connection, Filter, NodePart, NodeStats, SessionView};
+use view::{CompanyStats, Connection, Filter, NodePart, NodeStats, Page, Position, SessionView};
 
 /// The message a kicked session receives before it is disconnected.
 pub const REVOKED_EVENT: &str = "session:revoked";
@@ -56,6 +56,7 @@ impl Local {
                 rooms: s.joined(),
                 transport: s.transport,
                 connected_at: s.connected_at,
+                ip: s.ip,
             })
             .collect()
     }
@@ -152,10 +153,23 @@ fn filter_of(body: &Value) -> Filter {
     serde_json::from_value(body.get("filter").cloned().unwrap_or_default()).unwrap_or_default()
 }
 
+/// The page asked for; an asker that sends none (an older node) wants
+/// every row, as it did before pages existed.
+fn page_of(body: &Value) -> Page {
+    body.get("page")
+        .and_then(|p| serde_json::from_value(p.clone()).ok())
+        .unwrap_or_else(Page::all)
+}
+
 impl Responder for Local {
     fn answer(&self, kind: &str, body: &Value) -> Value {
         match kind {
-            "list" => json!(view::list(&self.node, &self.views(), &filter_of(body))),
+            "list" => json!(view::list(
+                &self.node,
+                &self.views(),
+                &filter_of(body),
+                &page_of(body)
+            )),
             "stats" => serde_json::to_value(self.part(&filter_of(body))).unwrap_or_default(),
             "kick" => {
                 let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
@@ -181,10 +195,12 @@ impl Responder for Local {
     }
 }
 
-/// `GET /api/v1/admin/connections`.
+/// `GET /api/v1/admin/connections`: one page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listing {
     pub connections: Vec<Connection>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Position>,
     pub incomplete: Vec<String>,
 }
 
@@ -240,8 +256,11 @@ impl Admin {
         }
     }
 
-    pub async fn connections(&self, filter: &Filter) -> Listing {
-        let gathered = self.ask("list", json!({ "filter": filter })).await;
+    /// One page of the connections on every node that answers.
+    pub async fn connections(&self, filter: &Filter, page: &Page) -> Listing {
+        let gathered = self
+            .ask("list", json!({ "filter": filter, "page": page }))
+            .await;
         let per_node = gathered
             .answers
             .into_iter()
@@ -252,8 +271,10 @@ impl Admin {
                 })
             })
             .collect();
+        let (connections, next) = view::merge_connections(per_node, page);
         Listing {
-            connections: view::merge_connections(per_node),
+            connections,
+            next,
             incomplete: gathered.incomplete,
         }
     }

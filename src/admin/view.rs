@@ -1,8 +1,14 @@
 //! What the admin API shows, as plain data, and the pure functions that
 //! build one node's answer from its sessions and merge every node's answers
 //! into one reply. Unit-tested without sockets or Redis.
+//!
+//! The connection listing is paged in `(node, socketId)` order: a stable
+//! order that each node can cut on its own (a node answers at most one page
+//! and one row after the [`Page`]'s position, so the asker knows whether
+//! another page follows without any node sending everything).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -36,6 +42,42 @@ pub struct SessionView {
     pub rooms: Vec<RoomName>,
     pub transport: &'static str,
     pub connected_at: i64,
+    /// The client's address (`crate::client_ip`), when known.
+    pub ip: Option<IpAddr>,
+}
+
+/// A row's place in the listing's order: the last row of a page.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Position {
+    pub node: String,
+    pub socket_id: String,
+}
+
+/// Which rows a listing question wants: at most `limit` after `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Position>,
+    pub limit: usize,
+}
+
+impl Page {
+    /// Every row (the Admin UI's view; an asker that sends no page).
+    pub fn all() -> Self {
+        Page {
+            after: None,
+            limit: usize::MAX,
+        }
+    }
+
+    /// Whether a row at (`node`, `socket_id`) comes after this page's start.
+    fn admits(&self, node: &str, socket_id: &str) -> bool {
+        self.after
+            .as_ref()
+            .is_none_or(|p| (node, socket_id) > (p.node.as_str(), p.socket_id.as_str()))
+    }
 }
 
 /// One connection of `GET /api/v1/admin/connections`.
@@ -62,6 +104,12 @@ pub struct Connection {
     /// The node serving it (`NODE_ID`).
     #[schema(example = "switchyard-a")]
     pub node: String,
+    /// The client's IP address: the TCP peer, or behind a proxy listed in
+    /// `TRUSTED_PROXIES` the address it forwarded (`X-Forwarded-For`).
+    /// Null when unknown (and from nodes too old to say).
+    #[serde(default)]
+    #[schema(example = "203.0.113.7")]
+    pub address: Option<String>,
 }
 
 pub fn connection(node: &str, s: &SessionView) -> Connection {
@@ -79,31 +127,48 @@ pub fn connection(node: &str, s: &SessionView) -> Connection {
         transport: s.transport.to_string(),
         connected_at: iso8601(s.connected_at),
         node: node.to_string(),
+        address: s.ip.map(|ip| ip.to_string()),
     }
 }
 
-/// This node's connections that match `filter`, oldest first.
-pub fn list(node: &str, sessions: &[SessionView], filter: &Filter) -> Vec<Connection> {
+/// This node's connections that match `filter` and come after the page's
+/// start, by socket id: at most `limit + 1` (the extra row tells the asker
+/// that another page follows).
+pub fn list(node: &str, sessions: &[SessionView], filter: &Filter, page: &Page) -> Vec<Connection> {
     let mut matching: Vec<&SessionView> = sessions
         .iter()
-        .filter(|s| filter.matches(&s.identity))
+        .filter(|s| filter.matches(&s.identity) && page.admits(node, &s.id))
         .collect();
-    matching.sort_by(|a, b| (a.connected_at, &a.id).cmp(&(b.connected_at, &b.id)));
+    matching.sort_by(|a, b| a.id.cmp(&b.id));
+    matching.truncate(page.limit.saturating_add(1));
     matching.into_iter().map(|s| connection(node, s)).collect()
 }
 
-/// Every node's connections in one list: by company, user, then time.
-pub fn merge_connections(per_node: Vec<Vec<Connection>>) -> Vec<Connection> {
-    let mut all: Vec<Connection> = per_node.into_iter().flatten().collect();
-    all.sort_by(|a, b| {
-        (&a.company_id, &a.user_id, &a.connected_at, &a.socket_id).cmp(&(
-            &b.company_id,
-            &b.user_id,
-            &b.connected_at,
-            &b.socket_id,
-        ))
+/// One page of every node's connections, in `(node, socketId)` order, and
+/// the position to continue after when more rows follow. Cuts again what
+/// the nodes cut already, so a node that answered more (an older version
+/// ignores the page) changes nothing.
+pub fn merge_connections(
+    per_node: Vec<Vec<Connection>>,
+    page: &Page,
+) -> (Vec<Connection>, Option<Position>) {
+    let mut rows: Vec<Connection> = per_node
+        .into_iter()
+        .flatten()
+        .filter(|c| page.admits(&c.node, &c.socket_id))
+        .collect();
+    rows.sort_by(|a, b| (&a.node, &a.socket_id).cmp(&(&b.node, &b.socket_id)));
+    // A socket listed twice (a node answering twice) is one row.
+    rows.dedup_by(|a, b| a.node == b.node && a.socket_id == b.socket_id);
+    if rows.len() <= page.limit {
+        return (rows, None);
+    }
+    rows.truncate(page.limit);
+    let next = rows.last().map(|c| Position {
+        node: c.node.clone(),
+        socket_id: c.socket_id.clone(),
     });
-    all
+    (rows, next)
 }
 
 /// How far behind live durable delivery readers were when served by
@@ -240,132 +305,5 @@ pub fn merge_stats(parts: Vec<NodePart>) -> (Vec<NodeStats>, Vec<CompanyStats>, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::Role;
-
-    fn session(id: &str, company: &str, user: &str, at: i64, rooms: &[&str]) -> SessionView {
-        SessionView {
-            id: id.to_string(),
-            identity: Identity {
-                user_id: user.to_string(),
-                company_id: company.to_string(),
-                role: Role::Operator,
-                permissions: vec![],
-                expires_at: 0,
-            },
-            rooms: rooms
-                .iter()
-                .map(|r| RoomName::parse(r).expect("room"))
-                .collect(),
-            transport: "socketio",
-            connected_at: at,
-        }
-    }
-
-    #[test]
-    fn list_filters_by_company_and_user_and_names_the_node() {
-        let sessions = vec![
-            session("s2", "acme", "u1", 20, &["order:1"]),
-            session("s1", "acme", "u2", 10, &[]),
-            session("s3", "other", "u1", 5, &[]),
-        ];
-        let only_acme = Filter {
-            company_id: Some("acme".into()),
-            user_id: None,
-        };
-        let listed = list("n1", &sessions, &only_acme);
-        assert_eq!(
-            listed
-                .iter()
-                .map(|c| c.socket_id.as_str())
-                .collect::<Vec<_>>(),
-            ["s1", "s2"]
-        );
-        assert_eq!(
-            listed[1].rooms,
-            ["company", "user:u1", "role:operator", "order:1"]
-        );
-        assert_eq!(listed[1].node, "n1");
-        let one_user = Filter {
-            company_id: Some("acme".into()),
-            user_id: Some("u1".into()),
-        };
-        assert_eq!(list("n1", &sessions, &one_user).len(), 1);
-        // A user id alone matches that user in every company.
-        let user_only = Filter {
-            company_id: None,
-            user_id: Some("u1".into()),
-        };
-        assert_eq!(list("n1", &sessions, &user_only).len(), 2);
-    }
-
-    #[test]
-    fn stats_count_users_and_rooms_once_across_nodes() {
-        let all = Filter::default();
-        let a = node_part(
-            "a",
-            &[
-                session("s1", "acme", "u1", 1, &["order:1"]),
-                session("s2", "acme", "u1", 2, &[]),
-            ],
-            &all,
-            10,
-            ReplayLag::default(),
-        );
-        let b = node_part(
-            "b",
-            &[
-                session("s3", "acme", "u1", 3, &["order:1", "machine:m1"]),
-                session("s4", "other", "u9", 4, &[]),
-            ],
-            &all,
-            5,
-            ReplayLag::default(),
-        );
-        let (nodes, companies, total) = merge_stats(vec![b, a]);
-        assert_eq!(total, 4);
-        assert_eq!(nodes[0].node, "a");
-        assert_eq!(nodes[0].connections, 2);
-        assert_eq!(
-            companies[0],
-            CompanyStats {
-                company_id: "acme".into(),
-                connections: 3,
-                users: 1,
-                // company, user:u1, role:operator, order:1, machine:m1
-                rooms: 5,
-            }
-        );
-        assert_eq!(companies[1].company_id, "other");
-    }
-
-    #[test]
-    fn node_part_respects_the_company_filter() {
-        let only = Filter {
-            company_id: Some("other".into()),
-            user_id: None,
-        };
-        let part = node_part(
-            "a",
-            &[
-                session("s1", "acme", "u1", 1, &[]),
-                session("s2", "other", "u2", 1, &[]),
-            ],
-            &only,
-            0,
-            ReplayLag::default(),
-        );
-        assert_eq!(part.connections, 1);
-        assert_eq!(part.companies.keys().collect::<Vec<_>>(), ["other"]);
-    }
-
-    #[test]
-    fn merged_connections_are_ordered_by_company_user_time() {
-        let x = list("a", &[session("s1", "b", "u", 1, &[])], &Filter::default());
-        let y = list("b", &[session("s2", "a", "u", 2, &[])], &Filter::default());
-        let merged = merge_connections(vec![x, y]);
-        assert_eq!(merged[0].company_id, "a");
-        assert_eq!(merged[1].node, "a");
-    }
-}
+#[path = "view_tests.rs"]
+mod tests;

@@ -1,7 +1,8 @@
 //! The admin API (SPEC §10; `ADMIN_API_KEYS` only): every connection on
 //! every node, kicking a user everywhere, cluster statistics. Thin over
 //! [`crate::admin`]; every reply names the nodes that did not answer in
-//! time (`incomplete`).
+//! time (`incomplete`). The connection listing comes in pages (`limit`,
+//! `cursor` → `nextCursor`) in `(node, socketId)` order.
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -11,9 +12,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::api_key::AdminKey;
 use super::schema::ErrorReply;
-use crate::admin::view::{CompanyStats, Connection, Filter, NodeStats};
+use crate::admin::view::{CompanyStats, Connection, Filter, NodeStats, Page, Position};
 use crate::domain::CompanyId;
 use crate::domain::identity::valid_id;
+use crate::domain::parse::invalid;
 use crate::error::{AppError, AppResult, Code};
 use crate::state::AppState;
 
@@ -27,7 +29,18 @@ pub struct ConnectionsQuery {
     /// Only this user's connections.
     #[param(example = "u-42", pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     user_id: Option<String>,
+    /// Rows per page, 1-1000 (default 1000).
+    #[param(example = 100, minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The `nextCursor` of the previous page (opaque); absent for the first page.
+    #[param(
+        example = "5b22737769746368796172642d61222c226b335839714171305032664c6b55316141414142225d"
+    )]
+    cursor: Option<String>,
 }
+
+/// Rows per page of the connection listing: the default and the most.
+pub const MAX_PAGE: usize = 1000;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -52,7 +65,11 @@ pub struct StatsQuery {
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionsReply {
     pub connections: Vec<Connection>,
-    /// Known nodes that did not answer in time: their connections are missing.
+    /// The `cursor` of the next page, or null on the last page.
+    #[schema(example = json!(null))]
+    pub next_cursor: Option<String>,
+    /// Known nodes that did not answer in time: their connections are
+    /// missing from this page (later pages may hold rows of theirs).
     #[schema(example = json!([]))]
     pub incomplete: Vec<String>,
 }
@@ -91,6 +108,32 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> AppResult<T> {
         .map_err(|e| AppError::new(Code::ValidationFailed, e.body_text()))
 }
 
+/// The opaque cursor: the `(node, socketId)` of a page's last row.
+pub fn encode_cursor(p: &Position) -> String {
+    hex::encode(serde_json::json!([p.node, p.socket_id]).to_string())
+}
+
+pub fn decode_cursor(raw: &str) -> AppResult<Position> {
+    let bad = || invalid("cursor", "`cursor` is not a cursor this API returned");
+    let bytes = hex::decode(raw).map_err(|_| bad())?;
+    let (node, socket_id): (String, String) = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    Ok(Position { node, socket_id })
+}
+
+fn page(q: &ConnectionsQuery) -> AppResult<Page> {
+    let limit = match q.limit {
+        None => MAX_PAGE,
+        Some(n) if (1..=MAX_PAGE as i64).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(invalid("limit", format!("`limit` must be 1-{MAX_PAGE}")));
+        }
+    };
+    Ok(Page {
+        after: q.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit,
+    })
+}
+
 fn user_id(raw: &str, field: &str) -> AppResult<String> {
     if valid_id(raw) {
         Ok(raw.to_string())
@@ -103,14 +146,15 @@ fn user_id(raw: &str, field: &str) -> AppResult<String> {
     }
 }
 
-/// Every connection on every node (filtered by company and user).
+/// Every connection on every node (filtered by company and user), a page
+/// at a time in `(node, socketId)` order: follow `nextCursor` until it is null.
 #[utoipa::path(
     get, path = "/api/v1/admin/connections", operation_id = "adminConnections", tag = "admin",
     params(ConnectionsQuery),
     security(("adminKey" = [])),
     responses(
-        (status = 200, description = "Connections on every node that answered", body = ConnectionsReply),
-        (status = 400, description = "Bad query", body = ErrorReply),
+        (status = 200, description = "A page of the connections on every node that answered", body = ConnectionsReply),
+        (status = 400, description = "Bad query (details name the field: `limit`, `cursor`, ...)", body = ErrorReply),
         (status = 401, description = "No valid admin API key", body = ErrorReply),
         (status = 429, description = "Too many failed key attempts", body = ErrorReply),
     )
@@ -121,6 +165,7 @@ pub async fn connections(
     q: Result<Query<ConnectionsQuery>, QueryRejection>,
 ) -> AppResult<Json<ConnectionsReply>> {
     let q = query(q)?;
+    let page = page(&q)?;
     let filter = Filter {
         company_id: q.company_id.map(|c| c.as_str().to_string()),
         user_id: q
@@ -129,9 +174,10 @@ pub async fn connections(
             .map(|u| user_id(u, "userId"))
             .transpose()?,
     };
-    let listing = state.admin.connections(&filter).await;
+    let listing = state.admin.connections(&filter, &page).await;
     Ok(Json(ConnectionsReply {
         connections: listing.connections,
+        next_cursor: listing.next.as_ref().map(encode_cursor),
         incomplete: listing.incomplete,
     }))
 }
@@ -195,4 +241,45 @@ pub async fn stats(
         queued_durable_events: s.queued_durable_events,
         incomplete: s.incomplete,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(limit: Option<i64>, cursor: Option<&str>) -> ConnectionsQuery {
+        ConnectionsQuery {
+            company_id: None,
+            user_id: None,
+            limit,
+            cursor: cursor.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let p = Position {
+            node: "switchyard-a".into(),
+            socket_id: "k3X9qAq0P2fLkU1aAAAB".into(),
+        };
+        let c = encode_cursor(&p);
+        assert_eq!(decode_cursor(&c).expect("round trip"), p);
+        let (one, object) = (hex::encode("[\"a\"]"), hex::encode("{}"));
+        for bad in ["zz", "", "00", one.as_str(), object.as_str()] {
+            let e = decode_cursor(bad).expect_err(bad);
+            assert_eq!(e.code, Code::ValidationFailed);
+            assert!(e.message.contains("cursor"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn pages_default_to_the_most_and_refuse_out_of_range_limits() {
+        assert_eq!(page(&q(None, None)).expect("default").limit, MAX_PAGE);
+        assert_eq!(page(&q(Some(5), None)).expect("5").limit, 5);
+        for bad in [0, -1, MAX_PAGE as i64 + 1] {
+            let e = page(&q(Some(bad), None)).expect_err("out of range");
+            assert!(e.message.contains("limit"), "{}", e.message);
+        }
+        assert!(page(&q(None, Some("nope"))).is_err());
+    }
 }

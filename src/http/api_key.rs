@@ -3,10 +3,9 @@
 //! Two key sets: `API_KEYS` publish ([`ApiKey`]); `ADMIN_API_KEYS` administer
 //! ([`AdminKey`]). Neither opens the other's routes.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use crate::error::{AppError, Code};
@@ -38,10 +37,7 @@ impl FromRequestParts<AppState> for AdminKey {
 /// Both key sets share one failure throttle per address, so guessing admin
 /// keys costs the same budget as guessing publishing keys.
 fn check(parts: &Parts, state: &AppState, keys: &[Secret], what: &str) -> Result<(), AppError> {
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let ip = crate::client_ip::of(&parts.extensions);
     let now = Instant::now();
     // Checked before the key: a blocked address learns nothing, even
     // from a valid key.

@@ -13,6 +13,10 @@
 //!   spinning; the connections already open run on, time out, and free them.
 //! - Graceful shutdown: stop accepting, let requests in flight finish (within
 //!   `SHUTDOWN_GRACE`), close idle connections.
+//! - Each request carries its client's address ([`ClientIp`], derived here
+//!   and nowhere else from the TCP peer and `TRUSTED_PROXIES`): per request,
+//!   not per connection, because a proxy's keep-alive connection carries
+//!   many clients' requests.
 //!
 //! axum's own `serve` has none of these knobs, hence this loop (HTTP/1.1 with
 //! upgrades, which is all socket.io and the HTTP API use).
@@ -27,7 +31,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -38,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::client_ip::{ClientIp, TrustedProxies};
 use crate::error::{AppError, Code};
 use io::{Guarded, Slot};
 use reserve::{Reserve, Ticket};
@@ -50,11 +54,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// At most one log line per this interval about failing `accept`s.
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Whose `X-Forwarded-For` names the client (shared by every connection).
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl Options {
@@ -63,6 +69,7 @@ impl Options {
             max_connections: config.http_max_connections,
             header_timeout: config.http_header_timeout,
             shutdown_grace: config.shutdown_grace,
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         }
     }
 }
@@ -103,6 +110,7 @@ pub async fn serve(
         let conn = Conn {
             router: router.clone(),
             peer,
+            trusted_proxies: options.trusted_proxies.clone(),
             stop: stop.clone(),
         };
         match main.clone().try_acquire_owned() {
@@ -186,6 +194,7 @@ fn warn_if_above_descriptor_limit(max_connections: usize) {
 struct Conn {
     router: Router,
     peer: SocketAddr,
+    trusted_proxies: Arc<TrustedProxies>,
     stop: CancellationToken,
 }
 
@@ -199,10 +208,18 @@ impl Conn {
         reserve: Option<Ticket>,
         header_timeout: Duration,
     ) {
-        let Conn { router, peer, stop } = self;
+        let Conn {
+            router,
+            peer,
+            trusted_proxies,
+            stop,
+        } = self;
         let keep_alive = reserve.is_none();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
+            let client = crate::client_ip::derive(peer.ip(), req.headers(), &trusted_proxies);
+            // No `ConnectInfo` beside it: nothing downstream can count the
+            // proxy's address by mistake.
+            req.extensions_mut().insert(ClientIp(client));
             req.extensions_mut().insert(handle.clone());
             let router = router.clone();
             let reserve = reserve.clone();

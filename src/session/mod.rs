@@ -60,7 +60,8 @@ pub struct Session {
     identity: RwLock<Identity>,
     pub device_id: Option<String>,
     pub connected_at: i64,
-    /// Peer address, for the per-IP connection count.
+    /// The client's address (behind `TRUSTED_PROXIES`, the forwarded one:
+    /// `crate::client_ip`), for the per-IP connection count and listings.
     pub ip: Option<IpAddr>,
     /// Rooms joined beyond the automatic ones, in join order. Ours, not the
     /// transport's: every transport has the same rooms. Empty (no

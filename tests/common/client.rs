@@ -26,11 +26,32 @@ pub enum ConnectError {
 impl Client {
     /// Connects and sends CONNECT with `auth`; resolves on CONNECT or CONNECT_ERROR.
     pub async fn connect(base: &str, query: &str, auth: Value) -> Result<Client, ConnectError> {
+        Self::connect_with_headers(base, query, auth, &[]).await
+    }
+
+    /// [`Client::connect`] with extra handshake headers (e.g. `X-Forwarded-For`).
+    pub async fn connect_with_headers(
+        base: &str,
+        query: &str,
+        auth: Value,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, ConnectError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!(
             "{}/socket.io/?EIO=4&transport=websocket{query}",
             base.replacen("http", "ws", 1)
         );
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| ConnectError::Io(e.to_string()))?;
+        for (name, value) in headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| ConnectError::Io(e.to_string()))?;
+            let value =
+                http::HeaderValue::from_str(value).map_err(|e| ConnectError::Io(e.to_string()))?;
+            request.headers_mut().append(name, value);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(|e| ConnectError::Io(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();

@@ -2,8 +2,9 @@
 // with the real socket.io-client: every node's connections listed from one
 // node, a kick that ends the target user's sessions on both nodes and no one
 // else's (with `session:revoked` first), a paused node (SIGSTOP) named in
-// `incomplete` instead of silently missing, statistics, tenant filters, and
-// publishing keys (API_KEYS) refused on every admin route.
+// `incomplete` instead of silently missing (on every page), statistics,
+// tenant filters, the listing's pages across both nodes (limit, nextCursor),
+// and publishing keys (API_KEYS) refused on every admin route.
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
@@ -87,6 +88,35 @@ describe('admin API on two nodes', () => {
     const one = await call(a, 'GET', `/api/v1/admin/connections?companyId=${ACME}&userId=u1`);
     assert.deepEqual(one.body.connections.map((c) => c.node).sort(), [nodeOf(a), nodeOf(b)].sort());
     for (const c of [u1a, u2a, u1b, other]) c.socket.close();
+  });
+
+  it('pages through both nodes with limit and nextCursor: every connection once, in (node, socketId) order', async () => {
+    const co = randomId('pages-');
+    const clients = [
+      await client(a, 'p1', co), await client(a, 'p2', co), await client(a, 'p3', co),
+      await client(b, 'p4', co), await client(b, 'p5', co),
+    ];
+    const key = (c) => [c.node, c.socketId];
+    const expected = clients
+      .map((c, i) => ({ node: nodeOf(i < 3 ? a : b), socketId: c.session.socketId }))
+      .sort((x, y) => (x.node === y.node ? (x.socketId < y.socketId ? -1 : 1) : (x.node < y.node ? -1 : 1)))
+      .map(key);
+    const seen = [];
+    let cursor = null;
+    let pages = 0;
+    do {
+      const res = await call(b, 'GET', `/api/v1/admin/connections?companyId=${co}&limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.deepEqual(res.body.incomplete, []);
+      assert.ok(res.body.connections.length <= 2, JSON.stringify(res.body));
+      seen.push(...res.body.connections.map(key));
+      cursor = res.body.nextCursor;
+      pages += 1;
+    } while (cursor && pages < 10);
+    assert.equal(cursor, null);
+    assert.equal(pages, 3);
+    assert.deepEqual(seen, expected);
+    for (const c of clients) c.socket.close();
   });
 
   it('kicks one user on both nodes, with session:revoked first, and nobody else', async () => {
@@ -176,6 +206,11 @@ describe('admin API on two nodes', () => {
       assert.deepEqual(list.body.incomplete, [nodeOf(b)]);
       assert.deepEqual(list.body.connections.map((c) => c.userId), ['alive']);
       assert.ok(list.ms >= TIMEOUT_MS - 50 && list.ms < TIMEOUT_MS + 2000, `answered in ${list.ms} ms`);
+      // A page names the silent node too.
+      const page = await call(a, 'GET', `/api/v1/admin/connections?companyId=${co}&limit=1`);
+      assert.deepEqual(page.body.incomplete, [nodeOf(b)]);
+      assert.deepEqual(page.body.connections.map((c) => c.userId), ['alive']);
+      assert.equal(page.body.nextCursor, null);
       const stats = await call(a, 'GET', '/api/v1/admin/stats');
       assert.deepEqual(stats.body.incomplete, [nodeOf(b)]);
       const kick = await call(a, 'DELETE', `/api/v1/admin/users/paused/connections?companyId=${co}`);

@@ -156,6 +156,15 @@ describe('deploy/ assets', () => {
     const read = Number(text.match(/proxy_read_timeout (\d+)s;/)[1]);
     assert.ok(read > 25 + 20, `proxy_read_timeout ${read}s must exceed WS_PING_INTERVAL + WS_PING_TIMEOUT (45 s)`);
     assert.match(text, /location \/health\//);
+    // A location with a proxy_set_header of its own inherits none of the
+    // server's: X-Forwarded-For (TRUSTED_PROXIES) and Host would be lost.
+    assert.match(text, /proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;/);
+    const code = text.replace(/#.*$/gm, '');
+    const locations = code.match(/location[^{]*\{[^}]*\}/g) || [];
+    assert.ok(locations.length >= 5, `${locations.length} location blocks found`);
+    for (const block of locations) {
+      assert.doesNotMatch(block, /proxy_set_header/, `proxy_set_header inside ${block.split('\n')[0]}`);
+    }
     checkConfig(await prepare(['127.0.0.1:1', '127.0.0.1:2']));
   });
 

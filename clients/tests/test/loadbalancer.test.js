@@ -5,12 +5,15 @@
 // `ip_hash`), events crossing nodes, and clients moving to the surviving node
 // when theirs is killed with SIGKILL or stopped with SIGTERM, receiving what
 // was published while they were away (the offline queue across the switch).
+// The nodes trust nginx (TRUSTED_PROXIES=127.0.0.1): clients on their own
+// loopback addresses (127.0.0.2, ...) each get a WS_MAX_CONNECTIONS_PER_IP
+// budget of their own, so more clients than that connect through nginx.
 // nginx, Postgres and Redis must be present: this suite fails, never skips.
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import {
-  cleanup, connect, emitAck, getJson, it, randomId, sleep, startServer, tcpReachable, token, waitFor, waitUntil,
+  assertCode, cleanup, connect, connectError, emitAck, getJson, it, randomId, sleep, startServer, tcpReachable, token, waitFor, waitUntil,
 } from './helpers.js';
 import { startNginx } from './nginx.js';
 
@@ -18,6 +21,9 @@ const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.
 const REDIS_URL = process.env.SY_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 const API_KEY = 'lb-test-key';
 const COMPANY = randomId('lb-co-');
+// Per client address on each node; the other tests hold at most two
+// sockets on a node at a time.
+const PER_IP = 4;
 
 let nodes; // { a, b }
 let shared;
@@ -31,7 +37,11 @@ before(async () => {
       throw new Error(`load-balancer suite needs ${what} at ${host}:${port}; start it (scripts/test.sh does) — this suite does not skip`);
     }
   }
-  shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-lb-'), API_KEYS: API_KEY, SHUTDOWN_GRACE: '5' };
+  shared = {
+    DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-lb-'), API_KEYS: API_KEY, SHUTDOWN_GRACE: '5',
+    // nginx connects to the nodes from 127.0.0.1: its X-Forwarded-For names the client.
+    TRUSTED_PROXIES: '127.0.0.1', WS_MAX_CONNECTIONS_PER_IP: String(PER_IP),
+  };
   // One after the other: both run migrations against the same database.
   nodes = {
     a: await startServer({ ...shared, NODE_ID: 'a' }, { name: 'node-a' }),
@@ -165,6 +175,29 @@ describe('two nodes behind nginx (deploy/nginx/switchyard.conf)', () => {
     const ack = await emitAck(pub, 'event:publish', { type: 'order:status_changed', room, payload: order(2) });
     assert.equal(ack.ok, true, JSON.stringify(ack));
     assert.equal((await got)[0].orderId, '2');
+  });
+
+  it('TRUSTED_PROXIES: more clients than WS_MAX_CONNECTIONS_PER_IP connect through nginx, each address with its own budget', async (t) => {
+    await noClientsLeft();
+    // A client on its own loopback address: nginx sees it as $remote_addr
+    // and appends it to X-Forwarded-For; the nodes trust nginx (127.0.0.1).
+    const from = (n) => ({
+      transports: ['websocket'],
+      localAddress: `127.0.0.${n}`,
+      auth: { token: token({ sub: randomId('u-'), companyId: COMPANY }) },
+    });
+    const sockets = [];
+    for (let i = 0; i < PER_IP; i += 1) sockets.push((await connect(nginx.url, from(2), { t })).socket);
+    // The limit still holds for one client address...
+    assertCode(assert, await connectError(nginx.url, from(2), { t }), 'LIMIT_EXCEEDED');
+    // ...while other clients behind the same nginx connect.
+    for (let n = 3; n < 3 + PER_IP; n += 1) sockets.push((await connect(nginx.url, from(n), { t })).socket);
+    assert.equal(sockets.length, 2 * PER_IP);
+    assert.ok(sockets.every((s) => s.connected));
+    let total = 0;
+    for (const n of Object.values(nodes)) total += (await getJson(`${n.url}/health/websocket`)).body.connectedClients;
+    assert.equal(total, 2 * PER_IP, 'every client is connected through nginx');
+    for (const s of sockets) s.close();
   });
 
   for (const signal of ['SIGKILL', 'SIGTERM']) {

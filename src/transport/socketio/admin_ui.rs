@@ -197,7 +197,10 @@ async fn round<A: Adapter>(s: &SocketRef<A>, state: &AppState, scope: &Scope) {
     for part in &parts {
         let _ = s.emit("server_stats", &server_stats(part));
     }
-    let listing = state.admin.connections(&filter).await;
+    let listing = state
+        .admin
+        .connections(&filter, &crate::admin::view::Page::all())
+        .await;
     let sockets: Vec<Value> = listing.connections.iter().map(serialized_socket).collect();
     let _ = s.emit("all_sockets", &sockets);
 }
@@ -231,7 +234,7 @@ pub fn serialized_socket(c: &Connection) -> Value {
         "nsp": "/",
         "data": { "userId": c.user_id, "companyId": c.company_id, "role": c.role, "node": c.node },
         "handshake": {
-            "address": c.node,
+            "address": c.address.as_deref().unwrap_or(&c.node),
             "headers": {},
             "query": {},
             "issued": issued,
@@ -282,9 +285,13 @@ mod tests {
             transport: "socketio".into(),
             connected_at: "2026-12-01T03:40:00Z".into(),
             node: "a".into(),
+            address: Some("203.0.113.7".into()),
         };
         let v = serialized_socket(&c);
         assert_eq!(v["id"], "s1");
+        assert_eq!(v["handshake"]["address"], "203.0.113.7");
+        let unknown = Connection { address: None, ..c };
+        assert_eq!(serialized_socket(&unknown)["handshake"]["address"], "a");
         assert_eq!(v["nsp"], "/");
         assert_eq!(v["rooms"], json!(["company", "user:u1"]));
         assert_eq!(v["handshake"]["issued"], 1_796_096_400_000_i64);

@@ -75,11 +75,7 @@ pub async fn authenticate<A: Adapter>(
         Ok(identity) => identity,
         Err(e) => return refuse(&s, e),
     };
-    let ip = s
-        .req_parts()
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+    let ip = crate::client_ip::of(&s.req_parts().extensions);
     let config = &state.config;
     let admitted = state.limits.admit(
         ip,

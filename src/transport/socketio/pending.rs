@@ -1,6 +1,7 @@
 //! Engine.IO sessions before their CONNECT is accepted ("pending"), which
 //! socketioxide lets anyone open: a tower layer in front of the Socket.IO
-//! service counts them per IP and refuses handshakes beyond
+//! service counts them per client address (`crate::client_ip`: behind
+//! `TRUSTED_PROXIES`, the forwarded one) and refuses handshakes beyond
 //! `WS_MAX_PENDING_PER_IP` (or `WS_MAX_CONNECTIONS_PER_IP`, if lower) with
 //! 429, and closes sessions whose CONNECT was refused.
 //!
@@ -16,14 +17,13 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use http::Request;
@@ -216,9 +216,8 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         if is_handshake(&req, self.layer.path)
-            && let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>()
+            && let Some(ip) = crate::client_ip::of(req.extensions())
         {
-            let ip = peer.ip();
             if !self.layer.sessions.try_take(ip) {
                 crate::metrics::refused(Code::LimitExceeded.as_str());
                 let refusal = AppError::new(

@@ -20,12 +20,11 @@
 pub mod resume;
 mod stream;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -76,10 +75,7 @@ fn open(plain: &Plain, parts: &http::request::Parts) -> AppResult<Response> {
         Some(token) => Some(resume::decode(token)?),
         None => params.offsets.clone(),
     };
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let ip = crate::client_ip::of(&parts.extensions);
     let token = params
         .token
         .clone()

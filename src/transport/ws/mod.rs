@@ -18,11 +18,9 @@ pub mod conn;
 pub mod request;
 pub mod writer;
 
-use std::net::SocketAddr;
-
 use axum::Router;
+use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -54,10 +52,7 @@ async fn upgrade(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let ip = crate::client_ip::of(&parts.extensions);
     let token = params
         .token
         .clone()
