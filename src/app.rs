@@ -253,6 +253,7 @@ async fn services(
         fanout.clone(),
         presence.clone(),
         tasks.clone(),
+        config.command_retention,
     );
     commands.start();
     tasks.spawn(crate::replay::prune_forever(store.clone()));

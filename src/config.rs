@@ -118,6 +118,10 @@ pub struct Config {
     pub user_rate_limit: f64,
     pub user_rate_burst: f64,
     pub message_queue_ttl: Duration,
+    /// `COMMAND_RETENTION`: how long a finished (succeeded or failed) device
+    /// command is kept, from when it finished, before the retention sweep
+    /// deletes it. Open commands are never deleted.
+    pub command_retention: Duration,
     /// How long a dead node's sockets count as present (`WS_PRESENCE_TTL`).
     /// `WS_PRESENCE`: whether presence (online/offline, `presence:list`) runs.
     pub presence: bool,
@@ -173,6 +177,11 @@ pub struct AdminUi {
     /// `ADMIN_UI_READONLY=off` allows the UI's disconnect action.
     pub readonly: bool,
 }
+
+/// `COMMAND_RETENTION` default: 30 days, long enough for a month's audit of
+/// who commanded what (`GET /api/v1/commands`), short enough that the table
+/// stays bounded.
+pub const DEFAULT_COMMAND_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// The Server-Sent Events endpoint every node serves.
 pub const SSE_PATH: &str = "/api/v1/stream";
@@ -248,6 +257,24 @@ impl Vars {
 
     /// A duration in seconds (`3600`) or humantime (`1h`); unset = `None`.
     fn optional_duration(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {
+        match self.any_duration(var)? {
+            Some(d) if d.is_zero() => {
+                Err(bad(var, "must be greater than 0 (unset it for no limit)"))
+            }
+            d => Ok(d),
+        }
+    }
+
+    /// A duration in seconds (`86400`) or humantime (`30d`), greater than 0;
+    /// unset = `default`.
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.any_duration(var)? {
+            Some(d) if d.is_zero() => Err(bad(var, "must be greater than 0")),
+            d => Ok(d.unwrap_or(default)),
+        }
+    }
+
+    fn any_duration(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {
         let Some(raw) = self.get(var) else {
             return Ok(None);
         };
@@ -260,9 +287,6 @@ impl Vars {
                 )
             })?,
         };
-        if parsed.is_zero() {
-            return Err(bad(var, "must be greater than 0 (unset it for no limit)"));
-        }
         Ok(Some(parsed))
     }
 
@@ -417,6 +441,7 @@ impl Config {
             user_rate_limit,
             user_rate_burst,
             message_queue_ttl: v.seconds("WS_MESSAGE_QUEUE_TTL", 86_400)?,
+            command_retention: v.duration("COMMAND_RETENTION", DEFAULT_COMMAND_RETENTION)?,
             presence: match v.get("WS_PRESENCE").unwrap_or("on") {
                 "on" | "true" => true,
                 "off" | "false" => false,
@@ -713,9 +738,22 @@ mod tests {
             ("WEBHOOK_TIMEOUT_MS", "0"),
             ("WEBHOOK_RETRY_MAX_MS", "5"),
             ("WEBHOOK_CONCURRENCY", "0"),
+            ("COMMAND_RETENTION", "0"),
+            ("COMMAND_RETENTION", "forever"),
+            ("COMMAND_RETENTION", "-5"),
         ] {
             let err = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn command_retention_defaults_to_30_days_and_reads_seconds_or_durations() {
+        let c = cfg(&[]).expect("defaults are valid");
+        assert_eq!(c.command_retention, Duration::from_secs(30 * 86_400));
+        for (raw, secs) in [("3600", 3600), ("7d", 7 * 86_400), ("90m", 5400)] {
+            let c = cfg(&[("COMMAND_RETENTION", raw)]).expect("valid");
+            assert_eq!(c.command_retention, Duration::from_secs(secs), "{raw}");
         }
     }
 

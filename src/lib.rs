@@ -15,7 +15,8 @@
 //!   the presence state machine.
 //!
 //! **Rules and storage**
-//! - [`catalog`]: event types, schemas, priorities, publish/receive roles.
+//! - [`catalog`]: event types, schemas, priorities, publish/receive roles,
+//!   server-only types (refused from every client path); commands; the JSON export.
 //! - [`store`]: the storage interface with its PostgreSQL and SQLite implementations,
 //!   the group-commit writer and its circuit breaker.
 //! - [`limits`], [`throttle`]: connection limits, token buckets, per-user and API-key throttles.
@@ -41,10 +42,12 @@
 //! - [`documents`]: last-write-wins documents: merge, permissions, shapes, announcements.
 //! - [`presence`]: who is online across the cluster (database-backed, exactly-once
 //!   transitions), entity-room presence, typing.
-//! - [`commands`]: device commands: send, deliver, ack/result, TIMEOUT sweep, interlocks
+//! - [`commands`]: device commands: send, deliver, ack/result, TIMEOUT sweep, interlocks,
+//!   retention of finished ones (`COMMAND_RETENTION`)
 //!   (the state machine is [`domain::command`]; the database arbitrates each transition).
 //! - [`rules`]: telemetry rules: deadbands and thresholds that raise/clear alarms once across
-//!   nodes (the publisher's observer; evaluation in [`domain::rule`]; `RULES_FILE`).
+//!   nodes (the publisher's observer; evaluation in [`domain::rule`]; `RULES_FILE`); the
+//!   `rules` of `switchyard catalog --json`.
 //!
 //! - [`admin`]: the admin API's service: every node's connections, kicks and
 //!   statistics over `cluster::rpc`, naming nodes that did not answer.

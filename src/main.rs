@@ -38,8 +38,9 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
-    /// Print the merged event catalog (built-in + CATALOG_FILE); needs no
-    /// database and no JWT secret.
+    /// Print the merged catalog (built-in + CATALOG_FILE: events, rooms,
+    /// documents, commands; rules with RULES_FILE); needs no database and
+    /// no JWT secret.
     Catalog {
         /// As one JSON document (for client code generation; see docs/protocol.md).
         #[arg(long)]
@@ -127,9 +128,9 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `switchyard catalog [--json]`: reads only `CATALOG_FILE` (from the
-/// environment or `.env`), so it runs where the server's other settings
-/// (database, JWT secret) are absent.
+/// `switchyard catalog [--json]`: reads only `CATALOG_FILE` and
+/// `RULES_FILE` (from the environment or `.env`), so it runs where the
+/// server's other settings (database, JWT secret) are absent.
 fn print_catalog(json: bool) -> std::process::ExitCode {
     if let Err(e) = dotenvy::dotenv()
         && !e.not_found()
@@ -137,12 +138,15 @@ fn print_catalog(json: bool) -> std::process::ExitCode {
         eprintln!("switchyard: .env: {e}");
         return std::process::ExitCode::from(2);
     }
-    let file = std::env::var("CATALOG_FILE")
-        .ok()
-        .map(|f| f.trim().to_string())
-        .filter(|f| !f.is_empty())
-        .map(std::path::PathBuf::from);
-    let doc = match catalog::export::load_json(file.as_deref()) {
+    let path = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let (file, rules) = (path("CATALOG_FILE"), path("RULES_FILE"));
+    let doc = match switchyard::rules::export::catalog_json(file.as_deref(), rules.as_deref()) {
         Ok(doc) => doc,
         Err(e) => {
             eprintln!("switchyard: {e}");

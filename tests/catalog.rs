@@ -191,11 +191,20 @@ fn catalog_command_prints_every_builtin_type_with_its_schema() {
                 "priorityMap",
                 "publish",
                 "receive",
-                "schema"
+                "schema",
+                "serverOnly"
             ],
             "{name}: fixed shape"
         );
+        let server_only = entry.get("serverOnly") == Some(&json!(true));
+        assert_eq!(e["serverOnly"], server_only, "{name}");
+        if server_only {
+            assert_eq!(e["publish"], json!([]), "{name}: nobody publishes it");
+        }
     }
+    assert_eq!(doc["events"]["command_status"]["serverOnly"], true);
+    assert_eq!(doc["commands"], json!({}), "no built-in commands");
+    assert_eq!(doc["rules"], json!({}), "no built-in rules");
     assert_eq!(doc["version"], 1);
     assert_eq!(doc["allowUnknown"], false);
     assert_eq!(doc["rooms"], builtin["rooms"]);
@@ -293,6 +302,101 @@ fn catalog_command_reflects_a_catalog_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("events.a:b") && stderr.contains("unknown role"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn catalog_command_lists_commands_and_rules_with_the_rules_file_over_them() {
+    let mut f = tempfile("json");
+    let args = json!({ "type": "object", "required": ["rpm"], "properties": { "rpm": { "type": "number" } } });
+    write!(
+        f.1,
+        "{}",
+        json!({
+            "events": { "valve:moved": { "serverOnly": true } },
+            "commands": {
+                "pump:start": { "description": "Start a pump", "args": args, "send": ["operator"],
+                                "answer": { "roles": ["supervisor"] }, "timeoutMs": 2000,
+                                "interlocks": [{ "target": "device:p1", "document": "tank:t1",
+                                                 "field": "state", "equals": "empty",
+                                                 "reason": "tank t1 is empty" }] }
+            },
+            "rules": {
+                "hot": { "stream": { "type": "telemetry", "key": "endpointId", "match": { "endpointId": 59 } },
+                         "thresholds": { "t": { "above": 80, "hysteresis": 2, "forMs": 1000, "event": "alarm",
+                             "priority": "critical",
+                             "payload": { "severity": "critical", "message": "hot" } } } },
+                "band": { "stream": { "type": "telemetry" }, "deadband": 0.5 }
+            }
+        })
+    )
+    .unwrap();
+    let mut r = tempfile("json");
+    write!(
+        r.1,
+        "{}",
+        json!({ "rules": { "band": { "stream": { "type": "telemetry" }, "deadband": 3 } } })
+    )
+    .unwrap();
+    let catalog = f.0.display().to_string();
+    let rules = r.0.display().to_string();
+    let doc = catalog_json(&[("CATALOG_FILE", &catalog), ("RULES_FILE", &rules)]);
+    assert_eq!(
+        doc["commands"]["pump:start"],
+        json!({
+            "description": "Start a pump",
+            "args": args,
+            "send": ["operator", "admin"],
+            "answer": { "roles": ["supervisor", "admin"], "permission": null },
+            "timeoutMs": 2000,
+            "interlocks": [{ "target": "device:p1", "document": "tank:t1", "field": "state",
+                             "equals": "empty", "reason": "tank t1 is empty" }]
+        })
+    );
+    let moved = &doc["events"]["valve:moved"];
+    assert_eq!(
+        (moved["serverOnly"].clone(), moved["publish"].clone()),
+        (json!(true), json!([]))
+    );
+    let hot = &doc["rules"]["hot"];
+    assert_eq!(hot["stream"]["field"], "value", "default");
+    assert_eq!(hot["stream"]["match"], json!({ "endpointId": 59 }));
+    assert_eq!(hot["deadband"], Value::Null);
+    assert_eq!(
+        hot["thresholds"]["t"],
+        json!({ "above": 80.0, "hysteresis": 2.0, "forMs": 1000, "event": "alarm", "room": "alarms",
+                "priority": "critical", "clearPriority": null,
+                "payload": { "severity": "critical", "message": "hot" }, "clear": {},
+                "idField": "alarmId", "valueField": "value" })
+    );
+    assert_eq!(
+        doc["rules"]["band"]["deadband"], 3.0,
+        "RULES_FILE wins by id"
+    );
+    // The summary marks the server-only type.
+    let text = catalog_command(&[], &[("CATALOG_FILE", &catalog)]);
+    let line = String::from_utf8_lossy(&text.stdout)
+        .lines()
+        .find(|l| l.starts_with("valve:moved"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(line.contains("publish:server-only"), "{line}");
+
+    // A rule the server would refuse fails the command as it fails startup.
+    let mut bad = tempfile("json");
+    write!(
+        bad.1,
+        "{}",
+        json!({ "rules": { "r": { "stream": { "type": "command_status" }, "deadband": 1 } } })
+    )
+    .unwrap();
+    let out = catalog_command(&["--json"], &[("RULES_FILE", &bad.0.display().to_string())]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rules.r.stream.type") && stderr.contains("server only"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty());

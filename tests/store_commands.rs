@@ -1,7 +1,7 @@
 //! Command store contract (SPEC §13): the same cases on PostgreSQL and
 //! SQLite. Each transition is made by exactly one caller even when many
 //! race for it; expiry fails each open command once; idempotency keys
-//! return the first command.
+//! return the first command; retention deletes finished commands only.
 
 mod common;
 
@@ -269,5 +269,75 @@ async fn an_idempotency_key_returns_the_first_command() {
         let mut elsewhere = retry.clone();
         elsewhere.company_id = common::unique("co");
         assert!(!store.insert_command(&elsewhere).await.unwrap().duplicate);
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_finished_commands_only_in_bounded_batches() {
+    // Times below 1,000 ms, which no other case of this file uses: the
+    // prune is global (every company), and the cases share the database.
+    for (backend, store) in common::stores().await {
+        let company = common::unique("co");
+        let far = i64::MAX / 4;
+        let new = || command(&company, "device:p1", 100, far);
+        let (queued, sent, acked) = (new(), new(), new());
+        let (succeeded, failed, recent) = (new(), new(), new());
+        let none = Outcome::default();
+        let steps: [(&NewCommand, &[(Step, i64)]); 6] = [
+            (&queued, &[]),
+            (&sent, &[(Step::Deliver, 150)]),
+            (&acked, &[(Step::Deliver, 150), (Step::Ack, 160)]),
+            (
+                &succeeded,
+                &[(Step::Deliver, 150), (Step::Ack, 160), (Step::Succeed, 200)],
+            ),
+            (
+                &failed,
+                &[(Step::Deliver, 150), (Step::Ack, 160), (Step::Fail, 300)],
+            ),
+            (
+                &recent,
+                &[(Step::Deliver, 150), (Step::Ack, 160), (Step::Succeed, 700)],
+            ),
+        ];
+        for (c, path) in steps {
+            store.insert_command(c).await.unwrap();
+            for (step, at) in path {
+                store
+                    .transition_command(&company, &c.id, *step, *at, &none)
+                    .await
+                    .unwrap()
+                    .expect("the step applies");
+            }
+        }
+        // Finished at or before 500: `succeeded` and `failed`, one per call.
+        let mut deleted = 0;
+        loop {
+            let n = store.prune_commands(500, 1).await.unwrap();
+            assert!(n <= 1, "{backend}: a batch is bounded by its limit");
+            if n == 0 {
+                break;
+            }
+            deleted += n;
+        }
+        assert!(deleted >= 2, "{backend}: {deleted}");
+        for gone in [&succeeded, &failed] {
+            assert_eq!(
+                store.command(&company, &gone.id).await.unwrap(),
+                None,
+                "{backend}: a finished command past retention is deleted"
+            );
+        }
+        // Open commands are kept however old; a recent finished one too.
+        for (kept, status) in [
+            (&queued, Status::Queued),
+            (&sent, Status::Sent),
+            (&acked, Status::Acked),
+            (&recent, Status::Succeeded),
+        ] {
+            let c = store.command(&company, &kept.id).await.unwrap();
+            assert_eq!(c.map(|c| c.status), Some(status), "{backend}");
+        }
+        assert_eq!(store.prune_commands(500, 1_000).await.unwrap(), 0);
     }
 }

@@ -4,7 +4,9 @@
 //! across a killed and restarted server process; a bad signature refused
 //! and the delivery dead after a short schedule (admin API, /metrics),
 //! then redelivered; two nodes on Postgres never sending a row twice;
-//! presence lifecycle events; the admin API's checks.
+//! presence lifecycle events; `command_status` of a device command and a
+//! telemetry rule's alarm (both published by the server itself); the admin
+//! API's checks.
 
 mod common;
 
@@ -371,6 +373,139 @@ async fn presence_transitions_and_ephemeral_events_reach_endpoints_that_name_the
     assert!(log.iter().all(|r| r.signature_ok));
     app.stop().await;
     receiver.stop();
+}
+
+/// The bodies the receiver accepted, of one type, in arrival order.
+fn bodies_of(receiver: &Receiver, event_type: &str) -> Vec<Value> {
+    receiver
+        .log()
+        .into_iter()
+        .filter(|r| (200..300).contains(&r.status))
+        .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+        .filter(|b| b["type"] == event_type)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_status_and_rule_alarms_reach_endpoints_that_name_them() {
+    let receiver = Receiver::start(SECRET, 0).await;
+    let dir = std::env::temp_dir().join(common::unique("sy-hooks-cmd-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let catalog = dir.join("catalog.json");
+    std::fs::write(
+        &catalog,
+        json!({
+            "commands": { "pump:start": {} },
+            "rules": { "hot": {
+                "stream": { "type": "telemetry", "key": "endpointId" },
+                "thresholds": { "t": { "above": 80, "event": "alarm", "room": "alarms",
+                    "payload": { "severity": "critical", "message": "too hot" },
+                    "clear": { "severity": "info", "message": "back in range" } } } } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let catalog = catalog.display().to_string();
+    let app = common::spawn_app(
+        &common::sqlite_url(),
+        &[
+            ("ADMIN_API_KEYS", ADMIN),
+            ("WEBHOOK_ALLOW_PRIVATE", "on"),
+            ("WEBHOOK_POLL_MS", "50"),
+            ("CATALOG_FILE", catalog.as_str()),
+        ],
+    )
+    .await;
+    let base = app.url();
+    create_hook(
+        &base,
+        &receiver.url(),
+        SECRET,
+        json!(["command_status", "alarm"]),
+    )
+    .await;
+    let http = reqwest::Client::new();
+
+    // A command nobody answers: `queued`, then `failed` with TIMEOUT.
+    let res = http
+        .post(format!("{base}/api/v1/commands"))
+        .bearer_auth("test-key")
+        .json(
+            &json!({ "companyId": "acme", "target": "device:p1", "name": "pump:start",
+                       "timeoutMs": 300 }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let sent: Value = res.json().await.unwrap();
+    let id = sent["commandId"].as_str().unwrap().to_string();
+    receiver
+        .wait_for(Duration::from_secs(10), "queued and failed", |r| {
+            bodies_of(r, "command_status").len() >= 2
+        })
+        .await;
+    // Deliveries of one endpoint are not ordered: compare by status.
+    let mut statuses = bodies_of(&receiver, "command_status");
+    statuses.sort_by_key(|b| b["payload"]["status"] != "queued");
+    let seen: Vec<(&str, &str)> = statuses
+        .iter()
+        .map(|b| {
+            (
+                b["payload"]["commandId"].as_str().unwrap_or_default(),
+                b["payload"]["status"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [(id.as_str(), "queued"), (id.as_str(), "failed")]);
+    assert_eq!(statuses[1]["payload"]["error"]["code"], "TIMEOUT");
+    assert!(
+        statuses
+            .iter()
+            .all(|b| b["source"] == "commands" && b["companyId"] == "acme")
+    );
+
+    // A rule's threshold: one alarm raised, one cleared.
+    let reading = |value: f64| {
+        json!({ "companyId": "acme", "endpointId": 59, "value": value,
+                "timestamp": "2026-11-22T10:00:00Z" })
+    };
+    for value in [90.0, 10.0] {
+        let res = http
+            .post(format!("{base}/api/v1/telemetry"))
+            .bearer_auth("test-key")
+            .json(&reading(value))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        let want = if value > 80.0 { 1 } else { 2 };
+        receiver
+            .wait_for(Duration::from_secs(10), "the alarm", |r| {
+                bodies_of(r, "alarm").len() >= want
+            })
+            .await;
+    }
+    let alarms = bodies_of(&receiver, "alarm");
+    let states: Vec<&str> = alarms
+        .iter()
+        .map(|b| b["payload"]["state"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(states, ["raised", "cleared"]);
+    assert_eq!(alarms[0]["source"], "rules");
+    assert_eq!(
+        alarms[0]["payload"]["alarmId"],
+        alarms[1]["payload"]["alarmId"]
+    );
+    assert_eq!(alarms[0]["priority"], "critical");
+    assert!(receiver.log().iter().all(|r| r.signature_ok));
+    assert!(
+        bodies_of(&receiver, "telemetry").is_empty(),
+        "only the types the endpoint names"
+    );
+    app.stop().await;
+    receiver.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

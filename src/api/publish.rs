@@ -15,7 +15,8 @@ use crate::state::AppState;
 
 pub async fn publish(state: &AppState, session: &Arc<Session>, req: Publish) -> AppResult<Reply> {
     let publisher = &state.publisher;
-    let spec = publisher.spec(&req.event_type)?;
+    // Server-only types (`command_status`) first: no role may forge them.
+    let spec = publisher.client_spec(&req.event_type)?;
     let identity = session.identity();
     if !spec.publish.contains(identity.role) {
         return Err(AppError::new(

@@ -22,6 +22,9 @@ use super::spec::{CatalogError, RoleSet, compile_schema, failing_field};
 use crate::domain::Identity;
 use crate::error::{AppError, Code};
 
+/// The event type the server announces every command transition as. Only
+/// the server publishes it: its catalog entry must be `serverOnly`.
+pub const STATUS_EVENT: &str = "command_status";
 /// Default `timeoutMs` of a command (issue 15: 10 s).
 pub const DEFAULT_TIMEOUT_MS: i64 = 10_000;
 /// The longest timeout a command may ask for (one day).

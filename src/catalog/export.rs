@@ -1,18 +1,22 @@
 //! The merged catalog as one JSON document (`switchyard catalog --json`),
 //! for client code generation; docs/protocol.md describes the shape.
 //!
-//! Roles, priorities, durability and conflation come from the compiled
+//! Roles, priorities, durability, conflation, `serverOnly` and the
+//! commands' rights, timeouts and interlocks come from the compiled
 //! catalog, so defaults are applied exactly as the server applies them
-//! (admins always included). Schemas, descriptions and priority maps come
-//! from the entries they were compiled from: the built-in ones, replaced
-//! entry by entry by those of `CATALOG_FILE`, as [`Catalog::load`] merges.
-//! Keys are sorted, so the output is stable for a given catalog.
+//! (admins always included). Schemas (events, documents, command `args`),
+//! descriptions and priority maps come from the entries they were compiled
+//! from: the built-in ones, replaced entry by entry by those of
+//! `CATALOG_FILE`, as [`Catalog::load`] merges. Keys are sorted, so the
+//! output is stable for a given catalog. The `rules` section is added by
+//! `crate::rules::export` (rules are compiled against the whole catalog).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use super::commands::{CommandSpec, Condition, Interlock};
 use super::spec::{CatalogError, DocumentSpec, EventSpec, RoleSet};
 use super::{BUILTIN, Catalog};
 
@@ -30,11 +34,12 @@ pub fn load_json(file: Option<&Path>) -> Result<Value, CatalogError> {
     Ok(describe(&catalog, &entries))
 }
 
-/// The raw `events` and `documents` entries (schemas as written).
+/// The raw `events`, `documents` and `commands` entries (schemas as written).
 #[derive(Default)]
 struct RawEntries {
     events: Map<String, Value>,
     documents: Map<String, Value>,
+    commands: Map<String, Value>,
 }
 
 impl RawEntries {
@@ -64,6 +69,7 @@ impl RawEntries {
         Self {
             events: take("events"),
             documents: take("documents"),
+            commands: take("commands"),
         }
     }
 
@@ -71,6 +77,7 @@ impl RawEntries {
     fn merge(&mut self, other: Self) {
         self.events.extend(other.events);
         self.documents.extend(other.documents);
+        self.commands.extend(other.commands);
     }
 }
 
@@ -90,6 +97,11 @@ fn describe(catalog: &Catalog, raw: &RawEntries) -> Value {
         .iter()
         .map(|(ty, spec)| (ty.as_str(), spec))
         .collect();
+    let commands: BTreeMap<&str, &CommandSpec> = catalog
+        .commands
+        .iter()
+        .map(|(name, spec)| (name.as_str(), spec))
+        .collect();
     json!({
         "version": FORMAT_VERSION,
         "allowUnknown": catalog.allow_unknown,
@@ -101,6 +113,9 @@ fn describe(catalog: &Catalog, raw: &RawEntries) -> Value {
         }).collect::<Map<_, _>>(),
         "documents": documents.into_iter().map(|(ty, spec)| {
             (ty.to_string(), document(spec, raw.documents.get(ty)))
+        }).collect::<Map<_, _>>(),
+        "commands": commands.into_iter().map(|(name, spec)| {
+            (name.to_string(), command(spec, raw.commands.get(name)))
         }).collect::<Map<_, _>>(),
     })
 }
@@ -124,7 +139,39 @@ fn event(spec: &EventSpec, entry: Option<&Value>) -> Value {
         "publish": role_names(spec.publish),
         "receive": role_names(spec.receive),
         "conflate": spec.conflate.as_ref().map(|c| json!({ "key": c.key, "windowMs": c.window_ms })),
+        "serverOnly": spec.server_only,
     })
+}
+
+fn command(spec: &CommandSpec, entry: Option<&Value>) -> Value {
+    json!({
+        "description": spec.description,
+        "args": field(entry, "args").unwrap_or_else(any_object),
+        "send": role_names(spec.send),
+        "answer": {
+            "roles": role_names(spec.answer_roles),
+            "permission": spec.answer_permission,
+        },
+        "timeoutMs": spec.timeout_ms,
+        "interlocks": spec.interlocks.iter().map(interlock).collect::<Vec<_>>(),
+    })
+}
+
+/// An interlock in the shape it is written in (`below` | `above` | `equals`).
+fn interlock(l: &Interlock) -> Value {
+    let mut v = json!({
+        "target": l.target,
+        "document": format!("{}:{}", l.doc_type, l.doc_id),
+        "field": l.field,
+        "reason": l.reason,
+    });
+    let (key, limit) = match &l.condition {
+        Condition::Below(n) => ("below", json!(n)),
+        Condition::Above(n) => ("above", json!(n)),
+        Condition::Equals(x) => ("equals", x.clone()),
+    };
+    v[key] = limit;
+    v
 }
 
 fn document(spec: &DocumentSpec, entry: Option<&Value>) -> Value {
@@ -162,14 +209,17 @@ pub fn summary(doc: &Value) -> String {
         } else {
             "ephemeral"
         };
+        let publish = match e["serverOnly"] == true {
+            true => "server-only".to_string(),
+            false => roles("publish"),
+        };
         let conflated = match e["conflate"]["windowMs"].as_u64() {
             Some(ms) => format!(" conflated:{ms}ms"),
             None => String::new(),
         };
         out.push_str(&format!(
-            "{name:<34} {:<8} {kind:<9} publish:{} receive:{}{conflated}\n",
+            "{name:<34} {:<8} {kind:<9} publish:{publish} receive:{}{conflated}\n",
             e["priority"].as_str().unwrap_or_default(),
-            roles("publish"),
             roles("receive"),
         ));
     }
@@ -194,7 +244,54 @@ mod tests {
                 .is_some_and(|r| r.contains(&json!("admin")))
         );
         assert!(e["conflate"].is_null());
+        assert_eq!(e["serverOnly"], false);
+        let status = &events["command_status"];
+        assert_eq!(status["serverOnly"], true);
+        assert_eq!(status["publish"], json!([]), "no client publishes it");
+        assert_eq!(doc["commands"], json!({}), "the built-in catalog has none");
         assert_eq!(doc["version"], FORMAT_VERSION);
         assert!(summary(&doc).lines().count() == events.len());
+    }
+
+    #[test]
+    fn commands_are_described_with_their_defaults_and_interlocks() {
+        let dir = std::env::temp_dir().join(format!("sy-exp-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.json");
+        let args = json!({ "type": "object", "properties": { "rpm": { "type": "number" } } });
+        std::fs::write(
+            &file,
+            json!({ "commands": {
+                "pump:start": { "args": args, "send": ["operator"], "timeoutMs": 500,
+                    "interlocks": [{ "document": "tank:t1", "field": "level", "below": 10,
+                                     "reason": "tank t1 is nearly empty" }] },
+                "pump:stop": {}
+            } })
+            .to_string(),
+        )
+        .unwrap();
+        let doc = load_json(Some(&file)).unwrap();
+        let start = &doc["commands"]["pump:start"];
+        assert_eq!(start["args"], args, "as written");
+        assert_eq!(start["send"], json!(["operator", "admin"]));
+        assert_eq!(start["timeoutMs"], 500);
+        assert_eq!(
+            start["interlocks"],
+            json!([{ "target": null, "document": "tank:t1", "field": "level", "below": 10.0,
+                     "reason": "tank t1 is nearly empty" }])
+        );
+        let stop = &doc["commands"]["pump:stop"];
+        assert_eq!(stop["args"], json!({ "type": "object" }));
+        assert_eq!(stop["send"], json!(["supervisor", "manager", "admin"]));
+        assert_eq!(
+            stop["answer"],
+            json!({ "roles": ["admin"], "permission": "device" })
+        );
+        assert_eq!(
+            stop["timeoutMs"],
+            super::super::commands::DEFAULT_TIMEOUT_MS
+        );
+        assert_eq!(stop["description"], Value::Null);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

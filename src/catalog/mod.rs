@@ -113,6 +113,14 @@ impl Catalog {
         ))
     }
 
+    /// The spec of a type a client (socket or HTTP API key) publishes: as
+    /// [`Self::event`], and FORBIDDEN for a `serverOnly` type.
+    pub fn client_event(&self, event_type: &str) -> Result<&EventSpec, AppError> {
+        let spec = self.event(event_type)?;
+        spec.refuse_client()?;
+        Ok(spec)
+    }
+
     /// Roles that receive a stored event of this type. None for a name that
     /// may not be sent to clients (stored before names were checked), so a
     /// replay never hands a client an event that breaks it.
@@ -190,6 +198,49 @@ mod tests {
         assert!(!c.may_join_kind("quality", Role::Operator));
         assert!(c.may_join_kind("quality", Role::Supervisor));
         assert!(c.may_join_kind("order", Role::Operator));
+    }
+
+    #[test]
+    fn server_only_types_are_refused_to_clients_and_must_stay_so() {
+        let c = Catalog::load(None).unwrap();
+        let spec = c.event(commands::STATUS_EVENT).unwrap();
+        assert!(spec.server_only);
+        assert_eq!(spec.publish, RoleSet::NONE, "no role publishes it");
+        let e = c.client_event(commands::STATUS_EVENT).unwrap_err();
+        assert_eq!(e.code, Code::Forbidden);
+        assert!(
+            e.message.contains("`command_status`") && e.message.contains("command:result"),
+            "{e:?}"
+        );
+        assert!(c.client_event("alarm").is_ok(), "panels publish alarms");
+        let dir = std::env::temp_dir().join(format!("sy-cat-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.json");
+        for (text, entry, says) in [
+            (
+                r#"{"events": {"command_status": {"publish": ["supervisor"]}}}"#,
+                "events.command_status",
+                "serverOnly",
+            ),
+            (
+                r#"{"events": {"x:y": {"serverOnly": true, "publish": ["manager"]}}}"#,
+                "events.x:y",
+                "remove `publish`",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = Catalog::load(Some(&file)).unwrap_err();
+            assert_eq!(e.entry, entry, "{e}");
+            assert!(e.reason.contains(says), "{e}");
+        }
+        std::fs::write(&file, r#"{"events": {"x:y": {"serverOnly": true}}}"#).unwrap();
+        let c = Catalog::load(Some(&file)).unwrap();
+        let e = c.client_event("x:y").unwrap_err();
+        assert_eq!(e.code, Code::Forbidden);
+        assert!(e.message.contains("`x:y`") && e.message.contains("server"));
+        std::fs::write(&file, r#"{"events": {"x:y": {"serverOnly": "yes"}}}"#).unwrap();
+        assert!(Catalog::load(Some(&file)).is_err(), "a boolean");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

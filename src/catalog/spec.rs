@@ -134,6 +134,9 @@ pub struct EventEntry {
     conflate: Option<ConflateEntry>,
     #[serde(default)]
     priority_map: Option<PriorityMapEntry>,
+    /// Only the server publishes this type (see [`EventSpec::server_only`]).
+    #[serde(default)]
+    server_only: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +203,11 @@ pub struct EventSpec {
     pub receive: RoleSet,
     pub conflate: Option<Conflate>,
     priority_map: Option<PriorityMapEntry>,
+    /// Published by the server itself (e.g. `command_status`, announced for
+    /// each command transition): refused from every client path, sockets
+    /// and the HTTP API alike, so no client can forge it. `publish` is then
+    /// empty.
+    pub server_only: bool,
 }
 
 impl std::fmt::Debug for EventSpec {
@@ -229,13 +237,32 @@ impl EventSpec {
             .map(|s| compile_schema(&entry, s))
             .transpose()?;
         let supervisor_up = ["supervisor", "manager", "admin"].map(String::from);
+        let server_only = e.server_only.unwrap_or(false);
+        if server_only && e.publish.is_some() {
+            return Err(CatalogError::new(
+                entry,
+                "a `serverOnly` type is published by the server only: remove `publish`",
+            ));
+        }
+        if !server_only && name == super::commands::STATUS_EVENT {
+            return Err(CatalogError::new(
+                entry,
+                format!(
+                    "the server announces every command transition as `{name}`: \
+                     it must stay `\"serverOnly\": true` (clients could forge it otherwise)"
+                ),
+            ));
+        }
         Ok(Self {
             name: name.to_string(),
             description: e.description,
             validator,
             priority: e.priority.unwrap_or(Priority::Medium),
             durable: e.durable.unwrap_or(true),
-            publish: RoleSet::parse(e.publish.as_deref().unwrap_or(&supervisor_up), &entry)?,
+            publish: match server_only {
+                true => RoleSet::NONE,
+                false => RoleSet::parse(e.publish.as_deref().unwrap_or(&supervisor_up), &entry)?,
+            },
             receive: match &e.receive {
                 Some(r) => RoleSet::parse(r, &entry)?,
                 None => RoleSet::ALL,
@@ -254,6 +281,7 @@ impl EventSpec {
                 None => None,
             },
             priority_map: e.priority_map,
+            server_only,
         })
     }
 
@@ -269,7 +297,27 @@ impl EventSpec {
             receive: RoleSet::ALL,
             conflate: None,
             priority_map: None,
+            server_only: false,
         }
+    }
+
+    /// The refusal of a client's publish of a [`Self::server_only`] type:
+    /// FORBIDDEN, naming the type and what to do instead.
+    pub fn refuse_client(&self) -> Result<(), AppError> {
+        if !self.server_only {
+            return Ok(());
+        }
+        let instead = if self.name == super::commands::STATUS_EVENT {
+            ": it announces each transition of a device command; a device reports \
+             progress with `command:ack` and `command:result`"
+        } else {
+            " (catalog `serverOnly`)"
+        };
+        Err(AppError::new(
+            Code::Forbidden,
+            format!("`{}` is published by the server only{instead}", self.name),
+        )
+        .with_details(json!({ "field": "type", "reason": "serverOnly" })))
     }
 
     /// Payloads are always JSON objects; the schema adds the rest.

@@ -3,6 +3,7 @@
 
 use super::{Commands, SWEEP_BATCH, SWEEP_INTERVAL, view};
 use crate::catalog::RoleSet;
+use crate::catalog::commands::STATUS_EVENT;
 use crate::domain::{RoomName, Targets, now_ms};
 use crate::error::AppResult;
 use crate::events::Draft;
@@ -21,7 +22,8 @@ impl Commands {
     }
 
     async fn try_announce(&self, c: &StoredCommand) -> AppResult<()> {
-        let spec = self.publisher.spec("command_status")?;
+        // `spec`, not `client_spec`: the server's own type.
+        let spec = self.publisher.spec(STATUS_EVENT)?;
         let mut rooms = Targets::one(RoomName::parse(&format!("command:{}", c.id))?);
         if let Some(user) = &c.sender {
             rooms.push(RoomName::user(user));
@@ -30,7 +32,7 @@ impl Commands {
             spec,
             Draft {
                 company: &c.company_id,
-                event_type: "command_status",
+                event_type: STATUS_EVENT,
                 rooms,
                 payload: view::status(c),
                 priority: None,

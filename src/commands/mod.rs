@@ -18,13 +18,16 @@
 //! its ack) fails with `TIMEOUT`: every node sweeps every
 //! [`SWEEP_INTERVAL`], the database picks who expires each command.
 //!
+//! Finished commands are deleted after `COMMAND_RETENTION` (`retention.rs`).
+//!
 //! Files: this one sends; `device.rs` is the device's side (ack, result,
 //! the commands waiting when it joins); `announce.rs` announces and sweeps;
-//! [`request`] and [`view`] are the wire shapes.
+//! `retention.rs` prunes; [`request`] and [`view`] are the wire shapes.
 
 mod announce;
 mod device;
 pub mod request;
+mod retention;
 pub mod view;
 
 use std::sync::Arc;
@@ -84,6 +87,8 @@ pub struct Commands {
     fanout: Arc<Fanout>,
     presence: Arc<Presence>,
     tasks: Tasks,
+    /// `COMMAND_RETENTION`: finished commands older than this are deleted.
+    retention: Duration,
 }
 
 impl Commands {
@@ -94,6 +99,7 @@ impl Commands {
         fanout: Arc<Fanout>,
         presence: Arc<Presence>,
         tasks: Tasks,
+        retention: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -102,13 +108,16 @@ impl Commands {
             fanout,
             presence,
             tasks,
+            retention,
         })
     }
 
-    /// Starts the timeout sweep.
+    /// Starts the timeout sweep and the retention of finished commands.
     pub fn start(self: &Arc<Self>) {
         let me = self.clone();
         self.tasks.spawn(async move { me.sweep_forever().await });
+        let me = self.clone();
+        self.tasks.spawn(async move { me.retain_forever().await });
     }
 
     /// `command:send` / `POST /api/v1/commands`: checks rights, args and

@@ -14,8 +14,10 @@
 //!   `reconnect_error`, `reconnecting`, `ping`, `pong` (they fire its own
 //!   handlers), and Socket.IO-Client-Swift's client events add
 //!   `reconnectAttempt`, `statusChange`, `websocketUpgrade`;
-//! - the server's own signals: `session` and `session:*`, and the `user:*`,
-//!   `document:*`, `presence:*`, `replay:*` families.
+//! - the server's own signals: `session` and `session:*`, `command` (a device
+//!   command delivered to its target room, after the send rights, `args`
+//!   and interlocks were checked: a published `command` would skip them),
+//!   and the `user:*`, `document:*`, `presence:*`, `replay:*` families.
 
 use std::fmt;
 
@@ -49,7 +51,7 @@ const RESERVED: [&str; 19] = [
 
 /// Names the server emits itself (`session`) and the prefixes of its signal
 /// families.
-const SERVER_NAMES: [&str; 1] = ["session"];
+const SERVER_NAMES: [&str; 2] = ["session", "command"];
 const SERVER_PREFIXES: [&str; 5] = ["session:", "user:", "document:", "presence:", "replay:"];
 
 /// Why a type name is refused.
@@ -139,6 +141,7 @@ mod tests {
         for name in [
             "session",
             "session:expired",
+            "command",
             "user:online",
             "user:typing",
             "document:updated",

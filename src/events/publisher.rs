@@ -93,6 +93,13 @@ impl Publisher {
         self.catalog.event(event_type)
     }
 
+    /// The entry of a type a client publishes (sockets, HTTP API):
+    /// FORBIDDEN for a `serverOnly` type, which only the server's own
+    /// paths (command announcements, rules) publish through [`Self::spec`].
+    pub fn client_spec(&self, event_type: &str) -> AppResult<&EventSpec> {
+        self.catalog.client_event(event_type)
+    }
+
     /// [`super::prepare`] with this server's payload limit.
     pub fn prepare(&self, spec: &EventSpec, draft: super::Draft<'_>) -> AppResult<Prepared> {
         super::prepare(spec, draft, self.settings.max_payload)

@@ -96,7 +96,8 @@ impl EventIn {
 fn prepare_one(state: &AppState, item: &Value) -> AppResult<Prepared> {
     crate::domain::text::refuse_nul(item)?;
     let mut event: EventIn = from_value(item, "an event object { type, companyId, payload, … }")?;
-    let spec = state.publisher.spec(&event.event_type)?;
+    // Backends publish any type except the server's own (`command_status`).
+    let spec = state.publisher.client_spec(&event.event_type)?;
     let rooms = event.targets();
     let source = event
         .source
@@ -167,7 +168,7 @@ async fn publish_batch(state: &AppState, mut batch: Vec<Prepared>) -> AppResult<
         (status = 400, description = "Invalid event (details name the field and index)", body = ErrorReply),
         (status = 401, description = "No valid API key", body = ErrorReply),
         (status = 429, description = "Too many failed key attempts", body = ErrorReply),
-        (status = 403, description = "Room not allowed", body = ErrorReply),
+        (status = 403, description = "Room not allowed, or a server-only type such as `command_status`", body = ErrorReply),
         (status = 413, description = "Body or payload too large", body = ErrorReply),
         (status = 503, description = "Storage unavailable", body = ErrorReply),
     )
@@ -273,7 +274,7 @@ pub async fn telemetry(
     body: Bytes,
 ) -> AppResult<(StatusCode, Json<Value>)> {
     let items = parse_body(&body)?;
-    let spec = state.publisher.spec("telemetry")?;
+    let spec = state.publisher.client_spec("telemetry")?;
     let mut batch = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let index = |e: AppError| e.with_details(json!({ "index": i }));

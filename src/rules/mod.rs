@@ -13,8 +13,10 @@
 //! guard holds against the stored state. No node acts on a copy of the
 //! state, so across nodes exactly one raises or clears each alarm, a dip
 //! seen by one node disarms a hold armed by another, and a restarted node
-//! finds an alarm still raised. Rule files: [`spec`].
+//! finds an alarm still raised. Rule files: [`spec`]; the `rules` of
+//! `switchyard catalog --json`: [`export`].
 
+pub mod export;
 pub mod spec;
 
 use std::collections::{HashMap, HashSet};

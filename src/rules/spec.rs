@@ -120,10 +120,10 @@ pub struct Threshold {
     pub room: RoomName,
     pub priority: Option<Priority>,
     pub clear_priority: Option<Priority>,
-    payload: Map<String, Value>,
-    clear: Map<String, Value>,
-    id_field: String,
-    value_field: String,
+    pub(super) payload: Map<String, Value>,
+    pub(super) clear: Map<String, Value>,
+    pub(super) id_field: String,
+    pub(super) value_field: String,
 }
 
 impl Threshold {
@@ -168,7 +168,7 @@ pub struct Rule {
     pub event_type: String,
     pub field: String,
     pub key: Option<String>,
-    matches: Map<String, Value>,
+    pub(super) matches: Map<String, Value>,
     pub deadband: Option<f64>,
     pub thresholds: Vec<Threshold>,
 }
@@ -248,9 +248,19 @@ pub fn compile(
         return Err(err(entry, "a rule id is 1-64 of [A-Za-z0-9_.:-]".into()));
     }
     let e: RuleEntry = serde_json::from_value(v).map_err(|e| err(entry.clone(), e.to_string()))?;
-    catalog
+    let stream = catalog
         .event(&e.stream.event_type)
         .map_err(|x| err(format!("{entry}.stream.type"), x.message))?;
+    // Rules see what clients publish; a server-only type never comes by.
+    if stream.server_only {
+        return Err(err(
+            format!("{entry}.stream.type"),
+            format!(
+                "`{}` is published by the server only: no reading of it ever reaches a rule",
+                e.stream.event_type
+            ),
+        ));
+    }
     if e.deadband.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
         return Err(err(
             format!("{entry}.deadband"),
@@ -387,6 +397,11 @@ mod tests {
             (
                 "stream",
                 json!({"stream": {"type": "nope:nope"}, "deadband": 1}),
+                "rules.r.stream.type",
+            ),
+            (
+                "server-only stream",
+                json!({"stream": {"type": "command_status"}, "deadband": 1}),
                 "rules.r.stream.type",
             ),
             (

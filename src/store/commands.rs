@@ -132,6 +132,12 @@ pub trait CommandStore: Send + Sync {
     /// before `now`, and returns those this call failed.
     async fn expire_commands(&self, now: i64, limit: i64)
     -> Result<Vec<StoredCommand>, StoreError>;
+
+    /// Deletes at most `limit` finished (`succeeded` or `failed`) commands
+    /// that finished at or before `finished_before` (retention); returns how
+    /// many. Open commands (`queued`, `sent`, `acked`) are never deleted,
+    /// however old.
+    async fn prune_commands(&self, finished_before: i64, limit: i64) -> Result<u64, StoreError>;
 }
 
 /// The code a timed-out command fails with.

@@ -211,4 +211,22 @@ impl CommandStore for PgStore {
         .await?;
         rows.iter().map(command_from_row).collect()
     }
+
+    async fn prune_commands(&self, finished_before: i64, limit: i64) -> Result<u64, StoreError> {
+        // A bounded batch per statement (the caller repeats), by the primary
+        // key, found through the `commands_finished` partial index (0011).
+        // SKIP LOCKED: nodes pruning at once split the rows.
+        let deleted = sqlx::query(
+            "DELETE FROM commands WHERE id IN (
+                 SELECT id FROM commands
+                 WHERE status IN ('succeeded', 'failed') AND finished_at <= $1
+                 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(finished_before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
 }

@@ -213,4 +213,21 @@ impl CommandStore for SqliteStore {
         .await?;
         rows.iter().map(command_from_row).collect()
     }
+
+    async fn prune_commands(&self, finished_before: i64, limit: i64) -> Result<u64, StoreError> {
+        // A bounded batch per statement, so the single writer is never held
+        // long (the caller repeats); found through `commands_finished` (0011).
+        let deleted = sqlx::query(
+            "DELETE FROM commands WHERE seq IN (
+                 SELECT seq FROM commands
+                 WHERE status IN ('succeeded', 'failed') AND finished_at <= ?
+                 ORDER BY finished_at LIMIT ?)",
+        )
+        .bind(finished_before)
+        .bind(limit)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
 }

@@ -56,7 +56,7 @@ export interface CofeprisComplianceUpdatePayload {
   [k: string]: unknown;
 }
 
-/** Progress of a device command (server-generated); goes to command:{commandId} and the sender's user room */
+/** Progress of a device command (server-only: published by the server for each transition, refused from clients); goes to command:{commandId} and the sender's user room */
 export interface CommandStatusPayload {
   /**
    * what the device reported

@@ -3,7 +3,9 @@
 // completes a command while two panels watch every state; a command nobody
 // answers fails with TIMEOUT exactly once; a device that reconnects gets its
 // queued commands in order; clientCommandId makes send idempotent; an
-// interlock refuses with INTERLOCKED and its reason.
+// interlock refuses with INTERLOCKED and its reason; nobody forges
+// `command_status` (server-only): socket.io `event:publish`, the plain
+// WebSocket `publish` and `POST /api/v1/events` are each FORBIDDEN.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -14,6 +16,7 @@ import {
   cleanup, connect, emitAck, expectNoEvent, getJson, it, randomId, sleep, startServer, tcpReachable, token, waitFor,
   waitUntil,
 } from './helpers.js';
+import { closeAllPlain, wsSession, wsUrl } from './plain.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env.SY_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
@@ -105,7 +108,10 @@ function suite(label, start) {
     before(async () => {
       [a, b] = await start();
     });
-    after(cleanup);
+    after(async () => {
+      closeAllPlain();
+      await cleanup();
+    });
 
     it('a device acks and completes a command while two panels watch every state', async () => {
       const dev = await device(a, 'dev-1');
@@ -168,6 +174,60 @@ function suite(label, start) {
       const again = await emitAck(dev.socket, 'command:result', { commandId: id, ok: false });
       assert.equal(again.ok, false);
       assert.equal(again.error.code, 'CONFLICT');
+    });
+
+    it('nobody forges command_status: socket.io, plain WebSocket and HTTP publishes are FORBIDDEN', async () => {
+      const room = `device:${randomId('f')}`;
+      const sender = await user(a, 'alice', 'supervisor');
+      const sent = await emitAck(sender.socket, 'command:send', { target: room, name: 'pump:start' });
+      assert.equal(sent.ok, true, JSON.stringify(sent));
+      const id = sent.commandId;
+      const statusRoom = `command:${id}`;
+      const watcher = await user(b, 'carol', 'supervisor');
+      const watcherSaw = statuses(watcher.socket);
+      assert.equal((await emitAck(watcher.socket, 'subscribe', { room: statusRoom, offsets: { [statusRoom]: 0 } })).ok, true);
+      await waitUntil(() => of(watcherSaw, id).length === 1, 5000, 'queued replayed');
+
+      const forged = { commandId: id, status: 'succeeded', actualValue: 1 };
+      const refused = (error, how) => {
+        assert.equal(error.code, 'FORBIDDEN', `${how}: ${JSON.stringify(error)}`);
+        assert.match(error.message, /`command_status`/, how);
+        assert.match(error.message, /server/, how);
+        assert.match(error.message, /command:ack/, how);
+      };
+      // socket.io, even as an admin (who may publish anything else).
+      for (const role of ['supervisor', 'admin']) {
+        const forger = await user(a, `mallory-${role}`, role);
+        const ack = await emitAck(forger.socket, 'event:publish', { type: 'command_status', room: statusRoom, payload: forged });
+        assert.equal(ack.ok, false, JSON.stringify(ack));
+        refused(ack.error, `socket.io ${role}`);
+      }
+      // The plain WebSocket, with both verb styles.
+      const adminToken = token({ sub: 'mallory-ws', companyId: company, role: 'admin' });
+      const { c } = await wsSession(wsUrl(b, '/ws', `?token=${adminToken}`));
+      const byAction = await c.request({ action: 'publish', type: 'command_status', room: statusRoom, payload: forged });
+      assert.equal(byAction.success, false, JSON.stringify(byAction));
+      refused(byAction.error, 'ws action');
+      const byType = await c.request({ type: 'publish', eventType: 'command_status', room: statusRoom, payload: forged });
+      refused(byType.error, 'ws type');
+      // The HTTP API (an API key publishes any other type).
+      const http = await postJson(`${a.url}/api/v1/events`, {
+        type: 'command_status', companyId: company, rooms: [statusRoom], payload: forged,
+      });
+      assert.equal(http.status, 403, JSON.stringify(http.body));
+      refused(http.body.error, 'HTTP');
+
+      // The panel saw none of it; the server's own statuses still flow.
+      await sleep(300);
+      assert.deepEqual(names(of(watcherSaw, id)), ['queued']);
+      const dev = await device(a, 'dev-f');
+      await emitAck(dev.socket, 'subscribe', { room });
+      assert.equal((await emitAck(dev.socket, 'command:ack', { commandId: id })).status, 'acked');
+      assert.equal((await emitAck(dev.socket, 'command:result', { commandId: id, ok: true, value: 7 })).status, 'succeeded');
+      await waitUntil(() => of(watcherSaw, id).length >= 4, 5000, 'every real state');
+      await sleep(200);
+      assert.deepEqual(names(of(watcherSaw, id)), ['queued', 'sent', 'acked', 'succeeded']);
+      assert.equal(of(watcherSaw, id)[3].actualValue, 7);
     });
 
     it('a command nobody answers fails with TIMEOUT, announced once', async () => {

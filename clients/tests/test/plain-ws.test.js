@@ -6,6 +6,9 @@
 // `auth` message, `type` requests, `channel` subscriptions, flat frames).
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import {
   cleanup, connect, emitAck, it, randomId, sleep, startServer, token, waitFor,
@@ -15,9 +18,15 @@ import { closeAllPlain, wsOpen, wsSession, wsUrl } from './plain.js';
 const API_KEY = 'plain-ws-key';
 const CO = randomId('pws-');
 let server;
+let catalogDir;
 
 before(async () => {
+  // The control panel sends a command (its `command_status` is the server's).
+  catalogDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sy-plain-ws-'));
+  const catalogFile = path.join(catalogDir, 'catalog.json');
+  fs.writeFileSync(catalogFile, JSON.stringify({ commands: { 'valve:set': { send: ['operator'] } } }));
   server = await startServer({
+    CATALOG_FILE: catalogFile,
     API_KEYS: API_KEY,
     WS_JSON_PATH: '/ws,/dev',
     WS_MAX_PAYLOAD: 4096,
@@ -29,6 +38,7 @@ before(async () => {
 after(async () => {
   closeAllPlain();
   await cleanup();
+  fs.rmSync(catalogDir, { recursive: true, force: true });
 });
 
 async function publish({ room, ...body }, companyId = CO) {
@@ -120,9 +130,13 @@ describe('plain WebSocket: connecting as each seed does', () => {
     const alarm = await c.next((m) => m.type === 'alarm');
     assert.equal(alarm.alarmId, 42);
     assert.equal(alarm.room, 'alarms');
-    await publish({ type: 'command_status', room: 'command:7', payload: { commandId: 7, status: 'acked' } });
+    // `command_status` is server-only (a publish of it is FORBIDDEN): a real
+    // command sent over this socket produces it, in the sender's user room.
+    const sent = await c.request({ type: 'command:send', target: 'device:v1', name: 'valve:set', args: { open: true } });
+    assert.equal(sent.success, true, JSON.stringify(sent));
     const cmd = await c.next((m) => m.type === 'command_status');
-    assert.equal(cmd.commandId, 7);
+    assert.equal(cmd.commandId, sent.commandId);
+    assert.equal(cmd.status, 'queued');
     c.close();
   });
 });

@@ -1,0 +1,128 @@
+//! Device commands, in-process: the server-only `command_status` refused
+//! from the HTTP API (the socket paths are covered with the real clients in
+//! clients/tests/test/commands.test.js), and the retention sweep deleting
+//! finished commands past `COMMAND_RETENTION` as soon as a node starts.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard::domain::command::Step;
+use switchyard::store::commands::{NewCommand, Outcome};
+
+#[tokio::test]
+async fn the_http_api_refuses_command_status_naming_it_and_publishes_nothing() {
+    let app = common::spawn_app(&common::sqlite_url(), &[]).await;
+    let forged = json!({ "type": "command_status", "companyId": "acme",
+                         "rooms": ["command:42"],
+                         "payload": { "commandId": "42", "status": "succeeded" } });
+    let order = json!({ "type": "order:created", "companyId": "acme", "rooms": ["order:7"],
+                        "payload": { "orderId": "7", "orderNumber": "O-7" } });
+    for (body, index) in [(forged.clone(), 0), (json!([order, forged]), 1)] {
+        let res = reqwest::Client::new()
+            .post(format!("{}/api/v1/events", app.url()))
+            .bearer_auth("test-key")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403);
+        let err: Value = res.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "FORBIDDEN", "{err}");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("`command_status`")
+                && message.contains("server")
+                && message.contains("command:result"),
+            "{message}"
+        );
+        assert_eq!(err["error"]["details"]["index"], index, "{err}");
+    }
+    // Nothing of either batch was published (validated whole first).
+    for room in ["command:42", "order:7"] {
+        let page: Value = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/events?companyId=acme&room={room}",
+                app.url()
+            ))
+            .bearer_auth("test-key")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["events"], json!([]), "{room}: {page}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn finished_commands_past_retention_are_deleted_when_a_node_starts() {
+    let url = common::sqlite_url();
+    let store = switchyard::store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = switchyard::domain::now_ms();
+    let hours = |h: i64| h * 3_600_000;
+    let command = |created_at: i64| NewCommand {
+        id: common::unique("cmd"),
+        company_id: "acme".into(),
+        target: "device:p1".into(),
+        name: "pump:start".into(),
+        args: json!({}),
+        sender: None,
+        // Far deadlines: the timeout sweep leaves the open ones alone.
+        timeout_ms: hours(24 * 365),
+        created_at,
+        idempotency_key: None,
+    };
+    let finish = |c: NewCommand, at: i64| {
+        let store = store.clone();
+        async move {
+            store.insert_command(&c).await.unwrap();
+            for (step, t) in [(Step::Deliver, 1), (Step::Ack, 2), (Step::Succeed, 3)] {
+                store
+                    .transition_command("acme", &c.id, step, at - 10 + t, &Outcome::default())
+                    .await
+                    .unwrap()
+                    .expect("the step applies");
+            }
+            c.id
+        }
+    };
+    let old_done = finish(command(now - hours(3)), now - hours(2)).await;
+    let recent_done = finish(command(now - hours(3)), now - 60_000).await;
+    let old_open = command(now - hours(3));
+    store.insert_command(&old_open).await.unwrap();
+
+    let app = common::spawn_app(&url, &[("COMMAND_RETENTION", "1h")]).await;
+    let get = |id: String| {
+        let base = app.url();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}/api/v1/commands/{id}?companyId=acme"))
+                .bearer_auth("test-key")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while get(old_done.clone()).await != 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a command finished 2 h ago outlived COMMAND_RETENTION=1h"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(recent_done).await, 200, "finished 1 min ago: kept");
+    assert_eq!(
+        get(old_open.id.clone()).await,
+        200,
+        "open: kept however old"
+    );
+    app.stop().await;
+}
