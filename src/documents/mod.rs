@@ -30,6 +30,7 @@ use crate::catalog::Catalog;
 use crate::domain::{Role, SessionId};
 use crate::error::{AppError, AppResult, Code};
 use crate::fanout::{Fanout, Hub, Signal};
+use crate::store::breaker::Breaker;
 use crate::store::documents::{DocumentVersion, StoredDocument};
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
@@ -61,11 +62,13 @@ pub fn authorize(catalog: &Catalog, doc_type: &str, role: Role, access: Access) 
     }
 }
 
-/// Storage failures: an unreachable database is UNAVAILABLE (retry later);
-/// anything else is a bug or corruption, logged and reported as INTERNAL.
+/// Storage failures: an unreachable database (or one known to be down, or
+/// too slow: the breaker's refusals) is UNAVAILABLE (retry later); anything
+/// else is a bug or corruption, logged and reported as INTERNAL.
 fn store_error(e: StoreError) -> AppError {
     match e {
         StoreError::Db(e) => AppError::unavailable(e),
+        StoreError::Unavailable(cause) => AppError::unavailable(cause),
         other => AppError::internal(other),
     }
 }
@@ -103,6 +106,10 @@ pub struct Documents {
     fanout: Arc<Fanout>,
     limits: bounds::Limits,
     hot: Arc<hot::Hot<update::Queued>>,
+    /// Refuses turns at once while the database is known to be down: a
+    /// turn would otherwise wait out the pool's connection timeout, and the
+    /// updates queued behind it each wait out their own, one after another.
+    breaker: Arc<Breaker>,
     /// Runs a document's turns (tracked, so shutdown waits for them).
     tasks: Tasks,
 }
@@ -116,6 +123,7 @@ impl Documents {
         tasks: Tasks,
     ) -> Self {
         Self {
+            breaker: Breaker::new(store.clone(), tasks.clone()),
             store,
             catalog,
             fanout,

@@ -3,6 +3,8 @@
 //! version with its history row and mutation id. Updates of one document
 //! queued on this node meanwhile share the turn (see `hot`).
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -10,7 +12,12 @@ use super::request::{DocRef, UpdateRequest};
 use super::{Documents, Updated, Writer, bounds, lww, store_error, view};
 use crate::domain::now_ms;
 use crate::error::{AppError, AppResult, Code};
+use crate::store::StoreError;
 use crate::store::documents::{DocKey, DocumentWrite, StoredDocument};
+
+/// A turn taking longer is given up (its transaction rolled back) and the
+/// database treated as down: its waiters must not hang on a dead link.
+const TURN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What an update decided while holding the lock.
 struct Plan {
@@ -107,11 +114,24 @@ impl Documents {
         }
     }
 
+    /// One turn under the breaker: refused at once while the database is
+    /// known to be down, given up after [`TURN_TIMEOUT`].
+    async fn apply(&self, key: &DocKey, group: &[Queued]) -> AppResult<Vec<AppResult<Updated>>> {
+        self.breaker
+            .run(TURN_TIMEOUT, self.turn(key, group))
+            .await
+            .map_err(store_error)
+    }
+
     /// One turn: lock, merge each update in order against the state the one
     /// before it left, commit every version and mutation result at once.
     /// An update refused (future base, size, schema) writes nothing; a retry
     /// of a mutation id answers with its first result.
-    async fn apply(&self, key: &DocKey, group: &[Queued]) -> AppResult<Vec<AppResult<Updated>>> {
+    async fn turn(
+        &self,
+        key: &DocKey,
+        group: &[Queued],
+    ) -> Result<Vec<AppResult<Updated>>, StoreError> {
         let mut keys: Vec<String> = Vec::new();
         for item in group {
             if let Some(k) = &item.mutation_key
@@ -120,11 +140,7 @@ impl Documents {
                 keys.push(k.clone());
             }
         }
-        let lock = self
-            .store
-            .lock_document_for(key, keys)
-            .await
-            .map_err(store_error)?;
+        let lock = self.store.lock_document_for(key, keys).await?;
         let mut state = lock.current().clone();
         let mut writes: Vec<DocumentWrite> = Vec::new();
         let mut records: Vec<(String, Value)> = Vec::new();
@@ -166,9 +182,7 @@ impl Documents {
                 duplicate: false,
             }));
         }
-        lock.commit_all(&writes, &records)
-            .await
-            .map_err(store_error)?;
+        lock.commit_all(&writes, &records).await?;
         Ok(outcomes)
     }
 

@@ -1,8 +1,9 @@
-//! A circuit breaker for durable appends: while the database is known to
-//! be down, appends are refused at once instead of each waiting out the
-//! pool's connection timeout.
+//! A circuit breaker for durable writes (the log's appends, and document
+//! turns through [`Breaker::run`]): while the database is known to be down,
+//! writes are refused at once instead of each waiting out the pool's
+//! connection timeout (3 s, retried while connections are refused).
 //!
-//! Closed: appends run. A failed append that is an outage (connection
+//! Closed: writes run. A failed write that is an outage (connection
 //! refused or reset, pool timeout, the server shutting down), or any
 //! failure after which the database does not answer a ping within
 //! [`PING_TIMEOUT`], opens it. Open: [`Breaker::check`] refuses; one probe
@@ -45,7 +46,28 @@ impl Breaker {
         Ok(())
     }
 
-    /// Called with every failed append: opens on an outage.
+    /// Runs one write: refused at once while open; given up after `limit`
+    /// (a database that does not answer is down); a failure is judged by
+    /// [`Self::failed`]. Dropping `op` on the timeout rolls its transaction back.
+    pub async fn run<T>(
+        self: &Arc<Self>,
+        limit: Duration,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.check()?;
+        let result = match tokio::time::timeout(limit, op).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(
+                "the database did not answer in time".into(),
+            )),
+        };
+        if let Err(e) = &result {
+            self.failed(e).await;
+        }
+        result
+    }
+
+    /// Called with every failed write: opens on an outage.
     pub async fn failed(self: &Arc<Self>, error: &StoreError) {
         if self.open.load(Ordering::Acquire) {
             return;

@@ -16,7 +16,7 @@
 //! (`tests/store_rules.rs`).
 
 pub mod batch;
-mod breaker;
+pub mod breaker;
 pub mod commands;
 pub mod documents;
 pub mod history;
