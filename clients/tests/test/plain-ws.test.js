@@ -251,8 +251,11 @@ describe('plain WebSocket: frames', () => {
     for (let i = 0; i < 5; i++) {
       await publish({ type: 'machine:status_changed', room: 'machine:m9', payload: { machineId: 'm9', oldStatus: 'a', newStatus: `n${i}` } });
     }
+    // Listening before publishing: the ephemeral event can reach the client
+    // before the HTTP answer reaches us.
+    const refreshed = waitFor(socket, 'dashboard:refresh');
     await publish({ type: 'dashboard:refresh', room: 'machine:m9', payload: { timestamp: new Date().toISOString() } });
-    await waitFor(socket, 'dashboard:refresh');
+    await refreshed;
     await c.next((m) => m.type === 'dashboard:refresh');
     await sleep(100);
     const seenWs = c.events('machine:status_changed').map((m) => [m.payload.newStatus, m.offset]);
