@@ -12,6 +12,7 @@ import { io } from 'socket.io-client';
 import {
   cleanup, connect, expectNoEvent, it, randomId, sleep, startServer, tcpReachable, token, waitFor, waitUntil,
 } from './helpers.js';
+import { sseOpen, wsSession, wsUrl } from './plain.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env.SY_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
@@ -88,6 +89,30 @@ describe('admin API on two nodes', () => {
     const one = await call(a, 'GET', `/api/v1/admin/connections?companyId=${ACME}&userId=u1`);
     assert.deepEqual(one.body.connections.map((c) => c.node).sort(), [nodeOf(a), nodeOf(b)].sort());
     for (const c of [u1a, u2a, u1b, other]) c.socket.close();
+  });
+
+  it('lists plain WebSocket and SSE sessions with their transport, and kicks them too', async () => {
+    const co = randomId('plain-');
+    const tok = (sub) => token({ sub, companyId: co, role: 'operator' });
+    const { c: ws } = await wsSession(wsUrl(b, '/ws', `?token=${tok('w1')}`));
+    const sse = await sseOpen(`${a.url}/api/v1/stream?token=${tok('s1')}`);
+    assert.equal(sse.status, 200);
+    await sse.next((e) => e.event === 'session', 5000, 'sse session');
+    const io1 = await client(a, 'i1', co);
+    const listed = await call(a, 'GET', `/api/v1/admin/connections?companyId=${co}`);
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    const byUser = Object.fromEntries(listed.body.connections.map((c) => [c.userId, c]));
+    assert.deepEqual(Object.keys(byUser).sort(), ['i1', 's1', 'w1']);
+    assert.deepEqual([byUser.w1.transport, byUser.w1.node], ['ws', nodeOf(b)]);
+    assert.deepEqual([byUser.s1.transport, byUser.s1.node], ['sse', nodeOf(a)]);
+    assert.equal(byUser.i1.transport, 'socketio');
+    const kicked = await call(b, 'DELETE', `/api/v1/admin/users/w1/connections?companyId=${co}`);
+    assert.equal(kicked.body.disconnected, 1, JSON.stringify(kicked.body));
+    await waitUntil(() => ws.closed, 5000, 'the plain WebSocket is closed by the kick');
+    const after = await call(a, 'GET', `/api/v1/admin/connections?companyId=${co}`);
+    assert.deepEqual(after.body.connections.map((c) => c.userId).sort(), ['i1', 's1']);
+    sse.close();
+    io1.socket.close();
   });
 
   it('pages through both nodes with limit and nextCursor: every connection once, in (node, socketId) order', async () => {
