@@ -524,6 +524,7 @@ export function closeAllClients() {
 export async function cleanup() {
   closeAllClients();
   await stopAllServers();
+  await dropPrivateDatabases();
 }
 
 /** Asserts `err.message` is `CODE: <sentence>`. */
@@ -533,3 +534,43 @@ export function assertCode(assert, err, code) {
 }
 
 export const sorted = (arr) => [...arr].sort();
+
+/**
+ * A fresh, empty PostgreSQL database on the server of `baseUrl`, for a suite
+ * whose assertions a concurrently running suite could disturb through shared
+ * rows: every node sweeps every company's presence rows, so a node of another
+ * cluster (same database, other Redis) can settle a user and announce it on
+ * its own cluster, where this suite never hears it. Returns its URL.
+ */
+export async function privateDatabase(baseUrl, prefix = 'sy_test') {
+  const url = new URL(baseUrl);
+  const name = `${prefix}_${crypto.randomBytes(6).toString('hex')}`;
+  await psql(url, `CREATE DATABASE ${name}`);
+  privateDatabases.push({ url: new URL(baseUrl), name });
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+const privateDatabases = [];
+
+/** Drops this process's private databases (their servers are stopped first). */
+async function dropPrivateDatabases() {
+  while (privateDatabases.length) {
+    const { url, name } = privateDatabases.pop();
+    await psql(url, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch((e) => {
+      process.stderr.write(`could not drop ${name}: ${e.message}\n`);
+    });
+  }
+}
+
+function psql(url, sql) {
+  return new Promise((resolve, reject) => {
+    const args = ['-h', url.hostname, '-p', url.port || '5432', '-U', decodeURIComponent(url.username || 'postgres'),
+      '-d', url.pathname.slice(1) || 'postgres', '-v', 'ON_ERROR_STOP=1', '-qc', sql];
+    const child = spawn('psql', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('error', (e) => reject(new Error(`psql not runnable (${e.message}): a private database is needed here`)));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${sql} failed: ${stderr.trim()}`))));
+  });
+}

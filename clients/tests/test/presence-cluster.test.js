@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import {
-  cleanup, connect, emitAck, expectNoEvent, it, randomId, sleep, startServer, tcpReachable, token, waitFor,
+  cleanup, connect, emitAck, expectNoEvent, it, privateDatabase, randomId, sleep, startServer, tcpReachable, token, waitFor,
 } from './helpers.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -21,6 +21,7 @@ const TTL_S = 3;
 const COMPANY = randomId('presence-co-');
 const OTHER = randomId('presence-other-');
 
+let db;
 let nodeA;
 let nodeB;
 let watcher; // another company's supervisor on node B, in the same rooms
@@ -34,6 +35,9 @@ before(async () => {
   if (missing.length) {
     throw new Error(`presence cluster suite needs ${missing.join(' and ')}; start them (or set SY_TEST_POSTGRES_URL / SY_TEST_REDIS_URL). This suite does not skip.`);
   }
+  // Its own database: other suites' nodes (other Redis prefixes) sweep the
+  // shared one's presence rows and could settle our users out of our sight.
+  db = await privateDatabase(PG_URL, 'sy_presence');
   nodeA = await node('a');
   nodeB = await node('b');
   watcher = await client(nodeB, 'op5', 'supervisor', { companyId: OTHER, rooms: ['order:9'] });
@@ -46,7 +50,7 @@ const shared = { REDIS_PREFIX: randomId('sy-presence-') };
 function node(id) {
   return startServer(
     {
-      DATABASE_URL: PG_URL,
+      DATABASE_URL: db,
       REDIS_URL,
       REDIS_PREFIX: shared.REDIS_PREFIX,
       NODE_ID: id,

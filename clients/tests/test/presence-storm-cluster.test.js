@@ -13,7 +13,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
-import { cleanup, connect, emitAck, it, randomId, sleep, startServer, tcpReachable, token, waitUntil } from './helpers.js';
+import { cleanup, connect, emitAck, it, privateDatabase, randomId, sleep, startServer, tcpReachable, token, waitUntil } from './helpers.js';
 import { closeAllPlain, wsSession, wsUrl } from './plain.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -31,7 +31,8 @@ before(async () => {
     if (!(await tcpReachable(host, Number(port)))) throw new Error(`${what} at ${host}:${port} is not reachable; this suite does not skip`);
   }
   const shared = {
-    DATABASE_URL: PG_URL,
+    // Its own database: other suites' nodes sweep the shared one's presence rows.
+    DATABASE_URL: await privateDatabase(PG_URL, 'sy_storm'),
     REDIS_URL,
     REDIS_PREFIX: randomId('sy-storm-'),
     WS_PRESENCE_BROADCAST_MAX: MAX,
