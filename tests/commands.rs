@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use switchyard::domain::command::Step;
 use switchyard::store::commands::{NewCommand, Outcome};
 
@@ -20,15 +20,8 @@ async fn the_http_api_refuses_command_status_naming_it_and_publishes_nothing() {
     let order = json!({ "type": "order:created", "companyId": "acme", "rooms": ["order:7"],
                         "payload": { "orderId": "7", "orderNumber": "O-7" } });
     for (body, index) in [(forged.clone(), 0), (json!([order, forged]), 1)] {
-        let res = reqwest::Client::new()
-            .post(format!("{}/api/v1/events", app.url()))
-            .bearer_auth("test-key")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 403);
-        let err: Value = res.json().await.unwrap();
+        let (status, err) = app.post_json("/api/v1/events", &body).await;
+        assert_eq!(status, 403);
         assert_eq!(err["error"]["code"], "FORBIDDEN", "{err}");
         let message = err["error"]["message"].as_str().unwrap_or_default();
         assert!(
@@ -41,18 +34,9 @@ async fn the_http_api_refuses_command_status_naming_it_and_publishes_nothing() {
     }
     // Nothing of either batch was published (validated whole first).
     for room in ["command:42", "order:7"] {
-        let page: Value = reqwest::Client::new()
-            .get(format!(
-                "{}/api/v1/events?companyId=acme&room={room}",
-                app.url()
-            ))
-            .bearer_auth("test-key")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, page) = app
+            .get_json(&format!("/api/v1/events?companyId=acme&room={room}"))
+            .await;
         assert_eq!(page["events"], json!([]), "{room}: {page}");
     }
     app.stop().await;
@@ -98,16 +82,11 @@ async fn finished_commands_past_retention_are_deleted_when_a_node_starts() {
 
     let app = common::spawn_app(&url, &[("COMMAND_RETENTION", "1h")]).await;
     let get = |id: String| {
-        let base = app.url();
+        let app = &app;
         async move {
-            reqwest::Client::new()
-                .get(format!("{base}/api/v1/commands/{id}?companyId=acme"))
-                .bearer_auth("test-key")
-                .send()
+            app.get_json(&format!("/api/v1/commands/{id}?companyId=acme"))
                 .await
-                .unwrap()
-                .status()
-                .as_u16()
+                .0
         }
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

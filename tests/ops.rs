@@ -211,6 +211,16 @@ async fn metrics_addr_moves_metrics_to_an_internal_listener() {
     assert!(body["connections"].is_number(), "{body}");
     let (unkeyed, _) = fetch(&format!("http://{internal}/api/v1/admin/stats")).await;
     assert_eq!(unkeyed, 401, "the same keys are required there");
+    // The public port keeps the admin API (README: firewall it there if
+    // operators use the internal listener only).
+    let public_admin = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/admin/stats", server.addr()))
+        .bearer_auth("admin-key-7341")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("admin stats on the public port");
+    assert_eq!(public_admin.status().as_u16(), 200);
 }
 
 #[tokio::test]

@@ -27,15 +27,7 @@ fn catalog_file(allow_unknown: bool) -> String {
 }
 
 async fn http_publish(app: &common::TestApp, body: Value) -> (u16, Value) {
-    let res = reqwest::Client::new()
-        .post(format!("{}/api/v1/events", app.url()))
-        .bearer_auth("test-key")
-        .json(&body)
-        .send()
-        .await
-        .expect("http publish");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
+    app.post_json("/api/v1/events", &body).await
 }
 
 fn names(events: &[(String, Vec<Value>)]) -> Vec<&str> {

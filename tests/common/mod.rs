@@ -71,6 +71,35 @@ impl TestApp {
         .expect("mint")
     }
 
+    /// `POST path` with the test API key and a JSON body: (status, body or null).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", self.url()))
+            .bearer_auth("test-key")
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `GET path` with the test API key: (status, body or null).
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let res = reqwest::Client::new()
+            .get(format!("{}{path}", self.url()))
+            .bearer_auth("test-key")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Graceful shutdown, as on SIGTERM.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {

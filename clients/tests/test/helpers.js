@@ -574,3 +574,12 @@ function psql(url, sql) {
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${sql} failed: ${stderr.trim()}`))));
   });
 }
+
+/** Fails (never skips) when Postgres or Redis at these URLs does not answer on TCP. */
+export async function requireServices(pgUrl, redisUrl) {
+  const pg = new URL(pgUrl);
+  const redis = new URL(redisUrl);
+  for (const [what, host, port] of [['Postgres', pg.hostname, pg.port || 5432], ['Redis', redis.hostname, redis.port || 6379]]) {
+    if (!(await tcpReachable(host, Number(port)))) throw new Error(`${what} at ${host}:${port} is not reachable; this suite does not skip`);
+  }
+}

@@ -13,7 +13,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
-import { cleanup, connect, emitAck, it, privateDatabase, randomId, sleep, startServer, tcpReachable, token, waitUntil } from './helpers.js';
+import { cleanup, connect, emitAck, it, privateDatabase, randomId, sleep, startServer, requireServices, token, waitUntil } from './helpers.js';
 import { closeAllPlain, wsSession, wsUrl } from './plain.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -25,11 +25,7 @@ let nodeA;
 let nodeB;
 
 before(async () => {
-  const pg = new URL(PG_URL);
-  const redis = new URL(REDIS_URL);
-  for (const [what, host, port] of [['Postgres', pg.hostname, pg.port || 5432], ['Redis', redis.hostname, redis.port || 6379]]) {
-    if (!(await tcpReachable(host, Number(port)))) throw new Error(`${what} at ${host}:${port} is not reachable; this suite does not skip`);
-  }
+  await requireServices(PG_URL, REDIS_URL);
   const shared = {
     // Its own database: other suites' nodes sweep the shared one's presence rows.
     DATABASE_URL: await privateDatabase(PG_URL, 'sy_storm'),

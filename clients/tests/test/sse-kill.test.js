@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
-import { cleanup, it, randomId, sleep, startServer, tcpReachable, token, waitUntil } from './helpers.js';
+import { cleanup, it, randomId, sleep, startServer, requireServices, token, waitUntil } from './helpers.js';
 import { closeAllPlain, sseOpen } from './plain.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -20,11 +20,7 @@ let nodeA;
 let nodeB;
 
 before(async () => {
-  const pg = new URL(PG_URL);
-  const redis = new URL(REDIS_URL);
-  for (const [what, host, port] of [['Postgres', pg.hostname, pg.port || 5432], ['Redis', redis.hostname, redis.port || 6379]]) {
-    if (!(await tcpReachable(host, Number(port)))) throw new Error(`${what} at ${host}:${port} is not reachable; this suite does not skip`);
-  }
+  await requireServices(PG_URL, REDIS_URL);
   const shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-ssek-'), API_KEYS: API_KEY };
   // One after the other: they migrate the same database.
   nodeA = await startServer({ ...shared, NODE_ID: 'ssek-a' }, { name: 'node-a' });
