@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import { io } from 'socket.io-client';
 import {
-  cleanup, connect, expectNoEvent, it, randomId, sleep, startServer, tcpReachable, token, waitFor, waitUntil,
+  cleanup, connect, expectNoEvent, it, privateDatabase, randomId, sleep, startServer, tcpReachable, token, waitFor,
+  waitUntil,
 } from './helpers.js';
 import { sseOpen, wsSession, wsUrl } from './plain.js';
 
@@ -32,7 +33,7 @@ before(async () => {
   assert.ok(await tcpReachable(pg.hostname, Number(pg.port || 5432)), `Postgres at ${PG_URL} is required`);
   assert.ok(await tcpReachable(redis.hostname, Number(redis.port || 6379)), `Redis at ${REDIS_URL} is required`);
   const shared = {
-    DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-admin-'),
+    DATABASE_URL: await privateDatabase(PG_URL, 'sy_admin'), REDIS_URL, REDIS_PREFIX: randomId('sy-admin-'),
     API_KEYS: API_KEY, ADMIN_API_KEYS: ADMIN_KEY, ADMIN_TIMEOUT_MS: TIMEOUT_MS,
     ADMIN_UI: 'on', ADMIN_UI_USERNAME: 'ops', ADMIN_UI_PASSWORD: UI_PASSWORD,
   };

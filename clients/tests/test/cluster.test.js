@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import {
-  cleanup, connect, emitAck, expectNoEvent, getJson, it, randomId, sleep, startServer, tcpReachable, token, waitFor,
+  cleanup, connect, emitAck, expectNoEvent, getJson, it, privateDatabase, randomId, sleep, startServer, tcpReachable,
+  token, waitFor,
 } from './helpers.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -26,7 +27,7 @@ before(async () => {
   if (missing.length) {
     throw new Error(`cluster suite needs ${missing.join(' and ')}, which ${missing.length > 1 ? 'are' : 'is'} not reachable. Start them (or set SY_TEST_POSTGRES_URL / SY_TEST_REDIS_URL); this suite does not skip.`);
   }
-  const shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-e2e-') };
+  const shared = { DATABASE_URL: await privateDatabase(PG_URL, 'sy_e2e'), REDIS_URL, REDIS_PREFIX: randomId('sy-e2e-') };
   // One after the other: both run migrations against the same database.
   nodeA = await startServer({ ...shared, NODE_ID: 'a' }, { name: 'node-a' });
   nodeB = await startServer({ ...shared, NODE_ID: 'b' }, { name: 'node-b' });

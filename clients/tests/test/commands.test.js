@@ -13,8 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import {
-  cleanup, connect, emitAck, expectNoEvent, getJson, it, randomId, sleep, startServer, tcpReachable, token, waitFor,
-  waitUntil,
+  cleanup, connect, emitAck, expectNoEvent, getJson, it, privateDatabase, randomId, sleep, startServer, tcpReachable,
+  token, waitFor, waitUntil,
 } from './helpers.js';
 import { closeAllPlain, wsSession, wsUrl } from './plain.js';
 
@@ -62,7 +62,7 @@ async function clusterNodes() {
   assert.ok(await tcpReachable(pg.hostname, Number(pg.port || 5432)), `Postgres at ${PG_URL} is needed`);
   assert.ok(await tcpReachable(redis.hostname, Number(redis.port || 6379)), `Redis at ${REDIS_URL} is needed`);
   const shared = {
-    ...ENV, CATALOG_FILE: catalogFile(), DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-cmd-'),
+    ...ENV, CATALOG_FILE: catalogFile(), DATABASE_URL: await privateDatabase(PG_URL, 'sy_cmd'), REDIS_URL, REDIS_PREFIX: randomId('sy-cmd-'),
   };
   const a = await startServer({ ...shared, NODE_ID: 'a' }, { name: 'commands-a' });
   const b = await startServer({ ...shared, NODE_ID: 'b' }, { name: 'commands-b' });

@@ -9,8 +9,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import {
-  cleanup, connect, emitAck, expectNoEvent, getJson, it, randomId, sleep, startServer, tcpReachable, token, waitFor,
-  waitUntil,
+  cleanup, connect, emitAck, expectNoEvent, getJson, it, privateDatabase, randomId, sleep, startServer, tcpReachable,
+  token, waitFor, waitUntil,
 } from './helpers.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -429,7 +429,7 @@ before(async () => {
   if (missing.length) {
     throw new Error(`the documents suite needs ${missing.join(' and ')}; start them (or set SY_TEST_POSTGRES_URL / SY_TEST_REDIS_URL). This suite does not skip.`);
   }
-  const shared = { ...COMMON_ENV, DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-docs-') };
+  const shared = { ...COMMON_ENV, DATABASE_URL: await privateDatabase(PG_URL, 'sy_docs'), REDIS_URL, REDIS_PREFIX: randomId('sy-docs-') };
   // One after the other: both run migrations against the same database.
   nodeA = await startServer({ ...shared, NODE_ID: 'a' }, { name: 'pg-node-a' });
   nodeB = await startServer({ ...shared, NODE_ID: 'b' }, { name: 'pg-node-b' });

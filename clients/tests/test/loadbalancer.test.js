@@ -13,7 +13,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import {
-  assertCode, cleanup, connect, connectError, emitAck, getJson, it, randomId, sleep, startServer, tcpReachable, token, waitFor, waitUntil,
+  assertCode, cleanup, connect, connectError, emitAck, getJson, it, privateDatabase, randomId, sleep, startServer,
+  tcpReachable, token, waitFor, waitUntil,
 } from './helpers.js';
 import { startNginx } from './nginx.js';
 
@@ -38,7 +39,7 @@ before(async () => {
     }
   }
   shared = {
-    DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-lb-'), API_KEYS: API_KEY, SHUTDOWN_GRACE: '5',
+    DATABASE_URL: await privateDatabase(PG_URL, 'sy_lb'), REDIS_URL, REDIS_PREFIX: randomId('sy-lb-'), API_KEYS: API_KEY, SHUTDOWN_GRACE: '5',
     // nginx connects to the nodes from 127.0.0.1: its X-Forwarded-For names the client.
     TRUSTED_PROXIES: '127.0.0.1', WS_MAX_CONNECTIONS_PER_IP: String(PER_IP),
   };

@@ -8,9 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe } from 'node:test';
-import {
-  cleanup, connect, emitAck, it, randomId, sleep, startServer, tcpReachable, token, waitFor,
-} from './helpers.js';
+import { cleanup, connect, emitAck, it, privateDatabase, randomId, sleep, startServer, tcpReachable, token, waitFor } from './helpers.js';
 import { closeAllPlain, sseOpen, wsSession, wsUrl } from './plain.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -27,7 +25,7 @@ before(async () => {
   for (const [what, host, port] of [['Postgres', pg.hostname, pg.port || 5432], ['Redis', redis.hostname, redis.port || 6379]]) {
     if (!(await tcpReachable(host, Number(port)))) throw new Error(`${what} at ${host}:${port} is not reachable; this suite does not skip`);
   }
-  const shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: PREFIX, API_KEYS: API_KEY };
+  const shared = { DATABASE_URL: await privateDatabase(PG_URL, 'sy_plain'), REDIS_URL, REDIS_PREFIX: PREFIX, API_KEYS: API_KEY };
   nodeA = await startServer({ ...shared, NODE_ID: 'a' }, { name: 'node-a' });
   nodeB = await startServer({ ...shared, NODE_ID: 'b' }, { name: 'node-b' });
 });

@@ -8,9 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
-import {
-  cleanup, it, randomId, startServer, tcpReachable, token,
-} from './helpers.js';
+import { cleanup, it, privateDatabase, randomId, startServer, tcpReachable, token } from './helpers.js';
 import { startNginx } from './nginx.js';
 import { closeAllPlain, sseOpen, wsSession, wsUrl } from './plain.js';
 
@@ -27,7 +25,7 @@ before(async () => {
   for (const [what, host, port] of [['Postgres', pg.hostname, pg.port || 5432], ['Redis', redis.hostname, redis.port || 6379]]) {
     if (!(await tcpReachable(host, Number(port)))) throw new Error(`${what} at ${host}:${port} is not reachable; this suite does not skip`);
   }
-  const shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-plb-'), API_KEYS: API_KEY };
+  const shared = { DATABASE_URL: await privateDatabase(PG_URL, 'sy_plb'), REDIS_URL, REDIS_PREFIX: randomId('sy-plb-'), API_KEYS: API_KEY };
   nodes = [
     await startServer({ ...shared, NODE_ID: 'a' }, { name: 'node-a' }),
     await startServer({ ...shared, NODE_ID: 'b' }, { name: 'node-b' }),

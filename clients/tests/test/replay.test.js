@@ -6,9 +6,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe } from 'node:test';
-import {
-  cleanup, connect, emitAck, it, randomId, sleep, startServer, tcpReachable, token, waitUntil,
-} from './helpers.js';
+import { cleanup, connect, emitAck, it, privateDatabase, randomId, sleep, startServer, tcpReachable, token, waitUntil } from './helpers.js';
 
 const API_KEY = 'replay-test-key';
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -273,7 +271,7 @@ describe('cluster: leave node A, come back on node B', () => {
     if (!(await tcpReachable(pg.hostname, Number(pg.port || 5432))) || !(await tcpReachable(redis.hostname, Number(redis.port || 6379)))) {
       throw new Error('the replay cluster suite needs Postgres and Redis (see scripts/test.sh); it does not skip');
     }
-    const shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-replay-'), API_KEYS: API_KEY, ...HEARTBEAT };
+    const shared = { DATABASE_URL: await privateDatabase(PG_URL, 'sy_replay'), REDIS_URL, REDIS_PREFIX: randomId('sy-replay-'), API_KEYS: API_KEY, ...HEARTBEAT };
     a = await startServer({ ...shared, NODE_ID: 'a' }, { name: 'replay-a' });
     b = await startServer({ ...shared, NODE_ID: 'b' }, { name: 'replay-b' });
   });

@@ -11,9 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
-import {
-  cleanup, connect, emitAck, it, randomId, sleep, startServer, tcpReachable, token, waitUntil,
-} from './helpers.js';
+import { cleanup, connect, emitAck, it, privateDatabase, randomId, sleep, startServer, tcpReachable, token, waitUntil } from './helpers.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env.SY_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
@@ -200,7 +198,7 @@ suite('two nodes over Postgres and Redis', async () => {
   assert.ok(await tcpReachable(pg.hostname, Number(pg.port || 5432)), `Postgres at ${PG_URL} is needed`);
   assert.ok(await tcpReachable(redis.hostname, Number(redis.port || 6379)), `Redis at ${REDIS_URL} is needed`);
   const shared = {
-    API_KEYS: API_KEY, RULES_FILE: rulesFile(), DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-rules-'),
+    API_KEYS: API_KEY, RULES_FILE: rulesFile(), DATABASE_URL: await privateDatabase(PG_URL, 'sy_rules'), REDIS_URL, REDIS_PREFIX: randomId('sy-rules-'),
   };
   const a = await startServer({ ...shared, NODE_ID: 'a' }, { name: 'rules-a' });
   const b = await startServer({ ...shared, NODE_ID: 'b' }, { name: 'rules-b' });

@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
-import { cleanup, it, randomId, sleep, startServer, requireServices, token, waitUntil } from './helpers.js';
+import { cleanup, it, privateDatabase, randomId, requireServices, sleep, startServer, token, waitUntil } from './helpers.js';
 import { closeAllPlain, sseOpen } from './plain.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -21,7 +21,7 @@ let nodeB;
 
 before(async () => {
   await requireServices(PG_URL, REDIS_URL);
-  const shared = { DATABASE_URL: PG_URL, REDIS_URL, REDIS_PREFIX: randomId('sy-ssek-'), API_KEYS: API_KEY };
+  const shared = { DATABASE_URL: await privateDatabase(PG_URL, 'sy_ssek'), REDIS_URL, REDIS_PREFIX: randomId('sy-ssek-'), API_KEYS: API_KEY };
   // One after the other: they migrate the same database.
   nodeA = await startServer({ ...shared, NODE_ID: 'ssek-a' }, { name: 'node-a' });
   nodeB = await startServer({ ...shared, NODE_ID: 'ssek-b' }, { name: 'node-b' });
