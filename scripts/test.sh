@@ -82,6 +82,18 @@ ensure_promtool
 echo "== cargo build"
 cargo build
 
+# Tests that need a Postgres database of their own create `sy_*` databases
+# on the shared server; the previous run's leftovers are dropped here, when
+# no suite is running.
+drop_test_databases() {
+  command -v psql >/dev/null 2>&1 || { echo "test.sh: psql not found; leftover sy_* test databases are kept" >&2; return 0; }
+  local admin="${TEST_DATABASE_URL%/*}/postgres" db
+  psql "$admin" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'sy\_%'" | while read -r db; do
+    psql "$admin" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+  done
+}
+drop_test_databases
+
 failed=()
 timings=()
 # Each suite has a time limit (minutes), so a hung suite fails loudly with

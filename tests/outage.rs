@@ -119,3 +119,86 @@ async fn database_outage_refuses_durable_keeps_ephemeral_and_recovers() {
         .await
         .ok();
 }
+
+/// PostgreSQL stopped outright (a private cluster, fast shutdown) while a
+/// backend publishes over HTTP ten times a second, then started again. The
+/// pool retries refused connections until its acquire timeout (3 s); every
+/// publish during the outage must still be refused with UNAVAILABLE well
+/// before that, and publishing resumes by itself after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_while_postgres_is_stopped_is_refused_in_well_under_the_pool_timeout() {
+    use common::private_pg::PrivatePg;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let pg = Arc::new(tokio::task::spawn_blocking(PrivatePg::start).await.unwrap());
+    let app = common::spawn_app(&pg.url(), &[]).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/events", app.url());
+    let publish = |n: i64| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let started = Instant::now();
+            let res = http
+                .post(&url)
+                .bearer_auth("test-key")
+                .json(
+                    &json!({ "type": "order:status_changed", "companyId": "acme",
+                               "rooms": ["order:1"], "payload": order(n) }),
+                )
+                .send()
+                .await
+                .expect("the server answers");
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            (status, body, started.elapsed())
+        }
+    };
+    assert_eq!(publish(0).await.0, 202, "published before the outage");
+
+    let p = pg.clone();
+    tokio::task::spawn_blocking(move || p.stop()).await.unwrap();
+    // Health checks (a load balancer's, every few seconds) use the pool
+    // too: their failures drop the pool's dead connections until one has
+    // to wait for a new connection, so the publishes below find none.
+    for _ in 0..20 {
+        let started = Instant::now();
+        let _ = http
+            .get(format!("{}/health/websocket", app.url()))
+            .send()
+            .await;
+        if started.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+    }
+    let mut refusals = Vec::new();
+    for n in 1..=30 {
+        let (status, body, took) = publish(n).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (503, Some("UNAVAILABLE")),
+            "{body}"
+        );
+        refusals.push(took);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let slowest = refusals.iter().max().copied().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_millis(1_500),
+        "slowest refusal took {slowest:?}: {refusals:?}"
+    );
+
+    let p = pg.clone();
+    tokio::task::spawn_blocking(move || p.resume())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 100;
+    while publish(n).await.0 != 202 {
+        assert!(Instant::now() < deadline, "publishing did not resume");
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.stop().await;
+}

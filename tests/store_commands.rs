@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::json;
 use switchyard::domain::command::{Status, Step};
 use switchyard::store::Store;
-use switchyard::store::commands::{NewCommand, Outcome, TIMEOUT_CODE};
+use switchyard::store::commands::{ANNOUNCE_GRACE_MS, NewCommand, Outcome, TIMEOUT_CODE};
 
 fn command(company: &str, target: &str, created_at: i64, timeout_ms: i64) -> NewCommand {
     NewCommand {
@@ -339,5 +339,115 @@ async fn retention_deletes_finished_commands_only_in_bounded_batches() {
             assert_eq!(c.map(|c| c.status), Some(status), "{backend}");
         }
         assert_eq!(store.prune_commands(500, 1_000).await.unwrap(), 0);
+    }
+}
+
+#[tokio::test]
+async fn announcing_is_recorded_and_an_overdue_announcement_is_claimed_once() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("co");
+        let c = command(&company, "device:p1", 1_000, 1_000_000);
+        let inserted = store.insert_command(&c).await.unwrap().command;
+        assert_eq!(inserted.announced, 0, "{backend}: nothing announced yet");
+        assert_eq!(inserted.unannounced(), [Status::Queued], "{backend}");
+        // Announced in time: never claimed.
+        store.mark_announced(&company, &c.id, 1).await.unwrap();
+        let due = 1_000 + ANNOUNCE_GRACE_MS;
+        assert!(
+            store
+                .claim_unannounced(due, due + 1, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}"
+        );
+
+        // Two transitions, then the node dies: nothing more is recorded.
+        for (step, at) in [(Step::Deliver, 2_000), (Step::Ack, 2_100)] {
+            store
+                .transition_command(&company, &c.id, step, at, &Outcome::default())
+                .await
+                .unwrap()
+                .expect("the step applies");
+        }
+        let due = 2_100 + ANNOUNCE_GRACE_MS;
+        assert!(
+            store
+                .claim_unannounced(due - 1, due + 500, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}: still within its node's grace"
+        );
+        // Several sweeps at once: exactly one claims it, with what is missing.
+        let mut claims = Vec::new();
+        for _ in 0..4 {
+            let store: Arc<dyn Store> = store.clone();
+            claims.push(tokio::spawn(async move {
+                store.claim_unannounced(due, due + 500, 10).await.unwrap()
+            }));
+        }
+        let mut claimed = Vec::new();
+        for c in claims {
+            claimed.extend(c.await.unwrap());
+        }
+        assert_eq!(claimed.len(), 1, "{backend}: {claimed:?}");
+        assert_eq!(
+            claimed[0].unannounced(),
+            [Status::Sent, Status::Acked],
+            "{backend}"
+        );
+        // The claimer died too: due again after its lease, not before.
+        assert!(
+            store
+                .claim_unannounced(due + 499, due + 1_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .claim_unannounced(due + 500, due + 1_000, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // Recorded up to `acked`: never claimed again, and never moved back.
+        store.mark_announced(&company, &c.id, 3).await.unwrap();
+        store.mark_announced(&company, &c.id, 2).await.unwrap();
+        let now = store.command(&company, &c.id).await.unwrap().unwrap();
+        assert_eq!(now.announced, 3, "{backend}");
+        assert!(now.unannounced().is_empty(), "{backend}");
+        assert!(
+            store
+                .claim_unannounced(i64::MAX / 2, i64::MAX / 2, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}"
+        );
+
+        // A timeout is due for announcing like any transition; a command
+        // that timed out while `queued` was never `sent` or `acked`.
+        let lonely = command(&company, "device:p2", 1_000, 10);
+        store.insert_command(&lonely).await.unwrap();
+        let expired = store.expire_commands(5_000, 10).await.unwrap();
+        let mine: Vec<_> = expired.into_iter().filter(|e| e.id == lonely.id).collect();
+        assert_eq!(mine.len(), 1, "{backend}");
+        assert_eq!(
+            mine[0].unannounced(),
+            [Status::Queued, Status::Failed],
+            "{backend}"
+        );
+        let claimed = store
+            .claim_unannounced(5_000 + ANNOUNCE_GRACE_MS, i64::MAX / 2, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            claimed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            [lonely.id.as_str()],
+            "{backend}"
+        );
     }
 }

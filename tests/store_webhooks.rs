@@ -12,7 +12,7 @@ use switchyard::store::webhooks::{Endpoint, NewDelivery, Outcome};
 use switchyard::store::{self, NewEvent, OutboxEntry, Store};
 
 async fn fresh_stores() -> Vec<(&'static str, Arc<dyn Store>, Option<String>)> {
-    let pg_url = common::webhooks::fresh_postgres("sy_hooks_").await;
+    let pg_url = common::fresh_postgres("sy_hooks_").await;
     let pg = store::connect(&pg_url).await.expect("postgres");
     pg.migrate().await.expect("migrations");
     let lite = store::connect(&common::sqlite_url()).await.expect("sqlite");
@@ -22,7 +22,7 @@ async fn fresh_stores() -> Vec<(&'static str, Arc<dyn Store>, Option<String>)> {
 
 async fn cleanup(url: Option<String>) {
     if let Some(url) = url {
-        common::webhooks::drop_postgres(&url).await;
+        common::drop_postgres(&url).await;
     }
 }
 

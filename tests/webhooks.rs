@@ -14,7 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::process::Server;
-use common::webhooks::{Receiver, drop_postgres, fresh_postgres};
+use common::webhooks::Receiver;
+use common::{drop_postgres, fresh_postgres};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-key-0001";

@@ -9,23 +9,26 @@ use crate::store::commands::StoredCommand;
 
 /// `command_status { commandId, status, name, target, actualValue?, error?, at, completedAt? }`
 /// for the command's current status.
-pub fn status(c: &StoredCommand) -> Value {
-    let at = c.time_of(c.status).unwrap_or(c.created_at);
+/// The `command_status` payload of `status`, one of the statuses `c`
+/// reached (an earlier one when a sweep announces what a dead node did not):
+/// the value and the error belong to the final status only.
+pub fn status(c: &StoredCommand, status: Status) -> Value {
+    let at = c.time_of(status).unwrap_or(c.created_at);
     let mut v = json!({
         "commandId": c.id,
-        "status": c.status,
+        "status": status,
         "name": c.name,
         "target": c.target,
         "at": iso8601(at),
     });
-    if c.status.is_final() {
+    if status.is_final() {
         v["completedAt"] = json!(iso8601(at));
-    }
-    if let Some(value) = &c.actual_value {
-        v["actualValue"] = value.clone();
-    }
-    if let Some(e) = error(c) {
-        v["error"] = e;
+        if let Some(value) = &c.actual_value {
+            v["actualValue"] = value.clone();
+        }
+        if let Some(e) = error(c) {
+            v["error"] = e;
+        }
     }
     v
 }
@@ -121,15 +124,23 @@ mod tests {
             error_code: Some("TIMEOUT".into()),
             error_message: Some("no answer".into()),
             answered_by: None,
+            announced: 0,
         }
     }
 
     #[test]
     fn a_timed_out_command_shows_its_code_and_path() {
         let c = command(Status::Failed);
-        let s = status(&c);
+        let s = status(&c, Status::Failed);
         assert_eq!(s["error"]["code"], "TIMEOUT");
         assert_eq!(s["at"], s["completedAt"]);
+        // An earlier status of a finished command, as a sweep announces it.
+        let sent = status(&c, Status::Sent);
+        assert_eq!(
+            (sent["status"].as_str(), sent.get("error")),
+            (Some("sent"), None)
+        );
+        assert_eq!(sent["at"], iso8601(1100));
         let r = record(&c);
         let path: Vec<&str> = r["transitions"]
             .as_array()
@@ -138,6 +149,10 @@ mod tests {
             .map(|t| t["status"].as_str().unwrap())
             .collect();
         assert_eq!(path, ["queued", "sent", "failed"]);
-        assert!(status(&command(Status::Sent)).get("error").is_none());
+        assert!(
+            status(&command(Status::Sent), Status::Sent)
+                .get("error")
+                .is_none()
+        );
     }
 }

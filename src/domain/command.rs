@@ -44,6 +44,17 @@ impl Status {
     pub fn is_final(self) -> bool {
         matches!(self, Status::Succeeded | Status::Failed)
     }
+
+    /// Position in the life cycle (1 `queued` … 4 `succeeded`/`failed`);
+    /// the store records the rank of the last status announced.
+    pub fn rank(self) -> i16 {
+        match self {
+            Status::Queued => 1,
+            Status::Sent => 2,
+            Status::Acked => 3,
+            Status::Succeeded | Status::Failed => 4,
+        }
+    }
 }
 
 impl std::fmt::Display for Status {

@@ -123,16 +123,7 @@ async fn append(
     breaker: &Arc<Breaker>,
     batch: Vec<NewEvent>,
 ) -> Result<Vec<Appended>, StoreError> {
-    let result = match tokio::time::timeout(APPEND_TIMEOUT, store.append(batch)).await {
-        Ok(result) => result,
-        Err(_) => Err(StoreError::Unavailable(
-            "the database did not answer in time".into(),
-        )),
-    };
-    if let Err(e) = &result {
-        breaker.failed(e).await;
-    }
-    result
+    breaker.run(APPEND_TIMEOUT, store.append(batch)).await
 }
 
 fn refuse(requests: Vec<(Vec<NewEvent>, Reply)>, cause: &StoreError) {

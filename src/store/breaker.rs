@@ -6,23 +6,38 @@
 //! Closed: writes run. A failed write that is an outage (connection
 //! refused or reset, pool timeout, the server shutting down), or any
 //! failure after which the database does not answer a ping within
-//! [`PING_TIMEOUT`], opens it. Open: [`Breaker::check`] refuses; one probe
-//! task pings every [`PROBE_EVERY`] and closes the breaker on the first
-//! answer (the half-open check: nothing else reaches the database before).
+//! [`PING_TIMEOUT`], opens it. A write still waiting after
+//! [`SUSPECT_AFTER`] asks [`Store::probe`] (one fresh connection, one try):
+//! the pool keeps retrying refused connections until its own timeout, so
+//! a write that found no live connection when the database went away
+//! would otherwise wait all of it. One probe runs at a time; writes that
+//! wait meanwhile take its verdict. Open: [`Breaker::check`] refuses; one
+//! probe task pings every [`PROBE_EVERY`] and closes the breaker on the
+//! first answer (the half-open check: nothing else reaches the database
+//! before).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use super::{Store, StoreError};
 use crate::tasks::Tasks;
 
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
 const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// A write taking longer than this has the database probed (writes take
+/// milliseconds; a slow but healthy database answers the probe).
+const SUSPECT_AFTER: Duration = Duration::from_millis(250);
 
 pub struct Breaker {
     store: Arc<dyn Store>,
     open: AtomicBool,
+    /// A suspicious-write probe is running.
+    probing: AtomicBool,
+    /// Wakes writes waiting on another's probe when the breaker opens.
+    opened: Notify,
     /// The probe task's owner.
     tasks: Tasks,
 }
@@ -32,6 +47,8 @@ impl Breaker {
         Arc::new(Self {
             store,
             open: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+            opened: Notify::new(),
             tasks,
         })
     }
@@ -55,16 +72,45 @@ impl Breaker {
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         self.check()?;
-        let result = match tokio::time::timeout(limit, op).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(
-                "the database did not answer in time".into(),
+        let result = tokio::select! {
+            result = tokio::time::timeout(limit, op) => result.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable("the database did not answer in time".into()))
+            }),
+            () = self.outage() => Err(StoreError::Unavailable(
+                "the database is down; durable writes resume by themselves".into(),
             )),
         };
         if let Err(e) = &result {
             self.failed(e).await;
         }
         result
+    }
+
+    /// Resolves when the database is found down while a write waits: after
+    /// [`SUSPECT_AFTER`], by this write's probe or by another's (or any
+    /// failure) opening the breaker. Pending while the database answers.
+    async fn outage(self: &Arc<Self>) {
+        let opened = self.opened.notified();
+        tokio::pin!(opened);
+        // Registered before the checks below, so an opening in between is
+        // not missed.
+        opened.as_mut().enable();
+        tokio::time::sleep(SUSPECT_AFTER).await;
+        if self.open.load(Ordering::Acquire) {
+            return;
+        }
+        if !self.probing.swap(true, Ordering::AcqRel) {
+            let down = !matches!(
+                tokio::time::timeout(PING_TIMEOUT, self.store.probe()).await,
+                Ok(Ok(()))
+            );
+            self.probing.store(false, Ordering::Release);
+            if down {
+                self.open();
+                return;
+            }
+        }
+        opened.await;
     }
 
     /// Called with every failed write: opens on an outage.
@@ -88,6 +134,7 @@ impl Breaker {
         if self.open.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.opened.notify_waiters();
         tracing::warn!("database down: durable writes are refused until it answers again");
         let this = self.clone();
         self.tasks.spawn(async move {

@@ -51,6 +51,9 @@ pub struct StoredCommand {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub answered_by: Option<String>,
+    /// Rank ([`Status::rank`]) of the last status whose `command_status`
+    /// was published (0: none yet).
+    pub announced: i16,
 }
 
 impl StoredCommand {
@@ -63,7 +66,24 @@ impl StoredCommand {
             Status::Succeeded | Status::Failed => self.finished_at,
         }
     }
+
+    /// The statuses it reached that are not announced yet, in order: a
+    /// command that timed out while `queued` never was `sent` or `acked`.
+    pub fn unannounced(&self) -> Vec<Status> {
+        let mut reached: Vec<Status> = [Status::Queued, Status::Sent, Status::Acked]
+            .into_iter()
+            .filter(|s| s.rank() < self.status.rank())
+            .collect();
+        reached.push(self.status);
+        reached.retain(|s| s.rank() > self.announced && self.time_of(*s).is_some());
+        reached
+    }
 }
+
+/// How long the node that made a transition has to announce it before any
+/// node's sweep does (it normally takes milliseconds; a node that died or
+/// lost the log in between leaves it to the sweep).
+pub const ANNOUNCE_GRACE_MS: i64 = 3_000;
 
 /// What a transition writes besides the status and its time.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -138,7 +158,27 @@ pub trait CommandStore: Send + Sync {
     /// many. Open commands (`queued`, `sent`, `acked`) are never deleted,
     /// however old.
     async fn prune_commands(&self, finished_before: i64, limit: i64) -> Result<u64, StoreError>;
+
+    /// Records that the statuses up to `rank` are announced (never moves
+    /// back); clears `announce_due` when that covers the current status.
+    async fn mark_announced(&self, company_id: &str, id: &str, rank: i16)
+    -> Result<(), StoreError>;
+
+    /// Claims at most `limit` commands whose announcing is overdue at `now`
+    /// (their node did not finish it within [`ANNOUNCE_GRACE_MS`]): each is
+    /// due again at `retry_at`, so a claimer that dies leaves it to the next
+    /// sweep, and nodes sweeping at once split the rows.
+    async fn claim_unannounced(
+        &self,
+        now: i64,
+        retry_at: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredCommand>, StoreError>;
 }
+
+/// The SQL rank of the `status` column (see [`Status::rank`]).
+pub(super) const STATUS_RANK_SQL: &str =
+    "CASE status WHEN 'queued' THEN 1 WHEN 'sent' THEN 2 WHEN 'acked' THEN 3 ELSE 4 END";
 
 /// The code a timed-out command fails with.
 pub const TIMEOUT_CODE: &str = "TIMEOUT";

@@ -143,6 +143,13 @@ pub trait Store:
     /// A cheap round trip for health checks.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Whether the database takes a new connection now: one attempt, not
+    /// the pool's (which retries refused connections until its acquire
+    /// timeout). For the breaker's verdict on a write that is slow.
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
+
     /// Appends a batch atomically: every event gets the next offset of each of
     /// its rooms, all in one transaction, or nothing is written.
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError>;

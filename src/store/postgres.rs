@@ -57,6 +57,16 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn probe(&self) -> Result<(), StoreError> {
+        use sqlx::Connection;
+        let options = self.pool.connect_options();
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        conn.ping().await?;
+        // The answer is in; a failed goodbye changes nothing.
+        let _ = conn.close().await;
+        Ok(())
+    }
+
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
         super::postgres_append::append(&self.pool, batch).await
     }

@@ -12,13 +12,14 @@ use sqlx::types::Json;
 use super::PgStore;
 use super::StoreError;
 use super::commands::{
-    CommandStore, Inserted, NewCommand, Outcome, StoredCommand, TIMEOUT_CODE, from_list, status_of,
-    time_column,
+    ANNOUNCE_GRACE_MS, CommandStore, Inserted, NewCommand, Outcome, STATUS_RANK_SQL, StoredCommand,
+    TIMEOUT_CODE, from_list, status_of, time_column,
 };
 use crate::domain::command::Step;
 
 const COLUMNS: &str = "id, company_id, target, name, args, sender, status, timeout_ms, deadline_at,
-    created_at, sent_at, acked_at, finished_at, actual_value, error_code, error_message, answered_by";
+    created_at, sent_at, acked_at, finished_at, actual_value, error_code, error_message, answered_by,
+    announced";
 
 fn command_from_row(row: &PgRow) -> Result<StoredCommand, StoreError> {
     let Json(args): Json<Value> = row.try_get("args")?;
@@ -42,6 +43,7 @@ fn command_from_row(row: &PgRow) -> Result<StoredCommand, StoreError> {
         error_code: row.try_get("error_code")?,
         error_message: row.try_get("error_message")?,
         answered_by: row.try_get("answered_by")?,
+        announced: row.try_get("announced")?,
     })
 }
 
@@ -50,8 +52,9 @@ impl CommandStore for PgStore {
     async fn insert_command(&self, c: &NewCommand) -> Result<Inserted, StoreError> {
         let row = sqlx::query(&format!(
             "INSERT INTO commands (id, company_id, target, name, args, sender, status, timeout_ms,
-                                   deadline_at, created_at, idempotency_key)
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10)
+                                   deadline_at, created_at, idempotency_key, announced,
+                                   announce_due)
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10, 0, $11)
              ON CONFLICT (company_id, idempotency_key) WHERE idempotency_key IS NOT NULL
              DO NOTHING RETURNING {COLUMNS}"
         ))
@@ -65,6 +68,7 @@ impl CommandStore for PgStore {
         .bind(c.created_at.saturating_add(c.timeout_ms))
         .bind(c.created_at)
         .bind(&c.idempotency_key)
+        .bind(c.created_at.saturating_add(ANNOUNCE_GRACE_MS))
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = row {
@@ -119,7 +123,8 @@ impl CommandStore for PgStore {
                     actual_value = COALESCE($6, actual_value),
                     error_code = COALESCE($7, error_code),
                     error_message = COALESCE($8, error_message),
-                    answered_by = COALESCE($9, answered_by)
+                    answered_by = COALESCE($9, answered_by),
+                    announce_due = $10
              WHERE company_id = $1 AND id = $2 AND status IN ({from})
              RETURNING {COLUMNS}",
             time = time_column(step),
@@ -135,6 +140,7 @@ impl CommandStore for PgStore {
             .bind(&outcome.error_code)
             .bind(&outcome.error_message)
             .bind(&outcome.answered_by)
+            .bind(at.saturating_add(ANNOUNCE_GRACE_MS))
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
@@ -196,7 +202,7 @@ impl CommandStore for PgStore {
         // each expiry happen once.
         let rows = sqlx::query(&format!(
             "UPDATE commands SET status = 'failed', finished_at = $1, error_code = $3,
-                    error_message = 'no answer before the deadline'
+                    error_message = 'no answer before the deadline', announce_due = $4
              WHERE seq IN (
                  SELECT seq FROM commands
                  WHERE status IN ('queued', 'sent', 'acked') AND deadline_at <= $1
@@ -207,6 +213,7 @@ impl CommandStore for PgStore {
         .bind(now)
         .bind(limit)
         .bind(TIMEOUT_CODE)
+        .bind(now.saturating_add(ANNOUNCE_GRACE_MS))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(command_from_row).collect()
@@ -228,5 +235,48 @@ impl CommandStore for PgStore {
         .await?
         .rows_affected();
         Ok(deleted)
+    }
+
+    async fn mark_announced(
+        &self,
+        company_id: &str,
+        id: &str,
+        rank: i16,
+    ) -> Result<(), StoreError> {
+        // In SET, `announced` is the old value: both use the same GREATEST.
+        sqlx::query(&format!(
+            "UPDATE commands SET announced = GREATEST(announced, $3),
+                    announce_due = CASE WHEN GREATEST(announced, $3) >= {STATUS_RANK_SQL}
+                                        THEN NULL ELSE announce_due END
+             WHERE company_id = $1 AND id = $2"
+        ))
+        .bind(company_id)
+        .bind(id)
+        .bind(rank)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_unannounced(
+        &self,
+        now: i64,
+        retry_at: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredCommand>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE commands SET announce_due = $2
+             WHERE seq IN (
+                 SELECT seq FROM commands WHERE announce_due <= $1
+                 ORDER BY announce_due LIMIT $3 FOR UPDATE SKIP LOCKED)
+               AND announce_due <= $1
+             RETURNING {COLUMNS}"
+        ))
+        .bind(now)
+        .bind(retry_at)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(command_from_row).collect()
     }
 }

@@ -10,14 +10,15 @@ use sqlx::sqlite::SqliteRow;
 use super::SqliteStore;
 use super::StoreError;
 use super::commands::{
-    CommandStore, Inserted, NewCommand, Outcome, StoredCommand, TIMEOUT_CODE, from_list, status_of,
-    time_column,
+    ANNOUNCE_GRACE_MS, CommandStore, Inserted, NewCommand, Outcome, STATUS_RANK_SQL, StoredCommand,
+    TIMEOUT_CODE, from_list, status_of, time_column,
 };
 use super::documents::{from_text, to_text};
 use crate::domain::command::Step;
 
 const COLUMNS: &str = "id, company_id, target, name, args, sender, status, timeout_ms, deadline_at,
-    created_at, sent_at, acked_at, finished_at, actual_value, error_code, error_message, answered_by";
+    created_at, sent_at, acked_at, finished_at, actual_value, error_code, error_message, answered_by,
+    announced";
 
 fn command_from_row(row: &SqliteRow) -> Result<StoredCommand, StoreError> {
     let args: String = row.try_get("args")?;
@@ -41,6 +42,7 @@ fn command_from_row(row: &SqliteRow) -> Result<StoredCommand, StoreError> {
         error_code: row.try_get("error_code")?,
         error_message: row.try_get("error_message")?,
         answered_by: row.try_get("answered_by")?,
+        announced: row.try_get("announced")?,
     })
 }
 
@@ -65,8 +67,9 @@ impl CommandStore for SqliteStore {
         }
         let row = sqlx::query(&format!(
             "INSERT INTO commands (id, company_id, target, name, args, sender, status, timeout_ms,
-                                   deadline_at, created_at, idempotency_key)
-             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) RETURNING {COLUMNS}"
+                                   deadline_at, created_at, idempotency_key, announced,
+                                   announce_due)
+             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, 0, ?) RETURNING {COLUMNS}"
         ))
         .bind(&c.id)
         .bind(&c.company_id)
@@ -78,6 +81,7 @@ impl CommandStore for SqliteStore {
         .bind(c.created_at.saturating_add(c.timeout_ms))
         .bind(c.created_at)
         .bind(&c.idempotency_key)
+        .bind(c.created_at.saturating_add(ANNOUNCE_GRACE_MS))
         .fetch_one(&mut *tx)
         .await?;
         let command = command_from_row(&row)?;
@@ -119,7 +123,8 @@ impl CommandStore for SqliteStore {
                     actual_value = COALESCE(?, actual_value),
                     error_code = COALESCE(?, error_code),
                     error_message = COALESCE(?, error_message),
-                    answered_by = COALESCE(?, answered_by)
+                    answered_by = COALESCE(?, answered_by),
+                    announce_due = ?
              WHERE company_id = ? AND id = ? AND status IN ({from})
              RETURNING {COLUMNS}",
             time = time_column(step),
@@ -134,6 +139,7 @@ impl CommandStore for SqliteStore {
             .bind(&outcome.error_code)
             .bind(&outcome.error_message)
             .bind(&outcome.answered_by)
+            .bind(at.saturating_add(ANNOUNCE_GRACE_MS))
             .bind(company_id)
             .bind(id)
             .fetch_optional(&self.writer)
@@ -198,7 +204,7 @@ impl CommandStore for SqliteStore {
     ) -> Result<Vec<StoredCommand>, StoreError> {
         let rows = sqlx::query(&format!(
             "UPDATE commands SET status = 'failed', finished_at = ?, error_code = ?,
-                    error_message = 'no answer before the deadline'
+                    error_message = 'no answer before the deadline', announce_due = ?
              WHERE seq IN (
                  SELECT seq FROM commands
                  WHERE status IN ('queued', 'sent', 'acked') AND deadline_at <= ?
@@ -207,6 +213,7 @@ impl CommandStore for SqliteStore {
         ))
         .bind(now)
         .bind(TIMEOUT_CODE)
+        .bind(now.saturating_add(ANNOUNCE_GRACE_MS))
         .bind(now)
         .bind(limit)
         .fetch_all(&self.writer)
@@ -229,5 +236,47 @@ impl CommandStore for SqliteStore {
         .await?
         .rows_affected();
         Ok(deleted)
+    }
+
+    async fn mark_announced(
+        &self,
+        company_id: &str,
+        id: &str,
+        rank: i16,
+    ) -> Result<(), StoreError> {
+        // In SET, `announced` is the old value: both use the same MAX.
+        sqlx::query(&format!(
+            "UPDATE commands SET announced = MAX(announced, ?1),
+                    announce_due = CASE WHEN MAX(announced, ?1) >= {STATUS_RANK_SQL}
+                                        THEN NULL ELSE announce_due END
+             WHERE company_id = ?2 AND id = ?3"
+        ))
+        .bind(rank)
+        .bind(company_id)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_unannounced(
+        &self,
+        now: i64,
+        retry_at: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredCommand>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE commands SET announce_due = ?1
+             WHERE seq IN (
+                 SELECT seq FROM commands WHERE announce_due <= ?2
+                 ORDER BY announce_due LIMIT ?3)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(retry_at)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter().map(command_from_row).collect()
     }
 }

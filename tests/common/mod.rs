@@ -27,6 +27,34 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A new empty Postgres database; returns its URL. Drop it with [`drop_postgres`].
+pub async fn fresh_postgres(prefix: &str) -> String {
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&postgres_url())
+        .await
+        .expect("postgres");
+    let db = unique(prefix);
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    format!("{}/{db}", postgres_url().rsplit_once('/').unwrap().0)
+}
+
+pub async fn drop_postgres(url: &str) {
+    let db = url.rsplit_once('/').unwrap().1;
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&postgres_url())
+        .await
+        .expect("postgres");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .ok();
+}
+
 pub fn sqlite_url() -> String {
     let dir = std::env::temp_dir().join("switchyard-tests");
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -37,9 +65,13 @@ pub fn sqlite_url() -> String {
 }
 
 /// Both backends, migrated. Postgres must be reachable: the test script
-/// checks it first and fails loudly if it is not.
+/// checks it first and fails loudly if it is not. The Postgres store is on
+/// a database of its own: the sweeps of servers other tests run on the
+/// shared one (command timeouts and announcements, presence) would
+/// otherwise act on this test's rows while it asserts on them.
+/// `scripts/test.sh` drops these databases before the next run.
 pub async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
-    let pg = store::connect(&postgres_url())
+    let pg = store::connect(&fresh_postgres("sy_store_").await)
         .await
         .expect("postgres reachable (run scripts/test.sh)");
     pg.migrate().await.expect("postgres migrations");

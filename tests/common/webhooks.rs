@@ -173,31 +173,3 @@ impl Receiver {
         self.stop.notify_one();
     }
 }
-
-/// A new empty Postgres database; returns its URL. Drop it with [`drop_postgres`].
-pub async fn fresh_postgres(prefix: &str) -> String {
-    let admin = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&super::postgres_url())
-        .await
-        .expect("postgres");
-    let db = super::unique(prefix);
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    format!("{}/{db}", super::postgres_url().rsplit_once('/').unwrap().0)
-}
-
-pub async fn drop_postgres(url: &str) {
-    let db = url.rsplit_once('/').unwrap().1;
-    let admin = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&super::postgres_url())
-        .await
-        .expect("postgres");
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .ok();
-}
