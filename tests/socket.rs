@@ -499,3 +499,75 @@ async fn graceful_shutdown_keeps_acked_writes_and_lets_clients_reconnect() {
         20
     );
 }
+
+/// One socket's durable publishes are pipelined into the group-commit
+/// writer (`session::pipeline`): 200 sent without waiting for their acks
+/// share transactions (the rows' `xmin`; one transaction each without the
+/// pipeline), still get offsets 1..200 in the order they were sent and
+/// reach a subscriber in that order, and an ephemeral event sent after
+/// them reaches it after all of them.
+#[tokio::test]
+async fn one_sockets_durable_publishes_share_commits_and_keep_their_order() {
+    const N: i64 = 200;
+    let url = common::fresh_postgres("sy_pipeline_").await;
+    let app = common::spawn_app(&url, &[("WS_RATE_LIMIT", "100000")]).await;
+    let mut sub = Client::with_token(&app.url(), &app.token("op1", "acme", Role::Operator)).await;
+    sub.expect("session").await;
+    let mut publisher =
+        Client::with_token(&app.url(), &app.token("sup1", "acme", Role::Supervisor)).await;
+    publisher.expect("session").await;
+
+    let ids: Vec<u64> = (1..=N)
+        .map(|n| {
+            publisher.emit_ack_id(
+                "event:publish",
+                json!({ "type": "order:status_changed", "payload": order_payload(n) }),
+            )
+        })
+        .collect();
+    let refresh = publisher.emit_ack_id(
+        "event:publish",
+        json!({ "type": "dashboard:refresh", "payload": { "timestamp": "2026-11-22T10:00:00Z" } }),
+    );
+    let mut offsets = Vec::new();
+    for id in ids {
+        let ack = publisher.ack(id).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        offsets.push(ack["offset"].as_i64().unwrap_or(-1));
+    }
+    assert_eq!(
+        offsets,
+        (1..=N).collect::<Vec<_>>(),
+        "offsets follow the order sent"
+    );
+    assert_eq!(publisher.ack(refresh).await["ok"], true);
+
+    let mut seen = Vec::new();
+    loop {
+        match sub.next_event().await {
+            (name, _) if name == "dashboard:refresh" => break,
+            (name, args) if name == "order:status_changed" => {
+                seen.push(args[0]["orderId"].as_str().unwrap_or_default().to_string());
+            }
+            _ => {}
+        }
+    }
+    let expected: Vec<String> = (1..=N).map(|n| n.to_string()).collect();
+    assert_eq!(
+        seen, expected,
+        "every durable event, in order, before the ephemeral one"
+    );
+
+    let pool = sqlx::PgPool::connect(&url).await.expect("postgres");
+    let transactions: i64 = sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM events")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    pool.close().await;
+    assert!(
+        transactions <= N / 2,
+        "{N} publishes of one socket took {transactions} transactions"
+    );
+    app.stop().await;
+    common::drop_postgres(&url).await;
+}

@@ -1,19 +1,71 @@
 //! `event:publish` (SPEC §4): check the role and the room, then the
 //! publisher validates, appends (durable types) and delivers, except to the
-//! publishing session.
+//! publishing session. A durable publish finishes off the session's queue
+//! (see `crate::session::pipeline`).
 
 use std::sync::Arc;
 
+use super::Started;
 use super::reply::{Published, Reply};
 use super::request::Publish;
 use crate::domain::{RoomName, Targets};
 use crate::error::{AppError, AppResult, Code};
-use crate::events::Draft;
+use crate::events::{Draft, Prepared};
 use crate::rooms::authorize;
 use crate::session::Session;
 use crate::state::AppState;
+use crate::store::Appended;
 
-pub async fn publish(state: &AppState, session: &Arc<Session>, req: Publish) -> AppResult<Reply> {
+/// Handles `event:publish`. A durable event is queued in the group-commit
+/// writer here, in the session's request order; its commit, delivery and
+/// ack are the returned [`Started::Pending`], which the transport lets
+/// finish off the session's queue (`crate::session::pipeline`). Everything
+/// else is answered at once, after the session's publishes in flight.
+pub async fn start(state: &AppState, session: &Arc<Session>, req: Publish) -> Started {
+    let prepared = match prepare(state, session, req) {
+        Ok(prepared) => prepared,
+        Err(e) => return Started::Done(Err(e)),
+    };
+    if !prepared.durable || prepared.suppressed {
+        // Delivered after the durable events published before it.
+        session.pipeline.settle().await;
+        let ack = published(&prepared, None);
+        state
+            .publisher
+            .dispatch(&prepared, None, Some(session.id))
+            .await;
+        return Started::Done(Ok(Reply::Published(ack)));
+    }
+    let Some(slot) = session.pipeline.enter().await else {
+        return Started::Done(Err(AppError::new(
+            Code::Unavailable,
+            "this connection is closing",
+        )));
+    };
+    let queued = match state
+        .publisher
+        .persist_queued(std::slice::from_ref(&prepared))
+        .await
+    {
+        Ok(queued) => queued,
+        Err(e) => return Started::Done(Err(e)),
+    };
+    let (publisher, exclude) = (state.publisher.clone(), session.id);
+    Started::Pending(Box::pin(async move {
+        let appended = queued.await?.pop().flatten();
+        let ack = published(&prepared, appended.as_ref());
+        if !ack.duplicate {
+            publisher
+                .dispatch(&prepared, appended.as_ref(), Some(exclude))
+                .await;
+        }
+        drop(slot);
+        Ok(Reply::Published(ack))
+    }))
+}
+
+/// Checks the role and the room, validates and observes the event.
+fn prepare(state: &AppState, session: &Arc<Session>, req: Publish) -> AppResult<Prepared> {
     let publisher = &state.publisher;
     // Server-only types (`command_status`) first: no role may forge them.
     let spec = publisher.client_spec(&req.event_type)?;
@@ -46,11 +98,12 @@ pub async fn publish(state: &AppState, session: &Arc<Session>, req: Publish) -> 
         },
     )?;
     publisher.observe(std::slice::from_mut(&mut prepared));
-    let appended = publisher
-        .persist(std::slice::from_ref(&prepared))
-        .await?
-        .pop()
-        .flatten();
+    Ok(prepared)
+}
+
+/// The ack: the event id, and for a durable event its offset and whether
+/// it was a duplicate (then it is not delivered again).
+fn published(prepared: &Prepared, appended: Option<&Appended>) -> Published {
     let mut ack = Published {
         ok: true,
         id: prepared.id.clone(),
@@ -58,16 +111,10 @@ pub async fn publish(state: &AppState, session: &Arc<Session>, req: Publish) -> 
         duplicate: false,
         suppressed: prepared.suppressed,
     };
-    if let Some(a) = &appended {
+    if let Some(a) = appended {
         ack.id = a.id.clone();
         ack.offset = a.offsets.first().map(|(_, offset)| *offset);
-        if a.duplicate {
-            ack.duplicate = true;
-            return Ok(Reply::Published(ack));
-        }
+        ack.duplicate = a.duplicate;
     }
-    publisher
-        .dispatch(&prepared, appended.as_ref(), Some(session.id))
-        .await;
-    Ok(Reply::Published(ack))
+    ack
 }

@@ -109,39 +109,53 @@ impl Publisher {
     /// ones skip the log). Returns, per event, its append result (`None` if
     /// ephemeral or suppressed).
     pub async fn persist(&self, batch: &[Prepared]) -> AppResult<Vec<Option<Appended>>> {
+        self.persist_queued(batch).await?.await
+    }
+
+    /// [`Self::persist`] in two steps: queues the batch's durable events in
+    /// the group-commit writer, behind everything queued before, and
+    /// returns the wait for the results (see `crate::session::pipeline`).
+    pub async fn persist_queued(
+        &self,
+        batch: &[Prepared],
+    ) -> AppResult<impl Future<Output = AppResult<Vec<Option<Appended>>>> + Send + 'static> {
         let ttl = self.settings.queue_ttl_ms;
+        let stored: Vec<bool> = batch.iter().map(|p| p.durable && !p.suppressed).collect();
         let durable: Vec<NewEvent> = batch
             .iter()
-            .filter(|p| p.durable && !p.suppressed)
-            .map(|p| {
+            .zip(&stored)
+            .filter(|(_, stored)| **stored)
+            .map(|(p, _)| {
                 let mut event = p.new_event(ttl);
                 event.webhooks = self.webhooks.entries_for(&p.webhook_event());
                 event
             })
             .collect();
         let hooked = durable.iter().any(|e| !e.webhooks.is_empty());
-        let mut appended = if durable.is_empty() {
-            Vec::new().into_iter()
+        let pending = if durable.is_empty() {
+            None
         } else {
-            self.appender
-                .append(durable)
-                .await
-                .map_err(AppError::unavailable)?
-                .into_iter()
+            Some(
+                self.appender
+                    .submit(durable)
+                    .await
+                    .map_err(AppError::unavailable)?,
+            )
         };
-        if hooked {
-            self.webhooks.kick();
-        }
-        Ok(batch
-            .iter()
-            .map(|p| {
-                if p.durable && !p.suppressed {
-                    appended.next()
-                } else {
-                    None
-                }
-            })
-            .collect())
+        let webhooks = self.webhooks.clone();
+        Ok(async move {
+            let mut appended = match pending {
+                None => Vec::new().into_iter(),
+                Some(pending) => pending.await.map_err(AppError::unavailable)?.into_iter(),
+            };
+            if hooked {
+                webhooks.kick();
+            }
+            Ok(stored
+                .into_iter()
+                .map(|stored| if stored { appended.next() } else { None })
+                .collect())
+        })
     }
 
     /// Sends a published event on its way: durable events through the durable

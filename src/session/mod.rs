@@ -8,6 +8,7 @@
 //! requests through `api`, and closes it when the connection ends.
 //! [`Sessions`] is this node's registry of open sessions.
 
+pub mod pipeline;
 pub mod queue;
 mod registry;
 mod sink;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{Identity, RoomName, SessionId};
 use crate::limits::{Admission, TokenBucket};
 use crate::throttle::users::{self, UserBucket};
+pub use pipeline::Pipeline;
 pub use queue::{Job, QUEUE_CAPACITY, Worker};
 pub use registry::Sessions;
 pub use sink::{SendFail, Sink};
@@ -71,6 +73,8 @@ pub struct Session {
     /// connection, which may hold this session).
     sink: Mutex<Option<Arc<dyn Sink>>>,
     queue: mpsc::Sender<Job>,
+    /// Durable publishes between queued in the writer and answered.
+    pub pipeline: Pipeline,
     /// Cancelled when the session closes (and at shutdown): ends its worker
     /// and timers.
     pub closed: CancellationToken,
@@ -104,6 +108,7 @@ impl Session {
             rooms: Mutex::new(Vec::new()),
             sink: Mutex::new(None),
             queue: tx,
+            pipeline: Pipeline::default(),
             closed: closed.clone(),
             closing: AtomicBool::new(false),
             refreshed: Notify::new(),
@@ -111,7 +116,8 @@ impl Session {
             rate: Mutex::new(o.rates.session),
             user_rate: o.rates.user,
         });
-        (session, Worker::new(rx, start_rx, closed))
+        let pipeline = session.pipeline.clone();
+        (session, Worker::new(rx, start_rx, closed, pipeline))
     }
 
     pub fn identity(&self) -> Identity {

@@ -11,6 +11,8 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::Pipeline;
+
 pub type Job = BoxFuture<'static, ()>;
 
 /// How many requests a session may have waiting; beyond that they are
@@ -21,6 +23,7 @@ pub struct Worker {
     rx: mpsc::Receiver<Job>,
     start: oneshot::Receiver<()>,
     closed: CancellationToken,
+    pipeline: Pipeline,
 }
 
 impl Worker {
@@ -28,13 +31,25 @@ impl Worker {
         rx: mpsc::Receiver<Job>,
         start: oneshot::Receiver<()>,
         closed: CancellationToken,
+        pipeline: Pipeline,
     ) -> Self {
-        Self { rx, start, closed }
+        Self {
+            rx,
+            start,
+            closed,
+            pipeline,
+        }
     }
 
     /// Runs jobs in order until the session closes. A job already running
-    /// when it closes is finished (it may be a durable write).
+    /// when it closes is finished (it may be a durable write), and so are
+    /// the durable publishes still in flight: shutdown waits for workers.
     pub async fn run(mut self) {
+        self.jobs().await;
+        self.pipeline.settle().await;
+    }
+
+    async fn jobs(&mut self) {
         tokio::select! {
             started = &mut self.start => if started.is_err() { return },
             _ = self.closed.cancelled() => return,

@@ -54,14 +54,28 @@ impl Appender {
 
     /// Appends one request's events atomically (as [`Store::append`]).
     pub async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+        self.submit(batch).await?.await
+    }
+
+    /// [`Self::append`] in two steps: queues the request behind every one
+    /// queued before it (their offsets come first) and returns the wait for
+    /// its result, so a caller may queue its next request before this one
+    /// commits.
+    pub async fn submit(
+        &self,
+        batch: Vec<NewEvent>,
+    ) -> Result<impl Future<Output = Result<Vec<Appended>, StoreError>> + Send + 'static, StoreError>
+    {
         self.breaker.check()?;
         let (reply, answer) = oneshot::channel();
         if self.tx.send((batch, reply)).await.is_err() {
             return Err(StoreError::Corrupt("the log writer stopped".into()));
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Corrupt("the log writer stopped".into())))
+        Ok(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Corrupt("the log writer stopped".into())))
+        })
     }
 }
 

@@ -191,6 +191,14 @@ impl Client {
         }
     }
 
+    /// The next event, whatever its name.
+    pub async fn next_event(&mut self) -> (String, Vec<Value>) {
+        match tokio::time::timeout(Duration::from_secs(10), self.events.recv()).await {
+            Ok(Some(ev)) => ev,
+            _ => panic!("no event"),
+        }
+    }
+
     /// Every event received within `wait`.
     pub async fn drain(&mut self, wait: Duration) -> Vec<(String, Vec<Value>)> {
         let mut out = Vec::new();

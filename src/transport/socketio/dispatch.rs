@@ -1,7 +1,8 @@
 //! The one entry point for socket.io client events: turns each incoming
 //! event, in arrival order and synchronously, into a job on the session's
-//! ordered queue (see [`crate::session::queue`]), which runs it through
-//! [`crate::api::call`] and sends the ack.
+//! ordered queue (see [`crate::session::queue`]), which starts it through
+//! [`crate::api::start`] and sends the ack (a durable publish's once it is
+//! committed, off the queue: `crate::session::pipeline`).
 //!
 //! socketioxide 0.18 only offers async message handlers, each spawned as its
 //! own task, which loses arrival order. This module implements
@@ -16,6 +17,7 @@ use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::{FromMessageParts, MessageHandler, Value as RawValue};
 use socketioxide::socket::Socket;
 
+use crate::api::Started;
 use crate::error::{AppError, Code};
 use crate::session::{RateRefusal, Session};
 use crate::state::AppState;
@@ -102,15 +104,17 @@ impl<A: Adapter> MessageHandler<A, Ordered> for OrderedDispatch {
         };
         let (state, session) = (self.state.clone(), self.session.clone());
         let job = Box::pin(async move {
-            let reply = match data {
-                Ok(data) => crate::api::call(&state, &session, &event, data).await,
-                Err(e) => Err(e),
+            let started = match data {
+                Ok(data) => crate::api::start(&state, &session, &event, data).await,
+                Err(e) => Started::Done(Err(e)),
             };
-            // The client may not have asked for an ack; sending then is a no-op.
-            let _ = match reply {
-                Ok(reply) => ack.send(&reply),
-                Err(e) => ack.send(&e.ack()),
-            };
+            started.respond(&state.tasks, move |reply| {
+                // The client may not have asked for an ack; sending then is a no-op.
+                let _ = match reply {
+                    Ok(reply) => ack.send(&reply),
+                    Err(e) => ack.send(&e.ack()),
+                };
+            });
         });
         slot.send(job);
     }

@@ -322,8 +322,11 @@ impl Reader {
         };
         let (state, session, outbox) = (state.clone(), self.session.clone(), self.outbox.clone());
         slot.send(Box::pin(async move {
-            let result = crate::api::call_verb(&state, &session, verb, body).await;
-            let _ = outbox.send(request::answer(&inb, echo, result.map(|r| r.to_value())));
+            crate::api::start_verb(&state, &session, verb, body)
+                .await
+                .respond(&state.tasks, move |result| {
+                    let _ = outbox.send(request::answer(&inb, echo, result.map(|r| r.to_value())));
+                });
         }));
     }
 }
