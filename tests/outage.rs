@@ -123,8 +123,9 @@ async fn database_outage_refuses_durable_keeps_ephemeral_and_recovers() {
 /// PostgreSQL stopped outright (a private cluster, fast shutdown) while a
 /// backend publishes over HTTP ten times a second, then started again. The
 /// pool retries refused connections until its acquire timeout (3 s); every
-/// publish during the outage must still be refused with UNAVAILABLE well
-/// before that, and publishing resumes by itself after the restart.
+/// publish during the outage, and a document update after them (its own
+/// breaker), must still be refused with UNAVAILABLE well before that, and
+/// publishing resumes by itself after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_while_postgres_is_stopped_is_refused_in_well_under_the_pool_timeout() {
     use common::private_pg::PrivatePg;
@@ -156,6 +157,11 @@ async fn a_publish_while_postgres_is_stopped_is_refused_in_well_under_the_pool_t
         }
     };
     assert_eq!(publish(0).await.0, 202, "published before the outage");
+    // A socket connected before the outage updates a document during it
+    // (document turns have their own breaker, still closed then).
+    let mut writer =
+        Client::with_token(&app.url(), &app.token("s1", "acme", Role::Supervisor)).await;
+    writer.expect("session").await;
 
     let p = pg.clone();
     tokio::task::spawn_blocking(move || p.stop()).await.unwrap();
@@ -183,6 +189,16 @@ async fn a_publish_while_postgres_is_stopped_is_refused_in_well_under_the_pool_t
         refusals.push(took);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let started = Instant::now();
+    let update = writer
+        .emit_with_ack(
+            "document:update",
+            json!({ "type": "order", "id": "42", "baseVersion": 0,
+                    "changes": { "status": "planned" } }),
+        )
+        .await;
+    assert_eq!(update["error"]["code"], "UNAVAILABLE", "{update}");
+    refusals.push(started.elapsed());
     let slowest = refusals.iter().max().copied().unwrap_or_default();
     assert!(
         slowest < Duration::from_millis(1_500),
