@@ -87,9 +87,14 @@ cargo build
 # no suite is running.
 drop_test_databases() {
   command -v psql >/dev/null 2>&1 || { echo "test.sh: psql not found; leftover sy_* test databases are kept" >&2; return 0; }
-  local admin="${TEST_DATABASE_URL%/*}/postgres" db
-  psql "$admin" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'sy\_%'" | while read -r db; do
-    psql "$admin" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+  local admin="${TEST_DATABASE_URL%/*}/postgres" dbs db
+  if ! dbs=$(psql "$admin" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'sy\_%'" 2>&1); then
+    echo "test.sh: could not list leftover sy_* test databases (kept): $dbs" >&2
+    return 0
+  fi
+  for db in $dbs; do
+    psql "$admin" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
+      || echo "test.sh: could not drop leftover test database $db (kept)" >&2
   done
 }
 drop_test_databases

@@ -140,6 +140,9 @@ pub struct Config {
     /// Time allowed for a request's headers, and for the first request of a
     /// new or idle keep-alive connection (`HTTP_HEADER_TIMEOUT_MS`).
     pub http_header_timeout: Duration,
+    /// Time allowed for a request's body once its headers are in
+    /// (`HTTP_BODY_TIMEOUT_MS`).
+    pub http_body_timeout: Duration,
     /// TCP connections served at once (`HTTP_MAX_CONNECTIONS`; default from
     /// the descriptor limit), beyond which new ones are closed at once.
     pub http_max_connections: usize,
@@ -454,6 +457,7 @@ impl Config {
             rules_file: v.get("RULES_FILE").map(PathBuf::from),
             http_body_limit: v.parse("HTTP_BODY_LIMIT", 1_048_576)?,
             http_header_timeout: v.millis("HTTP_HEADER_TIMEOUT_MS", 10_000)?,
+            http_body_timeout: v.millis("HTTP_BODY_TIMEOUT_MS", 30_000)?,
             http_max_connections,
             ws_connect_timeout: v.millis("WS_CONNECT_TIMEOUT_MS", 10_000)?,
             max_pending_per_ip,
@@ -828,11 +832,13 @@ mod tests {
         assert_eq!(c.http_max_connections, 500);
         assert_eq!(c.ws_connect_timeout, Duration::from_millis(1500));
         assert_eq!(c.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.http_body_timeout, Duration::from_secs(30));
         assert_eq!(c.max_pending_per_ip, 64);
         assert_eq!(c.document_max_fields, 1_000);
         for (var, val) in [
             ("HTTP_MAX_CONNECTIONS", "0"),
             ("HTTP_HEADER_TIMEOUT_MS", "0"),
+            ("HTTP_BODY_TIMEOUT_MS", "0"),
             ("WS_CONNECT_TIMEOUT_MS", "soon"),
             ("WS_MAX_PENDING_PER_IP", "0"),
             ("DOCUMENT_MAX_FIELDS", "0"),

@@ -408,3 +408,64 @@ async fn accept_errors_do_not_spin_and_the_server_recovers() {
     assert_eq!(health, Some(200), "health answers again: {}", server.log());
     drop(idle);
 }
+
+/// One connection of a body slowloris: a POST's headers with a valid key,
+/// then one byte of its 1,000-byte body every 200 ms for at most `trickle`.
+/// Returns when the server closed the connection, `None` if it never did.
+async fn trickle_body(server: &Server, trickle: Duration) -> Option<Duration> {
+    let mut s = TcpStream::connect(server.addr()).await.ok()?;
+    let head = "POST /api/v1/events HTTP/1.1\r\nHost: localhost\r\n\
+                Authorization: Bearer attack-key-0123456789\r\n\
+                Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
+    s.write_all(head.as_bytes()).await.ok()?;
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < trickle {
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {} // the answer; the close follows
+            Err(_) => {
+                if s.write_all(b" ").await.is_err() {
+                    return Some(started.elapsed());
+                }
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_request_bodies_are_cut_off_at_the_body_deadline() {
+    // 40 connections trickle a body a byte at a time (the body would take
+    // 200 s); HTTP_BODY_TIMEOUT_MS is 1 s. Without a body deadline every one
+    // holds its connection for the whole trickle.
+    let server = Server::start(
+        &[
+            ("HTTP_BODY_TIMEOUT_MS", "1000"),
+            ("API_KEYS", "attack-key-0123456789"),
+        ],
+        None,
+    )
+    .await;
+    let fds0 = server.fds();
+    let trickle = Duration::from_secs(6);
+    let attacks: Vec<_> = (0..40).map(|_| trickle_body(&server, trickle)).collect();
+    let (closed, health) = tokio::join!(futures::future::join_all(attacks), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.get("/health/live", Duration::from_secs(3)).await
+    });
+    let fds1 = server.fds();
+    let slowest = closed.iter().map(|c| c.unwrap_or(trickle)).max();
+    eprintln!(
+        "40 trickled bodies: closed after {:?} (slowest {slowest:?}); health {health:?}; fds {fds0} → {fds1}",
+        closed.iter().flatten().collect::<Vec<_>>()
+    );
+    assert!(
+        closed
+            .iter()
+            .all(|c| c.is_some_and(|t| t < Duration::from_secs(3))),
+        "every trickled body is cut off near its 1 s deadline: {closed:?}"
+    );
+    assert_eq!(health, Some(200));
+    assert!(fds1 < fds0 + 8, "descriptors are released: {fds0} → {fds1}");
+}

@@ -8,7 +8,8 @@
 //!   when it is full too, new connections are closed at once.
 //! - `HTTP_HEADER_TIMEOUT_MS` bounds the wait for a request's headers, which
 //!   also ends connections that never send a request and idle keep-alive
-//!   connections (hyper starts that timer as soon as it waits for a request).
+//!   connections (hyper starts that timer as soon as it waits for a request);
+//!   `HTTP_BODY_TIMEOUT_MS` bounds the wait for its body ([`body`]).
 //! - `accept` errors for want of descriptors (EMFILE) back off instead of
 //!   spinning; the connections already open run on, time out, and free them.
 //! - Graceful shutdown: stop accepting, let requests in flight finish (within
@@ -21,6 +22,7 @@
 //! axum's own `serve` has none of these knobs, hence this loop (HTTP/1.1 with
 //! upgrades, which is all socket.io and the HTTP API use).
 
+mod body;
 pub mod io;
 mod reserve;
 
@@ -58,6 +60,7 @@ const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 pub struct Options {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Whose `X-Forwarded-For` names the client (shared by every connection).
     pub trusted_proxies: Arc<TrustedProxies>,
@@ -68,6 +71,7 @@ impl Options {
         Self {
             max_connections: config.http_max_connections,
             header_timeout: config.http_header_timeout,
+            body_timeout: config.http_body_timeout,
             shutdown_grace: config.shutdown_grace,
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         }
@@ -111,6 +115,7 @@ pub async fn serve(
             router: router.clone(),
             peer,
             trusted_proxies: options.trusted_proxies.clone(),
+            body_timeout: options.body_timeout,
             stop: stop.clone(),
         };
         match main.clone().try_acquire_owned() {
@@ -195,6 +200,7 @@ struct Conn {
     router: Router,
     peer: SocketAddr,
     trusted_proxies: Arc<TrustedProxies>,
+    body_timeout: Duration,
     stop: CancellationToken,
 }
 
@@ -212,6 +218,7 @@ impl Conn {
             router,
             peer,
             trusted_proxies,
+            body_timeout,
             stop,
         } = self;
         let keep_alive = reserve.is_none();
@@ -221,6 +228,7 @@ impl Conn {
             // proxy's address by mistake.
             req.extensions_mut().insert(ClientIp(client));
             req.extensions_mut().insert(handle.clone());
+            let req = body::with_deadline(req, body_timeout);
             let router = router.clone();
             let reserve = reserve.clone();
             async move {
