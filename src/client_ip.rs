@@ -3,13 +3,19 @@
 //! Behind a load balancer every TCP peer is the balancer, so per-IP limits,
 //! throttles, logs and the admin listing would see one address for every
 //! client. When the peer is a trusted proxy, the client is the right-most
-//! `X-Forwarded-For` entry that is not itself a trusted proxy (what nginx's
-//! `real_ip_recursive on` and Express's `trust proxy` do): each trusted hop
-//! appends the address it saw, so walking right to left past trusted hops
-//! reaches the first address no trusted party vouches beyond. From any
-//! other peer the header is ignored: it is the client's own claim, and
-//! believing it would let one attacker appear as any number of addresses
-//! and walk around every per-IP limit.
+//! entry of the forwarding header that is not itself a trusted proxy (what
+//! nginx's `real_ip_recursive on` and Express's `trust proxy` do): each
+//! trusted hop appends the address it saw, so walking right to left past
+//! trusted hops reaches the first address no trusted party vouches beyond.
+//! From any other peer the header is ignored: it is the client's own claim,
+//! and believing it would let one attacker appear as any number of
+//! addresses and walk around every per-IP limit.
+//!
+//! The header is the one the proxies write (`FORWARDED_HEADER`):
+//! `X-Forwarded-For` (the default: nginx, HAProxy, AWS ALB) or RFC 7239
+//! `Forwarded` (its `for=` parameters). Exactly one is read: a proxy that
+//! appends to one passes the other through as the client wrote it, so
+//! reading both would believe a forgery.
 //!
 //! [`derive`] is that rule, pure. `crate::server` applies it once per
 //! request and stores the result as [`ClientIp`] in the request's
@@ -22,8 +28,45 @@ use std::net::IpAddr;
 use http::{Extensions, HeaderMap};
 use thiserror::Error;
 
-/// The header trusted proxies append the address they saw to.
+/// The header trusted proxies append the address they saw to (default).
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+/// RFC 7239's header (`Forwarded: for=192.0.2.60;proto=https`).
+pub const FORWARDED: &str = "forwarded";
+
+/// Which header trusted proxies name the client in (`FORWARDED_HEADER`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardingHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
+}
+
+impl ForwardingHeader {
+    /// `x-forwarded-for` or `forwarded`, any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            X_FORWARDED_FOR => Some(Self::XForwardedFor),
+            FORWARDED => Some(Self::Forwarded),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => X_FORWARDED_FOR,
+            Self::Forwarded => FORWARDED,
+        }
+    }
+
+    /// The address one hop's entry names; `None` when it names none that
+    /// can be used (`unknown`, an obfuscated `_node`, no `for=`, garbage).
+    fn address(self, entry: &str) -> Option<IpAddr> {
+        match self {
+            Self::XForwardedFor => forwarded_entry(entry),
+            Self::Forwarded => forwarded_for(entry),
+        }
+    }
+}
 
 /// The client's address as derived for this request (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +164,13 @@ impl fmt::Display for ProxyRange {
     }
 }
 
-/// The proxies whose `X-Forwarded-For` is believed. Empty (the default):
-/// nobody's, and the client is the TCP peer.
+/// The proxies whose forwarding header is believed, and which header that
+/// is. No proxies (the default): nobody's, and the client is the TCP peer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<ProxyRange>);
+pub struct TrustedProxies {
+    ranges: Vec<ProxyRange>,
+    header: ForwardingHeader,
+}
 
 impl TrustedProxies {
     /// Parses a list of addresses and CIDR blocks; the error names the entry.
@@ -133,19 +179,31 @@ impl TrustedProxies {
             .iter()
             .map(|e| ProxyRange::parse(e.as_ref().trim()))
             .collect::<Result<Vec<_>, _>>()
-            .map(TrustedProxies)
+            .map(|ranges| TrustedProxies {
+                ranges,
+                header: ForwardingHeader::default(),
+            })
+    }
+
+    /// The same proxies, naming the client in `header`.
+    pub fn with_header(self, header: ForwardingHeader) -> Self {
+        Self { header, ..self }
+    }
+
+    pub fn header(&self) -> ForwardingHeader {
+        self.header
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ranges.is_empty()
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|r| r.contains(ip))
+        self.ranges.iter().any(|r| r.contains(ip))
     }
 
     pub fn ranges(&self) -> &[ProxyRange] {
-        &self.0
+        &self.ranges
     }
 }
 
@@ -159,24 +217,48 @@ fn forwarded_entry(entry: &str) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
+/// The `for=` node of one `Forwarded` element (RFC 7239 §4, §6):
+/// `for=192.0.2.43`, `for="192.0.2.43:4711"`, `for="[2001:db8::17]"`,
+/// `for="[2001:db8::17]:4711"`; parameter names in any case.
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    let value = element.split(';').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| value.trim())
+    })?;
+    let node = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    let host = match node.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`
+        Some(rest) => rest.split_once(']').map(|(v6, _)| v6)?,
+        // `v4` or `v4:port`
+        None => node.split(':').next()?,
+    };
+    host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
 /// The client's address for a request from `peer` (see the module doc).
 ///
-/// Several `X-Forwarded-For` headers count as one list, in order (RFC 9110
-/// §5.3). Empty entries are skipped. An entry that is not an address (or a
-/// header that is not text) stops the walk at the peer: nothing to its left
-/// can be attributed, and the conservative answer is the address we know.
-/// When every entry is a trusted proxy, the client is the peer too.
+/// Several headers count as one list, in order (RFC 9110 §5.3). Empty
+/// entries are skipped. An entry that names no address (or a header that
+/// is not text) stops the walk at the peer: nothing to its left can be
+/// attributed, and the conservative answer is the address we know. When
+/// every entry is a trusted proxy, the client is the peer too.
 pub fn derive(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
     let peer = peer.to_canonical();
     if !trusted.contains(peer) {
         return peer;
     }
-    for value in headers.get_all(X_FORWARDED_FOR).iter().rev() {
+    let header = trusted.header();
+    for value in headers.get_all(header.name()).iter().rev() {
         let Ok(text) = value.to_str() else {
             return peer;
         };
         for entry in text.rsplit(',').map(str::trim).filter(|e| !e.is_empty()) {
-            match forwarded_entry(entry) {
+            match header.address(entry) {
                 Some(ip) if trusted.contains(ip) => continue,
                 Some(ip) => return ip,
                 None => return peer,
@@ -367,5 +449,82 @@ mod tests {
             ip("198.51.100.1")
         );
         assert_eq!(client("::ffff:203.0.113.9", &[], lb), ip("203.0.113.9"));
+    }
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                FORWARDED,
+                http::HeaderValue::from_str(v).expect("header value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_names_the_node_in_every_rfc_7239_form() {
+        for (element, want) in [
+            ("for=192.0.2.43", Some("192.0.2.43")),
+            ("For=\"192.0.2.43:4711\"", Some("192.0.2.43")),
+            ("for=\"[2001:db8:cafe::17]\"", Some("2001:db8:cafe::17")),
+            (
+                "for=\"[2001:db8:cafe::17]:4711\";proto=https",
+                Some("2001:db8:cafe::17"),
+            ),
+            (
+                "proto=http; for=198.51.100.17 ;by=203.0.113.60",
+                Some("198.51.100.17"),
+            ),
+            ("for=\"[::ffff:192.0.2.1]\"", Some("192.0.2.1")),
+            ("for=unknown", None),
+            ("for=_hidden", None),
+            ("proto=https", None),
+            ("for=\"[2001:db8::17\"", None),
+        ] {
+            assert_eq!(forwarded_for(element), want.map(ip), "{element}");
+        }
+    }
+
+    #[test]
+    fn with_forwarded_the_right_most_untrusted_for_is_the_client_and_x_forwarded_for_is_ignored() {
+        let proxies = trusted(&["10.0.0.0/8"]).with_header(ForwardingHeader::Forwarded);
+        let mut h = forwarded(&[
+            "for=198.51.100.9, for=203.0.113.5",
+            "for=10.0.0.7;proto=https",
+        ]);
+        h.append(
+            X_FORWARDED_FOR,
+            http::HeaderValue::from_static("192.0.2.99"),
+        );
+        assert_eq!(derive(ip("10.0.0.1"), &h, &proxies), ip("203.0.113.5"));
+        // An untrusted peer's claim is not believed, in either header.
+        assert_eq!(derive(ip("192.0.2.1"), &h, &proxies), ip("192.0.2.1"));
+        // `unknown` right of the first untrusted hop: stop at the peer.
+        let h = forwarded(&["for=198.51.100.9, for=unknown"]);
+        assert_eq!(derive(ip("10.0.0.1"), &h, &proxies), ip("10.0.0.1"));
+        // The default header does not read `Forwarded` (a forgery there is
+        // passed through by a proxy that appends X-Forwarded-For).
+        let xff = trusted(&["10.0.0.0/8"]);
+        let mut h = forwarded(&["for=198.51.100.9"]);
+        assert_eq!(derive(ip("10.0.0.1"), &h, &xff), ip("10.0.0.1"));
+        h.append(
+            X_FORWARDED_FOR,
+            http::HeaderValue::from_static("203.0.113.8"),
+        );
+        assert_eq!(derive(ip("10.0.0.1"), &h, &xff), ip("203.0.113.8"));
+    }
+
+    #[test]
+    fn the_header_names_parse_in_any_case() {
+        assert_eq!(
+            ForwardingHeader::parse("Forwarded"),
+            Some(ForwardingHeader::Forwarded)
+        );
+        assert_eq!(
+            ForwardingHeader::parse(" X-Forwarded-For "),
+            Some(ForwardingHeader::XForwardedFor)
+        );
+        assert_eq!(ForwardingHeader::parse("x-real-ip"), None);
     }
 }

@@ -13,7 +13,7 @@ use std::{
 
 use thiserror::Error;
 
-pub use crate::client_ip::TrustedProxies;
+pub use crate::client_ip::{ForwardingHeader, TrustedProxies};
 pub use crate::secret::{Secret, SecretUrl};
 
 /// A configuration problem, always naming the variable at fault.
@@ -462,7 +462,16 @@ impl Config {
             ws_connect_timeout: v.millis("WS_CONNECT_TIMEOUT_MS", 10_000)?,
             max_pending_per_ip,
             trusted_proxies: TrustedProxies::parse(&v.list("TRUSTED_PROXIES").unwrap_or_default())
-                .map_err(|e| bad("TRUSTED_PROXIES", e.to_string()))?,
+                .map_err(|e| bad("TRUSTED_PROXIES", e.to_string()))?
+                .with_header(match v.get("FORWARDED_HEADER") {
+                    None => ForwardingHeader::default(),
+                    Some(name) => ForwardingHeader::parse(name).ok_or_else(|| {
+                        bad(
+                            "FORWARDED_HEADER",
+                            format!("`{name}` is not `x-forwarded-for` or `forwarded`"),
+                        )
+                    })?,
+                }),
             shutdown_grace: v.seconds("SHUTDOWN_GRACE", 10)?,
             log_format: match v.get("LOG_FORMAT").unwrap_or("text") {
                 "text" => LogFormat::Text,
@@ -865,6 +874,16 @@ mod tests {
         // The message names the bad entry, not just the variable.
         let err = cfg(&[("TRUSTED_PROXIES", "10.0.0.5, lb.internal")]).unwrap_err();
         assert!(err.to_string().contains("`lb.internal`"), "{err}");
+        assert_eq!(
+            c.trusted_proxies.header(),
+            ForwardingHeader::XForwardedFor,
+            "the default header"
+        );
+        let c = cfg(&[("FORWARDED_HEADER", "Forwarded")]).expect("valid");
+        assert_eq!(c.trusted_proxies.header(), ForwardingHeader::Forwarded);
+        let err = cfg(&[("FORWARDED_HEADER", "x-real-ip")]).unwrap_err();
+        assert_eq!(err.var, "FORWARDED_HEADER");
+        assert!(err.to_string().contains("`x-real-ip`"), "{err}");
     }
 
     #[test]

@@ -353,3 +353,59 @@ fn nothing_reads_the_tcp_peer_but_the_accept_loop() {
         "where the client address is derived"
     );
 }
+
+#[tokio::test]
+async fn with_forwarded_header_rfc_7239_names_the_client_and_x_forwarded_for_is_ignored() {
+    let app = common::spawn_app(
+        &common::sqlite_url(),
+        &[
+            ("WS_MAX_CONNECTIONS_PER_IP", "1"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+            ("FORWARDED_HEADER", "forwarded"),
+            ("ADMIN_API_KEYS", ADMIN_KEY),
+        ],
+    )
+    .await;
+    let token = app.token("u1", "acme", Role::Operator);
+    let via = |forwarded: &'static str, xff: &'static str| {
+        let (url, token) = (app.url(), token.clone());
+        async move {
+            Client::connect_with_headers(
+                &url,
+                "",
+                json!({ "token": token }),
+                &[("forwarded", forwarded), (XFF, xff)],
+            )
+            .await
+        }
+    };
+    let mut a = via("for=198.51.100.1;proto=https", "192.0.2.1")
+        .await
+        .expect("a");
+    a.expect("session").await;
+    let mut b = via("for=\"[2001:db8::7]:4711\"", "192.0.2.1")
+        .await
+        .expect("b");
+    b.expect("session").await;
+    // Same Forwarded client, another X-Forwarded-For: the same budget.
+    assert_limit_exceeded(
+        via("for=198.51.100.1", "192.0.2.2").await,
+        "a second connection of one Forwarded client",
+    );
+    // A client's own `for=` left of the proxy's is not believed: refused
+    // for 198.51.100.1's budget (at the handshake: its refused attempt
+    // above is still counted as pending there).
+    match via("for=203.0.113.9, for=198.51.100.1", "192.0.2.3").await {
+        Err(ConnectError::Refused(msg)) => assert!(msg.starts_with("LIMIT_EXCEEDED"), "{msg}"),
+        Err(ConnectError::Io(e)) => assert!(e.contains("429"), "{e}"),
+        Ok(_) => panic!("a forged element before the proxy's was believed"),
+    }
+    // 203.0.113.9 itself, forwarded by the proxy, has a budget of its own.
+    let mut c = via("for=203.0.113.9", "192.0.2.4").await.expect("c");
+    c.expect("session").await;
+    assert_eq!(
+        listed_addresses(&app).await,
+        ["198.51.100.1", "2001:db8::7", "203.0.113.9"]
+    );
+    app.stop().await;
+}
