@@ -99,12 +99,11 @@ impl Breaker {
         if self.open.load(Ordering::Acquire) {
             return;
         }
-        if !self.probing.swap(true, Ordering::AcqRel) {
+        if let Some(_turn) = ProbeTurn::take(&self.probing) {
             let down = !matches!(
                 tokio::time::timeout(PING_TIMEOUT, self.store.probe()).await,
                 Ok(Ok(()))
             );
-            self.probing.store(false, Ordering::Release);
             if down {
                 self.open();
                 return;
@@ -150,6 +149,24 @@ impl Breaker {
     }
 }
 
+/// The one probe running at a time. Given back when dropped, also when
+/// the write it watches finishes first and drops the probe mid-way (a flag
+/// reset after the probe's `await` would then stay set, and no write would
+/// ever be probed again).
+struct ProbeTurn<'a>(&'a AtomicBool);
+
+impl<'a> ProbeTurn<'a> {
+    fn take(probing: &'a AtomicBool) -> Option<Self> {
+        (!probing.swap(true, Ordering::AcqRel)).then_some(Self(probing))
+    }
+}
+
+impl Drop for ProbeTurn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Errors that say the database cannot be reached, whatever the statement.
 fn is_outage(error: &StoreError) -> bool {
     use sqlx::Error as E;
@@ -164,5 +181,37 @@ fn is_outage(error: &StoreError) -> bool {
             c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
         }),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_probe_turn_at_a_time_given_back_even_when_dropped_mid_probe() {
+        let probing = AtomicBool::new(false);
+        let turn = ProbeTurn::take(&probing).expect("free");
+        assert!(ProbeTurn::take(&probing).is_none(), "one at a time");
+        drop(turn);
+        assert!(ProbeTurn::take(&probing).is_some(), "given back");
+
+        // A probe future dropped at its await (the write it watched was
+        // answered first) gives the turn back too.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let cut_short = async {
+                let _turn = ProbeTurn::take(&probing).expect("free");
+                std::future::pending::<()>().await;
+            };
+            let _ = tokio::time::timeout(Duration::from_millis(10), cut_short).await;
+        });
+        assert!(
+            ProbeTurn::take(&probing).is_some(),
+            "given back after a cut-short probe"
+        );
     }
 }
