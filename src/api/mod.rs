@@ -99,12 +99,7 @@ pub async fn call_verb(
 }
 
 /// Parses and starts one request for `verb`.
-pub async fn start_verb(
-    state: &AppState,
-    session: &Arc<Session>,
-    verb: Verb,
-    data: Value,
-) -> Started {
+async fn start_verb(state: &AppState, session: &Arc<Session>, verb: Verb, data: Value) -> Started {
     // Nothing with a NUL character goes further (see domain::text).
     if let Err(e) = crate::domain::text::refuse_nul(&data) {
         return Started::Done(Err(e));

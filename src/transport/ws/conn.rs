@@ -321,12 +321,13 @@ impl Reader {
             return self.answer(&inb, e);
         };
         let (state, session, outbox) = (state.clone(), self.session.clone(), self.outbox.clone());
+        // One request at a time, durable publishes included (no pipelining
+        // as on socket.io): answers go out in request order, and clients
+        // of this transport may match them by order (`requestId` is
+        // optional).
         slot.send(Box::pin(async move {
-            crate::api::start_verb(&state, &session, verb, body)
-                .await
-                .respond(&state.tasks, move |result| {
-                    let _ = outbox.send(request::answer(&inb, echo, result.map(|r| r.to_value())));
-                });
+            let result = crate::api::call_verb(&state, &session, verb, body).await;
+            let _ = outbox.send(request::answer(&inb, echo, result.map(|r| r.to_value())));
         }));
     }
 }
