@@ -571,3 +571,78 @@ async fn one_sockets_durable_publishes_share_commits_and_keep_their_order() {
     app.stop().await;
     common::drop_postgres(&url).await;
 }
+
+/// A socket that sends 100 durable publishes and disconnects at once,
+/// its publishes still in flight: what was committed is in the log with
+/// offsets 1..k in the order sent, and a subscriber receives exactly that,
+/// in order, once each.
+#[tokio::test]
+async fn publishes_in_flight_when_their_socket_disconnects_are_committed_in_order_and_delivered() {
+    const N: i64 = 100;
+    let url = common::fresh_postgres("sy_pipeline_close_").await;
+    let app = common::spawn_app(&url, &[("WS_RATE_LIMIT", "100000")]).await;
+    let mut sub = Client::with_token(&app.url(), &app.token("op1", "acme", Role::Operator)).await;
+    sub.expect("session").await;
+    let mut publisher =
+        Client::with_token(&app.url(), &app.token("sup1", "acme", Role::Supervisor)).await;
+    publisher.expect("session").await;
+    for n in 1..=N {
+        publisher.emit(
+            "event:publish",
+            json!({ "type": "order:status_changed", "payload": order_payload(n) }),
+        );
+    }
+    publisher.disconnect();
+
+    // Everything the log holds, once the server is done with it.
+    let mut log = Vec::new();
+    for _ in 0..50 {
+        let (_, page) = app
+            .get_json("/api/v1/events?companyId=acme&room=company&limit=1000")
+            .await;
+        let now: Vec<(i64, String)> = page["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["offset"].as_i64().unwrap_or(-1),
+                            e["payload"]["orderId"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !now.is_empty() && now == log {
+            break;
+        }
+        log = now;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let k = log.len() as i64;
+    assert!(k > 0, "nothing committed");
+    assert_eq!(
+        log,
+        (1..=k).map(|n| (n, n.to_string())).collect::<Vec<_>>(),
+        "offsets 1..k in the order sent"
+    );
+    let mut seen = Vec::new();
+    while (seen.len() as i64) < k {
+        let (name, args) = sub.next_event().await;
+        if name == "order:status_changed" {
+            seen.push(args[0]["orderId"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(seen, (1..=k).map(|n| n.to_string()).collect::<Vec<_>>());
+    let extra = sub.drain(Duration::from_millis(300)).await;
+    assert!(
+        extra.iter().all(|(name, _)| name != "order:status_changed"),
+        "delivered once: {extra:?}"
+    );
+    app.stop().await;
+    common::drop_postgres(&url).await;
+}
