@@ -4,8 +4,9 @@
 //! ([`lifecycle`]: `open` on connect, `close` when it ends).
 //!
 //! A transport turns what its client sent into `(name, body)`, calls
-//! [`call`] on the session's ordered queue, and sends the [`Reply`] (or the
-//! refusal) back in its own framing. Handlers work on a [`Session`] and the
+//! [`start`] (socket.io, which pipelines durable publishes) or [`call_verb`]
+//! on the session's ordered queue, and sends the [`Reply`] (or the refusal)
+//! back in its own framing. Handlers work on a [`Session`] and the
 //! services in [`AppState`]; none of them knows which transport it serves.
 
 mod commands;
@@ -61,16 +62,6 @@ impl Started {
             Started::Pending(rest) => rest.await,
         }
     }
-}
-
-/// Parses and handles one request named `name` with body `data`.
-pub async fn call(
-    state: &AppState,
-    session: &Arc<Session>,
-    name: &str,
-    data: Value,
-) -> AppResult<Reply> {
-    start(state, session, name, data).await.finish().await
 }
 
 /// Parses and starts one request named `name` with body `data`.

@@ -1,6 +1,6 @@
 //! Transports: how clients reach the sessions of [`crate::api`]. Each one
 //! authenticates a connection, opens a [`crate::session::Session`] with a
-//! sink of its own, turns what the client sends into `api::call`s on the
+//! sink of its own, turns what the client sends into `api` calls on the
 //! session's ordered queue, registers a [`crate::fanout::Hub`] for
 //! ephemeral deliveries, and closes the session when the connection ends.
 //!

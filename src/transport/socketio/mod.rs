@@ -5,7 +5,7 @@
 //!   refused ones closed).
 //! - [`connect`]: the connect middleware (authentication, limits, the
 //!   session), `api::open` as the first job, `api::close` on disconnect.
-//! - [`dispatch`]: the ordered message handler: events → `api::call` → ack.
+//! - [`dispatch`]: the ordered message handler: events → `api::start` → ack.
 //! - [`sink`]: a socket as a session's sink; [`proof`]: the heartbeat proof
 //!   window behind offline-queue cursors.
 //! - [`hub`]: ephemeral delivery through the adapter, with role filtering.
