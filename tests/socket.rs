@@ -500,6 +500,20 @@ async fn graceful_shutdown_keeps_acked_writes_and_lets_clients_reconnect() {
     );
 }
 
+/// A node on a Postgres database of its own (its rows are counted) with
+/// no practical rate limit, an operator subscribed to the company room and
+/// a supervisor to publish, both past `session`.
+async fn publisher_and_subscriber(prefix: &str) -> (String, common::TestApp, Client, Client) {
+    let url = common::fresh_postgres(prefix).await;
+    let app = common::spawn_app(&url, &[("WS_RATE_LIMIT", "100000")]).await;
+    let mut sub = Client::with_token(&app.url(), &app.token("op1", "acme", Role::Operator)).await;
+    sub.expect("session").await;
+    let mut publisher =
+        Client::with_token(&app.url(), &app.token("sup1", "acme", Role::Supervisor)).await;
+    publisher.expect("session").await;
+    (url, app, sub, publisher)
+}
+
 /// One socket's durable publishes are pipelined into the group-commit
 /// writer (`session::pipeline`): 200 sent without waiting for their acks
 /// share transactions (the rows' `xmin`; one transaction each without the
@@ -509,13 +523,7 @@ async fn graceful_shutdown_keeps_acked_writes_and_lets_clients_reconnect() {
 #[tokio::test]
 async fn one_sockets_durable_publishes_share_commits_and_keep_their_order() {
     const N: i64 = 200;
-    let url = common::fresh_postgres("sy_pipeline_").await;
-    let app = common::spawn_app(&url, &[("WS_RATE_LIMIT", "100000")]).await;
-    let mut sub = Client::with_token(&app.url(), &app.token("op1", "acme", Role::Operator)).await;
-    sub.expect("session").await;
-    let mut publisher =
-        Client::with_token(&app.url(), &app.token("sup1", "acme", Role::Supervisor)).await;
-    publisher.expect("session").await;
+    let (url, app, mut sub, mut publisher) = publisher_and_subscriber("sy_pipeline_").await;
 
     let ids: Vec<u64> = (1..=N)
         .map(|n| {
@@ -579,13 +587,7 @@ async fn one_sockets_durable_publishes_share_commits_and_keep_their_order() {
 #[tokio::test]
 async fn publishes_in_flight_when_their_socket_disconnects_are_committed_in_order_and_delivered() {
     const N: i64 = 100;
-    let url = common::fresh_postgres("sy_pipeline_close_").await;
-    let app = common::spawn_app(&url, &[("WS_RATE_LIMIT", "100000")]).await;
-    let mut sub = Client::with_token(&app.url(), &app.token("op1", "acme", Role::Operator)).await;
-    sub.expect("session").await;
-    let mut publisher =
-        Client::with_token(&app.url(), &app.token("sup1", "acme", Role::Supervisor)).await;
-    publisher.expect("session").await;
+    let (url, app, mut sub, publisher) = publisher_and_subscriber("sy_pipeline_close_").await;
     for n in 1..=N {
         publisher.emit(
             "event:publish",

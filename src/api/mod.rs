@@ -107,12 +107,10 @@ async fn start_verb(state: &AppState, session: &Arc<Session>, verb: Verb, data: 
     }
 }
 
-/// Handles one parsed request to the end.
-pub async fn handle(
-    state: &AppState,
-    session: &Arc<Session>,
-    request: Request,
-) -> AppResult<Reply> {
+/// Handles one parsed request to the end. [`start_verb`] sends publishes
+/// to `publish::start` before it gets here; their arm keeps the match whole
+/// and finishes one the same way.
+async fn handle(state: &AppState, session: &Arc<Session>, request: Request) -> AppResult<Reply> {
     match request {
         Request::Ping => Ok(Reply::Pong(reply::Pong {
             pong: true,

@@ -48,11 +48,6 @@ impl Pipeline {
         // Never closed: `Err` cannot happen, and would mean nothing waits.
         let _all = self.slots.acquire_many(DEPTH).await;
     }
-
-    /// Publishes in flight now.
-    pub fn in_flight(&self) -> usize {
-        DEPTH as usize - self.slots.available_permits()
-    }
 }
 
 #[cfg(test)]
@@ -66,7 +61,7 @@ mod tests {
         p.settle().await; // nothing in flight: at once
         let first = p.enter().await.expect("a slot");
         let second = p.enter().await.expect("a slot");
-        assert_eq!(p.in_flight(), 2);
+        assert_eq!(p.slots.available_permits(), DEPTH as usize - 2);
         drop(first);
         let waited = tokio::time::timeout(short, p.settle()).await;
         assert!(waited.is_err(), "one publish is still in flight");
