@@ -601,3 +601,86 @@ async fn a_hot_document_uses_every_version_once() {
         app.stop().await;
     }
 }
+
+/// Updates of many documents at once (two writers on each of 20
+/// documents, 15 updates each, without pauses) share transactions (the
+/// documents' `writer`): every document still uses each version once,
+/// each writer sees its versions rise, every writer's last value is in
+/// the document, and on PostgreSQL the 600 history rows come from far
+/// fewer commits than updates (at least 300 without the shared ones: a
+/// turn of one document can take at most its two writers' updates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_of_many_documents_share_commits_and_each_uses_every_version_once() {
+    const DOCS: usize = 20;
+    const EACH: i64 = 15;
+    let pg = common::fresh_postgres("sy_docbatch_").await;
+    for db in [common::sqlite_url(), pg.clone()] {
+        let app = common::spawn_app(&db, &[]).await;
+        let company = common::unique("c");
+        let mut tasks = Vec::new();
+        for w in 0..DOCS * 2 {
+            let mut c = connect(&app, &format!("w{w}"), &company, Role::Supervisor).await;
+            let doc = format!("d{}", w % DOCS);
+            tasks.push(tokio::spawn(async move {
+                let mut base = 0;
+                let mut versions = Vec::new();
+                for i in 0..EACH {
+                    let ack = c
+                        .emit_with_ack(
+                            "document:update",
+                            json!({ "type": "order", "id": doc, "baseVersion": base,
+                                    "changes": { format!("w{w}"): i },
+                                    "clientMutationId": format!("w{w}-{i}") }),
+                        )
+                        .await;
+                    assert_eq!(ack["ok"], true, "{ack}");
+                    base = ack["version"].as_i64().unwrap();
+                    versions.push(base);
+                }
+                (doc, versions)
+            }));
+        }
+        let mut by_doc: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+        for t in tasks {
+            let (doc, versions) = t.await.unwrap();
+            assert!(versions.windows(2).all(|v| v[0] < v[1]), "{versions:?}");
+            by_doc.entry(doc).or_default().extend(versions);
+        }
+        let mut reader = connect(&app, "r", &company, Role::Supervisor).await;
+        for (doc, mut versions) in by_doc {
+            versions.sort();
+            assert_eq!(versions, (1..=2 * EACH).collect::<Vec<_>>(), "{db} {doc}");
+            let got = reader
+                .emit_with_ack("document:get", json!({ "type": "order", "id": doc }))
+                .await;
+            assert_eq!(got["document"]["version"], 2 * EACH, "{db}: {got}");
+            let n: usize = doc[1..].parse().unwrap();
+            for w in [n, n + DOCS] {
+                assert_eq!(
+                    got["document"]["data"][format!("w{w}")],
+                    EACH - 1,
+                    "{db}: {got}"
+                );
+            }
+        }
+        app.stop().await;
+        if db == pg {
+            let pool = sqlx::PgPool::connect(&pg).await.expect("postgres");
+            let commits: i64 = sqlx::query_scalar(
+                "SELECT count(DISTINCT xmin::text) FROM document_versions WHERE company_id = $1",
+            )
+            .bind(&company)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+            pool.close().await;
+            let updates = 2 * DOCS as i64 * EACH;
+            eprintln!("{updates} updates of {DOCS} documents in {commits} commits");
+            assert!(
+                commits <= updates / 3,
+                "{updates} updates took {commits} commits"
+            );
+        }
+    }
+    common::drop_postgres(&pg).await;
+}

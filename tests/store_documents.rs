@@ -4,10 +4,13 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use switchyard::documents::lww;
-use switchyard::store::documents::{DocKey, DocumentWrite, StoredDocument};
+use switchyard::store::documents::{
+    DocCommit, DocKey, DocumentWrite, LockWait, StoredDocument, Wanted,
+};
 use switchyard::store::{self, Store, StoreError};
 
 fn key(company: &str, id: &str) -> DocKey {
@@ -358,4 +361,198 @@ async fn one_turn_commits_consecutive_versions_and_their_mutation_results() {
         );
         assert_eq!(again.first_result_of("u:c:9"), None, "{backend}");
     }
+}
+
+/// Several documents in one lock: new and existing ones held together,
+/// each written (or not) as its commit says, every history row and
+/// mutation result under its own document, all in one transaction; a key
+/// asked twice and a commit list that does not match are refused, and a
+/// refused commit writes nothing for any of them.
+#[tokio::test]
+async fn one_lock_holds_several_documents_and_commits_them_together() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("c");
+        let (a, b, c) = (key(&company, "a"), key(&company, "b"), key(&company, "c"));
+        write(store.as_ref(), &b, json!({"x": 1}), "u").await;
+        let wanted = |k: &DocKey, m: &[&str]| Wanted {
+            key: k.clone(),
+            mutation_keys: m.iter().map(|s| s.to_string()).collect(),
+        };
+        let twice = store
+            .lock_documents(vec![wanted(&a, &[]), wanted(&a, &[])], LockWait::Wait)
+            .await;
+        assert!(
+            matches!(twice.err(), Some(StoreError::Corrupt(_))),
+            "{backend}"
+        );
+
+        let ask = || {
+            vec![
+                wanted(&c, &["m:c"]),
+                wanted(&a, &["m:a"]),
+                wanted(&b, &["m:b"]),
+            ]
+        };
+        let lock = store.lock_documents(ask(), LockWait::Wait).await.unwrap();
+        let held: Vec<&DocKey> = lock.held().iter().map(|h| &h.key).collect();
+        assert_eq!(held, vec![&c, &a, &b], "{backend}: in the order asked");
+        assert_eq!(lock.held()[2].current.version, 1, "{backend}");
+        assert!(!lock.held()[0].current.exists(), "{backend}");
+        let wa = decide(
+            &lock.held()[1].current,
+            0,
+            &obj(json!({"y": 2})),
+            "ua",
+            2_000,
+        )
+        .unwrap();
+        let wb = decide(
+            &lock.held()[2].current,
+            1,
+            &obj(json!({"x": 3})),
+            "ub",
+            3_000,
+        )
+        .unwrap();
+        let commits = |wa: &DocumentWrite, wb: &DocumentWrite| {
+            vec![
+                DocCommit::default(),
+                DocCommit {
+                    writes: vec![wa.clone()],
+                    results: vec![("m:a".into(), json!({"version": 1}))],
+                },
+                DocCommit {
+                    writes: vec![wb.clone()],
+                    results: vec![("m:b".into(), json!({"version": 2}))],
+                },
+            ]
+        };
+        let mut short = commits(&wa, &wb);
+        short.pop();
+        let err = lock.commit(&short).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{backend}: {err}");
+        let mut hole = wb.clone();
+        hole.version = 3;
+        let lock = store.lock_documents(ask(), LockWait::Wait).await.unwrap();
+        let err = lock.commit(&commits(&wa, &hole)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{backend}: {err}");
+        assert_eq!(
+            store.document(&a).await.unwrap(),
+            None,
+            "{backend}: nothing written"
+        );
+        assert_eq!(
+            store.document(&b).await.unwrap().unwrap().version,
+            1,
+            "{backend}"
+        );
+
+        let lock = store.lock_documents(ask(), LockWait::Wait).await.unwrap();
+        lock.commit(&commits(&wa, &wb)).await.unwrap();
+        assert_eq!(
+            store.document(&c).await.unwrap(),
+            None,
+            "{backend}: c not written"
+        );
+        let da = store.document(&a).await.unwrap().unwrap();
+        assert_eq!(
+            (da.version, da.data, da.created_at),
+            (1, obj(json!({"y": 2})), 2_000)
+        );
+        let db = store.document(&b).await.unwrap().unwrap();
+        assert_eq!(
+            (db.version, db.data),
+            (2, obj(json!({"x": 3}))),
+            "{backend}"
+        );
+        let history = store.document_history(&b, 0, 10).await.unwrap();
+        assert_eq!(
+            history.iter().map(|v| v.version).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(history[1].updated_by, "ub", "{backend}");
+
+        let lock = store.lock_documents(ask(), LockWait::Wait).await.unwrap();
+        assert_eq!(lock.held()[0].firsts.get("m:c"), None, "{backend}");
+        assert_eq!(
+            lock.held()[1].firsts.get("m:a"),
+            Some(&json!({"version": 1})),
+            "{backend}"
+        );
+        assert_eq!(
+            lock.held()[2].firsts.get("m:b"),
+            Some(&json!({"version": 2})),
+            "{backend}"
+        );
+        assert_eq!(
+            lock.held()[2].firsts.get("m:a"),
+            None,
+            "{backend}: per document"
+        );
+    }
+}
+
+/// On PostgreSQL a lock that may skip leaves out, at once, a document
+/// another writer holds, and takes the rest (new documents included); one
+/// that waits gets held and being-created ones once their writers are done.
+/// (A skipping lock still waits for a document another writer is creating
+/// at that very moment: an insert cannot skip.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_leaves_out_documents_another_writer_holds() {
+    let url = common::fresh_postgres("sy_skip_").await;
+    let store = store::connect(&url).await.expect("postgres");
+    store.migrate().await.expect("migrations");
+    let company = common::unique("c");
+    let (held_elsewhere, new_elsewhere, free, fresh) = (
+        key(&company, "held"),
+        key(&company, "creating"),
+        key(&company, "free"),
+        key(&company, "fresh"),
+    );
+    write(store.as_ref(), &held_elsewhere, json!({"x": 1}), "u").await;
+    write(store.as_ref(), &free, json!({"x": 1}), "u").await;
+    let other = store.lock_document(&held_elsewhere, None).await.unwrap();
+    let ask = |keys: &[&DocKey]| -> Vec<Wanted> {
+        keys.iter()
+            .map(|k| Wanted {
+                key: (*k).clone(),
+                mutation_keys: vec![],
+            })
+            .collect()
+    };
+    let lock = tokio::time::timeout(
+        Duration::from_secs(2),
+        store.lock_documents(ask(&[&held_elsewhere, &free, &fresh]), LockWait::SkipLocked),
+    )
+    .await
+    .expect("skipping does not wait")
+    .unwrap();
+    let held: Vec<&DocKey> = lock.held().iter().map(|h| &h.key).collect();
+    assert_eq!(held, vec![&free, &fresh]);
+    drop(lock);
+
+    let creating = store.lock_document(&new_elsewhere, None).await.unwrap();
+    let all = [&held_elsewhere, &new_elsewhere, &free, &fresh];
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        let wanted = ask(&all);
+        async move {
+            let lock = store.lock_documents(wanted, LockWait::Wait).await.unwrap();
+            lock.held()
+                .iter()
+                .map(|h| h.current.version)
+                .collect::<Vec<_>>()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "waits for the held documents");
+    let w = decide(other.current(), 1, &obj(json!({"x": 2})), "o", 2_000).unwrap();
+    other.commit(Some(&w), &json!({})).await.unwrap();
+    drop(creating);
+    let versions = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("taken once released")
+        .unwrap();
+    assert_eq!(versions, vec![2, 0, 1, 0]);
+    common::drop_postgres(&url).await;
 }

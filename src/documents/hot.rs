@@ -1,4 +1,5 @@
-//! The per-document queue of updates waiting for their turn on this node.
+//! The per-document queue of updates waiting for their turn on this node
+//! (one turn per document at a time; see `writer` for who runs them).
 //!
 //! Writers of one document take turns on its lock, and each turn costs a
 //! transaction and a commit: one hot document did 205–408 updates/s. So
@@ -65,6 +66,19 @@ impl<T> Hot<T> {
         Some(queue.drain(..n).collect())
     }
 
+    /// After a turn: `true` when updates wait for the document's next one
+    /// (it stays running); otherwise it is no longer running.
+    pub fn more(&self, key: &DocKey) -> bool {
+        let mut queues = self.queues();
+        match queues.get(key) {
+            Some(queue) if !queue.is_empty() => true,
+            _ => {
+                queues.remove(key);
+                false
+            }
+        }
+    }
+
     /// Drops what waits for a turn that ended without draining (it
     /// panicked): the waiters are told, and the next push starts a turn.
     pub fn abandon(&self, key: &DocKey) {
@@ -92,7 +106,14 @@ mod tests {
         assert!(hot.push(&key("2"), 10), "another document has its own");
         assert_eq!(hot.next(&key("1")), Some(vec![1, 2]));
         assert!(!hot.push(&key("1"), 3), "still running until drained");
+        assert!(hot.more(&key("1")), "3 waits");
         assert_eq!(hot.next(&key("1")), Some(vec![3]));
+        assert!(!hot.more(&key("1")), "drained");
+        assert!(
+            hot.push(&key("1"), 7),
+            "drained: the next push starts a turn"
+        );
+        assert_eq!(hot.next(&key("1")), Some(vec![7]));
         assert_eq!(hot.next(&key("1")), None);
         assert!(
             hot.push(&key("1"), 4),

@@ -9,6 +9,7 @@
 //! - [`request`]: parsing and validation of what clients send.
 //! - [`view`]: the JSON shapes sent back and broadcast.
 //! - `hot`: updates of one document queued on this node, taken in one turn.
+//! - `writer`: runs the turns, many documents per transaction.
 //!
 //! The database arbitrates concurrent writers: an update holds the
 //! document's lock (see `store::documents`) from reading the current version
@@ -21,6 +22,7 @@ pub mod lww;
 pub mod request;
 mod update;
 pub mod view;
+mod writer;
 
 use std::sync::Arc;
 
@@ -97,8 +99,8 @@ pub struct Updated {
     pub duplicate: bool,
 }
 
-/// The documents service. Cloning it is cheap and shares everything (a
-/// document's turn runs on a task of its own, see `hot`).
+/// The documents service. Cloning it is cheap and shares everything (turns
+/// run on tasks of their own, see `writer`).
 #[derive(Clone)]
 pub struct Documents {
     store: Arc<dyn Store>,
@@ -110,8 +112,10 @@ pub struct Documents {
     /// turn would otherwise wait out the pool's connection timeout, and the
     /// updates queued behind it each wait out their own, one after another.
     breaker: Arc<Breaker>,
-    /// Runs a document's turns (tracked, so shutdown waits for them).
+    /// Runs the batches of turns (tracked, so shutdown waits for them).
     tasks: Tasks,
+    /// Where documents with updates due are handed for a batch.
+    writer: writer::Writer,
 }
 
 impl Documents {
@@ -122,15 +126,19 @@ impl Documents {
         limits: bounds::Limits,
         tasks: Tasks,
     ) -> Self {
-        Self {
+        let (writer, inbox) = writer::Writer::new();
+        let docs = Self {
             breaker: Breaker::new(store.clone(), tasks.clone()),
             store,
             catalog,
             fanout,
             limits,
-            tasks,
+            tasks: tasks.clone(),
             hot: Arc::default(),
-        }
+            writer,
+        };
+        tasks.spawn_until_done(writer::run(docs.clone(), inbox, tasks.child_token()));
+        docs
     }
 
     /// The catalog whose document entries gate access ([`authorize`]).

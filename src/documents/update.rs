@@ -1,7 +1,8 @@
 //! The update path (SPEC §6): lock the document, merge last-write-wins,
 //! check the result against the limits and the schema, commit the next
 //! version with its history row and mutation id. Updates of one document
-//! queued on this node meanwhile share the turn (see `hot`).
+//! queued on this node meanwhile share the turn (see `hot`); documents due
+//! at the same moment share the transaction (see `writer`).
 
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use super::{Documents, Updated, Writer, bounds, lww, store_error, view};
 use crate::domain::now_ms;
 use crate::error::{AppError, AppResult, Code};
 use crate::store::StoreError;
-use crate::store::documents::{DocKey, DocumentWrite, StoredDocument};
+use crate::store::documents::{
+    DocCommit, DocKey, DocumentWrite, Held, LockWait, StoredDocument, Wanted,
+};
 
 /// A turn taking longer is given up (its transaction rolled back) and the
 /// database treated as down: its waiters must not hang on a dead link.
@@ -36,10 +39,35 @@ pub(super) struct Queued {
     reply: oneshot::Sender<AppResult<Updated>>,
 }
 
+/// Should a turn panic, its documents' waiters are told instead of waiting
+/// forever (and the next update of each starts a turn).
+struct Abandon<'a>(&'a Documents, &'a [DocKey]);
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for key in self.1 {
+                self.0.hot.abandon(key);
+            }
+        }
+    }
+}
+
+/// The updates of one document taken for a turn, oldest first.
+pub(super) struct Group {
+    key: DocKey,
+    items: Vec<Queued>,
+}
+
+/// What a turn did for each of its groups, in order: `None` for a
+/// document another writer held (left out by [`LockWait::SkipLocked`]).
+type Turned = Vec<Option<Vec<AppResult<Updated>>>>;
+
 impl Documents {
     /// Applies one update. Refusals (future base, size, schema) write nothing.
     /// Updates of the same document arriving meanwhile on this node are
-    /// merged in arrival order in the same turn (see `hot`).
+    /// merged in arrival order in the same turn (see `hot`), and turns of
+    /// documents due at the same moment share a transaction (see `writer`).
     pub async fn update(
         &self,
         writer: Writer<'_>,
@@ -59,11 +87,7 @@ impl Documents {
             reply,
         };
         if self.hot.push(&key, item) {
-            // Its own task: a caller that goes away (its connection closed)
-            // must not stop the turn the others wait on.
-            let this = self.clone();
-            self.tasks
-                .spawn_until_done(async move { this.turns(key).await });
+            self.due(key);
         }
         answer.await.unwrap_or_else(|_| {
             Err(AppError::new(
@@ -73,82 +97,161 @@ impl Documents {
         })
     }
 
-    /// Runs the document's turns until nothing waits.
-    async fn turns(&self, key: DocKey) {
-        /// Should a turn panic, its waiters are told instead of waiting forever.
-        struct Abandon<'a>(&'a Documents, &'a DocKey);
-        impl Drop for Abandon<'_> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    self.0.hot.abandon(self.1);
+    /// Hands a document whose updates wait to the writer; when the writer
+    /// has stopped (shutdown), they are dropped and their callers told.
+    pub(super) fn due(&self, key: DocKey) {
+        if let Err(key) = self.writer.due(key) {
+            self.hot.abandon(&key);
+        }
+    }
+
+    /// One batch: the next group of each document in `keys`, under one
+    /// lock and one commit. A document another node holds right now is left
+    /// out and taken on its own task (waiting for it), so it cannot stall
+    /// the rest; documents with more updates waiting go back to the writer.
+    pub(super) async fn batch(&self, keys: Vec<DocKey>) {
+        let groups: Vec<Group> = keys
+            .iter()
+            .filter_map(|key| {
+                let items = self.hot.next(key)?;
+                Some(Group {
+                    key: key.clone(),
+                    items,
+                })
+            })
+            .collect();
+        let done: Vec<DocKey> = groups.iter().map(|g| g.key.clone()).collect();
+        let _guard = Abandon(self, &done);
+        let updates: usize = groups.iter().map(|g| g.items.len()).sum();
+        match self.apply(&groups, LockWait::SkipLocked).await {
+            Ok(turned) => {
+                for (group, outcomes) in groups.into_iter().zip(turned) {
+                    match outcomes {
+                        Some(outcomes) => reply(group.items, outcomes),
+                        None => {
+                            let this = self.clone();
+                            self.tasks.spawn_until_done(async move {
+                                let key = group.key.clone();
+                                let _guard = Abandon(&this, std::slice::from_ref(&key));
+                                this.alone(group).await;
+                                this.next_turn(&key);
+                            });
+                        }
+                    }
+                }
+            }
+            Err(e) if updates == 1 => {
+                for group in groups {
+                    reply_err(group.items, &e);
+                }
+            }
+            // The shared commit failed: each update on its own, so one
+            // cannot fail the others.
+            Err(_) => {
+                for group in groups {
+                    for item in group.items {
+                        let one = Group {
+                            key: group.key.clone(),
+                            items: vec![item],
+                        };
+                        self.alone(one).await;
+                    }
                 }
             }
         }
-        let _guard = Abandon(self, &key);
-        while let Some(group) = self.hot.next(&key) {
-            let shared = if group.len() > 1 {
-                self.apply(&key, &group).await.ok()
-            } else {
-                None
-            };
-            match shared {
-                Some(outcomes) => {
-                    for (item, outcome) in group.into_iter().zip(outcomes) {
-                        let _ = item.reply.send(outcome);
-                    }
-                }
-                // Alone, or the shared commit failed: each update on its
-                // own, so one cannot fail the others.
-                None => {
-                    for item in group {
-                        let outcome = match self.apply(&key, std::slice::from_ref(&item)).await {
-                            Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
-                                Err(AppError::internal("an update produced no outcome"))
-                            }),
-                            Err(e) => Err(e),
-                        };
-                        let _ = item.reply.send(outcome);
-                    }
-                }
-            }
+        for key in &done {
+            self.next_turn(key);
+        }
+    }
+
+    /// After a document's turn: hands it back to the writer when more of its
+    /// updates wait.
+    fn next_turn(&self, key: &DocKey) {
+        if self.hot.more(key) {
+            self.due(key.clone());
+        }
+    }
+
+    /// One group in a turn of its own, waiting for its document.
+    async fn alone(&self, group: Group) {
+        let groups = [group];
+        let outcome = self.apply(&groups, LockWait::Wait).await;
+        let [group] = groups;
+        match outcome {
+            Ok(mut turned) => match turned.pop().flatten() {
+                Some(outcomes) => reply(group.items, outcomes),
+                None => reply_err(
+                    group.items,
+                    &AppError::internal("a turn of one document left it out"),
+                ),
+            },
+            Err(e) => reply_err(group.items, &e),
         }
     }
 
     /// One turn under the breaker: refused at once while the database is
     /// known to be down, given up after [`TURN_TIMEOUT`].
-    async fn apply(&self, key: &DocKey, group: &[Queued]) -> AppResult<Vec<AppResult<Updated>>> {
+    async fn apply(&self, groups: &[Group], wait: LockWait) -> AppResult<Turned> {
         self.breaker
-            .run(TURN_TIMEOUT, self.turn(key, group))
+            .run(TURN_TIMEOUT, self.turn(groups, wait))
             .await
             .map_err(store_error)
     }
 
-    /// One turn: lock, merge each update in order against the state the one
-    /// before it left, commit every version and mutation result at once.
-    /// An update refused (future base, size, schema) writes nothing; a retry
-    /// of a mutation id answers with its first result.
-    async fn turn(
-        &self,
-        key: &DocKey,
-        group: &[Queued],
-    ) -> Result<Vec<AppResult<Updated>>, StoreError> {
-        let mut keys: Vec<String> = Vec::new();
-        for item in group {
-            if let Some(k) = &item.mutation_key
-                && !keys.contains(k)
-            {
-                keys.push(k.clone());
-            }
+    /// One turn: lock the documents, merge each one's updates in order
+    /// against the state the one before it left, commit every version and
+    /// mutation result at once. An update refused (future base, size,
+    /// schema) writes nothing; a retry of a mutation id answers with its
+    /// first result.
+    async fn turn(&self, groups: &[Group], wait: LockWait) -> Result<Turned, StoreError> {
+        let wanted: Vec<Wanted> = groups
+            .iter()
+            .map(|g| {
+                let mut keys: Vec<String> = Vec::new();
+                for item in &g.items {
+                    if let Some(k) = &item.mutation_key
+                        && !keys.contains(k)
+                    {
+                        keys.push(k.clone());
+                    }
+                }
+                Wanted {
+                    key: g.key.clone(),
+                    mutation_keys: keys,
+                }
+            })
+            .collect();
+        let lock = self.store.lock_documents(wanted, wait).await?;
+        let mut turned: Turned = groups.iter().map(|_| None).collect();
+        let mut commits = Vec::with_capacity(lock.held().len());
+        let mut next = 0;
+        for held in lock.held() {
+            // Held documents come in the order asked for, some left out.
+            let Some(i) = (next..groups.len()).find(|&i| groups[i].key == held.key) else {
+                return Err(StoreError::Corrupt(format!(
+                    "document {}/{} held but not asked for",
+                    held.key.doc_type, held.key.doc_id
+                )));
+            };
+            next = i + 1;
+            let (outcomes, commit) = self.decide(held, &groups[i].items);
+            turned[i] = Some(outcomes);
+            commits.push(commit);
         }
-        let lock = self.store.lock_document_for(key, keys).await?;
-        let mut state = lock.current().clone();
-        let mut writes: Vec<DocumentWrite> = Vec::new();
-        let mut records: Vec<(String, Value)> = Vec::new();
-        let mut outcomes = Vec::with_capacity(group.len());
-        for item in group {
+        lock.commit(&commits).await?;
+        Ok(turned)
+    }
+
+    /// What one held document's updates decide, in order.
+    fn decide(&self, held: &Held, items: &[Queued]) -> (Vec<AppResult<Updated>>, DocCommit) {
+        let mut state = held.current.clone();
+        let mut commit = DocCommit::default();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
             let earlier = item.mutation_key.as_ref().and_then(|k| {
-                lock.first_result_of(k)
-                    .or_else(|| records.iter().find(|(r, _)| r == k).map(|(_, v)| v))
+                held.firsts
+                    .get(k)
+                    .or_else(|| commit.results.iter().find(|(r, _)| r == k).map(|(_, v)| v))
             });
             if let Some(first) = earlier {
                 outcomes.push(Ok(Updated {
@@ -168,12 +271,14 @@ impl Documents {
             };
             if let Some(k) = &item.mutation_key {
                 // A retry needs the outcome, not a copy of the document (see view::retry).
-                records.push((k.clone(), view::mutation_record(&plan.result)));
+                commit
+                    .results
+                    .push((k.clone(), view::mutation_record(&plan.result)));
             }
             let updated = plan.write.as_ref().map(|w| view::updated(&item.doc, w));
             if let Some(w) = plan.write {
                 state = written(&state, &w);
-                writes.push(w);
+                commit.writes.push(w);
             }
             outcomes.push(Ok(Updated {
                 updated,
@@ -182,8 +287,7 @@ impl Documents {
                 duplicate: false,
             }));
         }
-        lock.commit_all(&writes, &records).await?;
-        Ok(outcomes)
+        (outcomes, commit)
     }
 
     /// Merges `req` into `current`, checks the result and builds the answer.
@@ -256,6 +360,18 @@ impl Documents {
             Some(spec) => spec.validate(&doc.doc_type, &Value::Object(w.data.clone())),
             None => Ok(()),
         }
+    }
+}
+
+fn reply(items: Vec<Queued>, outcomes: Vec<AppResult<Updated>>) {
+    for (item, outcome) in items.into_iter().zip(outcomes) {
+        let _ = item.reply.send(outcome);
+    }
+}
+
+fn reply_err(items: Vec<Queued>, e: &AppError) {
+    for item in items {
+        let _ = item.reply.send(Err(e.clone()));
     }
 }
 

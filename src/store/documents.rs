@@ -7,8 +7,13 @@
 //! in SQLite), reads the current state, decides, and commits the new version,
 //! its history row and the mutation result in the same transaction. Every
 //! version number is therefore used exactly once, across any number of nodes.
+//!
+//! Several documents can be held in one transaction ([`DocumentsLock`]):
+//! a commit costs the same for one document as for a hundred, so updates
+//! of many documents that wait at the same moment share one (see
+//! `crate::documents::writer`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -148,6 +153,128 @@ pub trait DocumentLock: Send {
     }
 }
 
+/// One document a [`DocumentsLock`] is asked for, with the scoped
+/// idempotency keys of the updates waiting for it (distinct).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wanted {
+    pub key: DocKey,
+    pub mutation_keys: Vec<String>,
+}
+
+/// Whether taking several documents waits for ones another writer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Wait for every document (one held elsewhere delays the whole lock).
+    Wait,
+    /// Leave out the documents another transaction holds right now, so
+    /// one contended document cannot stall the others; the caller takes
+    /// those on their own. A document another writer is creating at that
+    /// very moment is still waited for (an insert cannot skip). SQLite has
+    /// a single writer: nothing is left out.
+    SkipLocked,
+}
+
+/// A document held by a [`DocumentsLock`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub key: DocKey,
+    /// The current state ([`StoredDocument::absent`] for a new document).
+    pub current: StoredDocument,
+    /// The results remembered for those of its mutation keys already used.
+    pub firsts: HashMap<String, Value>,
+    pub mutation_keys: Vec<String>,
+}
+
+/// What one held document gets: consecutive versions after its current
+/// one, in order, and the results to remember under mutation keys.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DocCommit {
+    pub writes: Vec<DocumentWrite>,
+    pub results: Vec<(String, Value)>,
+}
+
+/// Several documents held for writing in one transaction: nothing else can
+/// write them until [`DocumentsLock::commit`] or drop (which rolls back).
+#[async_trait]
+pub trait DocumentsLock: Send {
+    /// The documents held, in the order they were asked for (without the
+    /// ones [`LockWait::SkipLocked`] left out).
+    fn held(&self) -> &[Held];
+
+    /// Writes `commits[i]` for `held()[i]`, all or nothing, in one commit.
+    async fn commit(self: Box<Self>, commits: &[DocCommit]) -> Result<(), StoreError>;
+}
+
+/// The documents' keys must be distinct: one transaction cannot hold a
+/// document twice.
+pub(super) fn check_distinct(wanted: &[Wanted]) -> Result<(), StoreError> {
+    let mut seen = HashSet::new();
+    match wanted.iter().find(|w| !seen.insert(&w.key)) {
+        Some(w) => Err(StoreError::Corrupt(format!(
+            "document {}/{} asked for twice in one lock",
+            w.key.doc_type, w.key.doc_id
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `commits` must match the held documents one for one, and each chain
+/// must follow its document's version.
+pub(super) fn check_commits(held: &[Held], commits: &[DocCommit]) -> Result<(), StoreError> {
+    if held.len() != commits.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} commits for {} held documents",
+            commits.len(),
+            held.len()
+        )));
+    }
+    for (h, c) in held.iter().zip(commits) {
+        check_chain(&h.current, &c.writes)?;
+    }
+    Ok(())
+}
+
+/// One document held through a [`DocumentsLock`] of one.
+struct One(Box<dyn DocumentsLock>);
+
+impl One {
+    fn held(&self) -> Result<&Held, StoreError> {
+        self.0
+            .held()
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("a lock of one document holds none".into()))
+    }
+}
+
+#[async_trait]
+impl DocumentLock for One {
+    fn current(&self) -> &StoredDocument {
+        // `lock_document_for` checked that the document is held.
+        &self.0.held()[0].current
+    }
+
+    fn mutation_keys(&self) -> &[String] {
+        &self.0.held()[0].mutation_keys
+    }
+
+    fn first_result_of(&self, mutation_key: &str) -> Option<&Value> {
+        self.0.held().first()?.firsts.get(mutation_key)
+    }
+
+    async fn commit_all(
+        self: Box<Self>,
+        writes: &[DocumentWrite],
+        results: &[(String, Value)],
+    ) -> Result<(), StoreError> {
+        self.held()?;
+        let commit = DocCommit {
+            writes: writes.to_vec(),
+            results: results.to_vec(),
+        };
+        self.0.commit(std::slice::from_ref(&commit)).await
+    }
+}
+
 #[async_trait]
 pub trait DocumentStore: Send + Sync {
     /// The document, or `None` when it does not exist.
@@ -170,7 +297,24 @@ pub trait DocumentStore: Send + Sync {
         &self,
         key: &DocKey,
         mutation_keys: Vec<String>,
-    ) -> Result<Box<dyn DocumentLock>, StoreError>;
+    ) -> Result<Box<dyn DocumentLock>, StoreError> {
+        let wanted = Wanted {
+            key: key.clone(),
+            mutation_keys,
+        };
+        let lock = self.lock_documents(vec![wanted], LockWait::Wait).await?;
+        let one = One(lock);
+        one.held()?;
+        Ok(Box::new(one))
+    }
+
+    /// Takes several documents (distinct keys) for writing in one
+    /// transaction, in a fixed order so that two writers cannot deadlock.
+    async fn lock_documents(
+        &self,
+        wanted: Vec<Wanted>,
+        wait: LockWait,
+    ) -> Result<Box<dyn DocumentsLock>, StoreError>;
 
     /// Deletes the remembered results of mutation ids created before
     /// `before` (ms); returns how many.

@@ -8,7 +8,7 @@
 //! compare-and-swap on the version, and `document_versions`' primary key
 //! rejects any reuse of a version number.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -19,8 +19,8 @@ use sqlx::{Postgres, Row, Transaction};
 use super::PgStore;
 use super::StoreError;
 use super::documents::{
-    DocKey, DocumentLock, DocumentStore, DocumentVersion, DocumentWrite, FieldMeta, StoredDocument,
-    check_chain, to_text,
+    DocCommit, DocKey, DocumentStore, DocumentVersion, DocumentsLock, FieldMeta, Held, LockWait,
+    StoredDocument, Wanted, check_commits, check_distinct, to_text,
 };
 
 const SELECT_DOCUMENT: &str = "SELECT version, data, fields, created_at, updated_at, updated_by,
@@ -41,113 +41,247 @@ fn document_from_row(row: &PgRow) -> Result<StoredDocument, StoreError> {
     })
 }
 
-async fn select_for_update(
-    tx: &mut Transaction<'static, Postgres>,
-    key: &DocKey,
-) -> Result<Option<PgRow>, StoreError> {
-    Ok(sqlx::query(&format!("{SELECT_DOCUMENT} FOR UPDATE"))
-        .bind(&key.company_id)
-        .bind(&key.doc_type)
-        .bind(&key.doc_id)
-        .fetch_optional(&mut **tx)
-        .await?)
+/// The columns of a locked row, with its key.
+const SELECT_LOCKED: &str =
+    "SELECT d.company_id, d.doc_type, d.doc_id, d.version, d.data, d.fields,
+            d.created_at, d.updated_at, d.updated_by, d.compacted_version
+     FROM documents d
+     JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS u(c, t, i)
+       ON d.company_id = u.c AND d.doc_type = u.t AND d.doc_id = u.i
+     ORDER BY d.company_id, d.doc_type, d.doc_id";
+
+fn key_from_row(row: &PgRow) -> Result<DocKey, StoreError> {
+    Ok(DocKey {
+        company_id: row.try_get("company_id")?,
+        doc_type: row.try_get("doc_type")?,
+        doc_id: row.try_get("doc_id")?,
+    })
 }
 
-pub struct PgDocumentLock {
+/// The key columns of `keys`, as three arrays for `UNNEST`.
+fn columns<'a>(
+    keys: impl Iterator<Item = &'a DocKey>,
+) -> (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
+    let mut cols = (Vec::new(), Vec::new(), Vec::new());
+    for k in keys {
+        cols.0.push(k.company_id.as_str());
+        cols.1.push(k.doc_type.as_str());
+        cols.2.push(k.doc_id.as_str());
+    }
+    cols
+}
+
+/// Locks the existing rows of `keys` in key order (the order every writer
+/// uses, so two batches cannot deadlock on existing rows).
+async fn lock_rows(
+    tx: &mut Transaction<'static, Postgres>,
+    keys: &[&DocKey],
+    wait: LockWait,
+) -> Result<HashMap<DocKey, StoredDocument>, StoreError> {
+    let skip = match wait {
+        LockWait::Wait => "",
+        LockWait::SkipLocked => " SKIP LOCKED",
+    };
+    let (c, t, i) = columns(keys.iter().copied());
+    let rows = sqlx::query(&format!("{SELECT_LOCKED} FOR UPDATE OF d{skip}"))
+        .bind(c)
+        .bind(t)
+        .bind(i)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((key_from_row(row)?, document_from_row(row)?)))
+        .collect()
+}
+
+/// Inserts a placeholder row (version 0) for each of `keys` that has no
+/// row, so creators queue on a row lock too; returns the ones inserted
+/// (held by this transaction). A concurrent creator's insert makes this
+/// wait, then insert nothing for that key.
+async fn insert_placeholders(
+    tx: &mut Transaction<'static, Postgres>,
+    keys: &[&DocKey],
+) -> Result<HashSet<DocKey>, StoreError> {
+    let (c, t, i) = columns(keys.iter().copied());
+    let rows = sqlx::query(
+        "INSERT INTO documents
+           (company_id, doc_type, doc_id, version, data, fields, created_at, updated_at, updated_by)
+         SELECT c, t, i, 0, '{}', '{}', 0, 0, ''
+         FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(c, t, i)
+         ORDER BY c, t, i
+         ON CONFLICT DO NOTHING
+         RETURNING company_id, doc_type, doc_id",
+    )
+    .bind(c)
+    .bind(t)
+    .bind(i)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(key_from_row).collect()
+}
+
+/// The remembered results of those of `held`'s mutation keys already used.
+async fn first_results(
+    tx: &mut Transaction<'static, Postgres>,
+    held: &mut [Held],
+) -> Result<(), StoreError> {
+    let asked: Vec<(&DocKey, &str)> = held
+        .iter()
+        .flat_map(|h| h.mutation_keys.iter().map(move |m| (&h.key, m.as_str())))
+        .collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let (c, t, i) = columns(asked.iter().map(|a| a.0));
+    let m: Vec<&str> = asked.iter().map(|a| a.1).collect();
+    let rows = sqlx::query(
+        "SELECT m.company_id, m.doc_type, m.doc_id, m.key, m.result FROM document_mutations m
+         JOIN UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c, t, i, k)
+           ON m.company_id = u.c AND m.doc_type = u.t AND m.doc_id = u.i AND m.key = u.k",
+    )
+    .bind(c)
+    .bind(t)
+    .bind(i)
+    .bind(m)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut by_key: HashMap<DocKey, &mut Held> =
+        held.iter_mut().map(|h| (h.key.clone(), h)).collect();
+    for row in &rows {
+        let Json(result): Json<Value> = row.try_get("result")?;
+        if let Some(h) = by_key.get_mut(&key_from_row(row)?) {
+            h.firsts.insert(row.try_get("key")?, result);
+        }
+    }
+    Ok(())
+}
+
+pub struct PgDocumentsLock {
     tx: Transaction<'static, Postgres>,
-    key: DocKey,
-    mutation_keys: Vec<String>,
-    current: StoredDocument,
-    firsts: HashMap<String, Value>,
+    held: Vec<Held>,
 }
 
 #[async_trait]
-impl DocumentLock for PgDocumentLock {
-    fn current(&self) -> &StoredDocument {
-        &self.current
+impl DocumentsLock for PgDocumentsLock {
+    fn held(&self) -> &[Held] {
+        &self.held
     }
 
-    fn mutation_keys(&self) -> &[String] {
-        &self.mutation_keys
-    }
-
-    fn first_result_of(&self, mutation_key: &str) -> Option<&Value> {
-        self.firsts.get(mutation_key)
-    }
-
-    /// One statement for all of it: the document row moves to the last
-    /// version (a compare-and-swap on the locked one), every version gets
-    /// its history row, every mutation its result.
-    async fn commit_all(
-        mut self: Box<Self>,
-        writes: &[DocumentWrite],
-        results: &[(String, Value)],
-    ) -> Result<(), StoreError> {
-        check_chain(&self.current, writes)?;
-        let key = &self.key;
+    /// One statement for all of it: every written document's row moves to
+    /// its last version (a compare-and-swap on the locked one), every
+    /// version gets its history row, every mutation its result.
+    async fn commit(mut self: Box<Self>, commits: &[DocCommit]) -> Result<(), StoreError> {
+        check_commits(&self.held, commits)?;
         let now = crate::domain::now_ms();
-        let changes = writes
-            .iter()
-            .map(|w| to_text(&w.changes))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mutation_results = results
-            .iter()
-            .map(|(_, r)| to_text(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        let last = writes.last();
-        let (data, fields) = match last {
-            Some(w) => (Some(to_text(&w.data)?), Some(to_text(&w.fields)?)),
-            None => (None, None),
-        };
+        let mut docs = Rows::default();
+        let mut versions = Rows::default();
+        let mut mutations = Rows::default();
+        for (h, c) in self.held.iter().zip(commits) {
+            if let (Some(first), Some(last)) = (c.writes.first(), c.writes.last()) {
+                docs.key(&h.key);
+                docs.ints[0].push(last.version);
+                docs.texts[0].push(to_text(&last.data)?);
+                docs.texts[1].push(to_text(&last.fields)?);
+                docs.ints[1].push(last.updated_at);
+                docs.texts[2].push(last.updated_by.clone());
+                docs.ints[2].push(h.current.version);
+                docs.ints[3].push(last.compacted_version);
+                docs.ints[4].push(first.updated_at);
+            }
+            for w in &c.writes {
+                versions.key(&h.key);
+                versions.ints[0].push(w.version);
+                versions.texts[0].push(to_text(&w.changes)?);
+                versions.texts[1].push(w.updated_by.clone());
+                versions.ints[1].push(w.edited_at);
+                versions.ints[2].push(w.updated_at);
+            }
+            for (k, r) in &c.results {
+                mutations.key(&h.key);
+                mutations.texts[0].push(k.clone());
+                mutations.texts[1].push(to_text(r)?);
+            }
+        }
+        let expected = docs.len() as i64;
         let moved: i64 = sqlx::query_scalar(
             "WITH d AS (
-               UPDATE documents SET version = $4, data = $5::jsonb, fields = $6::jsonb, updated_at = $7,
-                      updated_by = $8, compacted_version = $10,
-                      created_at = CASE WHEN version = 0 THEN $11 ELSE created_at END
-               WHERE $5::text IS NOT NULL
-                 AND company_id = $1 AND doc_type = $2 AND doc_id = $3 AND version = $9
+               UPDATE documents AS d SET version = u.v, data = u.data::jsonb, fields = u.fields::jsonb,
+                      updated_at = u.ua, updated_by = u.ub, compacted_version = u.cv,
+                      created_at = CASE WHEN d.version = 0 THEN u.ca ELSE d.created_at END
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[],
+                           $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::int8[])
+                    AS u(c, t, i, v, data, fields, ua, ub, ov, cv, ca)
+               WHERE d.company_id = u.c AND d.doc_type = u.t AND d.doc_id = u.i AND d.version = u.ov
                RETURNING 1
              ), v AS (
                INSERT INTO document_versions
                  (company_id, doc_type, doc_id, version, changes, updated_by, edited_at, updated_at)
-               SELECT $1, $2, $3, v, c::jsonb, ub, ea, ua
-               FROM UNNEST($12::int8[], $13::text[], $14::text[], $15::int8[], $16::int8[]) AS u(v, c, ub, ea, ua)
+               SELECT c, t, i, v, ch::jsonb, ub, ea, ua
+               FROM UNNEST($12::text[], $13::text[], $14::text[], $15::int8[], $16::text[], $17::text[],
+                           $18::int8[], $19::int8[]) AS u(c, t, i, v, ch, ub, ea, ua)
              ), m AS (
                INSERT INTO document_mutations (company_id, doc_type, doc_id, key, result, created_at)
-               SELECT $1, $2, $3, k, r::jsonb, $17 FROM UNNEST($18::text[], $19::text[]) AS u(k, r)
+               SELECT c, t, i, k, r::jsonb, $25
+               FROM UNNEST($20::text[], $21::text[], $22::text[], $23::text[], $24::text[]) AS u(c, t, i, k, r)
              )
              SELECT count(*) FROM d",
         )
-        .bind(&key.company_id)
-        .bind(&key.doc_type)
-        .bind(&key.doc_id)
-        .bind(last.map_or(0, |w| w.version))
-        .bind(data)
-        .bind(fields)
-        .bind(last.map_or(0, |w| w.updated_at))
-        .bind(last.map_or("", |w| w.updated_by.as_str()))
-        .bind(self.current.version)
-        .bind(last.map_or(0, |w| w.compacted_version))
-        .bind(writes.first().map_or(0, |w| w.updated_at))
-        .bind(writes.iter().map(|w| w.version).collect::<Vec<_>>())
-        .bind(changes)
-        .bind(writes.iter().map(|w| w.updated_by.as_str()).collect::<Vec<_>>())
-        .bind(writes.iter().map(|w| w.edited_at).collect::<Vec<_>>())
-        .bind(writes.iter().map(|w| w.updated_at).collect::<Vec<_>>())
+        .bind(&docs.keys.0)
+        .bind(&docs.keys.1)
+        .bind(&docs.keys.2)
+        .bind(&docs.ints[0])
+        .bind(&docs.texts[0])
+        .bind(&docs.texts[1])
+        .bind(&docs.ints[1])
+        .bind(&docs.texts[2])
+        .bind(&docs.ints[2])
+        .bind(&docs.ints[3])
+        .bind(&docs.ints[4])
+        .bind(&versions.keys.0)
+        .bind(&versions.keys.1)
+        .bind(&versions.keys.2)
+        .bind(&versions.ints[0])
+        .bind(&versions.texts[0])
+        .bind(&versions.texts[1])
+        .bind(&versions.ints[1])
+        .bind(&versions.ints[2])
+        .bind(&mutations.keys.0)
+        .bind(&mutations.keys.1)
+        .bind(&mutations.keys.2)
+        .bind(&mutations.texts[0])
+        .bind(&mutations.texts[1])
         .bind(now)
-        .bind(results.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
-        .bind(mutation_results)
         .fetch_one(&mut *self.tx)
         .await?;
-        if last.is_some() && moved != 1 {
+        if moved != expected {
             // Dropping the transaction rolls the history rows back too.
             return Err(StoreError::Corrupt(format!(
-                "document {}/{} moved past version {} while locked",
-                key.doc_type, key.doc_id, self.current.version
+                "{} of {expected} documents moved past their version while locked",
+                expected - moved
             )));
         }
         self.tx.commit().await?;
         Ok(())
+    }
+}
+
+/// Columns for one `UNNEST`: the document key and the other values.
+#[derive(Default)]
+struct Rows {
+    keys: (Vec<String>, Vec<String>, Vec<String>),
+    ints: [Vec<i64>; 5],
+    texts: [Vec<String>; 3],
+}
+
+impl Rows {
+    fn key(&mut self, k: &DocKey) {
+        self.keys.0.push(k.company_id.clone());
+        self.keys.1.push(k.doc_type.clone());
+        self.keys.2.push(k.doc_id.clone());
+    }
+
+    fn len(&self) -> usize {
+        self.keys.0.len()
     }
 }
 
@@ -163,57 +297,49 @@ impl DocumentStore for PgStore {
         row.as_ref().map(document_from_row).transpose()
     }
 
-    async fn lock_document_for(
+    async fn lock_documents(
         &self,
-        key: &DocKey,
-        mutation_keys: Vec<String>,
-    ) -> Result<Box<dyn DocumentLock>, StoreError> {
+        wanted: Vec<Wanted>,
+        wait: LockWait,
+    ) -> Result<Box<dyn DocumentsLock>, StoreError> {
+        check_distinct(&wanted)?;
         let mut tx = self.pool.begin().await?;
-        let row = match select_for_update(&mut tx, key).await? {
-            Some(row) => row,
-            None => {
-                // A concurrent creator's insert makes this one wait, then do
-                // nothing; either way the row exists and can be locked.
-                sqlx::query(
-                    "INSERT INTO documents
-                       (company_id, doc_type, doc_id, version, data, fields, created_at, updated_at, updated_by)
-                     VALUES ($1, $2, $3, 0, '{}', '{}', 0, 0, '') ON CONFLICT DO NOTHING",
-                )
-                .bind(&key.company_id)
-                .bind(&key.doc_type)
-                .bind(&key.doc_id)
-                .execute(&mut *tx)
-                .await?;
-                select_for_update(&mut tx, key).await?.ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "document {}/{} vanished",
-                        key.doc_type, key.doc_id
-                    ))
-                })?
+        let keys: Vec<&DocKey> = wanted.iter().map(|w| &w.key).collect();
+        let mut found = lock_rows(&mut tx, &keys, wait).await?;
+        let rest: Vec<&DocKey> = keys
+            .iter()
+            .copied()
+            .filter(|k| !found.contains_key(*k))
+            .collect();
+        if !rest.is_empty() {
+            // Not there, or (skipping) held by another writer: inserting
+            // tells them apart without waiting on a held row.
+            let created = insert_placeholders(&mut tx, &rest).await?;
+            let raced: Vec<&DocKey> = rest
+                .iter()
+                .copied()
+                .filter(|k| !created.contains(*k))
+                .collect();
+            found.extend(created.into_iter().map(|k| (k, StoredDocument::absent())));
+            if wait == LockWait::Wait && !raced.is_empty() {
+                // Created by a concurrent writer since the first look.
+                found.extend(lock_rows(&mut tx, &raced, wait).await?);
             }
-        };
-        let current = document_from_row(&row)?;
-        let mut firsts = HashMap::new();
-        if !mutation_keys.is_empty() {
-            let rows: Vec<(String, Json<Value>)> = sqlx::query_as(
-                "SELECT key, result FROM document_mutations
-                 WHERE company_id = $1 AND doc_type = $2 AND doc_id = $3 AND key = ANY($4)",
-            )
-            .bind(&key.company_id)
-            .bind(&key.doc_type)
-            .bind(&key.doc_id)
-            .bind(&mutation_keys)
-            .fetch_all(&mut *tx)
-            .await?;
-            firsts.extend(rows.into_iter().map(|(k, Json(v))| (k, v)));
         }
-        Ok(Box::new(PgDocumentLock {
-            tx,
-            key: key.clone(),
-            mutation_keys,
-            current,
-            firsts,
-        }))
+        let mut held: Vec<Held> = wanted
+            .into_iter()
+            .filter_map(|w| {
+                let current = found.remove(&w.key)?;
+                Some(Held {
+                    key: w.key,
+                    current,
+                    firsts: HashMap::new(),
+                    mutation_keys: w.mutation_keys,
+                })
+            })
+            .collect();
+        first_results(&mut tx, &mut held).await?;
+        Ok(Box::new(PgDocumentsLock { tx, held }))
     }
 
     async fn prune_mutations(&self, before: i64) -> Result<u64, StoreError> {

@@ -16,8 +16,9 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::SqliteStore;
 use super::StoreError;
 use super::documents::{
-    DocKey, DocumentLock, DocumentStore, DocumentVersion, DocumentWrite, FieldMeta, StoredDocument,
-    check_successor, from_text, to_text,
+    DocCommit, DocKey, DocumentStore, DocumentVersion, DocumentWrite, DocumentsLock, FieldMeta,
+    Held, LockWait, StoredDocument, Wanted, check_commits, check_distinct, check_successor,
+    from_text, to_text,
 };
 
 const SELECT_DOCUMENT: &str = "SELECT version, data, fields, created_at, updated_at, updated_by,
@@ -38,123 +39,115 @@ fn document_from_row(row: &SqliteRow) -> Result<StoredDocument, StoreError> {
     })
 }
 
-pub struct SqliteDocumentLock {
+pub struct SqliteDocumentsLock {
     tx: Transaction<'static, Sqlite>,
-    key: DocKey,
-    mutation_keys: Vec<String>,
-    current: StoredDocument,
-    firsts: HashMap<String, Value>,
+    held: Vec<Held>,
 }
 
-impl SqliteDocumentLock {
-    async fn write(&mut self, w: &DocumentWrite) -> Result<(), StoreError> {
-        check_successor(&self.current, w)?;
-        let key = &self.key;
-        let (data, fields) = (to_text(&w.data)?, to_text(&w.fields)?);
-        let written = if self.current.exists() {
-            sqlx::query(
-                "UPDATE documents SET version = ?, data = ?, fields = ?, updated_at = ?, updated_by = ?,
-                        compacted_version = ?
-                 WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND version = ?",
-            )
-            .bind(w.version)
-            .bind(data)
-            .bind(fields)
-            .bind(w.updated_at)
-            .bind(&w.updated_by)
-            .bind(w.compacted_version)
-            .bind(&key.company_id)
-            .bind(&key.doc_type)
-            .bind(&key.doc_id)
-            .bind(self.current.version)
-            .execute(&mut *self.tx)
-            .await?
-        } else {
-            sqlx::query(
-                "INSERT INTO documents
-                   (company_id, doc_type, doc_id, version, data, fields, created_at, updated_at, updated_by,
-                    compacted_version)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&key.company_id)
-            .bind(&key.doc_type)
-            .bind(&key.doc_id)
-            .bind(w.version)
-            .bind(data)
-            .bind(fields)
-            .bind(w.updated_at)
-            .bind(w.updated_at)
-            .bind(&w.updated_by)
-            .bind(w.compacted_version)
-            .execute(&mut *self.tx)
-            .await?
-        };
-        if written.rows_affected() != 1 {
-            return Err(StoreError::Corrupt(format!(
-                "document {}/{} moved past version {} while locked",
-                key.doc_type, key.doc_id, self.current.version
-            )));
-        }
+/// Writes `w` over `current` (the row as it stands in this transaction).
+async fn write(
+    tx: &mut Transaction<'static, Sqlite>,
+    key: &DocKey,
+    current: &StoredDocument,
+    w: &DocumentWrite,
+) -> Result<(), StoreError> {
+    check_successor(current, w)?;
+    let (data, fields) = (to_text(&w.data)?, to_text(&w.fields)?);
+    let written = if current.exists() {
         sqlx::query(
-            "INSERT INTO document_versions
-               (company_id, doc_type, doc_id, version, changes, updated_by, edited_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "UPDATE documents SET version = ?, data = ?, fields = ?, updated_at = ?, updated_by = ?,
+                    compacted_version = ?
+             WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND version = ?",
+        )
+        .bind(w.version)
+        .bind(data)
+        .bind(fields)
+        .bind(w.updated_at)
+        .bind(&w.updated_by)
+        .bind(w.compacted_version)
+        .bind(&key.company_id)
+        .bind(&key.doc_type)
+        .bind(&key.doc_id)
+        .bind(current.version)
+        .execute(&mut **tx)
+        .await?
+    } else {
+        sqlx::query(
+            "INSERT INTO documents
+               (company_id, doc_type, doc_id, version, data, fields, created_at, updated_at, updated_by,
+                compacted_version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&key.company_id)
         .bind(&key.doc_type)
         .bind(&key.doc_id)
         .bind(w.version)
-        .bind(to_text(&w.changes)?)
-        .bind(&w.updated_by)
-        .bind(w.edited_at)
+        .bind(data)
+        .bind(fields)
         .bind(w.updated_at)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        .bind(w.updated_at)
+        .bind(&w.updated_by)
+        .bind(w.compacted_version)
+        .execute(&mut **tx)
+        .await?
+    };
+    if written.rows_affected() != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "document {}/{} moved past version {} while locked",
+            key.doc_type, key.doc_id, current.version
+        )));
     }
+    sqlx::query(
+        "INSERT INTO document_versions
+           (company_id, doc_type, doc_id, version, changes, updated_by, edited_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&key.company_id)
+    .bind(&key.doc_type)
+    .bind(&key.doc_id)
+    .bind(w.version)
+    .bind(to_text(&w.changes)?)
+    .bind(&w.updated_by)
+    .bind(w.edited_at)
+    .bind(w.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
-impl DocumentLock for SqliteDocumentLock {
-    fn current(&self) -> &StoredDocument {
-        &self.current
+impl DocumentsLock for SqliteDocumentsLock {
+    fn held(&self) -> &[Held] {
+        &self.held
     }
 
-    fn mutation_keys(&self) -> &[String] {
-        &self.mutation_keys
-    }
-
-    fn first_result_of(&self, mutation_key: &str) -> Option<&Value> {
-        self.firsts.get(mutation_key)
-    }
-
-    async fn commit_all(
-        mut self: Box<Self>,
-        writes: &[DocumentWrite],
-        results: &[(String, Value)],
-    ) -> Result<(), StoreError> {
-        for w in writes {
-            self.write(w).await?;
-            // The next write follows this one (and the row now exists).
-            self.current.version = w.version;
-            if self.current.created_at == 0 {
-                self.current.created_at = w.updated_at;
+    async fn commit(mut self: Box<Self>, commits: &[DocCommit]) -> Result<(), StoreError> {
+        check_commits(&self.held, commits)?;
+        let now = crate::domain::now_ms();
+        for (h, c) in self.held.iter().zip(commits) {
+            let mut current = h.current.clone();
+            for w in &c.writes {
+                write(&mut self.tx, &h.key, &current, w).await?;
+                // The next write follows this one (and the row now exists).
+                current.version = w.version;
+                if current.created_at == 0 {
+                    current.created_at = w.updated_at;
+                }
             }
-        }
-        for (mutation, result) in results {
-            let key = &self.key;
-            sqlx::query(
-                "INSERT INTO document_mutations (company_id, doc_type, doc_id, key, result, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&key.company_id)
-            .bind(&key.doc_type)
-            .bind(&key.doc_id)
-            .bind(mutation)
-            .bind(to_text(result)?)
-            .bind(crate::domain::now_ms())
-            .execute(&mut *self.tx)
-            .await?;
+            for (mutation, result) in &c.results {
+                sqlx::query(
+                    "INSERT INTO document_mutations (company_id, doc_type, doc_id, key, result, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&h.key.company_id)
+                .bind(&h.key.doc_type)
+                .bind(&h.key.doc_id)
+                .bind(mutation)
+                .bind(to_text(result)?)
+                .bind(now)
+                .execute(&mut *self.tx)
+                .await?;
+            }
         }
         self.tx.commit().await?;
         Ok(())
@@ -173,45 +166,51 @@ impl DocumentStore for SqliteStore {
         row.as_ref().map(document_from_row).transpose()
     }
 
-    async fn lock_document_for(
+    /// The single writer connection holds every document at once, so
+    /// [`LockWait::SkipLocked`] leaves nothing out.
+    async fn lock_documents(
         &self,
-        key: &DocKey,
-        mutation_keys: Vec<String>,
-    ) -> Result<Box<dyn DocumentLock>, StoreError> {
+        wanted: Vec<Wanted>,
+        _wait: LockWait,
+    ) -> Result<Box<dyn DocumentsLock>, StoreError> {
+        check_distinct(&wanted)?;
         let mut tx = self.writer.begin().await?;
-        let current = match sqlx::query(SELECT_DOCUMENT)
-            .bind(&key.company_id)
-            .bind(&key.doc_type)
-            .bind(&key.doc_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            Some(row) => document_from_row(&row)?,
-            None => StoredDocument::absent(),
-        };
-        let mut firsts = HashMap::new();
-        for mutation in &mutation_keys {
-            let first = sqlx::query_scalar::<_, String>(
-                "SELECT result FROM document_mutations
-                 WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND key = ?",
-            )
-            .bind(&key.company_id)
-            .bind(&key.doc_type)
-            .bind(&key.doc_id)
-            .bind(mutation)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(text) = first {
-                firsts.insert(mutation.clone(), from_text::<Value>(&text)?);
+        let mut held = Vec::with_capacity(wanted.len());
+        for Wanted { key, mutation_keys } in wanted {
+            let current = match sqlx::query(SELECT_DOCUMENT)
+                .bind(&key.company_id)
+                .bind(&key.doc_type)
+                .bind(&key.doc_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                Some(row) => document_from_row(&row)?,
+                None => StoredDocument::absent(),
+            };
+            let mut firsts = HashMap::new();
+            for mutation in &mutation_keys {
+                let first = sqlx::query_scalar::<_, String>(
+                    "SELECT result FROM document_mutations
+                     WHERE company_id = ? AND doc_type = ? AND doc_id = ? AND key = ?",
+                )
+                .bind(&key.company_id)
+                .bind(&key.doc_type)
+                .bind(&key.doc_id)
+                .bind(mutation)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(text) = first {
+                    firsts.insert(mutation.clone(), from_text::<Value>(&text)?);
+                }
             }
+            held.push(Held {
+                key,
+                current,
+                firsts,
+                mutation_keys,
+            });
         }
-        Ok(Box::new(SqliteDocumentLock {
-            tx,
-            key: key.clone(),
-            mutation_keys,
-            current,
-            firsts,
-        }))
+        Ok(Box::new(SqliteDocumentsLock { tx, held }))
     }
 
     async fn prune_mutations(&self, before: i64) -> Result<u64, StoreError> {
