@@ -465,3 +465,92 @@ async fn connect_positions_reads_cursors_and_heads_together() {
         );
     }
 }
+
+/// Batches without idempotency keys (PostgreSQL appends them in one
+/// statement, offsets computed in SQL) from two "nodes" at once, some
+/// events in two rooms: each room's offsets are exactly 1..=N, every event
+/// is stored at the offsets its append returned, and a batch's events of
+/// one room are consecutive in batch order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_without_keys_get_gapless_offsets_in_every_room_on_two_nodes() {
+    let url = common::fresh_postgres("sy_plain_append_").await;
+    let a = store::connect(&url).await.expect("postgres");
+    a.migrate().await.unwrap();
+    let b = store::connect(&url).await.expect("postgres");
+    let lite = store::connect(&common::sqlite_url()).await.expect("sqlite");
+    lite.migrate().await.unwrap();
+    for nodes in [vec![a, b], vec![lite]] {
+        let company = common::unique("c");
+        let mut tasks = Vec::new();
+        for node in &nodes {
+            for p in 0..3usize {
+                let (node, company) = (node.clone(), company.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut got: Vec<(String, Vec<(String, i64)>)> = Vec::new();
+                    for i in 0..60usize {
+                        let batch: Vec<NewEvent> = (0..1 + (i + p) % 4)
+                            .map(|j| {
+                                let rooms: &[&str] = if (i + j) % 3 == 0 {
+                                    &["line:1", "line:2"]
+                                } else {
+                                    &["line:1"]
+                                };
+                                event(&company, rooms, None)
+                            })
+                            .collect();
+                        let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
+                        let res = node.append(batch).await.unwrap();
+                        let mut last: std::collections::HashMap<String, i64> = Default::default();
+                        for (id, r) in ids.into_iter().zip(res) {
+                            assert_eq!(r.id, id);
+                            assert!(!r.duplicate);
+                            for (room, offset) in &r.offsets {
+                                if let Some(before) = last.insert(room.clone(), *offset) {
+                                    assert_eq!(*offset, before + 1, "consecutive in batch order");
+                                }
+                            }
+                            got.push((id, r.offsets));
+                        }
+                    }
+                    got
+                }));
+            }
+        }
+        let mut returned: std::collections::BTreeMap<(String, i64), String> = Default::default();
+        for t in tasks {
+            for (id, offsets) in t.await.unwrap() {
+                for (room, offset) in offsets {
+                    assert!(
+                        returned.insert((room, offset), id.clone()).is_none(),
+                        "once"
+                    );
+                }
+            }
+        }
+        for room in ["line:1", "line:2"] {
+            let stored = nodes[0]
+                .events_after(&company, room, 0, 100_000, 0)
+                .await
+                .unwrap();
+            let offsets: Vec<i64> = stored.iter().map(|e| e.offset).collect();
+            assert_eq!(
+                offsets,
+                (1..=stored.len() as i64).collect::<Vec<_>>(),
+                "{room}"
+            );
+            for e in &stored {
+                assert_eq!(
+                    returned.get(&(room.to_string(), e.offset)),
+                    Some(&e.id),
+                    "{room}"
+                );
+            }
+            assert_eq!(
+                returned.keys().filter(|(r, _)| r == room).count(),
+                stored.len(),
+                "{room}"
+            );
+        }
+    }
+    common::drop_postgres(&url).await;
+}

@@ -12,6 +12,14 @@
 //! row locks (in one fixed order, so two nodes cannot deadlock) and holds
 //! them until commit, exactly as before; a batch that fails rolls back
 //! whole, counters included.
+//!
+//! A batch without idempotency keys and webhooks (the common case: every
+//! publish from a socket without `idempotencyKey`) is one statement and no
+//! explicit transaction: the counters' upsert, the events and their room
+//! rows in one `WITH` (atomic on its own), offsets computed in SQL from the
+//! heads the upsert returns. That is one round trip instead of four (BEGIN,
+//! counters, rows, COMMIT), each of which also waited for the server's one
+//! busy worker to pick the answer up.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -23,6 +31,12 @@ pub(super) async fn append(
     pool: &PgPool,
     batch: Vec<NewEvent>,
 ) -> Result<Vec<Appended>, StoreError> {
+    if batch
+        .iter()
+        .all(|e| e.idempotency_key.is_none() && e.webhooks.is_empty())
+    {
+        return append_plain(pool, batch).await;
+    }
     let mut tx = pool.begin().await?;
     let plan = Keys::of(&batch);
     let (claimed, earlier) = claim_keys(&mut tx, &batch, &plan).await?;
@@ -50,6 +64,105 @@ pub(super) async fn append(
 
 /// The batch's idempotency keys: the first event carrying each
 /// `(company, key)`, and later events of the same batch repeating one.
+/// The one-statement append of a batch without idempotency keys or
+/// webhooks (see the module's documentation).
+async fn append_plain(pool: &PgPool, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+    let every: Vec<usize> = (0..batch.len()).collect();
+    let counts = room_counts(&batch, &every);
+    // Each event's rank in each of its rooms (1..n): the offsets it would
+    // get if every room's counter were at 0, so the order is the one
+    // `assign_offsets` gives, and SQL adds where the counter really was.
+    let ranks = assign_offsets(
+        &batch,
+        &every,
+        &counts,
+        &counts.iter().map(|(k, n)| (k.clone(), *n)).collect(),
+    )?;
+    let payloads = batch
+        .iter()
+        .map(|e| serde_json::to_string(&e.payload))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
+    let mut rows = RoomRows::default();
+    for (&i, offsets) in &ranks {
+        let ev = &batch[i];
+        for (room, rank) in offsets {
+            let n = counts
+                .get(&(ev.company_id.clone(), room.clone()))
+                .copied()
+                .unwrap_or_default();
+            rows.company.push(ev.company_id.as_str());
+            rows.room.push(room.clone());
+            rows.rank.push(*rank);
+            rows.count.push(n);
+            rows.event.push(ev.id.as_str());
+            rows.expires.push(ev.expires_at);
+            rows.created.push(ev.created_at);
+        }
+    }
+    let heads: Vec<(String, String, i64)> = sqlx::query_as(
+        "WITH c AS (
+           INSERT INTO room_offsets (company_id, room, last_offset)
+           SELECT c, r, n FROM UNNEST($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS u(c, r, n, o)
+           ORDER BY o
+           ON CONFLICT (company_id, room)
+           DO UPDATE SET last_offset = room_offsets.last_offset + EXCLUDED.last_offset
+           RETURNING company_id, room, last_offset
+         ), e AS (
+           INSERT INTO events (id, company_id, type, payload, priority, source, publisher, created_at, expires_at)
+           SELECT i, c, t, p::jsonb, pr, s, pb, ca, ea
+           FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[])
+             AS u(i, c, t, p, pr, s, pb, ca, ea)
+         ), r AS (
+           INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at, created_at)
+           SELECT u.c, u.r, c.last_offset - u.n + u.k, u.i, u.ea, u.ca
+           FROM UNNEST($13::text[], $14::text[], $15::int8[], $16::int8[], $17::text[], $18::int8[], $19::int8[])
+             AS u(c, r, k, n, i, ea, ca)
+           JOIN c ON c.company_id = u.c AND c.room = u.r
+         )
+         SELECT company_id, room, last_offset FROM c",
+    )
+    .bind(counts.keys().map(|k| k.0.as_str()).collect::<Vec<_>>())
+    .bind(counts.keys().map(|k| k.1.as_str()).collect::<Vec<_>>())
+    .bind(counts.values().copied().collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.company_id.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind(payloads)
+    .bind(batch.iter().map(|e| e.priority.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.source.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.publisher.as_deref()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.created_at).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.expires_at).collect::<Vec<_>>())
+    .bind(&rows.company)
+    .bind(&rows.room)
+    .bind(&rows.rank)
+    .bind(&rows.count)
+    .bind(&rows.event)
+    .bind(&rows.expires)
+    .bind(&rows.created)
+    .fetch_all(pool)
+    .await?;
+    let heads: HashMap<(String, String), i64> = heads
+        .into_iter()
+        .map(|(c, r, head)| ((c, r), head))
+        .collect();
+    let assigned = assign_offsets(&batch, &every, &counts, &heads)?;
+    results(&batch, assigned, &Keys::of(&batch), &HashMap::new())
+}
+
+/// Columns of the room rows of [`append_plain`].
+#[derive(Default)]
+struct RoomRows<'a> {
+    company: Vec<&'a str>,
+    room: Vec<String>,
+    rank: Vec<i64>,
+    count: Vec<i64>,
+    event: Vec<&'a str>,
+    expires: Vec<i64>,
+    created: Vec<i64>,
+}
+
 struct Keys {
     /// event index → its `(company, key)`, for first occurrences only.
     first: HashMap<usize, (String, String)>,
