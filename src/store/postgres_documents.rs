@@ -108,6 +108,8 @@ async fn insert_placeholders(
            (company_id, doc_type, doc_id, version, data, fields, created_at, updated_at, updated_by)
          SELECT c, t, i, 0, '{}', '{}', 0, 0, ''
          FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(c, t, i)
+         WHERE NOT EXISTS (
+           SELECT 1 FROM documents d WHERE d.company_id = u.c AND d.doc_type = u.t AND d.doc_id = u.i)
          ORDER BY c, t, i
          ON CONFLICT DO NOTHING
          RETURNING company_id, doc_type, doc_id",
@@ -313,7 +315,9 @@ impl DocumentStore for PgStore {
             .collect();
         if !rest.is_empty() {
             // Not there, or (skipping) held by another writer: inserting
-            // tells them apart without waiting on a held row.
+            // only what this statement's snapshot lacks tells them apart
+            // without waiting (the unique check of a row another writer is
+            // updating would wait for its commit).
             let created = insert_placeholders(&mut tx, &rest).await?;
             let raced: Vec<&DocKey> = rest
                 .iter()
