@@ -123,12 +123,17 @@ impl Documents {
         let done: Vec<DocKey> = groups.iter().map(|g| g.key.clone()).collect();
         let _guard = Abandon(self, &done);
         let updates: usize = groups.iter().map(|g| g.items.len()).sum();
+        // Documents whose turn continues on a task of their own: that task
+        // hands them back, not this batch (two turns of one document must
+        // never run at once).
+        let mut handed_off: Vec<DocKey> = Vec::new();
         match self.apply(&groups, LockWait::SkipLocked).await {
             Ok(turned) => {
                 for (group, outcomes) in groups.into_iter().zip(turned) {
                     match outcomes {
                         Some(outcomes) => reply(group.items, outcomes),
                         None => {
+                            handed_off.push(group.key.clone());
                             let this = self.clone();
                             self.tasks.spawn_until_done(async move {
                                 let key = group.key.clone();
@@ -159,7 +164,7 @@ impl Documents {
                 }
             }
         }
-        for key in &done {
+        for key in done.iter().filter(|k| !handed_off.contains(k)) {
             self.next_turn(key);
         }
     }
