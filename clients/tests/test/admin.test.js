@@ -225,6 +225,13 @@ describe('admin API on two nodes', () => {
     const co = randomId('paused-');
     const onB = await client(b, 'paused', co);
     const onA = await client(a, 'alive', co);
+    // a must know b first (nodes are known from their heartbeats in Redis):
+    // a node a has not heard of yet cannot be named as silent, and under
+    // load (two suites at once) this once answered incomplete: [].
+    await waitUntil(async () => {
+      const seen = await call(a, 'GET', `/api/v1/admin/connections?companyId=${co}`);
+      return seen.body.connections.map((c) => c.userId).sort().join() === 'alive,paused';
+    }, 5000, 'a lists the sockets of both nodes');
     b.proc.kill('SIGSTOP');
     try {
       const list = await call(a, 'GET', `/api/v1/admin/connections?companyId=${co}`);
@@ -302,6 +309,9 @@ describe('the socket.io Admin UI namespace (/admin)', () => {
     const t1 = await client(b, 'u3', theirs);
     const { socket, got } = await adminUi(b, { username: 'boss', password: token({ sub: 'boss', companyId: mine, role: 'admin' }) });
     await waitFor(socket, 'all_sockets', 4000);
+    // The other node's sockets can come later than 300 ms when the machine
+    // is loaded (two suites at once); wait for them, then for anything extra.
+    await waitUntil(() => got.sockets.length >= 2, 4000, 'both nodes\' sockets of the company');
     await sleep(300);
     assert.deepEqual(got.sockets.map((s) => s.id).sort(), [m1, m2].map((c) => c.session.socketId).sort());
     assert.ok(got.sockets.every((s) => s.data.companyId === mine));
