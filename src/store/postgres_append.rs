@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sqlx::{Postgres, Transaction, postgres::PgPool, types::Json};
+use sqlx::{Postgres, Row, Transaction, postgres::PgPool, types::Json};
 
 use super::{Appended, NewEvent, StoreError, in_request_order, lock_order};
 
@@ -62,8 +62,6 @@ pub(super) async fn append(
     results(&batch, assigned, &plan, &earlier)
 }
 
-/// The batch's idempotency keys: the first event carrying each
-/// `(company, key)`, and later events of the same batch repeating one.
 /// The one-statement append of a batch without idempotency keys or
 /// webhooks (see the module's documentation).
 async fn append_plain(pool: &PgPool, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
@@ -78,11 +76,6 @@ async fn append_plain(pool: &PgPool, batch: Vec<NewEvent>) -> Result<Vec<Appende
         &counts,
         &counts.iter().map(|(k, n)| (k.clone(), *n)).collect(),
     )?;
-    let payloads = batch
-        .iter()
-        .map(|e| serde_json::to_string(&e.payload))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
     let mut rows = RoomRows::default();
     for (&i, offsets) in &ranks {
         let ev = &batch[i];
@@ -100,7 +93,8 @@ async fn append_plain(pool: &PgPool, batch: Vec<NewEvent>) -> Result<Vec<Appende
             rows.created.push(ev.created_at);
         }
     }
-    let heads: Vec<(String, String, i64)> = sqlx::query_as(
+    let events: Vec<&NewEvent> = batch.iter().collect();
+    let counted = sqlx::query(
         "WITH c AS (
            INSERT INTO room_offsets (company_id, room, last_offset)
            SELECT c, r, n FROM UNNEST($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS u(c, r, n, o)
@@ -124,31 +118,68 @@ async fn append_plain(pool: &PgPool, batch: Vec<NewEvent>) -> Result<Vec<Appende
     )
     .bind(counts.keys().map(|k| k.0.as_str()).collect::<Vec<_>>())
     .bind(counts.keys().map(|k| k.1.as_str()).collect::<Vec<_>>())
-    .bind(counts.values().copied().collect::<Vec<_>>())
-    .bind(batch.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|e| e.company_id.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-    .bind(payloads)
-    .bind(batch.iter().map(|e| e.priority.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|e| e.source.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|e| e.publisher.as_deref()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|e| e.created_at).collect::<Vec<_>>())
-    .bind(batch.iter().map(|e| e.expires_at).collect::<Vec<_>>())
-    .bind(&rows.company)
-    .bind(&rows.room)
-    .bind(&rows.rank)
-    .bind(&rows.count)
-    .bind(&rows.event)
-    .bind(&rows.expires)
-    .bind(&rows.created)
-    .fetch_all(pool)
-    .await?;
-    let heads: HashMap<(String, String), i64> = heads
-        .into_iter()
-        .map(|(c, r, head)| ((c, r), head))
-        .collect();
+    .bind(counts.values().copied().collect::<Vec<_>>());
+    let rows_written = bind_events(counted, &events)?
+        .bind(&rows.company)
+        .bind(&rows.room)
+        .bind(&rows.rank)
+        .bind(&rows.count)
+        .bind(&rows.event)
+        .bind(&rows.expires)
+        .bind(&rows.created)
+        .fetch_all(pool)
+        .await?;
+    let heads = rows_written
+        .iter()
+        .map(|row| {
+            let key = (row.try_get("company_id")?, row.try_get("room")?);
+            Ok((key, row.try_get("last_offset")?))
+        })
+        .collect::<Result<HashMap<(String, String), i64>, sqlx::Error>>()?;
     let assigned = assign_offsets(&batch, &every, &counts, &heads)?;
     results(&batch, assigned, &Keys::of(&batch), &HashMap::new())
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the nine `events` columns of `events`, in the order both appends'
+/// `INSERT INTO events … FROM UNNEST(…)` reads them.
+fn bind_events<'q>(query: PgQuery<'q>, events: &[&'q NewEvent]) -> Result<PgQuery<'q>, StoreError> {
+    let payloads = events
+        .iter()
+        .map(|e| serde_json::to_string(&e.payload))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
+    Ok(query
+        .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.company_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(payloads)
+        .bind(
+            events
+                .iter()
+                .map(|e| e.priority.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.source.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.publisher.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.created_at).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.expires_at).collect::<Vec<_>>()))
 }
 
 /// Columns of the room rows of [`append_plain`].
@@ -163,6 +194,8 @@ struct RoomRows<'a> {
     created: Vec<i64>,
 }
 
+/// The batch's idempotency keys: the first event carrying each
+/// `(company, key)`, and later events of the same batch repeating one.
 struct Keys {
     /// event index → its `(company, key)`, for first occurrences only.
     first: HashMap<usize, (String, String)>,
@@ -347,11 +380,6 @@ async fn insert_rows(
         return Ok(());
     }
     let events: Vec<&NewEvent> = assigned.keys().map(|&i| &batch[i]).collect();
-    let payloads = events
-        .iter()
-        .map(|e| serde_json::to_string(&e.payload))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
     let (mut r_company, mut r_room, mut r_offset, mut r_event, mut r_expires, mut r_created) = (
         Vec::new(),
         Vec::new(),
@@ -387,7 +415,7 @@ async fn insert_rows(
     }
     // The room rows reference events inserted by the sibling CTE: foreign
     // keys are checked at the end of the statement, when both are in.
-    sqlx::query(
+    let query = sqlx::query(
         "WITH e AS (
            INSERT INTO events (id, company_id, type, payload, priority, source, publisher, created_at, expires_at)
            SELECT i, c, t, p::jsonb, pr, s, pb, ca, ea
@@ -401,27 +429,19 @@ async fn insert_rows(
          UPDATE idempotency_keys k SET result = u.res::jsonb
          FROM UNNEST($15::text[], $16::text[], $17::text[]) AS u(c, k, res)
          WHERE k.company_id = u.c AND k.key = u.k",
-    )
-    .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.company_id.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-    .bind(payloads)
-    .bind(events.iter().map(|e| e.priority.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.source.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.publisher.as_deref()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.created_at).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.expires_at).collect::<Vec<_>>())
-    .bind(r_company)
-    .bind(r_room)
-    .bind(r_offset)
-    .bind(r_event)
-    .bind(r_expires)
-    .bind(k_company)
-    .bind(k_key)
-    .bind(k_result)
-    .bind(r_created)
-    .execute(&mut **tx)
-    .await?;
+    );
+    bind_events(query, &events)?
+        .bind(r_company)
+        .bind(r_room)
+        .bind(r_offset)
+        .bind(r_event)
+        .bind(r_expires)
+        .bind(k_company)
+        .bind(k_key)
+        .bind(k_result)
+        .bind(r_created)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
