@@ -73,6 +73,21 @@ pub fn builder(url: &str) -> Result<Builder, Error> {
     Ok(builder)
 }
 
+/// How many pub/sub messages a subscriber's readers may fall behind before
+/// they lose some (fred's default is 32). A burst from the other nodes
+/// (a reconnect storm's presence, a busy room) overran 32 while the reader
+/// task waited for its turn, and the adapter dropped cross-node messages.
+/// Every channel of a client gets this capacity, allocated up front, so
+/// only subscribers take it.
+const SUBSCRIBER_BACKLOG: usize = 1024;
+
+/// [`builder`] for a subscriber client: room for bursts (see [`SUBSCRIBER_BACKLOG`]).
+pub fn subscriber_builder(url: &str) -> Result<Builder, Error> {
+    let mut builder = builder(url)?;
+    builder.with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_BACKLOG);
+    Ok(builder)
+}
+
 /// Connects the adapter's subscriber and the health client; spawns the probe.
 pub async fn connect(
     config: &Config,
@@ -83,7 +98,7 @@ pub async fn connect(
         .as_ref()
         .map(crate::secret::SecretUrl::expose)
         .ok_or_else(|| anyhow::anyhow!("REDIS_URL is not set"))?;
-    let subscriber = builder(url)?.build_subscriber_client()?;
+    let subscriber = subscriber_builder(url)?.build_subscriber_client()?;
     let adapter_config = RedisAdapterConfig::new()
         .with_prefix(config.redis_prefix.clone())
         .with_request_timeout(Duration::from_secs(2));

@@ -24,6 +24,7 @@ use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use socketioxide_core::Uid;
 use socketioxide_core::adapter::remote_packet::{RequestOut, RequestTypeOut};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::RedisLink;
 
@@ -140,26 +141,43 @@ async fn probe_once(link: &RedisLink, bus: &Bus) -> Result<(), Missed> {
     sent.await.map_err(|e| format!("publish failed: {e}"))?;
     let mut waiting: HashSet<String> = [global, own].into_iter().collect();
     let mut bus_seen = false;
+    // Each branch matches every outcome of `recv`: a pattern that can fail
+    // (`Ok(m) = rx.recv()`) disables its branch, and with the other branch
+    // already done `select!` has none left and panics, ending the probe
+    // while health says `degraded`. A lagged receiver (fred's channels are
+    // bounded) lost messages, perhaps the probe's: keep reading, the
+    // timeout decides.
     let wait = async {
         while !(waiting.is_empty() && bus_seen) {
             tokio::select! {
-                Ok(m) = adapter_rx.recv(), if !waiting.is_empty() => {
-                    if m.value.as_bytes() == Some(heartbeat.as_slice()) {
-                        waiting.remove(&m.channel.to_string());
+                got = adapter_rx.recv(), if !waiting.is_empty() => match got {
+                    Ok(m) => {
+                        if m.value.as_bytes() == Some(heartbeat.as_slice()) {
+                            waiting.remove(&m.channel.to_string());
+                        }
                     }
-                }
-                Ok(m) = bus_rx.recv(), if !bus_seen => {
-                    bus_seen = m.value.as_str().as_deref() == Some(bus_probe.as_str());
-                }
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return Err("the adapter's subscriber closed"),
+                },
+                got = bus_rx.recv(), if !bus_seen => match got {
+                    Ok(m) => bus_seen = m.value.as_str().as_deref() == Some(bus_probe.as_str()),
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return Err("the durable bus's subscriber closed"),
+                },
             }
         }
+        Ok(())
     };
-    if tokio::time::timeout(PROBE_TIMEOUT, wait).await.is_err() {
-        let mut missing: Vec<String> = waiting.into_iter().collect();
-        if !bus_seen {
-            missing.push(bus.channel.clone());
+    let outcome = tokio::time::timeout(PROBE_TIMEOUT, wait).await;
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(closed)) => Err(closed.to_string().into()),
+        Err(_) => {
+            let mut missing: Vec<String> = waiting.into_iter().collect();
+            if !bus_seen {
+                missing.push(bus.channel.clone());
+            }
+            Err(format!("no probe came back on {}", missing.join(", ")).into())
         }
-        return Err(format!("no probe came back on {}", missing.join(", ")).into());
     }
-    Ok(())
 }

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{builder, probe};
+use super::{builder, probe, subscriber_builder};
 use crate::config::Config;
 use crate::tasks::Tasks;
 
@@ -124,7 +124,7 @@ impl Rpc {
             .map(crate::secret::SecretUrl::expose)
             .ok_or_else(|| anyhow::anyhow!("REDIS_URL is not set"))?;
         let channel = format!("{}#rpc", config.redis_prefix);
-        let subscriber = builder(url)?.build_subscriber_client()?;
+        let subscriber = subscriber_builder(url)?.build_subscriber_client()?;
         subscriber
             .init()
             .await

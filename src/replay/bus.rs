@@ -18,7 +18,7 @@ use fred::prelude::*;
 use tokio::sync::mpsc;
 
 use super::{DurableHub, LogEvent};
-use crate::cluster::{RedisLink, builder, probe};
+use crate::cluster::{RedisLink, builder, probe, subscriber_builder};
 use crate::config::Config;
 use crate::tasks::Tasks;
 
@@ -134,7 +134,7 @@ pub async fn durable_bus(
         .ok_or_else(|| anyhow::anyhow!("REDIS_URL is not set"))?;
     let channel = format!("{}#durable", config.redis_prefix);
     let node = uuid::Uuid::new_v4().to_string();
-    let subscriber = builder(url)?.build_subscriber_client()?;
+    let subscriber = subscriber_builder(url)?.build_subscriber_client()?;
     subscriber
         .init()
         .await

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::interest::{self, Announcement, Remote};
 use super::local::LocalRooms;
 use crate::catalog::RoleSet;
-use crate::cluster::{builder, probe};
+use crate::cluster::{builder, probe, subscriber_builder};
 use crate::config::Config;
 use crate::domain::SessionId;
 use crate::fanout::{Delivery, Hub, Signal};
@@ -128,7 +128,7 @@ pub async fn relay(
         .ok_or_else(|| anyhow::anyhow!("REDIS_URL is not set"))?;
     let channel = format!("{}#local", config.redis_prefix);
     let node = uuid::Uuid::new_v4().to_string();
-    let subscriber = builder(url)?.build_subscriber_client()?;
+    let subscriber = subscriber_builder(url)?.build_subscriber_client()?;
     subscriber
         .init()
         .await
