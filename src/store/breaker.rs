@@ -4,16 +4,16 @@
 //! connection timeout (3 s, retried while connections are refused).
 //!
 //! Closed: writes run. A failed write that is an outage (connection
-//! refused or reset, pool timeout, the server shutting down), or any
-//! failure after which the database does not answer a ping within
-//! [`PING_TIMEOUT`], opens it. A write still waiting after
+//! refused or reset, the server shutting down), or any other failure
+//! (a pool timeout among them) after which the database does not take a
+//! connection of its own and answer within [`PING_TIMEOUT`], opens it. A write still waiting after
 //! [`SUSPECT_AFTER`] asks [`Store::probe`] (one fresh connection, one try):
 //! the pool keeps retrying refused connections until its own timeout, so
 //! a write that found no live connection when the database went away
 //! would otherwise wait all of it. One probe runs at a time; writes that
 //! wait meanwhile take its verdict. Open: [`Breaker::check`] refuses; one
-//! probe task pings every [`PROBE_EVERY`] and closes the breaker on the
-//! first answer (the half-open check: nothing else reaches the database
+//! probe task asks (outside the pool) every [`PROBE_EVERY`] and closes the
+//! breaker on the first answer (the half-open check: nothing else reaches the database
 //! before).
 
 use std::sync::Arc;
@@ -112,19 +112,33 @@ impl Breaker {
         opened.await;
     }
 
-    /// Called with every failed write: opens on an outage.
+    /// Called with every failed write: opens on an outage. Any other
+    /// failure (a pool timeout among them) asks the database itself; while
+    /// another verdict is being taken, that one decides.
     pub async fn failed(self: &Arc<Self>, error: &StoreError) {
         if self.open.load(Ordering::Acquire) {
             return;
         }
-        if is_outage(error) || !self.answers().await {
+        if is_outage(error) {
+            self.open();
+            return;
+        }
+        let Some(_turn) = ProbeTurn::take(&self.probing) else {
+            return;
+        };
+        if !self.answers().await {
             self.open();
         }
     }
 
+    /// Asked on a connection of its own, never through the pool: with every
+    /// pooled connection busy (a reconnect storm's presence and cursor work
+    /// on a healthy database) a pooled ping waits in the same queue, and
+    /// the breaker took that queue for an outage and stayed open while it
+    /// lasted.
     async fn answers(&self) -> bool {
         matches!(
-            tokio::time::timeout(PING_TIMEOUT, self.store.ping()).await,
+            tokio::time::timeout(PING_TIMEOUT, self.store.probe()).await,
             Ok(Ok(()))
         )
     }
@@ -172,9 +186,9 @@ fn is_outage(error: &StoreError) -> bool {
     use sqlx::Error as E;
     match error {
         StoreError::Unavailable(_) => true,
-        StoreError::Db(
-            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed,
-        ) => true,
+        // Not `PoolTimedOut`: every pooled connection busy is also what a
+        // healthy database under load looks like; `Breaker::answers` decides.
+        StoreError::Db(E::Io(_) | E::Tls(_) | E::PoolClosed | E::WorkerCrashed) => true,
         // Postgres: connection exceptions (08xxx), the server shutting down
         // or starting (57P01-57P03), too many connections.
         StoreError::Db(E::Database(db)) => db.code().is_some_and(|c| {
