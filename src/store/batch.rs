@@ -11,7 +11,8 @@
 //!
 //! The database being down is another matter: a circuit breaker
 //! ([`super::breaker`]) opens on the first failure that is an outage (or a
-//! failure after which the database does not answer a ping), every waiting
+//! failure after which the database does not take a connection of the
+//! breaker's own), every waiting
 //! and new request is then refused at once with
 //! [`StoreError::Unavailable`], and a background probe closes it when the
 //! database answers again. The writer never waits out connection timeouts

@@ -205,8 +205,12 @@ describe('fault run: storm, kill -9, Redis restart, Postgres restart on three no
     let health = [];
     await waitUntil(async () => {
       failures = await crossNodeFailures(co, probes);
-      health = await Promise.all(nodes.map(async (n) => (await getJson(`${n.url}/health/websocket`)).body.status));
-      return failures.length === 0 && health.every((h) => h === 'ok');
+      // Which of database and Redis each node names, for the failure message.
+      health = await Promise.all(nodes.map(async (n) => {
+        const { body } = await getJson(`${n.url}/health/websocket`);
+        return { node: body.node, status: body.status, database: body.database, redis: body.redis };
+      }));
+      return failures.length === 0 && health.every((h) => h.status === 'ok');
     }, 20000, 'recovery after the Redis restart').catch((e) => {
       throw new Error(`${e.message}: ${JSON.stringify({ failures, health })}`);
     });
