@@ -44,7 +44,8 @@ pub struct Bus {
 /// Re-issues every tracked subscription after each reconnect, forever.
 pub async fn resubscribe_on_reconnect(subscriber: SubscriberClient) {
     let mut reconnects = subscriber.reconnect_rx();
-    while reconnects.recv().await.is_ok() {
+    // Lagged means several reconnects at once: re-subscribe all the same.
+    while !matches!(reconnects.recv().await, Err(RecvError::Closed)) {
         if let Err(e) = resubscribe(&subscriber).await {
             tracing::warn!(error = %e, "redis: re-subscribing failed; the probe retries");
         }

@@ -213,7 +213,8 @@ async fn listen(inbox: Inbox, own: String, listener_hub: Arc<DurableHub>) {
                     Err(_) => return,
                 },
                 r = reconnects.recv() => {
-                    if r.is_err() { return; }
+                    // Lagged: several reconnects at once, still a reconnect.
+                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) { return; }
                     tracing::info!("durable bus reconnected; re-checking every room");
                     listener_hub.sweep();
                 }

@@ -222,7 +222,8 @@ impl Listener {
                     Err(_) => return,
                 },
                 r = reconnects.recv() => {
-                    if r.is_err() { return; }
+                    // Lagged: several reconnects at once, still a reconnect.
+                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) { return; }
                     // Announcements may have been missed both ways.
                     let _ = self.queue.try_send(Msg::Hello { node: self.own.clone() });
                     self.remote.full_wanted.notify_one();
