@@ -71,7 +71,7 @@ fn init_tracing(format: LogFormat) {
 /// rate those sockets waited for hundreds of ms while the ones that kept
 /// the local queue ran at once: at saturation (1,000 connections pinging
 /// in a closed loop) ack p99 was 350 ms against a 1 ms p50, 3.9× Node
-/// socket.io's p99; at 2 it is 84–101 ms, Node's 77–98 (bench/README.md,
+/// socket.io's p99; at 2 it is 78–101 ms, Node's 77–98 (bench/README.md,
 /// "Scheduling fairness"). At 1 the shared queue starves the sockets'
 /// writers and fan-out dropped 160,000+ ephemeral deliveries per run.
 const GLOBAL_QUEUE_INTERVAL: u32 = 2;

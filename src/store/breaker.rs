@@ -4,17 +4,18 @@
 //! connection timeout (3 s, retried while connections are refused).
 //!
 //! Closed: writes run. A failed write that is an outage (connection
-//! refused or reset, the server shutting down), or any other failure
-//! (a pool timeout among them) after which the database does not take a
-//! connection of its own and answer within [`PING_TIMEOUT`], opens it. A write still waiting after
-//! [`SUSPECT_AFTER`] asks [`Store::probe`] (one fresh connection, one try):
+//! refused or reset, the server shutting down), or any other failure (a
+//! pool timeout among them) after which the database does not take a
+//! connection of its own and answer within [`PING_TIMEOUT`], opens it. A
+//! write still waiting after [`SUSPECT_AFTER`] asks [`Store::probe`] (one
+//! fresh connection, one try):
 //! the pool keeps retrying refused connections until its own timeout, so
 //! a write that found no live connection when the database went away
 //! would otherwise wait all of it. One probe runs at a time; writes that
 //! wait meanwhile take its verdict. Open: [`Breaker::check`] refuses; one
 //! probe task asks (outside the pool) every [`PROBE_EVERY`] and closes the
-//! breaker on the first answer (the half-open check: nothing else reaches the database
-//! before).
+//! breaker on the first answer (the half-open check: nothing else reaches
+//! the database before).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -27,6 +27,19 @@ use sqlx::{Postgres, Row, Transaction, postgres::PgPool, types::Json};
 
 use super::{Appended, NewEvent, StoreError, in_request_order, lock_order};
 
+/// Both appends' events insert, a CTE named `e` reading `$1`–`$9` (bound
+/// by [`bind_events`]); a macro so `concat!` can build each statement.
+macro_rules! events_cte {
+    () => {
+        "e AS (
+           INSERT INTO events (id, company_id, type, payload, priority, source, publisher, created_at, expires_at)
+           SELECT i, c, t, p::jsonb, pr, s, pb, ca, ea
+           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::int8[])
+             AS u(i, c, t, p, pr, s, pb, ca, ea)
+         )"
+    };
+}
+
 pub(super) async fn append(
     pool: &PgPool,
     batch: Vec<NewEvent>,
@@ -94,19 +107,16 @@ async fn append_plain(pool: &PgPool, batch: Vec<NewEvent>) -> Result<Vec<Appende
         }
     }
     let events: Vec<&NewEvent> = batch.iter().collect();
-    let counted = sqlx::query(
-        "WITH c AS (
+    let query = sqlx::query(concat!(
+        "WITH ",
+        events_cte!(),
+        ", c AS (
            INSERT INTO room_offsets (company_id, room, last_offset)
-           SELECT c, r, n FROM UNNEST($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS u(c, r, n, o)
+           SELECT c, r, n FROM UNNEST($10::text[], $11::text[], $12::int8[]) WITH ORDINALITY AS u(c, r, n, o)
            ORDER BY o
            ON CONFLICT (company_id, room)
            DO UPDATE SET last_offset = room_offsets.last_offset + EXCLUDED.last_offset
            RETURNING company_id, room, last_offset
-         ), e AS (
-           INSERT INTO events (id, company_id, type, payload, priority, source, publisher, created_at, expires_at)
-           SELECT i, c, t, p::jsonb, pr, s, pb, ca, ea
-           FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[])
-             AS u(i, c, t, p, pr, s, pb, ca, ea)
          ), r AS (
            INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at, created_at)
            SELECT u.c, u.r, c.last_offset - u.n + u.k, u.i, u.ea, u.ca
@@ -114,12 +124,12 @@ async fn append_plain(pool: &PgPool, batch: Vec<NewEvent>) -> Result<Vec<Appende
              AS u(c, r, k, n, i, ea, ca)
            JOIN c ON c.company_id = u.c AND c.room = u.r
          )
-         SELECT company_id, room, last_offset FROM c",
-    )
-    .bind(counts.keys().map(|k| k.0.as_str()).collect::<Vec<_>>())
-    .bind(counts.keys().map(|k| k.1.as_str()).collect::<Vec<_>>())
-    .bind(counts.values().copied().collect::<Vec<_>>());
-    let rows_written = bind_events(counted, &events)?
+         SELECT company_id, room, last_offset FROM c"
+    ));
+    let rows_written = bind_events(query, &events)?
+        .bind(counts.keys().map(|k| k.0.as_str()).collect::<Vec<_>>())
+        .bind(counts.keys().map(|k| k.1.as_str()).collect::<Vec<_>>())
+        .bind(counts.values().copied().collect::<Vec<_>>())
         .bind(&rows.company)
         .bind(&rows.room)
         .bind(&rows.rank)
@@ -142,8 +152,8 @@ async fn append_plain(pool: &PgPool, batch: Vec<NewEvent>) -> Result<Vec<Appende
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
-/// Binds the nine `events` columns of `events`, in the order both appends'
-/// `INSERT INTO events … FROM UNNEST(…)` reads them.
+/// Binds the nine `events` columns of `events` as `$1`–`$9`, the order
+/// [`events_cte`] reads them; it must be the query's first binding.
 fn bind_events<'q>(query: PgQuery<'q>, events: &[&'q NewEvent]) -> Result<PgQuery<'q>, StoreError> {
     let payloads = events
         .iter()
@@ -415,21 +425,18 @@ async fn insert_rows(
     }
     // The room rows reference events inserted by the sibling CTE: foreign
     // keys are checked at the end of the statement, when both are in.
-    let query = sqlx::query(
-        "WITH e AS (
-           INSERT INTO events (id, company_id, type, payload, priority, source, publisher, created_at, expires_at)
-           SELECT i, c, t, p::jsonb, pr, s, pb, ca, ea
-           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::int8[])
-             AS u(i, c, t, p, pr, s, pb, ca, ea)
-         ), r AS (
+    let query = sqlx::query(concat!(
+        "WITH ",
+        events_cte!(),
+        ", r AS (
            INSERT INTO event_rooms (company_id, room, \"offset\", event_id, expires_at, created_at)
            SELECT c, r, o, i, ea, ca FROM UNNEST($10::text[], $11::text[], $12::int8[], $13::text[], $14::int8[], $18::int8[])
              AS u(c, r, o, i, ea, ca)
          )
          UPDATE idempotency_keys k SET result = u.res::jsonb
          FROM UNNEST($15::text[], $16::text[], $17::text[]) AS u(c, k, res)
-         WHERE k.company_id = u.c AND k.key = u.k",
-    );
+         WHERE k.company_id = u.c AND k.key = u.k"
+    ));
     bind_events(query, &events)?
         .bind(r_company)
         .bind(r_room)
