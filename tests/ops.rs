@@ -465,3 +465,51 @@ async fn a_running_node_never_logs_or_serves_its_secrets() {
     );
     assert!(log.contains(":***@127.0.0.1"), "{log}");
 }
+
+/// A client whose connect-time replay read its rooms to the end goes live
+/// without reading the log again: before, every connect started one
+/// background catch-up per room (a query each; 50,000 in a storm of
+/// 10,000 reconnects). Live delivery after `session` still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_up_to_date_connect_goes_live_without_a_catch_up() {
+    let app = common::spawn_app(&common::sqlite_url(), &[]).await;
+    let company = common::unique("ops-");
+    let publish = |users: Value, status: &str| {
+        json!({
+            "type": "order:status_changed", "companyId": company, "users": users,
+            "payload": { "orderId": "1", "oldStatus": "a", "newStatus": status, "timestamp": "2026-11-22T10:00:00Z" }
+        })
+    };
+    // u1 has an offline queue (one event waiting), u2 and u3 have none.
+    let first = Client::with_token(&app.url(), &app.token("u1", &company, Role::Operator)).await;
+    first.disconnect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = app
+        .post_json("/api/v1/events", &publish(json!(["u1"]), "queued"))
+        .await;
+    assert_eq!(status, 202);
+    let mut clients = Vec::new();
+    for user in ["u1", "u2", "u3"] {
+        let mut c = Client::with_token(&app.url(), &app.token(user, &company, Role::Operator)).await;
+        let session = c.expect("session").await;
+        let want = if user == "u1" { 1 } else { 0 };
+        assert_eq!(session[0]["replayed"], want, "{user}: {session:?}");
+        clients.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, text) = fetch(&format!("{}/metrics", app.url())).await;
+    assert_eq!(
+        sample(&text, "switchyard_catch_ups_total", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    let (status, _) = app
+        .post_json("/api/v1/events", &publish(json!(["u1", "u2", "u3"]), "live"))
+        .await;
+    assert_eq!(status, 202);
+    for c in &mut clients {
+        let got = c.expect("order:status_changed").await;
+        assert_eq!(got[0]["newStatus"], "live", "{got:?}");
+    }
+    app.stop().await;
+}

@@ -46,7 +46,8 @@ pub async fn open(state: &AppState, session: &Arc<Session>, resume: Resume) {
     let durable = &state.durable;
     let members =
         offline::replay_on_connect(durable, session, &sink, &resume.offsets, &extra).await;
-    let replayed = durable.replay_merged(&members).await;
+    let merged = durable.replay_merged(&members).await;
+    let replayed = merged.sent;
     crate::metrics::replayed(replayed as u64);
     // Registered before `session`: a client that has `session` is listed.
     state.presence.join(session, &extra).await;
@@ -64,7 +65,7 @@ pub async fn open(state: &AppState, session: &Arc<Session>, resume: Resume) {
     if sink.emit_one("session", &welcome).is_err() {
         tracing::debug!(session = %session.id, "could not send session");
     }
-    offline::go_live(durable, members);
+    offline::go_live(durable, members, &merged.read_through);
     // A device gets the commands that waited for it (after `session`).
     state.commands.joined(session, &welcome_rooms).await;
     state

@@ -121,6 +121,10 @@ pub fn replayed(n: u64) {
     counter!(series::REPLAYED).increment(n);
 }
 
+pub fn catch_up_started() {
+    counter!(series::CATCH_UPS).increment(1);
+}
+
 pub fn rate_limited() {
     counter!(series::RATE_LIMITED).increment(1);
 }

@@ -18,6 +18,7 @@ pub const AUTH_FAILURES: &str = "websocket_auth_failures_total";
 pub const MESSAGES: &str = "websocket_messages_total";
 pub const LATENCY: &str = "websocket_message_latency_seconds";
 pub const REPLAYED: &str = "websocket_replayed_messages_total";
+pub const CATCH_UPS: &str = "switchyard_catch_ups_total";
 pub const REPLAY_LAG: &str = "websocket_replay_lag_seconds";
 pub const QUEUED: &str = "websocket_queued_messages";
 pub const CONFLICTS: &str = "websocket_conflicts_total";
@@ -49,7 +50,7 @@ pub enum Kind {
 pub type Series = (&'static str, Kind, &'static str);
 
 /// Every series, in the order of the README's table.
-pub const ALL: [Series; 25] = [
+pub const ALL: [Series; 26] = [
     (
         ACTIVE_CONNECTIONS,
         Kind::Gauge,
@@ -79,6 +80,11 @@ pub const ALL: [Series; 25] = [
         REPLAYED,
         Kind::Counter,
         "Durable events replayed on connect and subscribe (offline queue and resume).",
+    ),
+    (
+        CATCH_UPS,
+        Kind::Counter,
+        "Background catch-ups started: a room member reading the log because the live feed moved on without it (events during its replay, a bus outage, a subscribe from an offset).",
     ),
     (
         REPLAY_LAG,
@@ -197,6 +203,7 @@ pub fn register_all(labels: &Labels<'_>) {
     for name in [
         CONNECTIONS_TOTAL,
         REPLAYED,
+        CATCH_UPS,
         CONFLICTS,
         RATE_LIMITED,
         SLOW_CONSUMERS,

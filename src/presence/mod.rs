@@ -220,7 +220,10 @@ impl Presence {
         let this = self.clone();
         self.tasks.spawn(async move {
             tokio::time::sleep(this.grace).await;
-            this.settle(&user).await;
+            // Boxed: inline, the settle's state (store call, broadcasts) made
+            // every waiting timer 3.2 KB, and a reconnect storm starts one
+            // per departed socket.
+            Box::pin(this.settle(&user)).await;
         });
     }
 

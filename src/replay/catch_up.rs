@@ -55,12 +55,14 @@ impl DurableHub {
 
     /// The offline queue on connect: several rooms replayed as one timeline
     /// (merged by publish time), each room still in offset order. Members
-    /// stay in catch-up mode; finalize them with [`Self::catch_up`].
-    pub async fn replay_merged(&self, members: &[Arc<Member>]) -> usize {
+    /// stay in catch-up mode; [`super::offline::go_live`] finalizes them.
+    pub async fn replay_merged(&self, members: &[Arc<Member>]) -> Merged {
         struct Cursor {
             buf: std::collections::VecDeque<LogEvent>,
             first: bool,
             done: bool,
+            /// Stopped short of the log's end (a read or a send failed).
+            failed: bool,
         }
         let mut cursors: Vec<Cursor> = members
             .iter()
@@ -68,6 +70,7 @@ impl DurableHub {
                 buf: Default::default(),
                 first: true,
                 done: false,
+                failed: false,
             })
             .collect();
         let mut sent = 0;
@@ -80,7 +83,10 @@ impl DurableHub {
                         // Database down: `session` is not held back (ephemeral
                         // traffic goes on); the member stays in catch-up and
                         // the background catch-up retries until it is back.
-                        Err(_) => c.done = true,
+                        Err(_) => {
+                            c.done = true;
+                            c.failed = true;
+                        }
                     }
                 }
             }
@@ -90,9 +96,14 @@ impl DurableHub {
                 .filter_map(|(i, c)| c.buf.front().map(|e| (i, (e.created_at, e.id.clone()))))
                 .min_by(|a, b| a.1.cmp(&b.1))
                 .map(|(i, _)| i);
-            let Some(i) = next else { return sent };
+            let Some(i) = next else {
+                return Merged {
+                    sent,
+                    read_through: cursors.iter().map(|c| !c.failed).collect(),
+                };
+            };
             let Some(ev) = cursors[i].buf.pop_front() else {
-                return sent;
+                continue;
             };
             match self.deliver_with_backpressure(&members[i], &ev).await {
                 Ok(true) => sent += 1,
@@ -100,6 +111,7 @@ impl DurableHub {
                 Err(_) => {
                     cursors[i].buf.clear();
                     cursors[i].done = true;
+                    cursors[i].failed = true;
                 }
             }
         }
@@ -234,6 +246,16 @@ impl DurableHub {
             }
         }
     }
+}
+
+/// What [`DurableHub::replay_merged`] did.
+pub struct Merged {
+    /// Events sent.
+    pub sent: usize,
+    /// Per member (same order): read up to an empty page with every event
+    /// sent, so going live needs no further read unless notifications
+    /// arrived since.
+    pub read_through: Vec<bool>,
 }
 
 enum Stop {

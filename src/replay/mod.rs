@@ -39,6 +39,7 @@ use crate::domain::now_ms;
 use crate::store::{Store, StoredEvent};
 use crate::tasks::Tasks;
 pub use bus::DurableBus;
+pub use catch_up::Merged;
 pub use feed::{LogEvent, Member};
 pub use feeds::{Feeds, Notified};
 
@@ -117,6 +118,7 @@ impl DurableHub {
     }
 
     pub fn spawn_catch_up(self: &Arc<Self>, member: Arc<Member>) {
+        crate::metrics::catch_up_started();
         let this = self.clone();
         self.tasks.spawn(async move {
             this.catch_up(&member, true).await;

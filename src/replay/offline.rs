@@ -143,9 +143,18 @@ fn first_start(room: &RoomName, head: Option<i64>) -> Option<i64> {
 
 /// After `session` went out: each member catches up what was committed
 /// meanwhile and goes live.
-pub fn go_live(hub: &Arc<DurableHub>, members: Vec<Arc<Member>>) {
-    for member in members {
-        hub.spawn_catch_up(member);
+///
+/// A member the merged replay read to the end goes live at once unless a
+/// notification arrived since that read (the same rule as the end of a
+/// catch-up: [`Member::finish_catch_up`]). Reading the log again for it,
+/// as every member once did, cost each connect a query per room and each
+/// reconnect storm tens of thousands of them.
+pub fn go_live(hub: &Arc<DurableHub>, members: Vec<Arc<Member>>, read_through: &[bool]) {
+    for (i, member) in members.into_iter().enumerate() {
+        let done = read_through.get(i).copied().unwrap_or(false);
+        if !(done && member.finish_catch_up()) {
+            hub.spawn_catch_up(member);
+        }
     }
 }
 
