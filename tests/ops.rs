@@ -490,7 +490,8 @@ async fn an_up_to_date_connect_goes_live_without_a_catch_up() {
     assert_eq!(status, 202);
     let mut clients = Vec::new();
     for user in ["u1", "u2", "u3"] {
-        let mut c = Client::with_token(&app.url(), &app.token(user, &company, Role::Operator)).await;
+        let mut c =
+            Client::with_token(&app.url(), &app.token(user, &company, Role::Operator)).await;
         let session = c.expect("session").await;
         let want = if user == "u1" { 1 } else { 0 };
         assert_eq!(session[0]["replayed"], want, "{user}: {session:?}");
@@ -504,7 +505,10 @@ async fn an_up_to_date_connect_goes_live_without_a_catch_up() {
         "{text}"
     );
     let (status, _) = app
-        .post_json("/api/v1/events", &publish(json!(["u1", "u2", "u3"]), "live"))
+        .post_json(
+            "/api/v1/events",
+            &publish(json!(["u1", "u2", "u3"]), "live"),
+        )
         .await;
     assert_eq!(status, 202);
     for c in &mut clients {
