@@ -468,7 +468,7 @@ async fn a_running_node_never_logs_or_serves_its_secrets() {
 
 /// A client whose connect-time replay read its rooms to the end goes live
 /// without reading the log again: before, every connect started one
-/// background catch-up per room (a query each; 50,000 in a storm of
+/// background catch-up per room (a query each; 40,000 in a storm of
 /// 10,000 reconnects). Live delivery after `session` still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_up_to_date_connect_goes_live_without_a_catch_up() {
