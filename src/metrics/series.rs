@@ -84,7 +84,7 @@ pub const ALL: [Series; 26] = [
     (
         CATCH_UPS,
         Kind::Counter,
-        "Background catch-ups started: a room member reading the log because the live feed moved on without it (events during its replay, a bus outage, a subscribe from an offset).",
+        "Background catch-ups started: a room member reading the log because the live feed moved on without it (events announced during its connect replay, a gap in its live feed, a bus outage).",
     ),
     (
         REPLAY_LAG,

@@ -1,0 +1,146 @@
+//! Going live after the connect replay (`replay::offline::go_live`), on both
+//! stores: a member the replay read to the end goes live without another
+//! read, but an event announced between that read and going live must
+//! still reach it, from the log.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard::catalog::Catalog;
+use switchyard::domain::{Role, SessionId};
+use switchyard::replay::{DurableHub, Member, offline};
+use switchyard::session::{SendFail, Sink};
+use switchyard::store::{NewEvent, Store};
+use switchyard::tasks::Tasks;
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<i64>>);
+
+impl Recorder {
+    fn offsets(&self) -> Vec<i64> {
+        self.0.lock().expect("recorder").clone()
+    }
+}
+
+struct TestSink(Arc<Recorder>);
+
+impl Sink for TestSink {
+    fn emit(&self, _: &str, _: &Value, meta: &Value) -> Result<(), SendFail> {
+        let offset = meta["offset"].as_i64().expect("offset in meta");
+        self.0.0.lock().expect("recorder").push(offset);
+        Ok(())
+    }
+    fn emit_one(&self, _: &str, _: &Value) -> Result<(), SendFail> {
+        Ok(())
+    }
+    fn disconnect(&self) {}
+    fn overflowed(&self) {}
+    fn proof_window(&self) -> Duration {
+        Duration::from_millis(200)
+    }
+}
+
+const ROOM: &str = "company";
+
+async fn append(store: &Arc<dyn Store>, company: &str, n: u32) {
+    let event = NewEvent {
+        id: format!("{company}-{n}"),
+        company_id: company.to_string(),
+        event_type: "order:status_changed".into(),
+        rooms: vec![ROOM.into()],
+        payload: json!({ "n": n }),
+        priority: "medium".into(),
+        source: "test".into(),
+        publisher: None,
+        created_at: switchyard::domain::now_ms(),
+        expires_at: switchyard::domain::now_ms() + 3_600_000,
+        idempotency_key: None,
+        webhooks: Vec::new(),
+    };
+    store.append(vec![event]).await.expect("append");
+}
+
+/// Announces the room's latest event on this node, as a commit would.
+async fn announce_latest(hub: &Arc<DurableHub>, store: &Arc<dyn Store>, company: &str) {
+    let head = store.head_offset(company, ROOM).await.expect("head");
+    let stored = store
+        .events_after(company, ROOM, head - 1, 1, switchyard::domain::now_ms())
+        .await
+        .expect("read")
+        .pop()
+        .expect("the latest event");
+    hub.notify_local(&hub.log_event(company, stored, None));
+}
+
+async fn wait_for(rec: &Recorder, want: &[i64]) {
+    for _ in 0..100 {
+        if rec.offsets() == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rec.offsets(), want);
+}
+
+fn member(hub: &DurableHub, company: &str) -> (Arc<Member>, Arc<Recorder>) {
+    let rec = Arc::new(Recorder::default());
+    let m = Member::new(
+        Arc::new(TestSink(rec.clone())),
+        SessionId::new(),
+        Role::Operator,
+        company,
+        ROOM,
+        0,
+    );
+    hub.feeds.attach(m.clone());
+    (m, rec)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_announced_before_going_live_is_read_from_the_log() {
+    for (name, store) in common::stores().await {
+        let catalog = Arc::new(Catalog::load(None).expect("builtin catalog"));
+        let hub = DurableHub::new(store.clone(), catalog, Tasks::new());
+        let company = common::unique("golive-");
+        append(&store, &company, 1).await;
+        let (m, rec) = member(&hub, &company);
+        let merged = hub.replay_merged(std::slice::from_ref(&m)).await;
+        assert_eq!(merged.read_through, vec![true], "{name}");
+        assert_eq!(rec.offsets(), vec![1], "{name}: replayed");
+        // Committed and announced after the replay's last read, while the
+        // member still waits for `session` to go out.
+        append(&store, &company, 2).await;
+        announce_latest(&hub, &store, &company).await;
+        assert_eq!(
+            rec.offsets(),
+            vec![1],
+            "{name}: held back before going live"
+        );
+        offline::go_live(&hub, vec![m], &merged.read_through);
+        wait_for(&rec, &[1, 2]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_read_to_the_end_goes_live_at_once() {
+    for (name, store) in common::stores().await {
+        let catalog = Arc::new(Catalog::load(None).expect("builtin catalog"));
+        let hub = DurableHub::new(store.clone(), catalog, Tasks::new());
+        let company = common::unique("golive-");
+        append(&store, &company, 1).await;
+        let (m, rec) = member(&hub, &company);
+        let merged = hub.replay_merged(std::slice::from_ref(&m)).await;
+        offline::go_live(&hub, vec![m], &merged.read_through);
+        // Live now: the next announcement is delivered from the feed itself.
+        append(&store, &company, 2).await;
+        announce_latest(&hub, &store, &company).await;
+        assert_eq!(
+            rec.offsets(),
+            vec![1, 2],
+            "{name}: delivered live, in order"
+        );
+    }
+}
