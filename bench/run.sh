@@ -24,6 +24,8 @@ LOADGEN_CPU=${LOADGEN_CPU:-1}
 RUNS=${RUNS:-2}
 PORT_OURS=${PORT_OURS:-3101}
 PORT_REF=${PORT_REF:-3102}
+PORT_FLOOR=${PORT_FLOOR:-3103}
+FLOOR_BIN=${FLOOR_BIN:-$BENCH/floor/target/release/floor}
 # A SWITCHYARD_BIN given by the caller (e.g. target/debug/switchyard from the
 # test script's build) is used as is; otherwise the release build is made.
 SWITCHYARD_BIN_GIVEN=${SWITCHYARD_BIN:+1}
@@ -157,6 +159,20 @@ start_ref() {
   wait_health "$PORT_REF" "$SERVER_PID" || { log "reference did not become healthy:"; tail -20 "$dir/server.log" >&2; return 1; }
 }
 
+# Starts the socketioxide floor (bench/floor) pinned to SERVER_CPU; sets SERVER_PID.
+start_floor() {
+  local dir
+  dir=$(mktemp -d "$OUT/floor.XXXXXX")
+  (cd "$dir" && exec env PORT="$PORT_FLOOR" JWT_SECRET="$JWT_SECRET" \
+      taskset -c "$SERVER_CPU" "$FLOOR_BIN") >"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+  STARTED+=("$SERVER_PID")
+  SERVER_PORT=$PORT_FLOOR
+  SERVER_LABEL=floor
+  SERVER_DB=none
+  wait_health "$PORT_FLOOR" "$SERVER_PID" || { log "the floor server did not become healthy:"; tail -20 "$dir/server.log" >&2; return 1; }
+}
+
 stop_server() {
   stop_pid "$SERVER_PID"
   local keep=() pid
@@ -191,6 +207,9 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   fi
   log "building the load generator (release)"
   (cd "$BENCH/loadgen" && cargo build --release -q)
+  case " ${BENCH_SERVERS:-ours ref} " in
+    *" floor "*) log "building the socketioxide floor (release)"; (cd "$BENCH/floor" && cargo build --release -q) ;;
+  esac
   if [ $SMOKE = 0 ] && [ ! -d "$BENCH/reference/node_modules" ]; then
     (cd "$BENCH/reference" && npm ci --no-audit --no-fund --loglevel=error)
   fi
@@ -257,7 +276,10 @@ log "results go to $RESULTS"
 # point → database, and which servers run it.
 point_db() { case $1 in connect|ack|ack-paced|fanout|fanout-paced) echo sqlite ;; *) echo postgres ;; esac; }
 point_presence() { case $1 in connect|ack|ack-paced|fanout|fanout-paced) echo off ;; *) echo on ;; esac; }
-point_servers() { case $1 in durable-http|documents|documents-spread|replay) echo "ours" ;; *) echo "ours ref" ;; esac; }
+# `floor` (bench/floor: socketioxide with nothing on top) only where it
+# bounds ours: connecting and idle connections. It runs only when asked
+# for (BENCH_SERVERS="ours ref floor").
+point_servers() { case $1 in durable-http|documents|documents-spread|replay) echo "ours" ;; connect) echo "ours ref floor" ;; *) echo "ours ref" ;; esac; }
 point_args() {
   case $1 in
     connect) echo "connect --connections $CONNECT_N --concurrency $CONNECT_CONCURRENCY --hold $CONNECT_HOLD" ;;
@@ -290,7 +312,7 @@ for point in "${POINTS[@]}"; do
     for server in $(point_servers "$point"); do
       # BENCH_SERVERS=ours: skip the reference (e.g. a pass of an older build).
       case " ${BENCH_SERVERS:-ours ref} " in *" $server "*) ;; *) continue ;; esac
-      if [ "$server" = ours ]; then start_ours "$db"; else start_ref; fi
+      case $server in ours) start_ours "$db" ;; ref) start_ref ;; floor) start_floor ;; esac
       # shellcheck disable=SC2086 # args is a word list on purpose
       LG "$point" "$run" $args || true
       stop_server

@@ -212,8 +212,7 @@ impl DurableHub {
                 .head_offset(&member.company, &member.room)
                 .await?
         };
-        self.store
-            .save_cursors(key, &[(member.room.clone(), start)], now_ms())
+        self.save_cursors(key, &[(member.room.clone(), start)])
             .await?;
         member.cursor_saved(start);
         Ok(if start == 0 {

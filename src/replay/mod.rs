@@ -36,7 +36,8 @@ use std::time::Duration;
 
 use crate::catalog::{Catalog, RoleSet};
 use crate::domain::now_ms;
-use crate::store::{Store, StoredEvent};
+use crate::store::cursor_batch::CursorWriter;
+use crate::store::{CursorKey, Store, StoreError, StoredEvent};
 use crate::tasks::Tasks;
 pub use bus::DurableBus;
 pub use catch_up::Merged;
@@ -48,6 +49,7 @@ pub use feeds::{Feeds, Notified};
 pub struct DurableHub {
     pub feeds: Feeds,
     store: Arc<dyn Store>,
+    cursors: CursorWriter,
     catalog: Arc<Catalog>,
     bus: OnceLock<DurableBus>,
     tasks: Tasks,
@@ -57,6 +59,7 @@ impl DurableHub {
     pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>, tasks: Tasks) -> Arc<Self> {
         Arc::new(Self {
             feeds: Feeds::default(),
+            cursors: CursorWriter::new(store.clone(), &tasks),
             store,
             catalog,
             bus: OnceLock::new(),
@@ -66,6 +69,17 @@ impl DurableHub {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Stores offline-queue cursors (never moving one back), in one
+    /// statement with the other saves waiting on this node
+    /// ([`CursorWriter`]).
+    pub async fn save_cursors(
+        &self,
+        key: &CursorKey,
+        cursors: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        self.cursors.save(key, cursors, now_ms()).await
     }
 
     pub fn set_bus(&self, bus: DurableBus) {

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{DurableHub, Member};
+use crate::domain::RoomName;
 use crate::domain::room::RoomKind;
-use crate::domain::{RoomName, now_ms};
 use crate::error::{AppError, AppResult, Code};
 use crate::rooms::automatic_rooms;
 use crate::session::{Session, Sink};
@@ -116,7 +116,7 @@ pub async fn replay_on_connect(
         members.push(member);
     }
     let fresh_saved = fresh.is_empty()
-        || match hub.store().save_cursors(&key, &fresh, now_ms()).await {
+        || match hub.save_cursors(&key, &fresh).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "could not store first cursors; the next save retries");
@@ -174,8 +174,7 @@ pub async fn ack(
     })?;
     let acked = member.ack(offset);
     if automatic_rooms(&session.identity()).contains(room) {
-        hub.store()
-            .save_cursors(&cursor_key(session), &[(room.to_string(), acked)], now_ms())
+        hub.save_cursors(&cursor_key(session), &[(room.to_string(), acked)])
             .await
             .map_err(AppError::unavailable)?;
     }
@@ -210,11 +209,7 @@ pub async fn leave(hub: &DurableHub, session: &Session, reason: &str) {
     if cursors.is_empty() {
         return;
     }
-    if let Err(e) = hub
-        .store()
-        .save_cursors(&cursor_key(session), &cursors, now_ms())
-        .await
-    {
+    if let Err(e) = hub.save_cursors(&cursor_key(session), &cursors).await {
         tracing::warn!(error = %e, "could not save offline-queue cursors; the client may get duplicates");
     }
 }

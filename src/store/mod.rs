@@ -18,6 +18,7 @@
 pub mod batch;
 pub mod breaker;
 pub mod commands;
+pub mod cursor_batch;
 pub mod documents;
 pub mod history;
 pub mod ops;
