@@ -145,33 +145,24 @@ start_ours() {
   wait_health "$PORT_OURS" "$SERVER_PID" || { log "switchyard did not become healthy:"; tail -20 "$dir/server.log" >&2; return 1; }
 }
 
-# Starts the Node reference server pinned to SERVER_CPU; sets SERVER_PID.
-start_ref() {
-  local dir
-  dir=$(mktemp -d "$OUT/ref.XXXXXX")
-  (cd "$BENCH/reference" && exec env PORT="$PORT_REF" JWT_SECRET="$JWT_SECRET" \
-      taskset -c "$SERVER_CPU" node server.js) >"$dir/server.log" 2>&1 &
+# Starts a server other than Switchyard pinned to SERVER_CPU; sets SERVER_PID.
+start_other() {  # label port workdir command...
+  local label=$1 port=$2 workdir=$3 dir
+  shift 3
+  dir=$(mktemp -d "$OUT/$label.XXXXXX")
+  (cd "$workdir" && exec env PORT="$port" JWT_SECRET="$JWT_SECRET" \
+      taskset -c "$SERVER_CPU" "$@") >"$dir/server.log" 2>&1 &
   SERVER_PID=$!
   STARTED+=("$SERVER_PID")
-  SERVER_PORT=$PORT_REF
-  SERVER_LABEL=reference
+  SERVER_PORT=$port
+  SERVER_LABEL=$label
   SERVER_DB=none
-  wait_health "$PORT_REF" "$SERVER_PID" || { log "reference did not become healthy:"; tail -20 "$dir/server.log" >&2; return 1; }
+  wait_health "$port" "$SERVER_PID" || { log "$label did not become healthy:"; tail -20 "$dir/server.log" >&2; return 1; }
 }
 
-# Starts the socketioxide floor (bench/floor) pinned to SERVER_CPU; sets SERVER_PID.
-start_floor() {
-  local dir
-  dir=$(mktemp -d "$OUT/floor.XXXXXX")
-  (cd "$dir" && exec env PORT="$PORT_FLOOR" JWT_SECRET="$JWT_SECRET" \
-      taskset -c "$SERVER_CPU" "$FLOOR_BIN") >"$dir/server.log" 2>&1 &
-  SERVER_PID=$!
-  STARTED+=("$SERVER_PID")
-  SERVER_PORT=$PORT_FLOOR
-  SERVER_LABEL=floor
-  SERVER_DB=none
-  wait_health "$PORT_FLOOR" "$SERVER_PID" || { log "the floor server did not become healthy:"; tail -20 "$dir/server.log" >&2; return 1; }
-}
+# The Node reference; the socketioxide floor (bench/floor).
+start_ref() { start_other reference "$PORT_REF" "$BENCH/reference" node server.js; }
+start_floor() { start_other floor "$PORT_FLOOR" "$OUT" "$FLOOR_BIN"; }
 
 stop_server() {
   stop_pid "$SERVER_PID"

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard::catalog::Catalog;
 use switchyard::domain::{Role, SessionId};
-use switchyard::replay::{DurableHub, Member, offline};
+use switchyard::replay::{DurableHub, Member, Merged, offline};
 use switchyard::session::{SendFail, Sink};
 use switchyard::store::{NewEvent, Store};
 use switchyard::tasks::Tasks;
@@ -99,15 +99,24 @@ fn member(hub: &DurableHub, company: &str) -> (Arc<Member>, Arc<Recorder>) {
     (m, rec)
 }
 
+/// A hub over `store`, one event in a fresh company, and a member of its
+/// room after the connect replay (still waiting to go live).
+async fn replayed_one(
+    store: &Arc<dyn Store>,
+) -> (Arc<DurableHub>, String, Arc<Member>, Arc<Recorder>, Merged) {
+    let catalog = Arc::new(Catalog::load(None).expect("builtin catalog"));
+    let hub = DurableHub::new(store.clone(), catalog, Tasks::new());
+    let company = common::unique("golive-");
+    append(store, &company, 1).await;
+    let (m, rec) = member(&hub, &company);
+    let merged = hub.replay_merged(std::slice::from_ref(&m)).await;
+    (hub, company, m, rec, merged)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_announced_before_going_live_is_read_from_the_log() {
     for (name, store) in common::stores().await {
-        let catalog = Arc::new(Catalog::load(None).expect("builtin catalog"));
-        let hub = DurableHub::new(store.clone(), catalog, Tasks::new());
-        let company = common::unique("golive-");
-        append(&store, &company, 1).await;
-        let (m, rec) = member(&hub, &company);
-        let merged = hub.replay_merged(std::slice::from_ref(&m)).await;
+        let (hub, company, m, rec, merged) = replayed_one(&store).await;
         assert_eq!(merged.read_through, vec![true], "{name}");
         assert_eq!(rec.offsets(), vec![1], "{name}: replayed");
         // Committed and announced after the replay's last read, while the
@@ -127,12 +136,7 @@ async fn an_event_announced_before_going_live_is_read_from_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_read_to_the_end_goes_live_at_once() {
     for (name, store) in common::stores().await {
-        let catalog = Arc::new(Catalog::load(None).expect("builtin catalog"));
-        let hub = DurableHub::new(store.clone(), catalog, Tasks::new());
-        let company = common::unique("golive-");
-        append(&store, &company, 1).await;
-        let (m, rec) = member(&hub, &company);
-        let merged = hub.replay_merged(std::slice::from_ref(&m)).await;
+        let (hub, company, m, rec, merged) = replayed_one(&store).await;
         offline::go_live(&hub, vec![m], &merged.read_through);
         // Live now: the next announcement is delivered from the feed itself.
         append(&store, &company, 2).await;

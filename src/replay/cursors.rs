@@ -7,13 +7,12 @@
 //! a loss. (A socket's first cursor is stored before `session`, see
 //! [`super::offline::replay_on_connect`]; leaving saves the last one.)
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{DurableHub, Member};
 use crate::domain::now_ms;
-use crate::store::{CursorKey, Store};
+use crate::store::{Store, furthest_cursors};
 
 /// How often connected sockets' cursors are saved.
 pub const SAVE_EVERY: Duration = Duration::from_secs(5);
@@ -36,24 +35,19 @@ pub async fn save_once(
     members: &[Arc<Member>],
     store: &dyn Store,
 ) -> Result<usize, crate::store::StoreError> {
-    // Two sockets of one device in one room: the further one counts (the
-    // store never moves a cursor back either).
-    let mut latest: HashMap<(CursorKey, String), i64> = HashMap::new();
+    // Two sockets of one device in one room: the further one counts.
     let mut movers = Vec::new();
+    let mut moved = Vec::new();
     for member in members {
         if let Some((key, room, offset)) = member.cursor_to_save() {
-            let slot = latest.entry((key, room)).or_insert(offset);
-            *slot = (*slot).max(offset);
+            moved.push((key, room, offset));
             movers.push((member.clone(), offset));
         }
     }
-    if latest.is_empty() {
+    if moved.is_empty() {
         return Ok(0);
     }
-    let rows: Vec<(CursorKey, String, i64)> = latest
-        .into_iter()
-        .map(|((key, room), offset)| (key, room, offset))
-        .collect();
+    let rows = furthest_cursors(moved);
     store.save_cursor_batch(&rows, now_ms()).await?;
     for (member, offset) in movers {
         member.cursor_saved(offset);

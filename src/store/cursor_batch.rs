@@ -12,7 +12,6 @@
 //! store keeps the larger offset), so two saves of one device and room in
 //! a batch keep the further one, as two statements would.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,27 +100,16 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// One row per device and room, at the furthest offset asked for (one
-/// statement may not touch a row twice), stamped with the latest time.
+/// The batch's rows ([`super::furthest_cursors`]), stamped with the latest
+/// time asked for.
 fn merge(requests: &[Request]) -> (Vec<(CursorKey, String, i64)>, i64) {
-    let mut latest: HashMap<(&CursorKey, &str), i64> = HashMap::new();
-    let mut order = Vec::new();
-    let mut now = i64::MIN;
-    for req in requests {
-        now = now.max(req.now);
-        for (room, offset) in &req.cursors {
-            let slot = latest.entry((&req.key, room.as_str())).or_insert_with(|| {
-                order.push((&req.key, room.as_str()));
-                *offset
-            });
-            *slot = (*slot).max(*offset);
-        }
-    }
-    let rows = order
-        .into_iter()
-        .map(|(key, room)| (key.clone(), room.to_string(), latest[&(key, room)]))
-        .collect();
-    (rows, now)
+    let now = requests.iter().map(|r| r.now).max().unwrap_or(i64::MIN);
+    let rows = requests.iter().flat_map(|r| {
+        r.cursors
+            .iter()
+            .map(|(room, offset)| (r.key.clone(), room.clone(), *offset))
+    });
+    (super::furthest_cursors(rows), now)
 }
 
 #[cfg(test)]

@@ -210,6 +210,30 @@ pub struct Positions {
     pub heads: HashMap<String, i64>,
 }
 
+/// Cursor rows with each device and room once, at the furthest offset
+/// given (a cursor never moves back, and one [`Store::save_cursor_batch`]
+/// statement may not touch a row twice), in the order first seen.
+pub fn furthest_cursors(
+    rows: impl IntoIterator<Item = (CursorKey, String, i64)>,
+) -> Vec<(CursorKey, String, i64)> {
+    let mut at: HashMap<(CursorKey, String), usize> = HashMap::new();
+    let mut out: Vec<(CursorKey, String, i64)> = Vec::new();
+    for (key, room, offset) in rows {
+        match at.entry((key, room)) {
+            std::collections::hash_map::Entry::Occupied(slot) => {
+                let row = &mut out[*slot.get()];
+                row.2 = row.2.max(offset);
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let (key, room) = slot.key().clone();
+                slot.insert(out.len());
+                out.push((key, room, offset));
+            }
+        }
+    }
+    out
+}
+
 /// Whose offline-queue cursors: a user's device (`device_id` "" = no device id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CursorKey {
