@@ -58,3 +58,31 @@ async fn many_devices_saving_at_once_each_keep_their_own_furthest_cursors() {
         }
     }
 }
+
+/// Shutdown cancels the writer task while departures that began just
+/// before it are still saving their last cursors: those saves must still
+/// reach the store (else the devices get their last events again).
+#[tokio::test]
+async fn saves_after_the_writer_stopped_still_reach_the_store() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("cs");
+        let tasks = Tasks::new();
+        let writer = CursorWriter::new(store.clone(), &tasks);
+        let key = device(&company, 1);
+        writer
+            .save(&key, &[("company".to_string(), 3)], 1)
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: {e}"));
+        assert!(tasks.shutdown(std::time::Duration::from_secs(5)).await);
+        writer
+            .save(&key, &[("company".to_string(), 9)], 2)
+            .await
+            .unwrap_or_else(|e| panic!("{backend} after shutdown: {e}"));
+        let got = store.load_cursors(&key).await.unwrap();
+        assert_eq!(
+            got,
+            [("company".to_string(), 9)].into_iter().collect(),
+            "{backend}"
+        );
+    }
+}

@@ -48,7 +48,7 @@ async fn the_heartbeat_repairs_drifted_rows() {
         user_id: "op".into(),
     };
     let reaped = store
-        .presence_settle(&op_key, i64::MAX, now_ms() + 60_000, 300)
+        .presence_settle(&op_key, i64::MAX, now_ms() + 60_000, 300, 500)
         .await
         .unwrap();
     assert!(reaped.user.is_some(), "op went offline in the database");

@@ -6,6 +6,8 @@ use switchyard::domain::presence::Change;
 use switchyard::store::{SocketEntry, Store, UserKey};
 
 const GRACE: i64 = 1_000;
+/// `WS_PRESENCE_BROADCAST_MAX`'s default: departures count up to it + 1.
+const BOUND: i64 = 500;
 const NEVER_STALE: i64 = i64::MIN;
 
 fn socket(company: &str, user: &str, sid: &str, node: &str, rooms: &[&str]) -> SocketEntry {
@@ -90,7 +92,7 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         );
         // Within the grace period nothing happens and the user stays listed.
         let early = store
-            .presence_settle(&u1, NEVER_STALE, 13_500, GRACE)
+            .presence_settle(&u1, NEVER_STALE, 13_500, GRACE, BOUND)
             .await
             .unwrap()
             .user;
@@ -100,7 +102,7 @@ async fn first_socket_online_last_socket_offline_after_grace() {
             vec![("u1".into(), 0)]
         );
         let late = store
-            .presence_settle(&u1, NEVER_STALE, 14_000, GRACE)
+            .presence_settle(&u1, NEVER_STALE, 14_000, GRACE, BOUND)
             .await
             .unwrap()
             .user;
@@ -119,7 +121,7 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         // Settling again, or an unknown user, emits nothing.
         assert_eq!(
             store
-                .presence_settle(&u1, NEVER_STALE, 99_000, GRACE)
+                .presence_settle(&u1, NEVER_STALE, 99_000, GRACE, BOUND)
                 .await
                 .unwrap()
                 .user,
@@ -127,7 +129,7 @@ async fn first_socket_online_last_socket_offline_after_grace() {
         );
         assert_eq!(
             store
-                .presence_settle(&user(&c, "nobody"), NEVER_STALE, 99_000, GRACE)
+                .presence_settle(&user(&c, "nobody"), NEVER_STALE, 99_000, GRACE, BOUND)
                 .await
                 .unwrap()
                 .user,
@@ -165,7 +167,7 @@ async fn reconnect_within_grace_is_no_transition() {
         // The first departure's timer fires: the user has a socket again.
         assert_eq!(
             store
-                .presence_settle(&u1, NEVER_STALE, 12_000, GRACE)
+                .presence_settle(&u1, NEVER_STALE, 12_000, GRACE, BOUND)
                 .await
                 .unwrap()
                 .user,
@@ -175,14 +177,14 @@ async fn reconnect_within_grace_is_no_transition() {
         assert!(store.presence_leave(&u1, "s2", true, 12_500).await.unwrap());
         assert_eq!(
             store
-                .presence_settle(&u1, NEVER_STALE, 13_000, GRACE)
+                .presence_settle(&u1, NEVER_STALE, 13_000, GRACE, BOUND)
                 .await
                 .unwrap()
                 .user,
             None
         );
         let off = store
-            .presence_settle(&u1, NEVER_STALE, 13_500, GRACE)
+            .presence_settle(&u1, NEVER_STALE, 13_500, GRACE, BOUND)
             .await
             .unwrap()
             .user;
@@ -225,7 +227,7 @@ async fn concurrent_transitions_happen_exactly_once() {
             let u = user(&c, "u1");
             tokio::spawn(async move {
                 store
-                    .presence_settle(&u, NEVER_STALE, 30_000, GRACE)
+                    .presence_settle(&u, NEVER_STALE, 30_000, GRACE, BOUND)
                     .await
                     .unwrap()
                     .user
@@ -237,6 +239,81 @@ async fn concurrent_transitions_happen_exactly_once() {
             .filter(|r| matches!(r, Ok(Some(Change::Offline { .. }))))
             .count();
         assert_eq!(offlines, 1, "{backend}");
+    }
+}
+
+/// Many users of one company going offline at once: each departure is
+/// counted by its own transaction with the departures not committed yet
+/// still online, so in commit order the j-th departure's count is at least
+/// the true count after it: sorted, the counts dominate final..final+N-1,
+/// and at most one is at the final count. (A count read after each commit
+/// sees the departures that committed since and falls below that.) The
+/// count stops at the bound + 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_departures_are_counted_at_or_above_their_commit_order_count() {
+    const STAY: i64 = 3;
+    const LEAVE: i64 = 24;
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        for i in 0..STAY + LEAVE {
+            let entry = socket(&c, &format!("u{i}"), &format!("s{i}"), "n1", &[]);
+            store.presence_join(&entry, 10_000).await.unwrap();
+        }
+        for i in STAY..STAY + LEAVE {
+            let u = user(&c, &format!("u{i}"));
+            store
+                .presence_leave(&u, &format!("s{i}"), true, 11_000)
+                .await
+                .unwrap();
+        }
+        let settles = (STAY..STAY + LEAVE).map(|i| {
+            let store = store.clone();
+            let u = user(&c, &format!("u{i}"));
+            tokio::spawn(async move {
+                store
+                    .presence_settle(&u, NEVER_STALE, 20_000, GRACE, BOUND)
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut counts: Vec<i64> = futures::future::join_all(settles)
+            .await
+            .into_iter()
+            .map(|t| {
+                let t = t.unwrap();
+                assert!(matches!(t.user, Some(Change::Offline { .. })), "{backend}");
+                t.company_online.expect("a departure is counted")
+            })
+            .collect();
+        counts.sort_unstable();
+        for (j, count) in counts.iter().enumerate() {
+            assert!(
+                (STAY + j as i64..STAY + LEAVE).contains(count),
+                "{backend}: departure #{j} counted {count}: {counts:?}"
+            );
+        }
+        // The count stops at the bound + 1, however many are online.
+        let entry = socket(&c, "late", "s-late", "n1", &[]);
+        store.presence_join(&entry, 30_000).await.unwrap();
+        store
+            .presence_leave(&user(&c, "late"), "s-late", true, 30_000)
+            .await
+            .unwrap();
+        let capped = store
+            .presence_settle(&user(&c, "late"), NEVER_STALE, 40_000, GRACE, 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            capped.company_online,
+            Some(2),
+            "{backend}: {STAY} online, bound 1"
+        );
+        // Only departures are counted.
+        let arrival = store
+            .presence_join(&socket(&c, "again", "s-again", "n1", &[]), 50_000)
+            .await
+            .unwrap();
+        assert_eq!(arrival.company_online, None, "{backend}");
     }
 }
 
@@ -260,7 +337,7 @@ async fn join_racing_settle_never_leaves_a_connected_user_offline() {
                 tokio::spawn(async move { s2.presence_join(&entry, 20_000).await.unwrap().user }),
                 tokio::spawn(async move {
                     settle
-                        .presence_settle(&u, NEVER_STALE, 20_000, GRACE)
+                        .presence_settle(&u, NEVER_STALE, 20_000, GRACE, BOUND)
                         .await
                         .unwrap()
                         .user
@@ -323,7 +400,7 @@ async fn dead_node_rows_are_reaped_after_the_ttl_and_live_ones_are_not() {
         assert_eq!(unsettled, vec![user(&c, "u1"), user(&c, "u2")], "{backend}");
         // u1 only had the dead node's socket: offline since its last heartbeat.
         let off = store
-            .presence_settle(&user(&c, "u1"), 40_000, 50_000, GRACE)
+            .presence_settle(&user(&c, "u1"), 40_000, 50_000, GRACE, BOUND)
             .await
             .unwrap()
             .user;
@@ -338,7 +415,7 @@ async fn dead_node_rows_are_reaped_after_the_ttl_and_live_ones_are_not() {
         // u2 keeps its live socket: reaped, but stays online.
         assert_eq!(
             store
-                .presence_settle(&user(&c, "u2"), 40_000, 50_000, GRACE)
+                .presence_settle(&user(&c, "u2"), 40_000, 50_000, GRACE, BOUND)
                 .await
                 .unwrap()
                 .user,
@@ -428,7 +505,7 @@ async fn leaving_a_node_removes_its_rows_as_departures() {
             "{backend}"
         );
         let off = store
-            .presence_settle(&user(&c, "u1"), NEVER_STALE, 13_000, GRACE)
+            .presence_settle(&user(&c, "u1"), NEVER_STALE, 13_000, GRACE, BOUND)
             .await
             .unwrap()
             .user;
@@ -442,7 +519,7 @@ async fn leaving_a_node_removes_its_rows_as_departures() {
         );
         assert_eq!(
             store
-                .presence_settle(&user(&c, "u2"), NEVER_STALE, 13_000, GRACE)
+                .presence_settle(&user(&c, "u2"), NEVER_STALE, 13_000, GRACE, BOUND)
                 .await
                 .unwrap()
                 .user,
@@ -531,7 +608,7 @@ async fn entity_room_lists_follow_subscriptions_per_company() {
             "{backend}"
         );
         store
-            .presence_settle(&user(&c, "u2"), NEVER_STALE, 14_000, GRACE)
+            .presence_settle(&user(&c, "u2"), NEVER_STALE, 14_000, GRACE, BOUND)
             .await
             .unwrap();
         assert_eq!(
@@ -552,7 +629,7 @@ async fn entity_room_lists_follow_subscriptions_per_company() {
             "{backend}"
         );
         let settled = store
-            .presence_settle(&user(&c, "u2"), NEVER_STALE, 16_000, GRACE)
+            .presence_settle(&user(&c, "u2"), NEVER_STALE, 16_000, GRACE, BOUND)
             .await
             .unwrap();
         assert_eq!(settled.rooms.len(), 1, "{backend}: {settled:?}");

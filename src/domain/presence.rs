@@ -57,6 +57,13 @@ pub struct RoomChange {
 pub struct Transitions {
     /// `user:online` / `user:offline`, to the company.
     pub user: Option<Change>,
+    /// With a `user:offline`: the company's online users counted by the
+    /// same transaction after it, up to the limit asked for (one more means
+    /// "above"). Departures of other transactions not committed yet still
+    /// count, so when departures race this is never below the count right
+    /// after this one in commit order (a count read after the commit would
+    /// already miss the departures that committed since).
+    pub company_online: Option<i64>,
     /// `presence:joined` / `presence:left`, each to its room.
     pub rooms: Vec<RoomChange>,
     /// A departure left the user, or one of its rooms, without sockets:

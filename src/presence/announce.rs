@@ -25,6 +25,7 @@ impl Presence {
     ) {
         let Transitions {
             user: change,
+            company_online,
             rooms,
             settle,
         } = changes;
@@ -33,23 +34,26 @@ impl Presence {
             other => (None, other),
         };
         if let Some(change) = before {
-            self.announce(user, change, exclude).await;
+            self.announce(user, change, company_online, exclude).await;
         }
         for room in rooms {
             self.announce_room(user, room, exclude).await;
         }
         if let Some(change) = after {
-            self.announce(user, change, exclude).await;
+            self.announce(user, change, company_online, exclude).await;
         }
         if settle {
             self.settle_later(user.clone());
         }
     }
 
+    /// `counted`: the company's online users counted with a departure
+    /// ([`Transitions::company_online`]).
     async fn announce(
         self: &Arc<Self>,
         user: &UserKey,
         change: Change,
+        counted: Option<i64>,
         exclude: Option<SessionId>,
     ) {
         let online = matches!(change, Change::Online { .. });
@@ -77,7 +81,8 @@ impl Presence {
             exclude,
         };
         // Per-user frame or batch: see `broadcast`.
-        self.route_company(&user.company_id, online, signal).await;
+        self.route_company(&user.company_id, online, counted, signal)
+            .await;
     }
 
     /// `presence:joined { room, userId, role, at }` or

@@ -21,18 +21,32 @@
 //! set. `presence:list` and entity-room presence (`presence:joined` /
 //! `presence:left`) are not affected.
 //!
-//! The count deciding the form is this node's: the database's count of the
-//! company's online users, at most [`REFRESH`] old, plus the transitions
-//! this node announced since. Other nodes' transitions of the last second
-//! may be missing from it, so when it says "per-user frame" the database's
-//! count is read again, after the transition committed: it holds every
-//! node's committed transitions, so no per-user frame goes out above the
-//! bound however a storm spreads over nodes (without it,
-//! `presence-storm-cluster.test.js` saw 4 of 16 arrivals over two nodes sent
-//! per user above a bound of 5: each node counted from its own stale
-//! count). The
-//! other way, a stale count may batch a transition just below the bound
-//! (for at most [`REFRESH`]); no transition is lost either way.
+//! The count deciding the form:
+//!
+//! - a departure is counted by the transaction that made it, after its
+//!   change and before its commit, up to the bound + 1 (cheap however large
+//!   the company). Departures racing it that have not committed yet still
+//!   count, so when many users leave at once (on any nodes) only the one
+//!   that brings the company back to the bound can go out per user;
+//! - an arrival: this node's count (the database's, at most [`REFRESH`]
+//!   old, plus the transitions this node announced since). When it says
+//!   "per-user frame", the database's count is read again after the arrival
+//!   committed: it holds every node's committed arrivals, so when many
+//!   users arrive at once (on any nodes) none goes out per user above the
+//!   bound (without it, `presence-storm-cluster.test.js` saw 4 of 16
+//!   arrivals over two nodes sent per user above a bound of 5: each node
+//!   counted from its own stale count).
+//!
+//! The exception: where arrivals and departures race each other at the
+//! bound, a per-user frame can go out above it, by at most the number of
+//! transitions of the other kind that committed in a short window (an
+//! arrival's read misses the departures committed between its commit and
+//! the read; a departure's count misses the arrivals committed between the
+//! count and its commit). Making every transition exact would serialise the
+//! company's transitions on one row through their commits; measured, that
+//! nearly halved `connect-presence` (bench/README.md). The other way, a
+//! stale count may batch an arrival just below the bound (for at most
+//! [`REFRESH`]); no transition is lost either way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -88,6 +102,11 @@ pub(super) struct Broadcast {
 }
 
 impl Broadcast {
+    /// The bound, as the store counts it ([`crate::store::PresenceStore::presence_settle`]).
+    pub(super) fn bound(&self) -> i64 {
+        i64::try_from(self.max).unwrap_or(i64::MAX)
+    }
+
     pub(super) fn new(max: usize) -> Self {
         Self {
             max,
@@ -106,26 +125,33 @@ impl Broadcast {
 }
 
 impl Presence {
-    /// Routes a company-wide transition (`online`: arrival or departure)
-    /// whose frame is `event` / `data`: sends it to the company room, or
-    /// queues it for the next batch.
+    /// Routes a company-wide transition (`online`: arrival or departure;
+    /// `counted`: a departure's count from its transaction) whose frame is
+    /// `signal`: sends it to the company room, or queues it for the next
+    /// batch.
     pub(super) async fn route_company(
         self: &Arc<Self>,
         company: &str,
         online: bool,
+        counted: Option<i64>,
         signal: Signal,
     ) {
-        let (mut count, fresh) = self
+        let (estimate, fresh) = self
             .company_count(company, if online { 1 } else { -1 })
             .await;
-        // A per-user frame goes to the whole company: decide it on the
-        // database's count read after this transition committed, which holds
-        // every node's committed arrivals, never on this node's estimate
-        // (other nodes' arrivals of the last second are missing from it, and
-        // a storm is mostly them). Cheap: it is read only below the bound.
-        if !fresh && route(count, self.broadcast.max) == Route::Each {
-            count = self.read_count(company).await.unwrap_or(count);
-        }
+        let count = match counted {
+            Some(counted) => counted,
+            // A per-user frame goes to the whole company: decide it on the
+            // database's count read after this arrival committed, which
+            // holds every node's committed arrivals, never on this node's
+            // estimate (other nodes' arrivals of the last second are
+            // missing from it, and a storm is mostly them). Cheap: it is
+            // read only below the bound.
+            None if !fresh && route(estimate, self.broadcast.max) == Route::Each => {
+                self.read_count(company).await.unwrap_or(estimate)
+            }
+            None => estimate,
+        };
         match route(count, self.broadcast.max) {
             Route::Each => self.fanout.emit(&signal).await,
             Route::Batch => self.queue_batch(company, online, signal.data),

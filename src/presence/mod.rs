@@ -232,7 +232,13 @@ impl Presence {
         let now = now_ms();
         let result = p
             .store
-            .presence_settle(user, now - millis(p.ttl), now, millis(p.grace))
+            .presence_settle(
+                user,
+                now - millis(p.ttl),
+                now,
+                millis(p.grace),
+                p.broadcast.bound(),
+            )
             .await;
         match result {
             Ok(changes) => p.publish(user, changes, None).await,

@@ -37,15 +37,16 @@ struct Request {
 #[derive(Clone)]
 pub struct CursorWriter {
     tx: mpsc::Sender<Request>,
+    store: Arc<dyn Store>,
 }
 
 impl CursorWriter {
-    /// Starts the writer task. It runs until shutdown cancels `tasks`,
-    /// after every session has closed (and saved its cursors).
+    /// Starts the writer task. It runs until shutdown cancels `tasks`;
+    /// saves asked for after that are written one by one.
     pub fn new(store: Arc<dyn Store>, tasks: &Tasks) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        tasks.spawn(run(store, rx));
-        Self { tx }
+        tasks.spawn(run(store.clone(), rx));
+        Self { tx, store }
     }
 
     /// Stores `cursors` for `key` as [`Store::save_cursors`] does, in the
@@ -59,7 +60,6 @@ impl CursorWriter {
         if cursors.is_empty() {
             return Ok(());
         }
-        let stopped = || StoreError::Unavailable("the cursor writer stopped".into());
         let (reply, answer) = oneshot::channel();
         let request = Request {
             key: key.clone(),
@@ -67,8 +67,21 @@ impl CursorWriter {
             now,
             reply,
         };
-        self.tx.send(request).await.map_err(|_| stopped())?;
-        answer.await.unwrap_or_else(|_| Err(stopped()))
+        if self.tx.send(request).await.is_ok() {
+            if let Ok(written) = answer.await {
+                return written;
+            }
+        }
+        // The writer stopped (shutdown cancels it while departures that
+        // began just before are still saving): write this one directly, so
+        // the device does not get its last events again. Writing a batch
+        // the writer may have finished is harmless: the offset only grows.
+        match tokio::time::timeout(SAVE_TIMEOUT, self.store.save_cursors(key, cursors, now)).await {
+            Ok(written) => written,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {SAVE_TIMEOUT:?}"
+            ))),
+        }
     }
 }
 

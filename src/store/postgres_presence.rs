@@ -15,7 +15,7 @@ use super::postgres_presence_reads as reads;
 use super::postgres_presence_rooms as rooms;
 use super::presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
 use super::{PgStore, StoreError};
-use crate::domain::presence::{self as transition, Transitions, UserPresence};
+use crate::domain::presence::{self as transition, Change, Transitions, UserPresence};
 
 type Tx<'a> = Transaction<'a, Postgres>;
 
@@ -54,6 +54,20 @@ async fn save_user(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The company's online users as this transaction sees them, counted up
+/// to `up_to` + 1 (enough to tell "above `up_to`", at most that many index
+/// entries read however large the company).
+async fn count_online(tx: &mut Tx<'_>, company_id: &str, up_to: i64) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM presence_users
+         WHERE company_id = $1 AND online LIMIT $2) AS online",
+    )
+    .bind(company_id)
+    .bind(up_to.saturating_add(1))
+    .fetch_one(&mut **tx)
+    .await?)
 }
 
 async fn count_sockets(tx: &mut Tx<'_>, user: &UserKey) -> Result<i64, StoreError> {
@@ -124,6 +138,7 @@ impl PresenceStore for PgStore {
         tx.commit().await?;
         Ok(Transitions {
             user: change,
+            company_online: None,
             rooms: entered,
             settle,
         })
@@ -191,9 +206,9 @@ impl PresenceStore for PgStore {
         let settle = rooms::emptied(&mut tx, &user, &departed).await?;
         tx.commit().await?;
         Ok(Transitions {
-            user: None,
             rooms: entered,
             settle,
+            ..Transitions::default()
         })
     }
 
@@ -203,6 +218,7 @@ impl PresenceStore for PgStore {
         stale_before: i64,
         now: i64,
         grace_ms: i64,
+        count_up_to: i64,
     ) -> Result<Transitions, StoreError> {
         let mut tx = self.pool.begin().await?;
         let Some(stored) = lock_user(&mut tx, user).await? else {
@@ -229,9 +245,16 @@ impl PresenceStore for PgStore {
         if next != stored {
             save_user(&mut tx, user, next, None).await?;
         }
+        let company_online = match change {
+            Some(Change::Offline { .. }) => {
+                Some(count_online(&mut tx, &user.company_id, count_up_to).await?)
+            }
+            _ => None,
+        };
         tx.commit().await?;
         Ok(Transitions {
             user: change,
+            company_online,
             rooms: left_rooms,
             settle: false,
         })

@@ -92,12 +92,15 @@ pub trait PresenceStore: Send + Sync {
     /// `stale_before` (their node died), then takes the user offline if it
     /// has no socket left and the last one left `grace_ms` ago or more, and
     /// out of each entity room by the same rule.
+    /// A `user:offline` also counts the company's online users, up to
+    /// `count_up_to` + 1 ([`Transitions::company_online`]).
     async fn presence_settle(
         &self,
         user: &UserKey,
         stale_before: i64,
         now: i64,
         grace_ms: i64,
+        count_up_to: i64,
     ) -> Result<Transitions, StoreError>;
 
     /// Refreshes the heartbeat of every row of `node_id` (one UPDATE);

@@ -11,7 +11,7 @@ use super::presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
 use super::sqlite_presence_reads as reads;
 use super::sqlite_presence_rooms::{self as rooms, json_list};
 use super::{SqliteStore, StoreError};
-use crate::domain::presence::{self as transition, Transitions, UserPresence};
+use crate::domain::presence::{self as transition, Change, Transitions, UserPresence};
 
 type Tx<'a> = Transaction<'a, Sqlite>;
 
@@ -49,6 +49,20 @@ async fn save_user(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The company's online users as this transaction sees them, counted up
+/// to `up_to` + 1 (enough to tell "above `up_to`", at most that many index
+/// entries read however large the company).
+async fn count_online(tx: &mut Tx<'_>, company_id: &str, up_to: i64) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM presence_users
+         WHERE company_id = ? AND online LIMIT ?) AS online",
+    )
+    .bind(company_id)
+    .bind(up_to.saturating_add(1))
+    .fetch_one(&mut **tx)
+    .await?)
 }
 
 async fn count_sockets(tx: &mut Tx<'_>, user: &UserKey) -> Result<i64, StoreError> {
@@ -145,6 +159,7 @@ impl PresenceStore for SqliteStore {
         tx.commit().await?;
         Ok(Transitions {
             user: change,
+            company_online: None,
             rooms: entered,
             settle,
         })
@@ -209,9 +224,9 @@ impl PresenceStore for SqliteStore {
         let settle = rooms::emptied(&mut tx, &user, &departed).await?;
         tx.commit().await?;
         Ok(Transitions {
-            user: None,
             rooms: entered,
             settle,
+            ..Transitions::default()
         })
     }
 
@@ -221,6 +236,7 @@ impl PresenceStore for SqliteStore {
         stale_before: i64,
         now: i64,
         grace_ms: i64,
+        count_up_to: i64,
     ) -> Result<Transitions, StoreError> {
         let mut tx = self.writer.begin().await?;
         let Some(stored) = load_user(&mut tx, user).await? else {
@@ -247,9 +263,16 @@ impl PresenceStore for SqliteStore {
         if next != stored {
             save_user(&mut tx, user, next, None).await?;
         }
+        let company_online = match change {
+            Some(Change::Offline { .. }) => {
+                Some(count_online(&mut tx, &user.company_id, count_up_to).await?)
+            }
+            _ => None,
+        };
         tx.commit().await?;
         Ok(Transitions {
             user: change,
+            company_online,
             rooms: left_rooms,
             settle: false,
         })
