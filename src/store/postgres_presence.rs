@@ -91,24 +91,46 @@ fn key(company_id: &str, user_id: &str) -> UserKey {
 impl PresenceStore for PgStore {
     async fn presence_join(&self, s: &SocketEntry, now: i64) -> Result<Transitions, StoreError> {
         let user = key(&s.company_id, &s.user_id);
+        // Four round trips (BEGIN, two statements, COMMIT) where a connect
+        // used to take seven: in a connect storm each one is a wait on the
+        // database and a turn of its backend.
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO presence_users (company_id, user_id, role, online, since)
-             VALUES ($1, $2, $3, FALSE, 0) ON CONFLICT DO NOTHING",
+        // Creates the user's row if it is new and locks it either way (an
+        // upsert that updates takes the row lock, as SELECT … FOR UPDATE
+        // would, and returns the latest committed state).
+        let (online, since, left_at): (bool, i64, Option<i64>) = sqlx::query_as(
+            "INSERT INTO presence_users AS u (company_id, user_id, role, online, since)
+             VALUES ($1, $2, $3, FALSE, 0)
+             ON CONFLICT (company_id, user_id) DO UPDATE SET role = EXCLUDED.role
+             RETURNING u.online, u.since, u.left_at",
         )
         .bind(&s.company_id)
         .bind(&s.user_id)
         .bind(&s.role)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let current = lock_user(&mut tx, &user)
-            .await?
-            .unwrap_or(UserPresence::OFFLINE);
-        sqlx::query(
-            "INSERT INTO presence_sockets (company_id, socket_id, user_id, role, node_id, since, heartbeat_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (company_id, socket_id)
-             DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = EXCLUDED.heartbeat_at",
+        let current = UserPresence {
+            online,
+            since,
+            left_at,
+        };
+        let (next, change) = transition::join(current, &s.role, now);
+        // The socket's row, the user's new state (under the lock taken
+        // above), and the rooms a re-registration dropped from the socket's
+        // set (departures), in one statement.
+        let dropped: Vec<String> = sqlx::query_scalar(
+            "WITH socket AS (
+                 INSERT INTO presence_sockets
+                     (company_id, socket_id, user_id, role, node_id, since, heartbeat_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (company_id, socket_id)
+                 DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = EXCLUDED.heartbeat_at
+             ), saved AS (
+                 UPDATE presence_users SET online = $9, since = $10, left_at = $11
+                 WHERE company_id = $1 AND user_id = $3 AND $12
+             )
+             DELETE FROM presence_rooms WHERE company_id = $1 AND socket_id = $2 AND room <> ALL($8)
+             RETURNING room",
         )
         .bind(&s.company_id)
         .bind(&s.socket_id)
@@ -117,24 +139,17 @@ impl PresenceStore for PgStore {
         .bind(&s.node_id)
         .bind(s.since)
         .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // A re-registration replaces the room set: rooms dropped from it are departures.
-        let dropped: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM presence_rooms WHERE company_id = $1 AND socket_id = $2 AND room <> ALL($3)
-             RETURNING room",
-        )
-        .bind(&s.company_id)
-        .bind(&s.socket_id)
         .bind(&s.rooms)
+        .bind(next.online)
+        .bind(next.since)
+        .bind(next.left_at)
+        .bind(next != current)
         .fetch_all(&mut *tx)
         .await?;
         rooms::depart(&mut tx, &user, &dropped, now).await?;
         insert_rooms(&mut tx, &s.company_id, &s.socket_id, &s.rooms, now).await?;
         let entered = rooms::enter(&mut tx, &user, &s.role, &s.rooms, now).await?;
         let settle = rooms::emptied(&mut tx, &user, &dropped).await?;
-        let (next, change) = transition::join(current, &s.role, now);
-        save_user(&mut tx, &user, next, Some(&s.role)).await?;
         tx.commit().await?;
         Ok(Transitions {
             user: change,
@@ -165,13 +180,23 @@ impl PresenceStore for PgStore {
             true => rooms::depart_socket(&mut tx, user, socket_id, now).await?,
             false => Vec::new(),
         };
-        sqlx::query("DELETE FROM presence_sockets WHERE company_id = $1 AND socket_id = $2")
-            .bind(&user.company_id)
-            .bind(socket_id)
-            .execute(&mut *tx)
-            .await?;
-        let settle = count_sockets(&mut tx, user).await? == 0
-            || rooms::emptied(&mut tx, user, &departed).await?;
+        // The socket goes, and the user's sockets are counted without it,
+        // in one statement (its snapshot, taken under the lock, still holds
+        // the deleted row: hence the subtraction).
+        let left: i64 = sqlx::query_scalar(
+            "WITH gone AS (
+                 DELETE FROM presence_sockets WHERE company_id = $1 AND socket_id = $3
+                 RETURNING user_id
+             )
+             SELECT (SELECT count(*) FROM presence_sockets WHERE company_id = $1 AND user_id = $2)
+                  - (SELECT count(*) FROM gone WHERE user_id = $2)",
+        )
+        .bind(&user.company_id)
+        .bind(&user.user_id)
+        .bind(socket_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let settle = left == 0 || rooms::emptied(&mut tx, user, &departed).await?;
         tx.commit().await?;
         Ok(settle)
     }
