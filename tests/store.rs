@@ -466,6 +466,73 @@ async fn connect_positions_reads_cursors_and_heads_together() {
     }
 }
 
+/// Many connects reading at once (SQLite answers the reads that wait
+/// together in one statement): each gets exactly its own device's cursors
+/// and its own rooms' heads, never another's, in either company.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connect_positions_at_once_each_get_their_own() {
+    const DEVICES: i64 = 200;
+    for (backend, store) in common::stores().await {
+        let (a, b) = (common::unique("ca"), common::unique("cb"));
+        let company_of = |i: i64| if i % 2 == 0 { a.clone() } else { b.clone() };
+        // Company a's room "company" gets 3 events, b's gets 1; "order:i"
+        // gets i % 5 events in its company.
+        for (company, n) in [(&a, 3), (&b, 1)] {
+            for _ in 0..n {
+                store
+                    .append(vec![event(company, &["company"], None)])
+                    .await
+                    .unwrap();
+            }
+        }
+        for i in 0..10 {
+            let room = format!("order:{i}");
+            for _ in 0..i % 5 {
+                store
+                    .append(vec![event(&company_of(i), &[room.as_str()], None)])
+                    .await
+                    .unwrap();
+            }
+        }
+        let key = |i: i64| store::CursorKey {
+            company_id: company_of(i),
+            user_id: format!("u{}", i % 7),
+            device_id: format!("d{i}"),
+        };
+        for i in (0..DEVICES).filter(|i| i % 3 != 0) {
+            store
+                .save_cursors(&key(i), &[(format!("user:u{}", i % 7), i)], 1)
+                .await
+                .unwrap();
+        }
+        let reads = (0..DEVICES).map(|i| {
+            let (store, key) = (store.clone(), key(i));
+            let rooms = vec!["company".to_string(), format!("order:{}", i % 10)];
+            tokio::spawn(async move { store.connect_positions(&key, &rooms).await })
+        });
+        let got = futures::future::join_all(reads).await;
+        for (i, got) in (0..DEVICES).zip(got) {
+            let got = got
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{backend} device {i}: {e}"));
+            let cursors: std::collections::HashMap<String, i64> = if i % 3 != 0 {
+                [(format!("user:u{}", i % 7), i)].into_iter().collect()
+            } else {
+                Default::default()
+            };
+            assert_eq!(got.cursors, cursors, "{backend} device {i}");
+            let mut heads = std::collections::HashMap::new();
+            heads.insert("company".to_string(), if i % 2 == 0 { 3 } else { 1 });
+            // order:k is in company_of(k); device i asks for order:(i % 10)
+            // in company_of(i): the same company, as i and i % 10 share parity.
+            if (i % 10) % 5 != 0 {
+                heads.insert(format!("order:{}", i % 10), (i % 10) % 5);
+            }
+            assert_eq!(got.heads, heads, "{backend} device {i}");
+        }
+    }
+}
+
 /// Batches without idempotency keys (PostgreSQL appends them in one
 /// statement, offsets computed in SQL) from two "nodes" at once, some
 /// events in two rooms: each room's offsets are exactly 1..=N, every event

@@ -41,6 +41,7 @@ mod postgres_rules;
 pub mod presence;
 pub mod rules;
 mod sqlite;
+mod sqlite_positions;
 mod sqlite_presence;
 mod sqlite_presence_reads;
 mod sqlite_presence_rooms;

@@ -19,6 +19,7 @@ use sqlx::{
 
 use std::collections::HashMap;
 
+use super::sqlite_positions::{IN_FLIGHT, PositionReader};
 use super::{
     Appended, CursorKey, NewEvent, Positions, Store, StoreError, StoredEvent, in_request_order,
     lock_order,
@@ -27,6 +28,7 @@ use super::{
 pub struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
+    positions: PositionReader,
 }
 
 impl SqliteStore {
@@ -46,11 +48,16 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(IN_FLIGHT as u32)
             .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let positions = PositionReader::new(reader.clone());
+        Ok(Self {
+            writer,
+            reader,
+            positions,
+        })
     }
 }
 
@@ -237,21 +244,8 @@ impl Store for SqliteStore {
         key: &CursorKey,
         rooms: &[String],
     ) -> Result<Positions, StoreError> {
-        let rooms = serde_json::to_string(rooms).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let rows: Vec<(bool, String, i64)> = sqlx::query_as(
-            "SELECT 1, room, last_offset FROM cursors
-             WHERE company_id = ?1 AND user_id = ?2 AND device_id = ?3
-             UNION ALL
-             SELECT 0, room, last_offset FROM room_offsets
-             WHERE company_id = ?1 AND room IN (SELECT value FROM json_each(?4))",
-        )
-        .bind(&key.company_id)
-        .bind(&key.user_id)
-        .bind(&key.device_id)
-        .bind(rooms)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(super::positions(rows))
+        // Grouped with the other connects' reads (`sqlite_positions`).
+        self.positions.read(key, rooms).await
     }
 
     async fn save_cursors(
