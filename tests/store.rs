@@ -467,11 +467,13 @@ async fn connect_positions_reads_cursors_and_heads_together() {
 }
 
 /// Many connects reading at once (SQLite answers the reads that wait
-/// together in one statement): each gets exactly its own device's cursors
-/// and its own rooms' heads, never another's, in either company.
+/// together in one statement, at most 256 per statement): each gets exactly
+/// its own device's cursors and its own rooms' heads, never another's, in
+/// either company, and none waits forever, also when reads are cancelled
+/// midway (every seventh here, as a connect dropped while it reads).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connect_positions_at_once_each_get_their_own() {
-    const DEVICES: i64 = 200;
+    const DEVICES: i64 = 600;
     for (backend, store) in common::stores().await {
         let (a, b) = (common::unique("ca"), common::unique("cb"));
         let company_of = |i: i64| if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -505,16 +507,30 @@ async fn connect_positions_at_once_each_get_their_own() {
                 .await
                 .unwrap();
         }
-        let reads = (0..DEVICES).map(|i| {
-            let (store, key) = (store.clone(), key(i));
-            let rooms = vec!["company".to_string(), format!("order:{}", i % 10)];
-            tokio::spawn(async move { store.connect_positions(&key, &rooms).await })
-        });
-        let got = futures::future::join_all(reads).await;
+        let reads: Vec<_> = (0..DEVICES)
+            .map(|i| {
+                let (store, key) = (store.clone(), key(i));
+                let rooms = vec!["company".to_string(), format!("order:{}", i % 10)];
+                tokio::spawn(async move { store.connect_positions(&key, &rooms).await })
+            })
+            .collect();
+        for (i, read) in reads.iter().enumerate() {
+            if i % 7 == 3 {
+                read.abort();
+            }
+        }
+        let got = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            futures::future::join_all(reads),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{backend}: reads still waiting after 30 s"));
         for (i, got) in (0..DEVICES).zip(got) {
-            let got = got
-                .unwrap()
-                .unwrap_or_else(|e| panic!("{backend} device {i}: {e}"));
+            let Ok(got) = got else {
+                assert_eq!(i % 7, 3, "{backend}: device {i} was not cancelled");
+                continue;
+            };
+            let got = got.unwrap_or_else(|e| panic!("{backend} device {i}: {e}"));
             let cursors: std::collections::HashMap<String, i64> = if i % 3 != 0 {
                 [(format!("user:u{}", i % 7), i)].into_iter().collect()
             } else {

@@ -14,6 +14,9 @@
 //! Device commands: [`CommandStore`] in `commands.rs` (contract tests in
 //! `tests/store_commands.rs`). Telemetry-rule thresholds: [`RuleStore`] in `rules.rs`
 //! (`tests/store_rules.rs`).
+//! Batching that serves many sessions with one statement: offline-queue
+//! cursor saves in `cursor_batch.rs` (both stores), and on SQLite the
+//! connects' cursor and head reads in `sqlite_positions.rs`.
 
 pub mod batch;
 pub mod breaker;

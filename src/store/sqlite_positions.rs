@@ -6,18 +6,21 @@
 //! worker thread and back, plus one more when sqlx pings the connection as
 //! it returns to the pool: in a `perf` profile of the `connect` point the
 //! worker thread and the thread switches to reach it took 31 % of the
-//! server's samples. So a reader task takes every read that is waiting (up
-//! to [`MAX_GROUP`]) and asks for all of them at once; at most [`IN_FLIGHT`]
-//! groups run together (the reader pool's size), and reads that arrive
-//! meanwhile form the next group. A group that fails fails each of its
-//! reads with the same error, as one read would have.
+//! server's samples. So the reads that wait are answered together: a read
+//! queues its ask, and whichever waiting read gets one of [`IN_FLIGHT`]
+//! slots (the reader pool's size) takes every queued ask (up to
+//! [`MAX_GROUP`]) and answers them with one statement; reads that arrive
+//! meanwhile form the next group. No task of its own: the callers do the
+//! work. A group that fails fails each of its reads with the same error, as
+//! one read would have; a group whose caller is dropped midway (a connect
+//! cancelled) makes its other reads ask again.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::json;
 use sqlx::sqlite::SqlitePool;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 
 use super::{CursorKey, Positions, StoreError};
 
@@ -26,6 +29,12 @@ const MAX_GROUP: usize = 256;
 /// Groups running at once: the reader pool's connections.
 pub(super) const IN_FLIGHT: usize = 4;
 
+enum Step {
+    Answered(Result<Result<Positions, StoreError>, oneshot::error::RecvError>),
+    Taken,
+    Again,
+}
+
 struct Ask {
     key: CursorKey,
     rooms: Vec<String>,
@@ -33,15 +42,23 @@ struct Ask {
 }
 
 pub(super) struct PositionReader {
-    tx: mpsc::Sender<Ask>,
+    pool: SqlitePool,
+    // A std Mutex: never held across an await.
+    waiting: Mutex<Vec<Ask>>,
+    slots: Semaphore,
 }
 
 impl PositionReader {
-    /// Starts the reader task; it ends when the store is dropped.
     pub(super) fn new(pool: SqlitePool) -> Self {
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(pool, rx));
-        Self { tx }
+        Self {
+            pool,
+            waiting: Mutex::new(Vec::new()),
+            slots: Semaphore::new(IN_FLIGHT),
+        }
+    }
+
+    fn waiting(&self) -> MutexGuard<'_, Vec<Ask>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(super) async fn read(
@@ -49,45 +66,53 @@ impl PositionReader {
         key: &CursorKey,
         rooms: &[String],
     ) -> Result<Positions, StoreError> {
-        let stopped = || StoreError::Unavailable("the connect reader stopped".into());
-        let (reply, answer) = oneshot::channel();
-        let ask = Ask {
-            key: key.clone(),
-            rooms: rooms.to_vec(),
-            reply,
-        };
-        self.tx.send(ask).await.map_err(|_| stopped())?;
-        answer.await.unwrap_or_else(|_| Err(stopped()))
-    }
-}
-
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Ask>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        // A slot first, then the reads: those that arrive while every slot
-        // is busy wait in the channel and go out together.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else {
-            return;
-        };
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(ask) => group.push(ask),
-                Err(_) => break,
+        loop {
+            let (reply, mut answer) = oneshot::channel();
+            self.waiting().push(Ask {
+                key: key.clone(),
+                rooms: rooms.to_vec(),
+                reply,
+            });
+            let answered = loop {
+                let step = tokio::select! {
+                    got = &mut answer => Step::Answered(got),
+                    slot = self.slots.acquire() => match slot {
+                        Ok(_slot) => {
+                            let group = self.take_group();
+                            if group.is_empty() {
+                                // Another read took ours: wait for it.
+                                Step::Taken
+                            } else {
+                                answer_group(&self.pool, group).await;
+                                Step::Again
+                            }
+                        }
+                        Err(_) => Step::Taken,
+                    },
+                };
+                match step {
+                    Step::Answered(got) => break got,
+                    Step::Taken => break (&mut answer).await,
+                    // Ours may have been past this group's end.
+                    Step::Again => continue,
+                }
+            };
+            match answered {
+                Ok(result) => return result,
+                // The group that held this ask was dropped with its caller.
+                Err(_) => continue,
             }
         }
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            answer(&pool, group).await;
-            drop(slot);
-        });
+    }
+
+    fn take_group(&self) -> Vec<Ask> {
+        let mut waiting = self.waiting();
+        let n = waiting.len().min(MAX_GROUP);
+        waiting.drain(..n).collect()
     }
 }
 
-async fn answer(pool: &SqlitePool, group: Vec<Ask>) {
+async fn answer_group(pool: &SqlitePool, group: Vec<Ask>) {
     match read_group(pool, &group).await {
         Ok(mut found) => {
             for (i, ask) in group.into_iter().enumerate() {
