@@ -73,8 +73,8 @@ pub enum Route {
 }
 
 /// The rule: per-user frames while at most `max` users are online.
-pub fn route(online: i64, max: usize) -> Route {
-    if online <= i64::try_from(max).unwrap_or(i64::MAX) {
+pub fn route(online: i64, max: i64) -> Route {
+    if online <= max {
         Route::Each
     } else {
         Route::Batch
@@ -95,7 +95,8 @@ struct Pending {
 
 /// Per-company counts and queued batches of this node.
 pub(super) struct Broadcast {
-    max: usize,
+    /// `WS_PRESENCE_BROADCAST_MAX`, as the counts are kept.
+    max: i64,
     // std Mutexes: never held across an await.
     counts: Mutex<HashMap<String, Count>>,
     pending: Mutex<HashMap<String, Pending>>,
@@ -104,12 +105,12 @@ pub(super) struct Broadcast {
 impl Broadcast {
     /// The bound, as the store counts it ([`crate::store::PresenceStore::presence_settle`]).
     pub(super) fn bound(&self) -> i64 {
-        i64::try_from(self.max).unwrap_or(i64::MAX)
+        self.max
     }
 
     pub(super) fn new(max: usize) -> Self {
         Self {
-            max,
+            max: i64::try_from(max).unwrap_or(i64::MAX),
             counts: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
         }
@@ -136,25 +137,36 @@ impl Presence {
         counted: Option<i64>,
         signal: Signal,
     ) {
-        let (estimate, fresh) = self
-            .company_count(company, if online { 1 } else { -1 })
-            .await;
         let count = match counted {
-            Some(counted) => counted,
+            Some(counted) => {
+                // Counted already: only this node's estimate moves, no read.
+                if let Some(c) = self.broadcast.counts().get_mut(company) {
+                    c.online += if online { 1 } else { -1 };
+                }
+                counted
+            }
+            None => self.arrival_count(company).await,
+        };
+        match route(count, self.broadcast.max) {
+            Route::Each => self.fanout.emit(&signal).await,
+            Route::Batch => self.queue_batch(company, online, signal.data),
+        }
+    }
+
+    /// The count that decides an arrival's form.
+    async fn arrival_count(&self, company: &str) -> i64 {
+        let (estimate, fresh) = self.company_count(company, 1).await;
+        match estimate {
             // A per-user frame goes to the whole company: decide it on the
             // database's count read after this arrival committed, which
             // holds every node's committed arrivals, never on this node's
             // estimate (other nodes' arrivals of the last second are
             // missing from it, and a storm is mostly them). Cheap: it is
             // read only below the bound.
-            None if !fresh && route(estimate, self.broadcast.max) == Route::Each => {
+            estimate if !fresh && route(estimate, self.broadcast.max) == Route::Each => {
                 self.read_count(company).await.unwrap_or(estimate)
             }
-            None => estimate,
-        };
-        match route(count, self.broadcast.max) {
-            Route::Each => self.fanout.emit(&signal).await,
-            Route::Batch => self.queue_batch(company, online, signal.data),
+            estimate => estimate,
         }
     }
 
