@@ -30,10 +30,7 @@ pub async fn start(state: &AppState, session: &Arc<Session>, req: Publish) -> St
         // Delivered after the durable events published before it.
         session.pipeline.settle().await;
         let ack = published(&prepared, None);
-        state
-            .publisher
-            .dispatch(&prepared, None, Some(session.id))
-            .await;
+        state.publisher.dispatch(&prepared, Some(session.id)).await;
         return Started::Done(Ok(Reply::Published(ack)));
     }
     let Some(slot) = session.pipeline.enter().await else {
@@ -44,23 +41,17 @@ pub async fn start(state: &AppState, session: &Arc<Session>, req: Publish) -> St
     };
     let queued = match state
         .publisher
-        .persist_queued(std::slice::from_ref(&prepared))
+        .persist_queued(std::slice::from_ref(&prepared), Some(session.id))
         .await
     {
         Ok(queued) => queued,
         Err(e) => return Started::Done(Err(e)),
     };
-    let (publisher, exclude) = (state.publisher.clone(), session.id);
     Started::Pending(Box::pin(async move {
+        // Delivered by the writer once committed (`Publisher::persist`).
         let appended = queued.await?.pop().flatten();
-        let ack = published(&prepared, appended.as_ref());
-        if !ack.duplicate {
-            publisher
-                .dispatch(&prepared, appended.as_ref(), Some(exclude))
-                .await;
-        }
         drop(slot);
-        Ok(Reply::Published(ack))
+        Ok(Reply::Published(published(&prepared, appended.as_ref())))
     }))
 }
 

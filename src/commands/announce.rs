@@ -66,21 +66,21 @@ impl Commands {
                 idempotency_key: Some(format!("cmd:{}:{}", c.id, status)),
             },
         )?;
-        let mut appended = self
+        let appended = self
             .publisher
-            .persist(std::slice::from_ref(&prepared))
+            .persist(std::slice::from_ref(&prepared), None)
             .await?
             .pop()
             .flatten();
-        if let (Recovery::Yes, Some(a)) = (recovery, appended.as_mut()) {
+        if let (Recovery::Yes, Some(a)) = (recovery, &appended)
+            && a.duplicate
+        {
             // A node that died between append and broadcast: the log has the
             // event but other nodes may never have heard of it. Members
             // already past its offset ignore the repeat.
-            a.duplicate = false;
+            self.publisher.announce(&prepared, a);
         }
-        self.publisher
-            .dispatch(&prepared, appended.as_ref(), None)
-            .await;
+        self.publisher.dispatch(&prepared, None).await;
         Ok(())
     }
 

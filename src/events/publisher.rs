@@ -12,7 +12,7 @@ use crate::domain::SessionId;
 use crate::error::{AppError, AppResult};
 use crate::fanout::{Fanout, Hub};
 use crate::replay::{DurableHub, LogEvent};
-use crate::store::batch::Appender;
+use crate::store::batch::{Appender, OnCommit};
 use crate::store::{Appended, NewEvent};
 use crate::webhooks::Webhooks;
 
@@ -106,26 +106,39 @@ impl Publisher {
     }
 
     /// Appends the durable events of a batch in one transaction (ephemeral
-    /// ones skip the log). Returns, per event, its append result (`None` if
+    /// ones skip the log) and hands them to the durable feeds once
+    /// committed (not a duplicate of an earlier append), except to the
+    /// session `exclude`. Returns, per event, its append result (`None` if
     /// ephemeral or suppressed).
-    pub async fn persist(&self, batch: &[Prepared]) -> AppResult<Vec<Option<Appended>>> {
-        self.persist_queued(batch).await?.await
+    pub async fn persist(
+        &self,
+        batch: &[Prepared],
+        exclude: Option<SessionId>,
+    ) -> AppResult<Vec<Option<Appended>>> {
+        self.persist_queued(batch, exclude).await?.await
     }
 
     /// [`Self::persist`] in two steps: queues the batch's durable events in
     /// the group-commit writer, behind everything queued before, and
     /// returns the wait for the results (see `crate::session::pipeline`).
+    /// Their delivery runs in the writer's commit order (see
+    /// `crate::store::batch`), so each room's feed gets its offsets in order.
     pub async fn persist_queued(
         &self,
         batch: &[Prepared],
+        exclude: Option<SessionId>,
     ) -> AppResult<impl Future<Output = AppResult<Vec<Option<Appended>>>> + Send + 'static> {
         let ttl = self.settings.queue_ttl_ms;
         let stored: Vec<bool> = batch.iter().map(|p| p.durable && !p.suppressed).collect();
-        let durable: Vec<NewEvent> = batch
-            .iter()
-            .zip(&stored)
-            .filter(|(_, stored)| **stored)
-            .map(|(p, _)| {
+        let kept = || {
+            batch
+                .iter()
+                .zip(&stored)
+                .filter(|(_, s)| **s)
+                .map(|(p, _)| p)
+        };
+        let durable: Vec<NewEvent> = kept()
+            .map(|p| {
                 let mut event = p.new_event(ttl);
                 event.webhooks = self.webhooks.entries_for(&p.webhook_event());
                 event
@@ -135,9 +148,20 @@ impl Publisher {
         let pending = if durable.is_empty() {
             None
         } else {
+            let unplaced: Vec<LogEvent> = kept().map(|p| unplaced(p, exclude)).collect();
+            let hub = self.durable.clone();
+            let on_commit: OnCommit = Box::new(move |appended: &[Appended]| {
+                let events: Vec<LogEvent> = unplaced
+                    .into_iter()
+                    .zip(appended)
+                    .filter(|(_, a)| !a.duplicate)
+                    .flat_map(|(event, a)| placed(event, a))
+                    .collect();
+                hub.publish(events);
+            });
             Some(
                 self.appender
-                    .submit(durable)
+                    .submit(durable, Some(on_commit))
                     .await
                     .map_err(AppError::unavailable)?,
             )
@@ -158,51 +182,62 @@ impl Publisher {
         })
     }
 
-    /// Sends a published event on its way: durable events through the durable
-    /// feeds (exact per-socket positions), ephemeral ones as room broadcasts,
-    /// conflated when their type says so. `exclude` is the publishing socket.
-    pub async fn dispatch(
-        &self,
-        prepared: &Prepared,
-        appended: Option<&Appended>,
-        exclude: Option<SessionId>,
-    ) {
-        if prepared.suppressed {
+    /// Hands an appended durable event to the durable feeds again (a
+    /// recovery whose append turned out to be a duplicate: the node that
+    /// appended it may have died before delivering it). Members already
+    /// past its offsets ignore it.
+    pub fn announce(&self, prepared: &Prepared, appended: &Appended) {
+        self.durable
+            .publish(placed(unplaced(prepared, None), appended));
+    }
+
+    /// Sends an event that skipped the log on its way: a room broadcast,
+    /// conflated when its type says so. `exclude` is the publishing
+    /// socket. Durable events are delivered by [`Self::persist`] when they
+    /// commit, so this leaves them alone.
+    pub async fn dispatch(&self, prepared: &Prepared, exclude: Option<SessionId>) {
+        if prepared.suppressed || prepared.durable {
             return;
         }
-        match appended {
-            Some(a) if a.duplicate => {}
-            Some(a) => {
-                let events = a
-                    .offsets
-                    .iter()
-                    .map(|(room, offset)| LogEvent {
-                        company: prepared.company.clone(),
-                        room: room.clone(),
-                        offset: *offset,
-                        id: a.id.clone(),
-                        event_type: prepared.event_type.clone(),
-                        payload: prepared.payload.clone(),
-                        priority: prepared.priority.as_str().to_string(),
-                        source: prepared.source.clone(),
-                        publisher: prepared.publisher.clone(),
-                        created_at: prepared.created_at,
-                        receive: prepared.receive.bits(),
-                        exclude,
-                    })
-                    .collect();
-                self.durable.publish(events);
-            }
-            None => {
-                self.webhooks.offer(&prepared.webhook_event());
-                for mut d in prepared.deliveries(None) {
-                    d.exclude = exclude;
-                    match &prepared.conflate {
-                        Some((key, window)) => self.conflator.offer(key.clone(), *window, d),
-                        None => self.fanout.deliver(&d).await,
-                    }
-                }
+        self.webhooks.offer(&prepared.webhook_event());
+        for mut d in prepared.deliveries(None) {
+            d.exclude = exclude;
+            match &prepared.conflate {
+                Some((key, window)) => self.conflator.offer(key.clone(), *window, d),
+                None => self.fanout.deliver(&d).await,
             }
         }
     }
+}
+
+/// A durable event as the feeds take it, before its append placed it.
+fn unplaced(prepared: &Prepared, exclude: Option<SessionId>) -> LogEvent {
+    LogEvent {
+        company: prepared.company.clone(),
+        room: String::new(),
+        offset: 0,
+        id: prepared.id.clone(),
+        event_type: prepared.event_type.clone(),
+        payload: prepared.payload.clone(),
+        priority: prepared.priority.as_str().to_string(),
+        source: prepared.source.clone(),
+        publisher: prepared.publisher.clone(),
+        created_at: prepared.created_at,
+        receive: prepared.receive.bits(),
+        exclude,
+    }
+}
+
+/// The event once per room its append placed it in, at its offset there.
+fn placed(event: LogEvent, appended: &Appended) -> Vec<LogEvent> {
+    appended
+        .offsets
+        .iter()
+        .map(|(room, offset)| LogEvent {
+            room: room.clone(),
+            offset: *offset,
+            id: appended.id.clone(),
+            ..event.clone()
+        })
+        .collect()
 }

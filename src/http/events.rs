@@ -130,7 +130,7 @@ fn company_id(v: Option<&Value>) -> AppResult<CompanyId> {
 /// then delivers: nothing is half-published.
 async fn publish_batch(state: &AppState, mut batch: Vec<Prepared>) -> AppResult<Vec<Value>> {
     state.publisher.observe(&mut batch);
-    let appended = state.publisher.persist(&batch).await?;
+    let appended = state.publisher.persist(&batch, None).await?;
     let mut out = Vec::with_capacity(batch.len());
     for (prepared, appended) in batch.iter().zip(appended) {
         let offsets: Map<String, Value> = appended
@@ -150,10 +150,7 @@ async fn publish_batch(state: &AppState, mut batch: Vec<Prepared>) -> AppResult<
             entry["suppressed"] = json!(true);
         }
         out.push(entry);
-        state
-            .publisher
-            .dispatch(prepared, appended.as_ref(), None)
-            .await;
+        state.publisher.dispatch(prepared, None).await;
     }
     Ok(out)
 }

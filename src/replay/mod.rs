@@ -115,6 +115,9 @@ impl DurableHub {
     /// Delivers committed events on this node and queues their announcement
     /// to the other nodes (never waiting for Redis: see [`DurableBus`]).
     pub fn publish(self: &Arc<Self>, events: Vec<LogEvent>) {
+        if events.is_empty() {
+            return;
+        }
         for ev in &events {
             self.notify_local(ev);
         }

@@ -237,15 +237,11 @@ impl Worker {
                 idempotency_key: Some(format!("rule:{alarm_id}:{}", edge.as_str())),
             },
         )?;
-        let appended = self
-            .publisher
-            .persist(std::slice::from_ref(&prepared))
-            .await?
-            .pop()
-            .flatten();
+        // Durable or not, delivered once published.
         self.publisher
-            .dispatch(&prepared, appended.as_ref(), None)
-            .await;
+            .persist(std::slice::from_ref(&prepared), None)
+            .await?;
+        self.publisher.dispatch(&prepared, None).await;
         tracing::info!(rule = %rule.id, threshold = %t.id, edge = edge.as_str(), value = r.value, "rule event published");
         Ok(())
     }

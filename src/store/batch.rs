@@ -9,6 +9,16 @@
 //! order); a failing batch is retried request by request, so one bad
 //! request cannot fail the others.
 //!
+//! A request may carry an [`OnCommit`]: it runs once the request's events
+//! are committed, in commit order, before the request is answered. The
+//! publisher hands committed events to the live feeds there. Handed over by
+//! each publish's own task after its answer, they reached the feeds in
+//! whatever order the runtime ran those tasks (its LIFO slot runs the last
+//! one woken first), and a member that sees an offset before the one it
+//! waits for takes it for a gap and reads the log. The answers and their
+//! `OnCommit`s run on a second task, so the writer starts the next
+//! transaction while the last one's events are delivered.
+//!
 //! The database being down is another matter: a circuit breaker
 //! ([`super::breaker`]) opens on the first failure that is an outage (or a
 //! failure after which the database does not take a connection of the
@@ -34,11 +44,38 @@ const APPEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most events one transaction carries.
 const MAX_BATCH_EVENTS: usize = 512;
 
+/// Committed batches waiting for their answers; beyond this the writer
+/// waits (deliveries slower than commits slow the commits down).
+const ANSWERS_WAITING: usize = 16;
+
+/// Runs with a request's results once they are committed, in commit order
+/// across all requests, before the request is answered. Must not wait.
+pub type OnCommit = Box<dyn FnOnce(&[Appended]) + Send>;
+
 type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
+
+struct Request {
+    events: Vec<NewEvent>,
+    on_commit: Option<OnCommit>,
+    reply: Reply,
+}
+
+impl Request {
+    fn answer(self, result: Result<Vec<Appended>, StoreError>) {
+        if let (Ok(appended), Some(on_commit)) = (&result, self.on_commit) {
+            on_commit(appended);
+        }
+        let _ = self.reply.send(result);
+    }
+}
+
+/// What the writer hands the answering task: one transaction's requests
+/// with their results, in the order they were committed.
+type Answers = Vec<(Request, Result<Vec<Appended>, StoreError>)>;
 
 #[derive(Clone)]
 pub struct Appender {
-    tx: mpsc::Sender<(Vec<NewEvent>, Reply)>,
+    tx: mpsc::Sender<Request>,
     breaker: Arc<Breaker>,
 }
 
@@ -48,28 +85,36 @@ impl Appender {
     /// so no append is in flight then.
     pub fn new(store: Arc<dyn Store>, tasks: &Tasks) -> Self {
         let (tx, rx) = mpsc::channel(4096);
+        let (answers_tx, answers) = mpsc::channel(ANSWERS_WAITING);
         let breaker = Breaker::new(store.clone(), tasks.clone());
-        tasks.spawn(run(store, breaker.clone(), rx));
+        tasks.spawn(run(store, breaker.clone(), rx, answers_tx));
+        tasks.spawn(answer(answers));
         Self { tx, breaker }
     }
 
     /// Appends one request's events atomically (as [`Store::append`]).
     pub async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
-        self.submit(batch).await?.await
+        self.submit(batch, None).await?.await
     }
 
     /// [`Self::append`] in two steps: queues the request behind every one
     /// queued before it (their offsets come first) and returns the wait for
     /// its result, so a caller may queue its next request before this one
-    /// commits.
+    /// commits. `on_commit` runs with the results before they are returned.
     pub async fn submit(
         &self,
-        batch: Vec<NewEvent>,
+        events: Vec<NewEvent>,
+        on_commit: Option<OnCommit>,
     ) -> Result<impl Future<Output = Result<Vec<Appended>, StoreError>> + Send + 'static, StoreError>
     {
         self.breaker.check()?;
         let (reply, answer) = oneshot::channel();
-        if self.tx.send((batch, reply)).await.is_err() {
+        let request = Request {
+            events,
+            on_commit,
+            reply,
+        };
+        if self.tx.send(request).await.is_err() {
             return Err(StoreError::Corrupt("the log writer stopped".into()));
         }
         Ok(async move {
@@ -83,51 +128,72 @@ impl Appender {
 async fn run(
     store: Arc<dyn Store>,
     breaker: Arc<Breaker>,
-    mut rx: mpsc::Receiver<(Vec<NewEvent>, Reply)>,
+    mut rx: mpsc::Receiver<Request>,
+    answers: mpsc::Sender<Answers>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut requests = vec![first];
-        let mut events = requests[0].0.len();
+        let mut events = requests[0].events.len();
         while events < MAX_BATCH_EVENTS {
             match rx.try_recv() {
                 Ok(req) => {
-                    events += req.0.len();
+                    events += req.events.len();
                     requests.push(req);
                 }
                 Err(_) => break,
             }
         }
-        if let Err(e) = breaker.check() {
-            refuse(requests, &e);
-            continue;
+        let answered = write(&store, &breaker, requests).await;
+        // Closed only when the answering task was cancelled at shutdown,
+        // when no request waits any more.
+        if answers.send(answered).await.is_err() {
+            return;
         }
-        let sizes: Vec<usize> = requests.iter().map(|(b, _)| b.len()).collect();
-        let all: Vec<NewEvent> = requests
-            .iter()
-            .flat_map(|(b, _)| b.iter().cloned())
-            .collect();
-        match append(&store, &breaker, all).await {
-            Ok(results) => {
-                let mut results = results.into_iter();
-                for ((_, reply), n) in requests.into_iter().zip(sizes) {
-                    let _ = reply.send(Ok(results.by_ref().take(n).collect()));
-                }
+    }
+}
+
+/// Writes one group of requests in one transaction, or request by request
+/// if that fails for a reason other than an outage.
+async fn write(store: &Arc<dyn Store>, breaker: &Arc<Breaker>, requests: Vec<Request>) -> Answers {
+    if let Err(e) = breaker.check() {
+        return refuse(requests, &e);
+    }
+    let sizes: Vec<usize> = requests.iter().map(|r| r.events.len()).collect();
+    let all: Vec<NewEvent> = requests
+        .iter()
+        .flat_map(|r| r.events.iter().cloned())
+        .collect();
+    match append(store, breaker, all).await {
+        Ok(results) => {
+            let mut results = results.into_iter();
+            requests
+                .into_iter()
+                .zip(sizes)
+                .map(|(request, n)| (request, Ok(results.by_ref().take(n).collect())))
+                .collect()
+        }
+        Err(e) if requests.len() == 1 => requests.into_iter().zip([Err(e)]).collect(),
+        Err(e) if breaker.check().is_err() => refuse(requests, &e),
+        Err(_) => {
+            let mut answered = Vec::with_capacity(requests.len());
+            for request in requests {
+                let result = match breaker.check() {
+                    Ok(()) => append(store, breaker, request.events.clone()).await,
+                    Err(e) => Err(e),
+                };
+                answered.push((request, result));
             }
-            Err(e) if requests.len() == 1 => {
-                if let Some((_, reply)) = requests.pop() {
-                    let _ = reply.send(Err(e));
-                }
-            }
-            Err(e) if breaker.check().is_err() => refuse(requests, &e),
-            Err(_) => {
-                for (batch, reply) in requests {
-                    let result = match breaker.check() {
-                        Ok(()) => append(&store, &breaker, batch).await,
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(result);
-                }
-            }
+            answered
+        }
+    }
+}
+
+/// Answers each committed group in commit order (see the module's
+/// documentation).
+async fn answer(mut answers: mpsc::Receiver<Answers>) {
+    while let Some(group) = answers.recv().await {
+        for (request, result) in group {
+            request.answer(result);
         }
     }
 }
@@ -141,8 +207,9 @@ async fn append(
     breaker.run(APPEND_TIMEOUT, store.append(batch)).await
 }
 
-fn refuse(requests: Vec<(Vec<NewEvent>, Reply)>, cause: &StoreError) {
-    for (_, reply) in requests {
-        let _ = reply.send(Err(StoreError::Unavailable(cause.to_string())));
-    }
+fn refuse(requests: Vec<Request>, cause: &StoreError) -> Answers {
+    requests
+        .into_iter()
+        .map(|r| (r, Err(StoreError::Unavailable(cause.to_string()))))
+        .collect()
 }
