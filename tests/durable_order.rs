@@ -33,8 +33,22 @@ async fn metric(base: &str, name: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_publishers_reach_the_feeds_in_offset_order_without_catch_ups() {
-    let app = common::spawn_app(&common::sqlite_url(), &[("WS_RATE_LIMIT", "100000")]).await;
+async fn concurrent_publishers_reach_the_feeds_in_offset_order_on_sqlite() {
+    publish_at_once(&common::sqlite_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_reach_the_feeds_in_offset_order_on_postgres() {
+    let url = common::fresh_postgres("sy_durable_order_").await;
+    publish_at_once(&url).await;
+    common::drop_postgres(&url).await;
+}
+
+/// Every publisher keeps all of its publishes in flight at once, so the
+/// group-commit writer answers many publishers per commit; a watcher must
+/// get every offset once, in order, and no member may read the log.
+async fn publish_at_once(database_url: &str) {
+    let app = common::spawn_app(database_url, &[("WS_RATE_LIMIT", "100000")]).await;
     let company = common::unique("order-");
     let mut watcher =
         Client::with_token(&app.url(), &app.token("w", &company, Role::Operator)).await;
@@ -48,8 +62,6 @@ async fn concurrent_publishers_reach_the_feeds_in_offset_order_without_catch_ups
     }
     let before = metric(&app.url(), "switchyard_catch_ups_total").await;
 
-    // Every publisher keeps all of its publishes in flight at once, so the
-    // group-commit writer answers many publishers per commit.
     let mut pending = Vec::new();
     for (i, p) in publishers.iter_mut().enumerate() {
         let ids: Vec<u64> = (0..EACH)
