@@ -237,7 +237,8 @@ impl Worker {
                 idempotency_key: Some(format!("rule:{alarm_id}:{}", edge.as_str())),
             },
         )?;
-        // Durable or not, delivered once published.
+        // `persist` delivers a durable event when it commits, `dispatch` an
+        // ephemeral one.
         self.publisher
             .persist(std::slice::from_ref(&prepared), None)
             .await?;

@@ -176,9 +176,9 @@ async fn write(store: &Arc<dyn Store>, breaker: &Arc<Breaker>, requests: Vec<Req
         Err(e) if breaker.check().is_err() => refuse(requests, &e),
         Err(_) => {
             let mut answered = Vec::with_capacity(requests.len());
-            for request in requests {
+            for mut request in requests {
                 let result = match breaker.check() {
-                    Ok(()) => append(store, breaker, request.events.clone()).await,
+                    Ok(()) => append(store, breaker, std::mem::take(&mut request.events)).await,
                     Err(e) => Err(e),
                 };
                 answered.push((request, result));
