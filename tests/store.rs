@@ -637,3 +637,74 @@ async fn batches_without_keys_get_gapless_offsets_in_every_room_on_two_nodes() {
     }
     common::drop_postgres(&url).await;
 }
+
+/// The connects' reads when the database cannot answer them (here: a table
+/// they read is gone): every read fails with the error, none waits forever
+/// however many were grouped, and once the table is back the same store
+/// answers again (a failed group gives its slot back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connect_positions_fail_each_read_when_the_database_cannot_answer() {
+    const READS: usize = 300;
+    let pg_url = common::fresh_postgres("sy_positions_fail_").await;
+    for url in [common::sqlite_url(), pg_url.clone()] {
+        let store = store::connect(&url).await.expect("store");
+        store.migrate().await.expect("migrations");
+        let company = common::unique("c");
+        store
+            .append(vec![event(&company, &["company"], None)])
+            .await
+            .unwrap();
+        let key = |i: usize| store::CursorKey {
+            company_id: company.clone(),
+            user_id: format!("u{i}"),
+            device_id: format!("d{i}"),
+        };
+        let rooms = vec!["company".to_string()];
+        let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+        let read_all = || {
+            let reads: Vec<_> = (0..READS)
+                .map(|i| {
+                    let (store, key, rooms) = (store.clone(), key(i), rooms.clone());
+                    tokio::spawn(async move { store.connect_positions(&key, &rooms).await })
+                })
+                .collect();
+            let url = url.clone();
+            async move {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(30),
+                    futures::future::join_all(reads),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("{url}: reads still waiting after 30 s"))
+            }
+        };
+
+        ddl(&url, &rename("room_offsets", "room_offsets_away")).await;
+        for (i, got) in read_all().await.into_iter().enumerate() {
+            let got = got.expect("read task");
+            assert!(got.is_err(), "{url}: read {i} answered without its table");
+        }
+
+        ddl(&url, &rename("room_offsets_away", "room_offsets")).await;
+        for (i, got) in read_all().await.into_iter().enumerate() {
+            let got = got
+                .expect("read task")
+                .unwrap_or_else(|e| panic!("{url}: read {i} after the table came back: {e}"));
+            assert_eq!(got.heads.get("company"), Some(&1), "{url}: read {i}");
+        }
+    }
+    common::drop_postgres(&pg_url).await;
+}
+
+/// Runs one statement on the database at `url` over a connection of its own.
+async fn ddl(url: &str, sql: &str) {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("sqlite");
+        sqlx::query(sql).execute(&pool).await.expect(sql);
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("postgres");
+        sqlx::query(sql).execute(&pool).await.expect(sql);
+        pool.close().await;
+    }
+}
