@@ -64,7 +64,11 @@ impl PeakRss {
 
     fn finish(mut self) -> Option<u64> {
         self.stop.store(true, Ordering::Relaxed);
-        let sampled = self.thread.take().map(|t| t.join().is_ok()).unwrap_or(false);
+        let sampled = self
+            .thread
+            .take()
+            .map(|t| t.join().is_ok())
+            .unwrap_or(false);
         sampled.then(|| self.peak.load(Ordering::Relaxed))
     }
 }
@@ -82,7 +86,11 @@ pub async fn run(ctx: Rc<Ctx>, a: StormArgs) -> Outcome {
     let first_failed = opened.errors.total();
     let dropped = Rc::new(Cell::new(0u64));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let held = hold_all(opened.conns.into_iter().flatten().collect(), &stop_rx, &dropped);
+    let held = hold_all(
+        opened.conns.into_iter().flatten().collect(),
+        &stop_rx,
+        &dropped,
+    );
     tokio::time::sleep(secs(a.settle)).await;
     let steady = pid.and_then(report::vm_rss_kib);
 
@@ -101,7 +109,11 @@ pub async fn run(ctx: Rc<Ctx>, a: StormArgs) -> Outcome {
     let cpu = cpu.finish();
     let (stop2, stop_rx2) = tokio::sync::watch::channel(false);
     let dropped2 = Rc::new(Cell::new(0u64));
-    let held = hold_all(back.conns.into_iter().flatten().collect(), &stop_rx2, &dropped2);
+    let held = hold_all(
+        back.conns.into_iter().flatten().collect(),
+        &stop_rx2,
+        &dropped2,
+    );
     tokio::time::sleep(secs(a.after)).await;
     let peak = peak.finish();
     let after = pid.and_then(report::vm_rss_kib);
