@@ -228,16 +228,26 @@ fn unplaced(prepared: &Prepared, exclude: Option<SessionId>) -> LogEvent {
     }
 }
 
-/// The event once per room its append placed it in, at its offset there.
+/// The event once per room its append placed it in, at its offset there
+/// (the last room takes `event` itself: one payload copy fewer per event).
 fn placed(event: LogEvent, appended: &Appended) -> Vec<LogEvent> {
-    appended
-        .offsets
-        .iter()
-        .map(|(room, offset)| LogEvent {
+    let mut out = Vec::with_capacity(appended.offsets.len());
+    let Some(((last_room, last_offset), others)) = appended.offsets.split_last() else {
+        return out;
+    };
+    for (room, offset) in others {
+        out.push(LogEvent {
             room: room.clone(),
             offset: *offset,
             id: appended.id.clone(),
             ..event.clone()
-        })
-        .collect()
+        });
+    }
+    out.push(LogEvent {
+        room: last_room.clone(),
+        offset: *last_offset,
+        id: appended.id.clone(),
+        ..event
+    });
+    out
 }
