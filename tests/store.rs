@@ -386,6 +386,33 @@ async fn group_commit_answers_each_request_with_its_own_results() {
     }
 }
 
+/// A hand-over to the feeds that panics (a bug in delivery) must not take
+/// the node's durable path down with it: the committed request is still
+/// answered with its offsets, and the next append goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_hand_over_neither_loses_the_answer_nor_stops_the_writer() {
+    for (backend, store) in common::stores().await {
+        let appender = store::batch::Appender::new(store.clone(), &switchyard::tasks::Tasks::new());
+        let company = common::unique("c");
+        let panics: store::batch::OnCommit = Box::new(|_| panic!("delivery bug"));
+        let first = appender
+            .submit(vec![event(&company, &["line:1"], None)], Some(panics))
+            .await
+            .expect("queued")
+            .await;
+        let first = first.unwrap_or_else(|e| panic!("{backend}: committed, so answered: {e}"));
+        assert_eq!(first[0].offsets, vec![("line:1".into(), 1)], "{backend}");
+        let next = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            appender.append(vec![event(&company, &["line:1"], None)]),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{backend}: the writer answers after the panic"))
+        .unwrap_or_else(|e| panic!("{backend}: the writer still appends: {e}"));
+        assert_eq!(next[0].offsets, vec![("line:1".into(), 2)], "{backend}");
+    }
+}
+
 /// One batch carrying several rooms, keyless events and a key repeated
 /// within the batch: each room's offsets follow batch order, and the repeat
 /// gets the first event's result as a duplicate without writing anything.

@@ -28,6 +28,7 @@
 //! database answers again. The writer never waits out connection timeouts
 //! request by request.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,7 +64,18 @@ struct Request {
 impl Request {
     fn answer(self, result: Result<Vec<Appended>, StoreError>) {
         if let (Ok(appended), Some(on_commit)) = (&result, self.on_commit) {
-            on_commit(appended);
+            // A panic here would end the answering task, and with it every
+            // later append of the node, and leave these committed events
+            // unanswered (a client retrying them would store them twice).
+            // Events a panicking hand-over did not deliver are read from
+            // the log by the members that see the gap.
+            let handed = std::panic::catch_unwind(AssertUnwindSafe(|| on_commit(appended)));
+            if handed.is_err() {
+                tracing::error!(
+                    events = appended.len(),
+                    "handing committed events to the live feeds panicked; members will read them from the log"
+                );
+            }
         }
         let _ = self.reply.send(result);
     }
