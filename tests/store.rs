@@ -723,6 +723,36 @@ async fn connect_positions_fail_each_read_when_the_database_cannot_answer() {
     common::drop_postgres(&pg_url).await;
 }
 
+/// PostgreSQL keeps the log writer's connection between appends (sqlx
+/// pings every connection it takes back): one whose backend died fails its
+/// append and is not used again; the next append takes a healthy one.
+#[tokio::test]
+async fn an_append_whose_kept_connection_died_fails_alone() {
+    let url = common::fresh_postgres("sy_kept_conn_").await;
+    let store = store::connect(&url).await.expect("store");
+    store.migrate().await.expect("migrations");
+    let company = common::unique("c");
+    let append = || store.append(vec![event(&company, &["line:1"], None)]);
+    assert_eq!(append().await.expect("first")[0].offsets[0].1, 1);
+    // Only the backend that ran the append: the pool's others stay healthy.
+    ddl(
+        &url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND query LIKE 'WITH e AS%'",
+    )
+    .await;
+    assert!(append().await.is_err(), "the kept connection's backend is gone");
+    for want in [2, 3] {
+        let got = append()
+            .await
+            .unwrap_or_else(|e| panic!("append after the dead connection: {e}"));
+        assert_eq!(got[0].offsets[0].1, want, "gapless after the failure");
+    }
+    drop(store);
+    common::drop_postgres(&url).await;
+}
+
 /// Runs one statement on the database at `url` over a connection of its own.
 async fn ddl(url: &str, sql: &str) {
     if url.starts_with("sqlite:") {

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sqlx::{Postgres, Row, Transaction, postgres::PgPool, types::Json};
+use sqlx::{Connection, PgConnection, Postgres, Row, Transaction, types::Json};
 
 use super::{Appended, NewEvent, StoreError, in_request_order, lock_order};
 
@@ -41,16 +41,16 @@ macro_rules! events_cte {
 }
 
 pub(super) async fn append(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     batch: Vec<NewEvent>,
 ) -> Result<Vec<Appended>, StoreError> {
     if batch
         .iter()
         .all(|e| e.idempotency_key.is_none() && e.webhooks.is_empty())
     {
-        return append_plain(pool, batch).await;
+        return append_plain(conn, batch).await;
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let plan = Keys::of(&batch);
     let (claimed, earlier) = claim_keys(&mut tx, &batch, &plan).await?;
     let fresh: Vec<usize> = (0..batch.len())
@@ -77,7 +77,10 @@ pub(super) async fn append(
 
 /// The one-statement append of a batch without idempotency keys or
 /// webhooks (see the module's documentation).
-async fn append_plain(pool: &PgPool, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+async fn append_plain(
+    conn: &mut PgConnection,
+    batch: Vec<NewEvent>,
+) -> Result<Vec<Appended>, StoreError> {
     let every: Vec<usize> = (0..batch.len()).collect();
     let counts = room_counts(&batch, &every);
     // Each event's rank in each of its rooms (1..n): the offsets it would
@@ -137,7 +140,7 @@ async fn append_plain(pool: &PgPool, batch: Vec<NewEvent>) -> Result<Vec<Appende
         .bind(&rows.event)
         .bind(&rows.expires)
         .bind(&rows.created)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
     let heads = rows_written
         .iter()
