@@ -742,7 +742,10 @@ async fn an_append_whose_kept_connection_died_fails_alone() {
            AND query LIKE 'WITH e AS%'",
     )
     .await;
-    assert!(append().await.is_err(), "the kept connection's backend is gone");
+    assert!(
+        append().await.is_err(),
+        "the kept connection's backend is gone"
+    );
     for want in [2, 3] {
         let got = append()
             .await

@@ -27,14 +27,14 @@ pub struct PgStore {
 }
 
 /// A connection kept out of the pool between the uses of one serial
-/// writer. sqlx pings every connection it takes back (a `Sync` round trip
-/// to the backend, unconditional in 0.8.6), so handing the log writer's
-/// connection back after each group commit cost a second backend wakeup
-/// per transaction on the path every durable event waits on: keeping it
-/// took durable publishing from 10,830 to 14,646 events/s into one room
-/// (bench/README.md, "The log writer keeps its connection"). Users running
-/// at once find it taken and use the pool; one whose work fails or is
-/// cancelled drops it, so a connection that broke is not used again.
+/// writer. Handing the log writer's connection back after each group
+/// commit made sqlx ping it (a `Sync` round trip to its backend,
+/// unconditional in 0.8.6) and the next append run on whichever
+/// connection was idle, another backend. Keeping it took durable
+/// publishing from 10,830 to 14,646 events/s into one room in A/B runs
+/// (bench/README.md, "The log writer keeps its connection"). Users
+/// running at once find it taken and use the pool; one whose work fails
+/// or is cancelled drops it, so a connection that broke is not used again.
 #[derive(Default)]
 struct Kept(Mutex<Option<PoolConnection<Postgres>>>);
 
