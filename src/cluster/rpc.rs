@@ -192,7 +192,9 @@ impl Rpc {
         }
         .await;
         if let Err(e) = r {
-            tracing::debug!(error = %e, "rpc: node heartbeat failed");
+            // At warn: until a beat lands, the other nodes' admin answers
+            // cannot name this node when it goes silent.
+            tracing::warn!(error = %e, "rpc: node heartbeat failed");
         }
     }
 
