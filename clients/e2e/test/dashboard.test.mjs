@@ -130,8 +130,13 @@ describe('factory-floor dashboard', () => {
     await op.page.click('[data-testid=shift-save]');
     await waitAttr(op.page, 'connection', 'data-pending', '1');
     await sleep(50); // sam's edit is later: last write wins for sam
+    const samBase = Number(await attr(sup.page, 'shift-doc', 'data-version'));
     await sup.page.fill('[data-testid=shift-notes]', 'sam: belt 3 replaced, line 2 at 80%');
     await sup.page.click('[data-testid=shift-save]');
+    // Right after the click the outbox has not even stored the edit (pending
+    // still reads 0): wait for the server's answer, so that sam's edit is
+    // written before olga's comes back online and olga is the one who loses.
+    await waitAttr(sup.page, 'shift-doc', 'data-version', String(samBase + 1));
     await waitAttr(sup.page, 'connection', 'data-pending', '0');
 
     await op.context.setOffline(false);
