@@ -7,6 +7,8 @@
 // and publishing keys (API_KEYS) refused on every admin route.
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, before, describe } from 'node:test';
 import { io } from 'socket.io-client';
 import {
@@ -17,6 +19,8 @@ import { sseOpen, wsSession, wsUrl } from './plain.js';
 
 const PG_URL = process.env.SY_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env.SY_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
+const redisCli = async (...args) =>
+  (await promisify(execFile)('redis-cli', ['-u', REDIS_URL, ...args], { timeout: 10000 })).stdout.replace(/\s+/g, ' ').trim();
 const ADMIN_KEY = 'admin-key-0123456789';
 const API_KEY = 'publish-key-0123456789';
 const ACME = randomId('acme-');
@@ -225,18 +229,21 @@ describe('admin API on two nodes', () => {
     const co = randomId('paused-');
     const onB = await client(b, 'paused', co);
     const onA = await client(a, 'alive', co);
-    // a must know b first (nodes are known from their heartbeats in Redis):
-    // a node a has not heard of yet cannot be named as silent, and under
-    // load (two suites at once) this once answered incomplete: [].
     await waitUntil(async () => {
       const seen = await call(a, 'GET', `/api/v1/admin/connections?companyId=${co}`);
       return seen.body.connections.map((c) => c.userId).sort().join() === 'alive,paused';
     }, 5000, 'a lists the sockets of both nodes');
+    // a knows b from b's heartbeat in the Redis node set (an answer alone
+    // makes b known for that one question only): the precondition, checked
+    // where it lives. Under load this test once got incomplete: [].
+    const nodeSet = () => redisCli('ZRANGE', `${a.env.REDIS_PREFIX}#nodes`, '0', '-1', 'WITHSCORES');
+    await waitUntil(async () => (await nodeSet()).includes(nodeOf(b)), 5000, async () => `b is not in the node set: ${await nodeSet()}`);
     b.proc.kill('SIGSTOP');
     try {
       const list = await call(a, 'GET', `/api/v1/admin/connections?companyId=${co}`);
       assert.equal(list.status, 200);
-      assert.deepEqual(list.body.incomplete, [nodeOf(b)]);
+      assert.deepEqual(list.body.incomplete, [nodeOf(b)],
+        `answered in ${list.ms} ms; node set now: ${await nodeSet()}; a's warnings: ${a.logs().split('\n').filter((l) => /WARN|ERROR/.test(l)).slice(-10).join(' | ')}`);
       assert.deepEqual(list.body.connections.map((c) => c.userId), ['alive']);
       assert.ok(list.ms >= TIMEOUT_MS - 50 && list.ms < TIMEOUT_MS + 2000, `answered in ${list.ms} ms`);
       // A page names the silent node too.
