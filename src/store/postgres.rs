@@ -17,6 +17,7 @@ use sqlx::{
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::{Appended, CursorKey, NewEvent, Positions, Store, StoreError, StoredEvent};
 
@@ -35,27 +36,64 @@ pub struct PgStore {
 /// (bench/README.md, "The log writer keeps its connection"). Users
 /// running at once find it taken and use the pool; one whose work fails
 /// or is cancelled drops it, so a connection that broke is not used again.
+///
+/// Out of the pool, a connection escapes the pool's `max_lifetime` and
+/// `idle_timeout` (checked when it comes back): so it goes back at least
+/// every [`KEEP_AT_MOST`], and when it sat unused for [`KEEP_IDLE`], and the
+/// pool decides whether it lives on.
 #[derive(Default)]
-struct Kept(Mutex<Option<PoolConnection<Postgres>>>);
+struct Kept(Mutex<Option<Held>>);
+
+/// The kept connection, since when it is out of the pool, and when it was
+/// last kept.
+struct Held {
+    conn: PoolConnection<Postgres>,
+    out_since: Instant,
+    kept_at: Instant,
+}
+
+/// The longest a connection stays out of the pool: a ping (one round trip)
+/// a minute, against sqlx's 30-minute lifetime.
+const KEEP_AT_MOST: Duration = Duration::from_secs(60);
+
+/// A kept connection unused this long goes back instead of being reused
+/// (durable traffic stopped; the pool's idle rules apply again).
+const KEEP_IDLE: Duration = Duration::from_secs(10);
+
+/// Whether a connection out of the pool since `out_since`, last kept at
+/// `kept_at`, may serve the next user at `now` (pure, for the tests).
+fn reusable(out_since: Instant, kept_at: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(out_since) < KEEP_AT_MOST
+        && now.saturating_duration_since(kept_at) < KEEP_IDLE
+}
 
 impl Kept {
-    async fn take(&self, pool: &PgPool) -> Result<PoolConnection<Postgres>, StoreError> {
+    /// A connection and since when it is out of the pool.
+    async fn take(&self, pool: &PgPool) -> Result<(PoolConnection<Postgres>, Instant), StoreError> {
         // A poisoned lock only means a panic elsewhere held it: the slot is
         // an Option either way.
         let kept = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
         match kept {
-            Some(conn) => Ok(conn),
-            None => Ok(pool.acquire().await?),
+            Some(held) if reusable(held.out_since, held.kept_at, Instant::now()) => {
+                Ok((held.conn, held.out_since))
+            }
+            // Back to the pool (dropped), which applies its own rules to it.
+            _ => Ok((pool.acquire().await?, Instant::now())),
         }
     }
 
     /// Keeps `conn` for the next user; one kept already goes back to the pool.
-    fn keep(&self, conn: PoolConnection<Postgres>) {
+    fn keep(&self, conn: PoolConnection<Postgres>, out_since: Instant) {
+        let held = Held {
+            conn,
+            out_since,
+            kept_at: Instant::now(),
+        };
         let earlier = self
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .replace(conn);
+            .replace(held);
         drop(earlier);
     }
 }
@@ -109,9 +147,9 @@ impl Store for PgStore {
     }
 
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
-        let mut conn = self.append_conn.take(&self.pool).await?;
+        let (mut conn, out_since) = self.append_conn.take(&self.pool).await?;
         let appended = super::postgres_append::append(&mut conn, batch).await?;
-        self.append_conn.keep(conn);
+        self.append_conn.keep(conn, out_since);
         Ok(appended)
     }
 
@@ -271,5 +309,25 @@ impl Store for PgStore {
         // Documents' `clientMutationId`s are remembered as long as events' keys.
         super::DocumentStore::prune_mutations(self, now - super::IDEMPOTENCY_TTL_MS).await?;
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_connection_goes_back_to_the_pool_when_old_or_idle() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // Busy: kept again every few milliseconds, reused until a minute out.
+        assert!(reusable(t0, t0 + s(59), t0 + s(59)));
+        assert!(!reusable(t0, t0 + s(60), t0 + s(60)));
+        assert!(!reusable(t0, t0 + s(59), t0 + s(61)));
+        // Idle: unused for 10 s, back to the pool even when young.
+        assert!(reusable(t0, t0, t0 + s(9)));
+        assert!(!reusable(t0, t0, t0 + s(10)));
+        // A clock read out of order (another thread) is no reason to drop it.
+        assert!(reusable(t0 + s(1), t0 + s(1), t0));
     }
 }
