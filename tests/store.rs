@@ -4,6 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use switchyard::store::{self, NewEvent, Store};
@@ -752,6 +753,71 @@ async fn an_append_whose_kept_connection_died_fails_alone() {
             .unwrap_or_else(|e| panic!("append after the dead connection: {e}"));
         assert_eq!(got[0].offsets[0].1, want, "gapless after the failure");
     }
+    drop(store);
+    common::drop_postgres(&url).await;
+}
+
+/// An append given up mid-statement (the log writer's 5 s timeout drops
+/// the future while PostgreSQL still works on it): the statement still
+/// commits after the caller was told it failed, which is why a refusal
+/// means "not known to be stored" (docs/protocol.md); the log stays
+/// gapless and the appends after it go through.
+#[tokio::test]
+async fn an_append_cancelled_while_it_waits_commits_later_and_leaves_no_gap() {
+    let url = common::fresh_postgres("sy_kept_cancel_").await;
+    let store = store::connect(&url).await.expect("store");
+    store.migrate().await.expect("migrations");
+    let company = common::unique("c");
+    let append = || store.append(vec![event(&company, &["line:1"], None)]);
+    assert_eq!(append().await.expect("first")[0].offsets[0].1, 1);
+    // Another session holds the room's counter row: the next append waits.
+    let blocker = sqlx::PgPool::connect(&url).await.expect("postgres");
+    let mut held = blocker.begin().await.expect("begin");
+    sqlx::query(
+        "SELECT last_offset FROM room_offsets WHERE company_id = $1 AND room = 'line:1' FOR UPDATE",
+    )
+    .bind(&company)
+    .fetch_one(&mut *held)
+    .await
+    .expect("lock the counter row");
+    let given_up = tokio::time::timeout(Duration::from_millis(300), append()).await;
+    assert!(given_up.is_err(), "the append waited for the lock");
+    // The next append waits for the lock too.
+    let next = tokio::spawn({
+        let store = store.clone();
+        let company = company.clone();
+        async move { store.append(vec![event(&company, &["line:1"], None)]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held.rollback().await.expect("release the row");
+    let got = tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("the next append is answered once the row is free")
+        .expect("task")
+        .expect("the next append");
+    let offset = got[0].offsets[0].1;
+    assert!(offset == 2 || offset == 3, "offset {offset}");
+    // The cancelled statement ran to its end on its backend: three events,
+    // offsets 1, 2, 3.
+    let mut log = Vec::new();
+    for _ in 0..50 {
+        log = store
+            .events_after(&company, "line:1", 0, 10, 2)
+            .await
+            .expect("read the log");
+        if log.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let offsets: Vec<i64> = log.iter().map(|e| e.offset).collect();
+    assert_eq!(
+        offsets,
+        vec![1, 2, 3],
+        "gapless, the cancelled one included"
+    );
+    assert_eq!(append().await.expect("after")[0].offsets[0].1, 4);
+    blocker.close().await;
     drop(store);
     common::drop_postgres(&url).await;
 }
