@@ -414,6 +414,90 @@ async fn a_panicking_hand_over_neither_loses_the_answer_nor_stops_the_writer() {
     }
 }
 
+/// The log writer gives up on a transaction after 5 s, and its callers are
+/// told "not known to be stored". When that transaction commits after all
+/// (here: it waited for a row another session held), its events still go
+/// to the live feeds: the request's hand-over runs with their offsets.
+/// Before, nobody delivered them live until a later event in the same
+/// room revealed the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_the_writer_gave_up_on_is_handed_over_when_it_commits() {
+    let url = common::fresh_postgres("sy_late_commit_").await;
+    let store = store::connect(&url).await.expect("store");
+    store.migrate().await.expect("migrations");
+    let appender = store::batch::Appender::new(store.clone(), &switchyard::tasks::Tasks::new());
+    let company = common::unique("c");
+    let first = appender
+        .append(vec![event(&company, &["line:1"], None)])
+        .await;
+    assert_eq!(first.expect("first")[0].offsets[0].1, 1);
+
+    let blocker = sqlx::PgPool::connect(&url).await.expect("postgres");
+    let mut held = blocker.begin().await.expect("begin");
+    sqlx::query(
+        "SELECT last_offset FROM room_offsets WHERE company_id = $1 AND room = 'line:1' FOR UPDATE",
+    )
+    .bind(&company)
+    .fetch_one(&mut *held)
+    .await
+    .expect("lock the counter row");
+    // Per hand-over, the offsets it was given.
+    type Offsets = Vec<(String, i64)>;
+    let handed: Arc<std::sync::Mutex<Vec<Offsets>>> = Arc::default();
+    let record: store::batch::OnCommit = Box::new({
+        let handed = handed.clone();
+        move |appended| {
+            let mut handed = handed.lock().expect("lock");
+            handed.extend(appended.iter().map(|a| a.offsets.clone()));
+        }
+    });
+    let answer = appender
+        .submit(vec![event(&company, &["line:1"], None)], Some(record))
+        .await
+        .expect("queued")
+        .await;
+    let Err(e) = answer else {
+        panic!("answered while the row was held: {answer:?}");
+    };
+    assert!(
+        matches!(e, store::StoreError::Unavailable(_)),
+        "not known to be stored: {e}"
+    );
+    assert!(
+        handed.lock().expect("lock").is_empty(),
+        "nothing handed over yet"
+    );
+
+    held.rollback().await.expect("release the row");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while handed.lock().expect("lock").is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        *handed.lock().expect("lock"),
+        vec![vec![("line:1".to_string(), 2)]],
+        "the late commit's offsets reach the hand-over"
+    );
+    // The breaker closed again: the next append follows, gapless.
+    let mut next = appender
+        .append(vec![event(&company, &["line:1"], None)])
+        .await;
+    for _ in 0..40 {
+        if next.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        next = appender
+            .append(vec![event(&company, &["line:1"], None)])
+            .await;
+    }
+    assert_eq!(next.expect("after the breaker closed")[0].offsets[0].1, 3);
+    blocker.close().await;
+    drop(appender);
+    drop(store);
+    common::drop_postgres(&url).await;
+}
+
 /// One batch carrying several rooms, keyless events and a key repeated
 /// within the batch: each room's offsets follow batch order, and the repeat
 /// gets the first event's result as a duplicate without writing anything.

@@ -27,6 +27,11 @@
 //! [`StoreError::Unavailable`], and a background probe closes it when the
 //! database answers again. The writer never waits out connection timeouts
 //! request by request.
+//!
+//! Giving up on a transaction does not stop it: the database may still
+//! commit it, after its callers were told "not known to be stored". So the
+//! transaction runs on a task of its own, and if it commits late its
+//! requests' [`OnCommit`]s still run, and their events reach the live feeds.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -184,13 +189,32 @@ async fn write(store: &Arc<dyn Store>, breaker: &Arc<Breaker>, requests: Vec<Req
                 .map(|(request, n)| (request, Ok(results.by_ref().take(n).collect())))
                 .collect()
         }
-        Err(e) if requests.len() == 1 => requests.into_iter().zip([Err(e)]).collect(),
-        Err(e) if breaker.check().is_err() => refuse(requests, &e),
-        Err(_) => {
+        Err(Failed::Abandoned(e, late)) => {
+            let mut requests = requests;
+            hand_over_late(late, &mut requests);
+            requests
+                .into_iter()
+                .map(|r| (r, Err(not_known(&e))))
+                .collect()
+        }
+        Err(Failed::Refused(e)) if requests.len() == 1 => {
+            requests.into_iter().zip([Err(e)]).collect()
+        }
+        Err(Failed::Refused(e)) if breaker.check().is_err() => refuse(requests, &e),
+        Err(Failed::Refused(_)) => {
             let mut answered = Vec::with_capacity(requests.len());
             for mut request in requests {
                 let result = match breaker.check() {
-                    Ok(()) => append(store, breaker, std::mem::take(&mut request.events)).await,
+                    Ok(()) => {
+                        match append(store, breaker, std::mem::take(&mut request.events)).await {
+                            Ok(results) => Ok(results),
+                            Err(Failed::Refused(e)) => Err(e),
+                            Err(Failed::Abandoned(e, late)) => {
+                                hand_over_late(late, std::slice::from_mut(&mut request));
+                                Err(not_known(&e))
+                            }
+                        }
+                    }
                     Err(e) => Err(e),
                 };
                 answered.push((request, result));
@@ -198,6 +222,39 @@ async fn write(store: &Arc<dyn Store>, breaker: &Arc<Breaker>, requests: Vec<Req
             answered
         }
     }
+}
+
+/// Hands the requests' events to their [`OnCommit`]s if the transaction
+/// the writer gave up on commits after all (their callers were told "not
+/// known to be stored"). Without it those events reached the live feeds
+/// only when a later event in the same room revealed the gap, or never.
+/// Later transactions of the same rooms wait for this one's row locks, so
+/// it commits first; its hand-over may still come after theirs, and
+/// members take the offsets they already passed for duplicates.
+fn hand_over_late(late: Abandoned, requests: &mut [Request]) {
+    let hand_overs: Vec<(usize, Option<OnCommit>)> = requests
+        .iter_mut()
+        .map(|r| (r.events.len(), r.on_commit.take()))
+        .collect();
+    tokio::spawn(async move {
+        let Ok(Ok(appended)) = late.await else {
+            return;
+        };
+        tracing::warn!(
+            events = appended.len(),
+            "an append the log writer gave up on committed after all; handing its events to the live feeds now"
+        );
+        let mut appended = appended.into_iter();
+        for (n, on_commit) in hand_overs {
+            let part: Vec<Appended> = appended.by_ref().take(n).collect();
+            if let Some(on_commit) = on_commit {
+                let handed = std::panic::catch_unwind(AssertUnwindSafe(|| on_commit(&part)));
+                if handed.is_err() {
+                    tracing::error!("handing late-committed events to the live feeds panicked");
+                }
+            }
+        }
+    });
 }
 
 /// Answers each committed group in commit order (see the module's
@@ -210,13 +267,52 @@ async fn answer(mut answers: mpsc::Receiver<Answers>) {
     }
 }
 
-/// One transaction, bounded in time; an outage opens the breaker.
+/// A transaction the writer stopped waiting for (timeout, outage): it runs
+/// on, and may still commit.
+type Abandoned = tokio::task::JoinHandle<Result<Vec<Appended>, StoreError>>;
+
+/// Why an append has no result.
+enum Failed {
+    /// The transaction ended without committing.
+    Refused(StoreError),
+    /// The writer stopped waiting; the transaction may still commit.
+    Abandoned(StoreError, Abandoned),
+}
+
+/// One transaction, bounded in time; an outage opens the breaker. It runs
+/// on a task of its own: a statement the database already has does not
+/// stop when the writer stops waiting for it, and the task says whether it
+/// committed in the end.
 async fn append(
     store: &Arc<dyn Store>,
     breaker: &Arc<Breaker>,
     batch: Vec<NewEvent>,
-) -> Result<Vec<Appended>, StoreError> {
-    breaker.run(APPEND_TIMEOUT, store.append(batch)).await
+) -> Result<Vec<Appended>, Failed> {
+    breaker.check().map_err(Failed::Refused)?;
+    let store = store.clone();
+    let mut task = tokio::spawn(async move { store.append(batch).await });
+    let mut finished = false;
+    let waited = breaker
+        .run(APPEND_TIMEOUT, async {
+            let result = (&mut task).await;
+            finished = true;
+            result.unwrap_or_else(|e| Err(StoreError::Corrupt(format!("the append panicked: {e}"))))
+        })
+        .await;
+    match waited {
+        Ok(appended) => Ok(appended),
+        Err(e) if finished => Err(Failed::Refused(e)),
+        Err(e) => Err(Failed::Abandoned(e, task)),
+    }
+}
+
+/// The answer to a request whose transaction was abandoned: UNAVAILABLE,
+/// "not known to be stored" (retry with the same idempotency key).
+fn not_known(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
 }
 
 fn refuse(requests: Vec<Request>, cause: &StoreError) -> Answers {
