@@ -128,8 +128,7 @@ impl App {
             .layer(cors(&state.config))
             .layer(TraceLayer::new_for_http().make_span_with(request_span));
         let addr = SocketAddr::new(state.config.host, state.config.port);
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = crate::server::listen(addr)
             .with_context(|| format!("HOST/PORT: cannot listen on {addr}"))?;
         Ok(Self {
             listener,
