@@ -104,7 +104,7 @@ impl Appender {
         let (tx, rx) = mpsc::channel(4096);
         let (answers_tx, answers) = mpsc::channel(ANSWERS_WAITING);
         let breaker = Breaker::new(store.clone(), tasks.clone());
-        tasks.spawn(run(store, breaker.clone(), rx, answers_tx));
+        tasks.spawn(run(store, breaker.clone(), tasks.clone(), rx, answers_tx));
         tasks.spawn(answer(answers));
         Self { tx, breaker }
     }
@@ -145,6 +145,7 @@ impl Appender {
 async fn run(
     store: Arc<dyn Store>,
     breaker: Arc<Breaker>,
+    tasks: Tasks,
     mut rx: mpsc::Receiver<Request>,
     answers: mpsc::Sender<Answers>,
 ) {
@@ -160,7 +161,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let answered = write(&store, &breaker, requests).await;
+        let answered = write(&store, &breaker, &tasks, requests).await;
         // Closed only when the answering task was cancelled at shutdown,
         // when no request waits any more.
         if answers.send(answered).await.is_err() {
@@ -171,7 +172,12 @@ async fn run(
 
 /// Writes one group of requests in one transaction, or request by request
 /// if that fails for a reason other than an outage.
-async fn write(store: &Arc<dyn Store>, breaker: &Arc<Breaker>, requests: Vec<Request>) -> Answers {
+async fn write(
+    store: &Arc<dyn Store>,
+    breaker: &Arc<Breaker>,
+    tasks: &Tasks,
+    requests: Vec<Request>,
+) -> Answers {
     if let Err(e) = breaker.check() {
         return refuse(requests, &e);
     }
@@ -180,7 +186,7 @@ async fn write(store: &Arc<dyn Store>, breaker: &Arc<Breaker>, requests: Vec<Req
         .iter()
         .flat_map(|r| r.events.iter().cloned())
         .collect();
-    match append(store, breaker, all).await {
+    match append(store, breaker, tasks, all).await {
         Ok(results) => {
             let mut results = results.into_iter();
             requests
@@ -191,7 +197,7 @@ async fn write(store: &Arc<dyn Store>, breaker: &Arc<Breaker>, requests: Vec<Req
         }
         Err(Failed::Abandoned(e, late)) => {
             let mut requests = requests;
-            hand_over_late(late, &mut requests);
+            hand_over_late(tasks, late, &mut requests);
             requests
                 .into_iter()
                 .map(|r| (r, Err(not_known(&e))))
@@ -206,11 +212,13 @@ async fn write(store: &Arc<dyn Store>, breaker: &Arc<Breaker>, requests: Vec<Req
             for mut request in requests {
                 let result = match breaker.check() {
                     Ok(()) => {
-                        match append(store, breaker, std::mem::take(&mut request.events)).await {
+                        match append(store, breaker, tasks, std::mem::take(&mut request.events))
+                            .await
+                        {
                             Ok(results) => Ok(results),
                             Err(Failed::Refused(e)) => Err(e),
                             Err(Failed::Abandoned(e, late)) => {
-                                hand_over_late(late, std::slice::from_mut(&mut request));
+                                hand_over_late(tasks, late, std::slice::from_mut(&mut request));
                                 Err(not_known(&e))
                             }
                         }
@@ -231,12 +239,12 @@ async fn write(store: &Arc<dyn Store>, breaker: &Arc<Breaker>, requests: Vec<Req
 /// Later transactions of the same rooms wait for this one's row locks, so
 /// it commits first; its hand-over may still come after theirs, and
 /// members take the offsets they already passed for duplicates.
-fn hand_over_late(late: Abandoned, requests: &mut [Request]) {
+fn hand_over_late(tasks: &Tasks, late: Abandoned, requests: &mut [Request]) {
     let hand_overs: Vec<(usize, Option<OnCommit>)> = requests
         .iter_mut()
         .map(|r| (r.events.len(), r.on_commit.take()))
         .collect();
-    tokio::spawn(async move {
+    tasks.spawn_until_done(async move {
         let Ok(Ok(appended)) = late.await else {
             return;
         };
@@ -269,7 +277,7 @@ async fn answer(mut answers: mpsc::Receiver<Answers>) {
 
 /// A transaction the writer stopped waiting for (timeout, outage): it runs
 /// on, and may still commit.
-type Abandoned = tokio::task::JoinHandle<Result<Vec<Appended>, StoreError>>;
+type Abandoned = oneshot::Receiver<Result<Vec<Appended>, StoreError>>;
 
 /// Why an append has no result.
 enum Failed {
@@ -286,23 +294,33 @@ enum Failed {
 async fn append(
     store: &Arc<dyn Store>,
     breaker: &Arc<Breaker>,
+    tasks: &Tasks,
     batch: Vec<NewEvent>,
 ) -> Result<Vec<Appended>, Failed> {
     breaker.check().map_err(Failed::Refused)?;
     let store = store.clone();
-    let mut task = tokio::spawn(async move { store.append(batch).await });
+    let (done, mut result) = oneshot::channel();
+    // Until done, not until shutdown: a statement the database has is
+    // finished either way, and its result is wanted.
+    tasks.spawn_until_done(async move {
+        let _ = done.send(store.append(batch).await);
+    });
     let mut finished = false;
     let waited = breaker
         .run(APPEND_TIMEOUT, async {
-            let result = (&mut task).await;
+            let answer = (&mut result).await;
             finished = true;
-            result.unwrap_or_else(|e| Err(StoreError::Corrupt(format!("the append panicked: {e}"))))
+            answer.unwrap_or_else(|_| {
+                Err(StoreError::Corrupt(
+                    "the append ended without an answer".into(),
+                ))
+            })
         })
         .await;
     match waited {
         Ok(appended) => Ok(appended),
         Err(e) if finished => Err(Failed::Refused(e)),
-        Err(e) => Err(Failed::Abandoned(e, task)),
+        Err(e) => Err(Failed::Abandoned(e, result)),
     }
 }
 
