@@ -73,13 +73,15 @@ impl Kept {
         // A poisoned lock only means a panic elsewhere held it: the slot is
         // an Option either way.
         let kept = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match kept {
-            Some(held) if reusable(held.out_since, held.kept_at, Instant::now()) => {
-                Ok((held.conn, held.out_since))
+        if let Some(held) = kept {
+            if reusable(held.out_since, held.kept_at, Instant::now()) {
+                return Ok((held.conn, held.out_since));
             }
-            // Back to the pool (dropped), which applies its own rules to it.
-            _ => Ok((pool.acquire().await?, Instant::now())),
+            // Back to the pool before asking it for one, which applies its
+            // own rules to it.
+            drop(held);
         }
+        Ok((pool.acquire().await?, Instant::now()))
     }
 
     /// Keeps `conn` for the next user; one kept already goes back to the pool.
