@@ -432,15 +432,7 @@ async fn a_transaction_the_writer_gave_up_on_is_handed_over_when_it_commits() {
         .await;
     assert_eq!(first.expect("first")[0].offsets[0].1, 1);
 
-    let blocker = sqlx::PgPool::connect(&url).await.expect("postgres");
-    let mut held = blocker.begin().await.expect("begin");
-    sqlx::query(
-        "SELECT last_offset FROM room_offsets WHERE company_id = $1 AND room = 'line:1' FOR UPDATE",
-    )
-    .bind(&company)
-    .fetch_one(&mut *held)
-    .await
-    .expect("lock the counter row");
+    let (blocker, held) = hold_counter_row(&url, &company, "line:1").await;
     // Per hand-over, the offsets it was given.
     type Offsets = Vec<(String, i64)>;
     let handed: Arc<std::sync::Mutex<Vec<Offsets>>> = Arc::default();
@@ -855,15 +847,7 @@ async fn an_append_cancelled_while_it_waits_commits_later_and_leaves_no_gap() {
     let append = || store.append(vec![event(&company, &["line:1"], None)]);
     assert_eq!(append().await.expect("first")[0].offsets[0].1, 1);
     // Another session holds the room's counter row: the next append waits.
-    let blocker = sqlx::PgPool::connect(&url).await.expect("postgres");
-    let mut held = blocker.begin().await.expect("begin");
-    sqlx::query(
-        "SELECT last_offset FROM room_offsets WHERE company_id = $1 AND room = 'line:1' FOR UPDATE",
-    )
-    .bind(&company)
-    .fetch_one(&mut *held)
-    .await
-    .expect("lock the counter row");
+    let (blocker, held) = hold_counter_row(&url, &company, "line:1").await;
     let given_up = tokio::time::timeout(Duration::from_millis(300), append()).await;
     assert!(given_up.is_err(), "the append waited for the lock");
     // The next append waits for the lock too.
@@ -904,6 +888,26 @@ async fn an_append_cancelled_while_it_waits_commits_later_and_leaves_no_gap() {
     blocker.close().await;
     drop(store);
     common::drop_postgres(&url).await;
+}
+
+/// Another session holding a room's counter row: appends to the room wait
+/// until the transaction is rolled back.
+async fn hold_counter_row(
+    url: &str,
+    company: &str,
+    room: &str,
+) -> (sqlx::PgPool, sqlx::Transaction<'static, sqlx::Postgres>) {
+    let pool = sqlx::PgPool::connect(url).await.expect("postgres");
+    let mut held = pool.begin().await.expect("begin");
+    sqlx::query(
+        "SELECT last_offset FROM room_offsets WHERE company_id = $1 AND room = $2 FOR UPDATE",
+    )
+    .bind(company)
+    .bind(room)
+    .fetch_one(&mut *held)
+    .await
+    .expect("lock the counter row");
+    (pool, held)
 }
 
 /// Runs one statement on the database at `url` over a connection of its own.
