@@ -423,26 +423,10 @@ async fn a_panicking_hand_over_neither_loses_the_answer_nor_stops_the_writer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_the_writer_gave_up_on_is_handed_over_when_it_commits() {
     let url = common::fresh_postgres("sy_late_commit_").await;
-    let store = store::connect(&url).await.expect("store");
-    store.migrate().await.expect("migrations");
-    let appender = store::batch::Appender::new(store.clone(), &switchyard::tasks::Tasks::new());
-    let company = common::unique("c");
-    let first = appender
-        .append(vec![event(&company, &["line:1"], None)])
-        .await;
-    assert_eq!(first.expect("first")[0].offsets[0].1, 1);
+    let (store, appender, company) = writer_with_one_event(&url).await;
 
     let (blocker, held) = hold_counter_row(&url, &company, "line:1").await;
-    // Per hand-over, the offsets it was given.
-    type Offsets = Vec<(String, i64)>;
-    let handed: Arc<std::sync::Mutex<Vec<Offsets>>> = Arc::default();
-    let record: store::batch::OnCommit = Box::new({
-        let handed = handed.clone();
-        move |appended| {
-            let mut handed = handed.lock().expect("lock");
-            handed.extend(appended.iter().map(|a| a.offsets.clone()));
-        }
-    });
+    let (handed, record) = recorder();
     let answer = appender
         .submit(vec![event(&company, &["line:1"], None)], Some(record))
         .await
@@ -461,33 +445,77 @@ async fn a_transaction_the_writer_gave_up_on_is_handed_over_when_it_commits() {
     );
 
     held.rollback().await.expect("release the row");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while handed.lock().expect("lock").is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_handed(&handed).await;
     assert_eq!(
         *handed.lock().expect("lock"),
         vec![vec![("line:1".to_string(), 2)]],
         "the late commit's offsets reach the hand-over"
     );
     // The breaker closed again: the next append follows, gapless.
-    let mut next = appender
-        .append(vec![event(&company, &["line:1"], None)])
-        .await;
-    for _ in 0..40 {
-        if next.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        next = appender
-            .append(vec![event(&company, &["line:1"], None)])
-            .await;
-    }
+    let next = append_once_open(&appender, &company).await;
     assert_eq!(next.expect("after the breaker closed")[0].offsets[0].1, 3);
     blocker.close().await;
     drop(appender);
     drop(store);
     common::drop_postgres(&url).await;
+}
+
+/// The same where it matters most: the COMMIT itself stalls. A private
+/// PostgreSQL with `synchronous_commit = on` and a synchronous standby
+/// that does not exist holds every COMMIT until the setting is cleared;
+/// the writer gives up after 5 s, then the commit goes through, and the
+/// request's hand-over still gets its offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_stalls_past_the_writers_patience_is_still_handed_over() {
+    use common::private_pg::PrivatePg;
+    let pg = tokio::task::spawn_blocking(PrivatePg::start)
+        .await
+        .expect("private postgres");
+    let url = pg.url();
+    ddl(&url, "ALTER DATABASE postgres SET synchronous_commit = on").await;
+    let (store, appender, company) = writer_with_one_event(&url).await;
+
+    let standby = |names: &'static str| {
+        let url = url.clone();
+        async move {
+            let sql = match names {
+                "" => "ALTER SYSTEM RESET synchronous_standby_names".to_string(),
+                n => format!("ALTER SYSTEM SET synchronous_standby_names = '{n}'"),
+            };
+            ddl(&url, &sql).await;
+            ddl(&url, "SELECT pg_reload_conf()").await;
+            // Backends read the new setting before their next command.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    standby("nobody").await;
+    let (handed, record) = recorder();
+    let answer = appender
+        .submit(vec![event(&company, &["line:1"], None)], Some(record))
+        .await
+        .expect("queued")
+        .await;
+    assert!(
+        matches!(answer, Err(store::StoreError::Unavailable(_))),
+        "not known to be stored while the commit stalls: {answer:?}"
+    );
+    assert!(
+        handed.lock().expect("lock").is_empty(),
+        "nothing handed over yet"
+    );
+
+    standby("").await;
+    until_handed(&handed).await;
+    assert_eq!(
+        *handed.lock().expect("lock"),
+        vec![vec![("line:1".to_string(), 2)]],
+        "the stalled commit went through and was handed over"
+    );
+    let next = append_once_open(&appender, &company).await;
+    assert_eq!(next.expect("after the stall")[0].offsets[0].1, 3);
+    drop(appender);
+    drop(store);
+    drop(pg);
 }
 
 /// One batch carrying several rooms, keyless events and a key repeated
@@ -888,6 +916,65 @@ async fn an_append_cancelled_while_it_waits_commits_later_and_leaves_no_gap() {
     blocker.close().await;
     drop(store);
     common::drop_postgres(&url).await;
+}
+
+/// A migrated store at `url` with its log writer, and a new company whose
+/// `line:1` already holds offset 1.
+async fn writer_with_one_event(url: &str) -> (Arc<dyn Store>, store::batch::Appender, String) {
+    let store = store::connect(url).await.expect("store");
+    store.migrate().await.expect("migrations");
+    let appender = store::batch::Appender::new(store.clone(), &switchyard::tasks::Tasks::new());
+    let company = common::unique("c");
+    let first = appender
+        .append(vec![event(&company, &["line:1"], None)])
+        .await;
+    assert_eq!(first.expect("first")[0].offsets[0].1, 1);
+    (store, appender, company)
+}
+
+/// Per hand-over, the offsets it was given.
+type Handed = Arc<std::sync::Mutex<Vec<Vec<(String, i64)>>>>;
+
+/// A hand-over that records the offsets it gets.
+fn recorder() -> (Handed, store::batch::OnCommit) {
+    let handed: Handed = Arc::default();
+    let record: store::batch::OnCommit = Box::new({
+        let handed = handed.clone();
+        move |appended| {
+            let mut handed = handed.lock().expect("lock");
+            handed.extend(appended.iter().map(|a| a.offsets.clone()));
+        }
+    });
+    (handed, record)
+}
+
+/// Waits (at most 10 s) until a hand-over recorded something.
+async fn until_handed(handed: &Handed) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while handed.lock().expect("lock").is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Appends one event to `line:1`, retrying (at most 10 s) while the
+/// writer's breaker is still open.
+async fn append_once_open(
+    appender: &store::batch::Appender,
+    company: &str,
+) -> Result<Vec<store::Appended>, store::StoreError> {
+    let mut next = appender
+        .append(vec![event(company, &["line:1"], None)])
+        .await;
+    for _ in 0..40 {
+        if next.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        next = appender
+            .append(vec![event(company, &["line:1"], None)])
+            .await;
+    }
+    next
 }
 
 /// Another session holding a room's counter row: appends to the room wait
