@@ -273,3 +273,71 @@ async fn a_hot_document_answers_every_waiter_when_postgres_stops_and_versions_co
         node.stop().await;
     }
 }
+
+/// An update whose COMMIT stalls past the node's 5 s: a private
+/// PostgreSQL with `synchronous_commit = on` and a synchronous standby that
+/// does not exist holds every COMMIT until the setting is cleared. The
+/// writer is told UNAVAILABLE; when the COMMIT goes through, the other
+/// subscriber still gets `document:updated` for the version it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_commit_that_stalls_past_the_turn_timeout_is_still_announced() {
+    let pg = tokio::task::spawn_blocking(PrivatePg::start).await.unwrap();
+    let run = |sql: String| {
+        let url = pg.url();
+        async move {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&url)
+                .await
+                .expect("postgres");
+            sqlx::query(&sql).execute(&pool).await.expect("statement");
+            pool.close().await;
+        }
+    };
+    run("ALTER DATABASE postgres SET synchronous_commit = on".into()).await;
+    let app = common::spawn_app(&pg.url(), &[]).await;
+    let company = common::unique("stall");
+    let mut writer =
+        Client::with_token(&app.url(), &app.token("s1", &company, Role::Supervisor)).await;
+    writer.expect("session").await;
+    let mut reader =
+        Client::with_token(&app.url(), &app.token("o1", &company, Role::Operator)).await;
+    reader.expect("session").await;
+    for c in [&mut writer, &mut reader] {
+        let ack = c
+            .emit_with_ack("subscribe", json!({ "room": "document:order:7" }))
+            .await;
+        assert_eq!(ack["rooms"], json!(["document:order:7"]));
+    }
+    let update = |base: i64, note: &str| json!({ "type": "order", "id": "7", "baseVersion": base, "changes": { "notes": note } });
+    let first = writer
+        .emit_with_ack("document:update", update(0, "one"))
+        .await;
+    assert_eq!(first["version"], 1, "{first}");
+    reader.expect("document:updated").await;
+
+    run("ALTER SYSTEM SET synchronous_standby_names = 'nobody'".into()).await;
+    run("SELECT pg_reload_conf()".into()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stalled = writer
+        .emit_with_ack("document:update", update(1, "two"))
+        .await;
+    assert_eq!(stalled["ok"], false, "{stalled}");
+    assert_eq!(stalled["error"]["code"], "UNAVAILABLE", "{stalled}");
+
+    run("ALTER SYSTEM RESET synchronous_standby_names".into()).await;
+    run("SELECT pg_reload_conf()".into()).await;
+    let announced =
+        tokio::time::timeout(Duration::from_secs(10), reader.expect("document:updated"))
+            .await
+            .expect("the stalled version is announced once it commits")
+            .remove(0);
+    assert_eq!(announced["version"], 2, "{announced}");
+    assert_eq!(
+        announced["changes"],
+        json!({ "notes": "two" }),
+        "{announced}"
+    );
+    drop(app);
+    drop(pg);
+}

@@ -29,14 +29,27 @@ struct Plan {
     conflict: Option<Value>,
 }
 
-/// An update waiting for its document's turn.
-pub(super) struct Queued {
+/// What a turn needs of one update.
+#[derive(Clone)]
+struct Job {
     doc: DocRef,
     author: String,
     /// The scoped `clientMutationId`.
     mutation_key: Option<String>,
     req: UpdateRequest,
+}
+
+/// An update waiting for its document's turn.
+pub(super) struct Queued {
+    job: Job,
     reply: oneshot::Sender<AppResult<Updated>>,
+}
+
+/// One document's updates as a turn takes them (without their replies:
+/// the turn runs on a task of its own, see [`Documents::apply`]).
+struct Turn {
+    key: DocKey,
+    jobs: Vec<Job>,
 }
 
 /// Should a turn panic, its documents' waiters are told instead of waiting
@@ -77,13 +90,15 @@ impl Documents {
         let key = doc.key(writer.company_id);
         let (reply, answer) = oneshot::channel();
         let item = Queued {
-            doc: doc.clone(),
-            author: writer.author.to_string(),
-            mutation_key: req
-                .mutation_id
-                .as_ref()
-                .map(|id| format!("{}:{id}", writer.mutation_scope)),
-            req: req.clone(),
+            job: Job {
+                doc: doc.clone(),
+                author: writer.author.to_string(),
+                mutation_key: req
+                    .mutation_id
+                    .as_ref()
+                    .map(|id| format!("{}:{id}", writer.mutation_scope)),
+                req: req.clone(),
+            },
             reply,
         };
         if self.hot.push(&key, item) {
@@ -195,12 +210,69 @@ impl Documents {
     }
 
     /// One turn under the breaker: refused at once while the database is
-    /// known to be down, given up after [`TURN_TIMEOUT`].
+    /// known to be down, given up after [`TURN_TIMEOUT`]. Giving up does
+    /// not stop a COMMIT the database already has: the turn runs on a task
+    /// of its own, and if it commits after all, its new versions are
+    /// announced then (their writers were told UNAVAILABLE; without this
+    /// the others saw them only at the next update or on reconnect).
     async fn apply(&self, groups: &[Group], wait: LockWait) -> AppResult<Turned> {
-        self.breaker
-            .run(TURN_TIMEOUT, self.turn(groups, wait))
-            .await
-            .map_err(store_error)
+        self.breaker.check().map_err(store_error)?;
+        let turns: Vec<Turn> = groups
+            .iter()
+            .map(|g| Turn {
+                key: g.key.clone(),
+                jobs: g.items.iter().map(|q| q.job.clone()).collect(),
+            })
+            .collect();
+        let (done, mut result) = oneshot::channel();
+        let this = self.clone();
+        self.tasks.spawn_until_done(async move {
+            let turned = this.turn(&turns, wait).await;
+            let _ = done.send((turns, turned));
+        });
+        let mut finished = false;
+        let waited = self
+            .breaker
+            .run(TURN_TIMEOUT, async {
+                let answer = (&mut result).await;
+                finished = true;
+                match answer {
+                    Ok((_, turned)) => turned,
+                    Err(_) => Err(StoreError::Corrupt(
+                        "the document turn ended without an answer".into(),
+                    )),
+                }
+            })
+            .await;
+        if waited.is_err() && !finished {
+            let this = self.clone();
+            self.tasks.spawn_until_done(async move {
+                if let Ok((turns, Ok(turned))) = result.await {
+                    this.announce_late(&turns, turned).await;
+                }
+            });
+        }
+        waited.map_err(store_error)
+    }
+
+    /// `document:updated` for the versions a turn given up on wrote after
+    /// all, to everyone in each document's room.
+    async fn announce_late(&self, turns: &[Turn], turned: Turned) {
+        tracing::warn!(
+            "a document turn given up on committed after all; announcing its versions now"
+        );
+        for (turn, outcomes) in turns.iter().zip(turned) {
+            for (job, outcome) in turn.jobs.iter().zip(outcomes.into_iter().flatten()) {
+                if let Ok(Updated {
+                    updated: Some(updated),
+                    ..
+                }) = outcome
+                {
+                    self.announce(&turn.key.company_id, &job.doc, updated, None)
+                        .await;
+                }
+            }
+        }
     }
 
     /// One turn: lock the documents, merge each one's updates in order
@@ -208,12 +280,12 @@ impl Documents {
     /// mutation result at once. An update refused (future base, size,
     /// schema) writes nothing; a retry of a mutation id answers with its
     /// first result.
-    async fn turn(&self, groups: &[Group], wait: LockWait) -> Result<Turned, StoreError> {
+    async fn turn(&self, groups: &[Turn], wait: LockWait) -> Result<Turned, StoreError> {
         let wanted: Vec<Wanted> = groups
             .iter()
             .map(|g| {
                 let mut keys: Vec<String> = Vec::new();
-                for item in &g.items {
+                for item in &g.jobs {
                     if let Some(k) = &item.mutation_key
                         && !keys.contains(k)
                     {
@@ -239,7 +311,7 @@ impl Documents {
                 )));
             };
             next = i + 1;
-            let (outcomes, commit) = self.decide(held, &groups[i].items);
+            let (outcomes, commit) = self.decide(held, &groups[i].jobs);
             turned[i] = Some(outcomes);
             commits.push(commit);
         }
@@ -248,7 +320,7 @@ impl Documents {
     }
 
     /// What one held document's updates decide, in order.
-    fn decide(&self, held: &Held, items: &[Queued]) -> (Vec<AppResult<Updated>>, DocCommit) {
+    fn decide(&self, held: &Held, items: &[Job]) -> (Vec<AppResult<Updated>>, DocCommit) {
         let mut state = held.current.clone();
         let mut commit = DocCommit::default();
         let mut outcomes = Vec::with_capacity(items.len());
