@@ -833,12 +833,8 @@ async fn connect_positions_fail_each_read_when_the_database_cannot_answer() {
 /// append and is not used again; the next append takes a healthy one.
 #[tokio::test]
 async fn an_append_whose_kept_connection_died_fails_alone() {
-    let url = common::fresh_postgres("sy_kept_conn_").await;
-    let store = store::connect(&url).await.expect("store");
-    store.migrate().await.expect("migrations");
-    let company = common::unique("c");
+    let (url, store, company) = store_with_one_event("sy_kept_conn_").await;
     let append = || store.append(vec![event(&company, &["line:1"], None)]);
-    assert_eq!(append().await.expect("first")[0].offsets[0].1, 1);
     // Only the backend that ran the append: the pool's others stay healthy.
     ddl(
         &url,
@@ -868,12 +864,8 @@ async fn an_append_whose_kept_connection_died_fails_alone() {
 /// gapless and the appends after it go through.
 #[tokio::test]
 async fn an_append_cancelled_while_it_waits_commits_later_and_leaves_no_gap() {
-    let url = common::fresh_postgres("sy_kept_cancel_").await;
-    let store = store::connect(&url).await.expect("store");
-    store.migrate().await.expect("migrations");
-    let company = common::unique("c");
+    let (url, store, company) = store_with_one_event("sy_kept_cancel_").await;
     let append = || store.append(vec![event(&company, &["line:1"], None)]);
-    assert_eq!(append().await.expect("first")[0].offsets[0].1, 1);
     // Another session holds the room's counter row: the next append waits.
     let (blocker, held) = hold_counter_row(&url, &company, "line:1").await;
     let given_up = tokio::time::timeout(Duration::from_millis(300), append()).await;
@@ -916,6 +908,18 @@ async fn an_append_cancelled_while_it_waits_commits_later_and_leaves_no_gap() {
     blocker.close().await;
     drop(store);
     common::drop_postgres(&url).await;
+}
+
+/// A fresh PostgreSQL database, its migrated store, and a new company
+/// whose `line:1` already holds offset 1.
+async fn store_with_one_event(prefix: &str) -> (String, Arc<dyn Store>, String) {
+    let url = common::fresh_postgres(prefix).await;
+    let store = store::connect(&url).await.expect("store");
+    store.migrate().await.expect("migrations");
+    let company = common::unique("c");
+    let first = store.append(vec![event(&company, &["line:1"], None)]).await;
+    assert_eq!(first.expect("first")[0].offsets[0].1, 1);
+    (url, store, company)
 }
 
 /// A migrated store at `url` with its log writer, and a new company whose
