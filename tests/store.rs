@@ -445,15 +445,7 @@ async fn a_transaction_the_writer_gave_up_on_is_handed_over_when_it_commits() {
     );
 
     held.rollback().await.expect("release the row");
-    until_handed(&handed).await;
-    assert_eq!(
-        *handed.lock().expect("lock"),
-        vec![vec![("line:1".to_string(), 2)]],
-        "the late commit's offsets reach the hand-over"
-    );
-    // The breaker closed again: the next append follows, gapless.
-    let next = append_once_open(&appender, &company).await;
-    assert_eq!(next.expect("after the breaker closed")[0].offsets[0].1, 3);
+    late_offset_2_then_3(&handed, &appender, &company).await;
     blocker.close().await;
     drop(appender);
     drop(store);
@@ -505,14 +497,7 @@ async fn a_commit_that_stalls_past_the_writers_patience_is_still_handed_over() {
     );
 
     standby("").await;
-    until_handed(&handed).await;
-    assert_eq!(
-        *handed.lock().expect("lock"),
-        vec![vec![("line:1".to_string(), 2)]],
-        "the stalled commit went through and was handed over"
-    );
-    let next = append_once_open(&appender, &company).await;
-    assert_eq!(next.expect("after the stall")[0].offsets[0].1, 3);
+    late_offset_2_then_3(&handed, &appender, &company).await;
     drop(appender);
     drop(store);
     drop(pg);
@@ -958,6 +943,19 @@ async fn until_handed(handed: &Handed) {
     while handed.lock().expect("lock").is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// After a late commit: its hand-over got offset 2 of `line:1`, and once
+/// the breaker closed again the next append follows, gapless, with 3.
+async fn late_offset_2_then_3(handed: &Handed, appender: &store::batch::Appender, company: &str) {
+    until_handed(handed).await;
+    assert_eq!(
+        *handed.lock().expect("lock"),
+        vec![vec![("line:1".to_string(), 2)]],
+        "the late commit went through and was handed over"
+    );
+    let next = append_once_open(appender, company).await;
+    assert_eq!(next.expect("after the breaker closed")[0].offsets[0].1, 3);
 }
 
 /// Appends one event to `line:1`, retrying (at most 10 s) while the

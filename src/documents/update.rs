@@ -14,12 +14,14 @@ use super::{Documents, Updated, Writer, bounds, lww, store_error, view};
 use crate::domain::now_ms;
 use crate::error::{AppError, AppResult, Code};
 use crate::store::StoreError;
+use crate::store::breaker::Unfinished;
 use crate::store::documents::{
     DocCommit, DocKey, DocumentWrite, Held, LockWait, StoredDocument, Wanted,
 };
 
-/// A turn taking longer is given up (its transaction rolled back) and the
-/// database treated as down: its waiters must not hang on a dead link.
+/// A turn taking longer is given up and the database treated as down: its
+/// waiters must not hang on a dead link. (A COMMIT the database already has
+/// may still land; [`Documents::apply`] announces it then.)
 const TURN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What an update decided while holding the lock.
@@ -216,7 +218,6 @@ impl Documents {
     /// announced then (their writers were told UNAVAILABLE; without this
     /// the others saw them only at the next update or on reconnect).
     async fn apply(&self, groups: &[Group], wait: LockWait) -> AppResult<Turned> {
-        self.breaker.check().map_err(store_error)?;
         let turns: Vec<Turn> = groups
             .iter()
             .map(|g| Turn {
@@ -224,35 +225,27 @@ impl Documents {
                 jobs: g.items.iter().map(|q| q.job.clone()).collect(),
             })
             .collect();
-        let (done, mut result) = oneshot::channel();
         let this = self.clone();
-        self.tasks.spawn_until_done(async move {
-            let turned = this.turn(&turns, wait).await;
-            let _ = done.send((turns, turned));
-        });
-        let mut finished = false;
         let waited = self
             .breaker
-            .run(TURN_TIMEOUT, async {
-                let answer = (&mut result).await;
-                finished = true;
-                match answer {
-                    Ok((_, turned)) => turned,
-                    Err(_) => Err(StoreError::Corrupt(
-                        "the document turn ended without an answer".into(),
-                    )),
-                }
+            .run_to_end(TURN_TIMEOUT, async move {
+                let turned = this.turn(&turns, wait).await?;
+                Ok((turns, turned))
             })
             .await;
-        if waited.is_err() && !finished {
-            let this = self.clone();
-            self.tasks.spawn_until_done(async move {
-                if let Ok((turns, Ok(turned))) = result.await {
-                    this.announce_late(&turns, turned).await;
-                }
-            });
+        match waited {
+            Ok((_, turned)) => Ok(turned),
+            Err(Unfinished::Failed(e)) => Err(store_error(e)),
+            Err(Unfinished::GivenUp(e, late)) => {
+                let this = self.clone();
+                self.tasks.spawn_until_done(async move {
+                    if let Ok(Ok((turns, turned))) = late.await {
+                        this.announce_late(&turns, turned).await;
+                    }
+                });
+                Err(store_error(e))
+            }
         }
-        waited.map_err(store_error)
     }
 
     /// `document:updated` for the versions a turn given up on wrote after

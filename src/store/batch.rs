@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::breaker::Breaker;
+use super::breaker::{Breaker, Unfinished};
 use super::{Appended, NewEvent, Store, StoreError};
 use crate::tasks::Tasks;
 
@@ -186,7 +186,7 @@ async fn write(
         .iter()
         .flat_map(|r| r.events.iter().cloned())
         .collect();
-    match append(store, breaker, tasks, all).await {
+    match append(store, breaker, all).await {
         Ok(results) => {
             let mut results = results.into_iter();
             requests
@@ -195,7 +195,7 @@ async fn write(
                 .map(|(request, n)| (request, Ok(results.by_ref().take(n).collect())))
                 .collect()
         }
-        Err(Failed::Abandoned(e, late)) => {
+        Err(Unfinished::GivenUp(e, late)) => {
             let mut requests = requests;
             hand_over_late(tasks, late, &mut requests);
             requests
@@ -203,21 +203,19 @@ async fn write(
                 .map(|r| (r, Err(not_known(&e))))
                 .collect()
         }
-        Err(Failed::Refused(e)) if requests.len() == 1 => {
+        Err(Unfinished::Failed(e)) if requests.len() == 1 => {
             requests.into_iter().zip([Err(e)]).collect()
         }
-        Err(Failed::Refused(e)) if breaker.check().is_err() => refuse(requests, &e),
-        Err(Failed::Refused(_)) => {
+        Err(Unfinished::Failed(e)) if breaker.check().is_err() => refuse(requests, &e),
+        Err(Unfinished::Failed(_)) => {
             let mut answered = Vec::with_capacity(requests.len());
             for mut request in requests {
                 let result = match breaker.check() {
                     Ok(()) => {
-                        match append(store, breaker, tasks, std::mem::take(&mut request.events))
-                            .await
-                        {
+                        match append(store, breaker, std::mem::take(&mut request.events)).await {
                             Ok(results) => Ok(results),
-                            Err(Failed::Refused(e)) => Err(e),
-                            Err(Failed::Abandoned(e, late)) => {
+                            Err(Unfinished::Failed(e)) => Err(e),
+                            Err(Unfinished::GivenUp(e, late)) => {
                                 hand_over_late(tasks, late, std::slice::from_mut(&mut request));
                                 Err(not_known(&e))
                             }
@@ -239,7 +237,7 @@ async fn write(
 /// Later transactions of the same rooms wait for this one's row locks, so
 /// it commits first; its hand-over may still come after theirs, and
 /// members take the offsets they already passed for duplicates.
-fn hand_over_late(tasks: &Tasks, late: Abandoned, requests: &mut [Request]) {
+fn hand_over_late(tasks: &Tasks, late: Late, requests: &mut [Request]) {
     let hand_overs: Vec<(usize, Option<OnCommit>)> = requests
         .iter_mut()
         .map(|r| (r.events.len(), r.on_commit.take()))
@@ -275,53 +273,21 @@ async fn answer(mut answers: mpsc::Receiver<Answers>) {
     }
 }
 
-/// A transaction the writer stopped waiting for (timeout, outage): it runs
-/// on, and may still commit.
-type Abandoned = oneshot::Receiver<Result<Vec<Appended>, StoreError>>;
-
-/// Why an append has no result.
-enum Failed {
-    /// The transaction ended without committing.
-    Refused(StoreError),
-    /// The writer stopped waiting; the transaction may still commit.
-    Abandoned(StoreError, Abandoned),
-}
+/// The result of a transaction the writer stopped waiting for (timeout,
+/// outage): it runs on, and may still commit.
+type Late = tokio::sync::oneshot::Receiver<Result<Vec<Appended>, StoreError>>;
 
 /// One transaction, bounded in time; an outage opens the breaker. It runs
-/// on a task of its own: a statement the database already has does not
-/// stop when the writer stops waiting for it, and the task says whether it
-/// committed in the end.
+/// to its end even when the writer stops waiting ([`Breaker::run_to_end`]).
 async fn append(
     store: &Arc<dyn Store>,
     breaker: &Arc<Breaker>,
-    tasks: &Tasks,
     batch: Vec<NewEvent>,
-) -> Result<Vec<Appended>, Failed> {
-    breaker.check().map_err(Failed::Refused)?;
+) -> Result<Vec<Appended>, Unfinished<Vec<Appended>>> {
     let store = store.clone();
-    let (done, mut result) = oneshot::channel();
-    // Until done, not until shutdown: a statement the database has is
-    // finished either way, and its result is wanted.
-    tasks.spawn_until_done(async move {
-        let _ = done.send(store.append(batch).await);
-    });
-    let mut finished = false;
-    let waited = breaker
-        .run(APPEND_TIMEOUT, async {
-            let answer = (&mut result).await;
-            finished = true;
-            answer.unwrap_or_else(|_| {
-                Err(StoreError::Corrupt(
-                    "the append ended without an answer".into(),
-                ))
-            })
-        })
-        .await;
-    match waited {
-        Ok(appended) => Ok(appended),
-        Err(e) if finished => Err(Failed::Refused(e)),
-        Err(e) => Err(Failed::Abandoned(e, result)),
-    }
+    breaker
+        .run_to_end(APPEND_TIMEOUT, async move { store.append(batch).await })
+        .await
 }
 
 /// The answer to a request whose transaction was abandoned: UNAVAILABLE,

@@ -1,5 +1,5 @@
 //! A circuit breaker for durable writes (the log's appends, and document
-//! turns through [`Breaker::run`]): while the database is known to be down,
+//! turns through [`Breaker::run_to_end`]): while the database is known to be down,
 //! writes are refused at once instead of each waiting out the pool's
 //! connection timeout (3 s, retried while connections are refused).
 //!
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use super::{Store, StoreError};
 use crate::tasks::Tasks;
@@ -31,6 +31,15 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// A write taking longer than this has the database probed (writes take
 /// milliseconds; a slow but healthy database answers the probe).
 const SUSPECT_AFTER: Duration = Duration::from_millis(250);
+
+/// Why [`Breaker::run_to_end`] has no result.
+pub enum Unfinished<T> {
+    /// The write ended without one (refused, failed): nothing committed.
+    Failed(StoreError),
+    /// The breaker stopped waiting; the write runs on and may still
+    /// commit: the receiver gets its result when it ends.
+    GivenUp(StoreError, oneshot::Receiver<Result<T, StoreError>>),
+}
 
 pub struct Breaker {
     store: Arc<dyn Store>,
@@ -66,7 +75,9 @@ impl Breaker {
 
     /// Runs one write: refused at once while open; given up after `limit`
     /// (a database that does not answer is down); a failure is judged by
-    /// [`Self::failed`]. Dropping `op` on the timeout rolls its transaction back.
+    /// [`Self::failed`]. Dropping `op` on the timeout rolls back a
+    /// transaction that has not reached its COMMIT; a statement or COMMIT
+    /// the database already has runs on (see [`Self::run_to_end`]).
     pub async fn run<T>(
         self: &Arc<Self>,
         limit: Duration,
@@ -85,6 +96,44 @@ impl Breaker {
             self.failed(e).await;
         }
         result
+    }
+
+    /// [`Self::run`] for a write whose end matters after nobody waits for
+    /// it: giving up does not stop a statement or COMMIT the database
+    /// already has, so `op` runs on a task of its own (until done, shutdown
+    /// included), and when the breaker gives up the caller gets the wait
+    /// for its result ([`Unfinished::GivenUp`]): it may still commit.
+    pub async fn run_to_end<T, F>(
+        self: &Arc<Self>,
+        limit: Duration,
+        op: F,
+    ) -> Result<T, Unfinished<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        self.check().map_err(Unfinished::Failed)?;
+        let (done, mut result) = oneshot::channel();
+        self.tasks.spawn_until_done(async move {
+            let _ = done.send(op.await);
+        });
+        let mut finished = false;
+        let waited = self
+            .run(limit, async {
+                let answer = (&mut result).await;
+                finished = true;
+                answer.unwrap_or_else(|_| {
+                    Err(StoreError::Corrupt(
+                        "the write ended without an answer".into(),
+                    ))
+                })
+            })
+            .await;
+        match waited {
+            Ok(value) => Ok(value),
+            Err(e) if finished => Err(Unfinished::Failed(e)),
+            Err(e) => Err(Unfinished::GivenUp(e, result)),
+        }
     }
 
     /// Resolves when the database is found down while a write waits: after
