@@ -466,21 +466,7 @@ async fn a_commit_that_stalls_past_the_writers_patience_is_still_handed_over() {
     let url = pg.url();
     ddl(&url, "ALTER DATABASE postgres SET synchronous_commit = on").await;
     let (store, appender, company) = writer_with_one_event(&url).await;
-
-    let standby = |names: &'static str| {
-        let url = url.clone();
-        async move {
-            let sql = match names {
-                "" => "ALTER SYSTEM RESET synchronous_standby_names".to_string(),
-                n => format!("ALTER SYSTEM SET synchronous_standby_names = '{n}'"),
-            };
-            ddl(&url, &sql).await;
-            ddl(&url, "SELECT pg_reload_conf()").await;
-            // Backends read the new setting before their next command.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    };
-    standby("nobody").await;
+    synchronous_standby(&url, "nobody").await;
     let (handed, record) = recorder();
     let answer = appender
         .submit(vec![event(&company, &["line:1"], None)], Some(record))
@@ -496,11 +482,110 @@ async fn a_commit_that_stalls_past_the_writers_patience_is_still_handed_over() {
         "nothing handed over yet"
     );
 
-    standby("").await;
+    synchronous_standby(&url, "").await;
     late_offset_2_then_3(&handed, &appender, &company).await;
     drop(appender);
     drop(store);
     drop(pg);
+}
+
+/// A COMMIT that went through on a connection that then ended: the
+/// backend is terminated while it waits for a synchronous standby that
+/// does not exist, when its transaction is committed locally and the
+/// client gets an error. The writer answers "not known to be stored";
+/// once the database answers again, the log shows the event, and it is
+/// handed over with its offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_connection_then_ends_is_found_in_the_log_and_handed_over() {
+    use common::private_pg::PrivatePg;
+    let pg = tokio::task::spawn_blocking(PrivatePg::start)
+        .await
+        .expect("private postgres");
+    let url = pg.url();
+    ddl(&url, "ALTER DATABASE postgres SET synchronous_commit = on").await;
+    let (store, appender, company) = writer_with_one_event(&url).await;
+    synchronous_standby(&url, "nobody").await;
+    let (handed, record) = recorder();
+    let answer = appender
+        .submit(vec![event(&company, &["line:1"], None)], Some(record))
+        .await
+        .expect("queued");
+    terminate_the_commit_waiting_for_the_standby(&url).await;
+    let answer = answer.await;
+    assert!(
+        matches!(answer, Err(store::StoreError::Unavailable(_))),
+        "not known to be stored when the connection ended: {answer:?}"
+    );
+    synchronous_standby(&url, "").await;
+    late_offset_2_then_3(&handed, &appender, &company).await;
+    drop(appender);
+    drop(store);
+    drop(pg);
+}
+
+/// Names the synchronous standbys ("" for none: commits stop waiting).
+async fn synchronous_standby(url: &str, names: &str) {
+    let sql = match names {
+        "" => "ALTER SYSTEM RESET synchronous_standby_names".to_string(),
+        n => format!("ALTER SYSTEM SET synchronous_standby_names = '{n}'"),
+    };
+    ddl(url, &sql).await;
+    ddl(url, "SELECT pg_reload_conf()").await;
+    // Backends read the new setting before their next command.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Terminates the backend whose COMMIT waits for a synchronous standby
+/// (waits at most 4 s for one to appear).
+async fn terminate_the_commit_waiting_for_the_standby(url: &str) {
+    let pool = sqlx::PgPool::connect(url).await.expect("postgres");
+    for _ in 0..80 {
+        let waiting: Vec<i32> =
+            sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+                .fetch_all(&pool)
+                .await
+                .expect("pg_stat_activity");
+        if let [pid] = waiting[..] {
+            let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .fetch_one(&pool)
+                .await
+                .expect("pg_terminate_backend");
+            assert!(done, "terminated the backend waiting for the standby");
+            pool.close().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no COMMIT waited for the standby");
+}
+
+/// What the log holds of given event ids (asked after an append whose
+/// connection ended mid-way): each stored event's rooms and offsets, and
+/// nothing for an id it never stored.
+#[tokio::test]
+async fn the_log_says_which_events_it_stored_and_where() {
+    for (backend, store) in common::stores().await {
+        let company = common::unique("c");
+        let one = event(&company, &["order:1", "company"], None);
+        let two = event(&company, &["company"], None);
+        let ids = vec![one.id.clone(), two.id.clone(), "never-stored".to_string()];
+        store.append(vec![one.clone(), two.clone()]).await.unwrap();
+        let mut rows = store.stored_offsets(&ids).await.unwrap();
+        rows.sort();
+        let mut expected = vec![
+            (one.id.clone(), "company".to_string(), 1),
+            (one.id.clone(), "order:1".to_string(), 1),
+            (two.id.clone(), "company".to_string(), 2),
+        ];
+        expected.sort();
+        assert_eq!(rows, expected, "{backend}");
+        let none = store
+            .stored_offsets(&["never-stored".to_string()])
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{backend}: {none:?}");
+    }
 }
 
 /// One batch carrying several rooms, keyless events and a key repeated

@@ -32,6 +32,11 @@
 //! commit it, after its callers were told "not known to be stored". So the
 //! transaction runs on a task of its own, and if it commits late its
 //! requests' [`OnCommit`]s still run, and their events reach the live feeds.
+//! A transaction whose connection ended mid-way (a restart, a terminated
+//! backend) may have committed too: its callers are told the same, and
+//! once the database answers again the log says whether its events are
+//! there ([`super::outcome`]). Such a failure is never retried request by
+//! request: the events may be stored, and the retry would fail on their ids.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -40,6 +45,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::breaker::{Breaker, Unfinished};
+use super::outcome;
 use super::{Appended, NewEvent, Store, StoreError};
 use crate::tasks::Tasks;
 
@@ -104,7 +110,12 @@ impl Appender {
         let (tx, rx) = mpsc::channel(4096);
         let (answers_tx, answers) = mpsc::channel(ANSWERS_WAITING);
         let breaker = Breaker::new(store.clone(), tasks.clone());
-        tasks.spawn(run(store, breaker.clone(), tasks.clone(), rx, answers_tx));
+        let writer = Writer {
+            store,
+            breaker: breaker.clone(),
+            tasks: tasks.clone(),
+        };
+        tasks.spawn(run(writer, rx, answers_tx));
         tasks.spawn(answer(answers));
         Self { tx, breaker }
     }
@@ -142,13 +153,14 @@ impl Appender {
     }
 }
 
-async fn run(
+/// What the writer writes with.
+struct Writer {
     store: Arc<dyn Store>,
     breaker: Arc<Breaker>,
     tasks: Tasks,
-    mut rx: mpsc::Receiver<Request>,
-    answers: mpsc::Sender<Answers>,
-) {
+}
+
+async fn run(writer: Writer, mut rx: mpsc::Receiver<Request>, answers: mpsc::Sender<Answers>) {
     while let Some(first) = rx.recv().await {
         let mut requests = vec![first];
         let mut events = requests[0].events.len();
@@ -161,7 +173,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let answered = write(&store, &breaker, &tasks, requests).await;
+        let answered = write(&writer, requests).await;
         // Closed only when the answering task was cancelled at shutdown,
         // when no request waits any more.
         if answers.send(answered).await.is_err() {
@@ -172,12 +184,8 @@ async fn run(
 
 /// Writes one group of requests in one transaction, or request by request
 /// if that fails for a reason other than an outage.
-async fn write(
-    store: &Arc<dyn Store>,
-    breaker: &Arc<Breaker>,
-    tasks: &Tasks,
-    requests: Vec<Request>,
-) -> Answers {
+async fn write(ctx: &Writer, requests: Vec<Request>) -> Answers {
+    let breaker = &ctx.breaker;
     if let Err(e) = breaker.check() {
         return refuse(requests, &e);
     }
@@ -186,7 +194,7 @@ async fn write(
         .iter()
         .flat_map(|r| r.events.iter().cloned())
         .collect();
-    match append(store, breaker, all).await {
+    match append(ctx, all).await {
         Ok(results) => {
             let mut results = results.into_iter();
             requests
@@ -195,13 +203,9 @@ async fn write(
                 .map(|(request, n)| (request, Ok(results.by_ref().take(n).collect())))
                 .collect()
         }
-        Err(Unfinished::GivenUp(e, late)) => {
-            let mut requests = requests;
-            hand_over_late(tasks, late, &mut requests);
-            requests
-                .into_iter()
-                .map(|r| (r, Err(not_known(&e))))
-                .collect()
+        Err(unfinished @ Unfinished::GivenUp(..)) => unknown(ctx, unfinished, requests),
+        Err(Unfinished::Failed(e)) if e.outcome_unknown() => {
+            unknown(ctx, Unfinished::Failed(e), requests)
         }
         Err(Unfinished::Failed(e)) if requests.len() == 1 => {
             requests.into_iter().zip([Err(e)]).collect()
@@ -209,46 +213,73 @@ async fn write(
         Err(Unfinished::Failed(e)) if breaker.check().is_err() => refuse(requests, &e),
         Err(Unfinished::Failed(_)) => {
             let mut answered = Vec::with_capacity(requests.len());
-            for mut request in requests {
-                let result = match breaker.check() {
-                    Ok(()) => {
-                        match append(store, breaker, std::mem::take(&mut request.events)).await {
-                            Ok(results) => Ok(results),
-                            Err(Unfinished::Failed(e)) => Err(e),
-                            Err(Unfinished::GivenUp(e, late)) => {
-                                hand_over_late(tasks, late, std::slice::from_mut(&mut request));
-                                Err(not_known(&e))
-                            }
-                        }
+            for request in requests {
+                if let Err(e) = breaker.check() {
+                    answered.push((request, Err(e)));
+                    continue;
+                }
+                match append(ctx, request.events.clone()).await {
+                    Ok(results) => answered.push((request, Ok(results))),
+                    Err(Unfinished::Failed(e)) if !e.outcome_unknown() => {
+                        answered.push((request, Err(e)))
                     }
-                    Err(e) => Err(e),
-                };
-                answered.push((request, result));
+                    Err(unfinished) => answered.extend(unknown(ctx, unfinished, vec![request])),
+                }
             }
             answered
         }
     }
 }
 
-/// Hands the requests' events to their [`OnCommit`]s if the transaction
-/// the writer gave up on commits after all (their callers were told "not
-/// known to be stored"). Without it those events reached the live feeds
-/// only when a later event in the same room revealed the gap, or never.
-/// Later transactions of the same rooms wait for this one's row locks, so
-/// it commits first; its hand-over may still come after theirs, and
-/// members take the offsets they already passed for duplicates.
-fn hand_over_late(tasks: &Tasks, late: Late, requests: &mut [Request]) {
+/// Answers requests whose transaction has no known outcome (given up on,
+/// or its connection ended mid-way) with "not known to be stored", and
+/// hands their events to their [`OnCommit`]s if it committed after all
+/// ([`outcome`]). Later transactions of the same rooms wait for this one's
+/// row locks, so it commits first; its hand-over may still come after
+/// theirs, and members take the offsets they already passed for duplicates.
+fn unknown(
+    ctx: &Writer,
+    unfinished: Unfinished<Vec<Appended>>,
+    mut requests: Vec<Request>,
+) -> Answers {
+    let (e, late): (StoreError, outcome::Late) = match unfinished {
+        Unfinished::GivenUp(e, late) => (
+            e,
+            Box::pin(async move {
+                late.await.unwrap_or_else(|_| {
+                    Err(StoreError::Corrupt(
+                        "the append ended without an answer".into(),
+                    ))
+                })
+            }),
+        ),
+        Unfinished::Failed(e) => {
+            let answer = not_known(&e);
+            (answer, Box::pin(std::future::ready(Err(e))))
+        }
+    };
+    let events: Vec<outcome::Placement> = requests
+        .iter()
+        .flat_map(|r| outcome::placements(&r.events))
+        .collect();
     let hand_overs: Vec<(usize, Option<OnCommit>)> = requests
         .iter_mut()
         .map(|r| (r.events.len(), r.on_commit.take()))
         .collect();
-    tasks.spawn_until_done(async move {
-        let Ok(Ok(appended)) = late.await else {
+    let committed = outcome::committed(
+        late,
+        events,
+        ctx.store.clone(),
+        ctx.breaker.clone(),
+        ctx.tasks.child_token(),
+    );
+    ctx.tasks.spawn_until_done(async move {
+        let Some(appended) = committed.await else {
             return;
         };
         tracing::warn!(
             events = appended.len(),
-            "an append the log writer gave up on committed after all; handing its events to the live feeds now"
+            "an append whose callers were told \"not known to be stored\" committed after all; handing its events to the live feeds now"
         );
         let mut appended = appended.into_iter();
         for (n, on_commit) in hand_overs {
@@ -261,6 +292,10 @@ fn hand_over_late(tasks: &Tasks, late: Late, requests: &mut [Request]) {
             }
         }
     });
+    requests
+        .into_iter()
+        .map(|r| (r, Err(not_known(&e))))
+        .collect()
 }
 
 /// Answers each committed group in commit order (see the module's
@@ -273,19 +308,14 @@ async fn answer(mut answers: mpsc::Receiver<Answers>) {
     }
 }
 
-/// The result of a transaction the writer stopped waiting for (timeout,
-/// outage): it runs on, and may still commit.
-type Late = tokio::sync::oneshot::Receiver<Result<Vec<Appended>, StoreError>>;
-
 /// One transaction, bounded in time; an outage opens the breaker. It runs
 /// to its end even when the writer stops waiting ([`Breaker::run_to_end`]).
 async fn append(
-    store: &Arc<dyn Store>,
-    breaker: &Arc<Breaker>,
+    ctx: &Writer,
     batch: Vec<NewEvent>,
 ) -> Result<Vec<Appended>, Unfinished<Vec<Appended>>> {
-    let store = store.clone();
-    breaker
+    let store = ctx.store.clone();
+    ctx.breaker
         .run_to_end(APPEND_TIMEOUT, async move { store.append(batch).await })
         .await
 }

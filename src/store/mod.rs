@@ -25,6 +25,7 @@ pub mod cursor_batch;
 pub mod documents;
 pub mod history;
 pub mod ops;
+pub mod outcome;
 mod postgres_commands;
 mod postgres_documents;
 mod postgres_history;
@@ -80,6 +81,25 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+}
+
+impl StoreError {
+    /// The connection ended while the database may have been running the
+    /// request, its COMMIT included: the server shut down or restarted, the
+    /// backend was terminated, the link broke. What was sent may have
+    /// committed; only the database can say ([`outcome`]).
+    pub fn outcome_unknown(&self) -> bool {
+        use sqlx::Error as E;
+        match self {
+            Self::Db(E::Io(_) | E::Tls(_) | E::WorkerCrashed | E::Protocol(_)) => true,
+            // Connection exceptions (08xxx) and the server shutting down,
+            // crashing or restarting (57P01-57P03).
+            Self::Db(E::Database(db)) => db.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        }
+    }
 }
 
 /// A durable event to append to one or more room logs.
@@ -169,6 +189,13 @@ pub trait Store:
         limit: i64,
         now: i64,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// `(event id, room, offset)` of each of `event_ids` in the log: what
+    /// an append whose outcome is unknown wrote, if anything ([`outcome`]).
+    async fn stored_offsets(
+        &self,
+        event_ids: &[String],
+    ) -> Result<Vec<(String, String, i64)>, StoreError>;
 
     /// The last offset handed out in `room` (0 when none).
     async fn head_offset(&self, company_id: &str, room: &str) -> Result<i64, StoreError>;

@@ -194,6 +194,18 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn stored_offsets(
+        &self,
+        event_ids: &[String],
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            r#"SELECT event_id, room, "offset" FROM event_rooms WHERE event_id = ANY($1)"#,
+        )
+        .bind(event_ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn head_offset(&self, company_id: &str, room: &str) -> Result<i64, StoreError> {
         let head: Option<i64> = sqlx::query_scalar(
             "SELECT last_offset FROM room_offsets WHERE company_id = $1 AND room = $2",

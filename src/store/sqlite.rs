@@ -216,6 +216,21 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn stored_offsets(
+        &self,
+        event_ids: &[String],
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let ids = serde_json::to_string(event_ids)
+            .map_err(|e| StoreError::Corrupt(format!("event ids: {e}")))?;
+        Ok(sqlx::query_as(
+            r#"SELECT event_id, room, "offset" FROM event_rooms
+               WHERE event_id IN (SELECT value FROM json_each(?))"#,
+        )
+        .bind(ids)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
     async fn head_offset(&self, company_id: &str, room: &str) -> Result<i64, StoreError> {
         let head: Option<i64> = sqlx::query_scalar(
             "SELECT last_offset FROM room_offsets WHERE company_id = ? AND room = ?",
