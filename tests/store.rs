@@ -459,20 +459,9 @@ async fn a_transaction_the_writer_gave_up_on_is_handed_over_when_it_commits() {
 /// request's hand-over still gets its offsets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_stalls_past_the_writers_patience_is_still_handed_over() {
-    use common::private_pg::PrivatePg;
-    let pg = tokio::task::spawn_blocking(PrivatePg::start)
-        .await
-        .expect("private postgres");
-    let url = pg.url();
-    ddl(&url, "ALTER DATABASE postgres SET synchronous_commit = on").await;
-    let (store, appender, company) = writer_with_one_event(&url).await;
-    synchronous_standby(&url, "nobody").await;
+    let stalled = StalledCommits::start().await;
     let (handed, record) = recorder();
-    let answer = appender
-        .submit(vec![event(&company, &["line:1"], None)], Some(record))
-        .await
-        .expect("queued")
-        .await;
+    let answer = stalled.submit_one(record).await.await;
     assert!(
         matches!(answer, Err(store::StoreError::Unavailable(_))),
         "not known to be stored while the commit stalls: {answer:?}"
@@ -481,12 +470,7 @@ async fn a_commit_that_stalls_past_the_writers_patience_is_still_handed_over() {
         handed.lock().expect("lock").is_empty(),
         "nothing handed over yet"
     );
-
-    synchronous_standby(&url, "").await;
-    late_offset_2_then_3(&handed, &appender, &company).await;
-    drop(appender);
-    drop(store);
-    drop(pg);
+    stalled.release_then_offset_2_and_3(&handed).await;
 }
 
 /// A COMMIT that went through on a connection that then ended: the
@@ -497,30 +481,67 @@ async fn a_commit_that_stalls_past_the_writers_patience_is_still_handed_over() {
 /// handed over with its offset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_whose_connection_then_ends_is_found_in_the_log_and_handed_over() {
-    use common::private_pg::PrivatePg;
-    let pg = tokio::task::spawn_blocking(PrivatePg::start)
-        .await
-        .expect("private postgres");
-    let url = pg.url();
-    ddl(&url, "ALTER DATABASE postgres SET synchronous_commit = on").await;
-    let (store, appender, company) = writer_with_one_event(&url).await;
-    synchronous_standby(&url, "nobody").await;
+    let stalled = StalledCommits::start().await;
     let (handed, record) = recorder();
-    let answer = appender
-        .submit(vec![event(&company, &["line:1"], None)], Some(record))
-        .await
-        .expect("queued");
-    terminate_the_commit_waiting_for_the_standby(&url).await;
+    let answer = stalled.submit_one(record).await;
+    terminate_the_commit_waiting_for_the_standby(&stalled.url).await;
     let answer = answer.await;
     assert!(
         matches!(answer, Err(store::StoreError::Unavailable(_))),
         "not known to be stored when the connection ended: {answer:?}"
     );
-    synchronous_standby(&url, "").await;
-    late_offset_2_then_3(&handed, &appender, &company).await;
-    drop(appender);
-    drop(store);
-    drop(pg);
+    stalled.release_then_offset_2_and_3(&handed).await;
+}
+
+/// A private PostgreSQL whose COMMITs wait for a synchronous standby that
+/// does not exist, with a log writer that stored one event in `line:1`
+/// before the stall began.
+struct StalledCommits {
+    pg: common::private_pg::PrivatePg,
+    url: String,
+    store: Arc<dyn Store>,
+    appender: store::batch::Appender,
+    company: String,
+}
+
+impl StalledCommits {
+    async fn start() -> Self {
+        let pg = tokio::task::spawn_blocking(common::private_pg::PrivatePg::start)
+            .await
+            .expect("private postgres");
+        let url = pg.url();
+        ddl(&url, "ALTER DATABASE postgres SET synchronous_commit = on").await;
+        let (store, appender, company) = writer_with_one_event(&url).await;
+        synchronous_standby(&url, "nobody").await;
+        Self {
+            pg,
+            url,
+            store,
+            appender,
+            company,
+        }
+    }
+
+    /// Queues one event for `line:1` with `record` as its hand-over.
+    async fn submit_one(
+        &self,
+        record: store::batch::OnCommit,
+    ) -> impl Future<Output = Result<Vec<store::Appended>, store::StoreError>> {
+        self.appender
+            .submit(vec![event(&self.company, &["line:1"], None)], Some(record))
+            .await
+            .expect("queued")
+    }
+
+    /// Lets commits through again, then checks the stalled one was handed
+    /// over with offset 2 and the next append gets 3.
+    async fn release_then_offset_2_and_3(self, handed: &Handed) {
+        synchronous_standby(&self.url, "").await;
+        late_offset_2_then_3(handed, &self.appender, &self.company).await;
+        drop(self.appender);
+        drop(self.store);
+        drop(self.pg);
+    }
 }
 
 /// Names the synchronous standbys ("" for none: commits stop waiting).
