@@ -484,7 +484,10 @@ async fn a_commit_whose_connection_then_ends_is_found_in_the_log_and_handed_over
     let stalled = StalledCommits::start().await;
     let (handed, record) = recorder();
     let answer = stalled.submit_one(record).await;
-    terminate_the_commit_waiting_for_the_standby(&stalled.url).await;
+    assert!(
+        stalled.pg.end_the_waiting_commit().await,
+        "a COMMIT waited for the standby and was ended"
+    );
     let answer = answer.await;
     assert!(
         matches!(answer, Err(store::StoreError::Unavailable(_))),
@@ -498,7 +501,6 @@ async fn a_commit_whose_connection_then_ends_is_found_in_the_log_and_handed_over
 /// before the stall began.
 struct StalledCommits {
     pg: common::private_pg::PrivatePg,
-    url: String,
     store: Arc<dyn Store>,
     appender: store::batch::Appender,
     company: String,
@@ -509,13 +511,11 @@ impl StalledCommits {
         let pg = tokio::task::spawn_blocking(common::private_pg::PrivatePg::start)
             .await
             .expect("private postgres");
-        let url = pg.url();
-        ddl(&url, "ALTER DATABASE postgres SET synchronous_commit = on").await;
-        let (store, appender, company) = writer_with_one_event(&url).await;
-        synchronous_standby(&url, "nobody").await;
+        pg.commit_synchronously().await;
+        let (store, appender, company) = writer_with_one_event(&pg.url()).await;
+        pg.stall_commits(true).await;
         Self {
             pg,
-            url,
             store,
             appender,
             company,
@@ -536,49 +536,12 @@ impl StalledCommits {
     /// Lets commits through again, then checks the stalled one was handed
     /// over with offset 2 and the next append gets 3.
     async fn release_then_offset_2_and_3(self, handed: &Handed) {
-        synchronous_standby(&self.url, "").await;
+        self.pg.stall_commits(false).await;
         late_offset_2_then_3(handed, &self.appender, &self.company).await;
         drop(self.appender);
         drop(self.store);
         drop(self.pg);
     }
-}
-
-/// Names the synchronous standbys ("" for none: commits stop waiting).
-async fn synchronous_standby(url: &str, names: &str) {
-    let sql = match names {
-        "" => "ALTER SYSTEM RESET synchronous_standby_names".to_string(),
-        n => format!("ALTER SYSTEM SET synchronous_standby_names = '{n}'"),
-    };
-    ddl(url, &sql).await;
-    ddl(url, "SELECT pg_reload_conf()").await;
-    // Backends read the new setting before their next command.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-}
-
-/// Terminates the backend whose COMMIT waits for a synchronous standby
-/// (waits at most 4 s for one to appear).
-async fn terminate_the_commit_waiting_for_the_standby(url: &str) {
-    let pool = sqlx::PgPool::connect(url).await.expect("postgres");
-    for _ in 0..80 {
-        let waiting: Vec<i32> =
-            sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
-                .fetch_all(&pool)
-                .await
-                .expect("pg_stat_activity");
-        if let [pid] = waiting[..] {
-            let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-                .bind(pid)
-                .fetch_one(&pool)
-                .await
-                .expect("pg_terminate_backend");
-            assert!(done, "terminated the backend waiting for the standby");
-            pool.close().await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no COMMIT waited for the standby");
 }
 
 /// What the log holds of given event ids (asked after an append whose

@@ -10,6 +10,7 @@
 //! - [`view`]: the JSON shapes sent back and broadcast.
 //! - `hot`: updates of one document queued on this node, taken in one turn.
 //! - `writer`: runs the turns, many documents per transaction.
+//! - `unsure`: a turn whose connection ended mid-way: announced if the history shows it committed.
 //!
 //! The database arbitrates concurrent writers: an update holds the
 //! document's lock (see `store::documents`) from reading the current version
@@ -20,6 +21,7 @@ pub mod bounds;
 mod hot;
 pub mod lww;
 pub mod request;
+mod unsure;
 mod update;
 pub mod view;
 mod writer;

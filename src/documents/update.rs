@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::request::{DocRef, UpdateRequest};
+use super::unsure::{Unsure, Written};
 use super::{Documents, Updated, Writer, bounds, lww, store_error, view};
 use crate::domain::now_ms;
 use crate::error::{AppError, AppResult, Code};
@@ -77,6 +78,14 @@ pub(super) struct Group {
 /// What a turn did for each of its groups, in order: `None` for a
 /// document another writer held (left out by [`LockWait::SkipLocked`]).
 type Turned = Vec<Option<Vec<AppResult<Updated>>>>;
+
+/// How a turn's transaction ended.
+enum TurnEnd {
+    Committed(Turned),
+    /// Its connection ended while the database may have been committing
+    /// it ([`StoreError::outcome_unknown`]): what it would have written.
+    Unknown(Vec<Unsure>, StoreError),
+}
 
 impl Documents {
     /// Applies one update. Refusals (future base, size, schema) write nothing.
@@ -216,7 +225,9 @@ impl Documents {
     /// not stop a COMMIT the database already has: the turn runs on a task
     /// of its own, and if it commits after all, its new versions are
     /// announced then (their writers were told UNAVAILABLE; without this
-    /// the others saw them only at the next update or on reconnect).
+    /// the others saw them only at the next update or on reconnect). A
+    /// turn whose connection ended during its COMMIT is looked up in the
+    /// history once the database answers (`unsure`).
     async fn apply(&self, groups: &[Group], wait: LockWait) -> AppResult<Turned> {
         let turns: Vec<Turn> = groups
             .iter()
@@ -234,13 +245,26 @@ impl Documents {
             })
             .await;
         match waited {
-            Ok((_, turned)) => Ok(turned),
+            Ok((_, TurnEnd::Committed(turned))) => Ok(turned),
+            Ok((_, TurnEnd::Unknown(unsure, e))) => {
+                self.breaker.failed(&e).await;
+                let this = self.clone();
+                self.tasks
+                    .spawn_until_done(async move { this.announce_if_stored(unsure).await });
+                Err(store_error(StoreError::Unavailable(e.to_string())))
+            }
             Err(Unfinished::Failed(e)) => Err(store_error(e)),
             Err(Unfinished::GivenUp(e, late)) => {
                 let this = self.clone();
                 self.tasks.spawn_until_done(async move {
-                    if let Ok(Ok((turns, turned))) = late.await {
-                        this.announce_late(&turns, turned).await;
+                    match late.await {
+                        Ok(Ok((turns, TurnEnd::Committed(turned)))) => {
+                            this.announce_late(&turns, turned).await
+                        }
+                        Ok(Ok((_, TurnEnd::Unknown(unsure, _)))) => {
+                            this.announce_if_stored(unsure).await
+                        }
+                        _ => {}
                     }
                 });
                 Err(store_error(e))
@@ -273,7 +297,7 @@ impl Documents {
     /// mutation result at once. An update refused (future base, size,
     /// schema) writes nothing; a retry of a mutation id answers with its
     /// first result.
-    async fn turn(&self, groups: &[Turn], wait: LockWait) -> Result<Turned, StoreError> {
+    async fn turn(&self, groups: &[Turn], wait: LockWait) -> Result<TurnEnd, StoreError> {
         let wanted: Vec<Wanted> = groups
             .iter()
             .map(|g| {
@@ -294,6 +318,8 @@ impl Documents {
         let lock = self.store.lock_documents(wanted, wait).await?;
         let mut turned: Turned = groups.iter().map(|_| None).collect();
         let mut commits = Vec::with_capacity(lock.held().len());
+        // The group each commit is for.
+        let mut placed = Vec::with_capacity(lock.held().len());
         let mut next = 0;
         for held in lock.held() {
             // Held documents come in the order asked for, some left out.
@@ -307,9 +333,16 @@ impl Documents {
             let (outcomes, commit) = self.decide(held, &groups[i].jobs);
             turned[i] = Some(outcomes);
             commits.push(commit);
+            placed.push(i);
         }
-        lock.commit(&commits).await?;
-        Ok(turned)
+        match lock.commit(&commits).await {
+            Ok(()) => Ok(TurnEnd::Committed(turned)),
+            Err(e) if e.outcome_unknown() => {
+                let unsure = unsure(groups, &turned, placed.into_iter().zip(commits));
+                Ok(TurnEnd::Unknown(unsure, e))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// What one held document's updates decide, in order.
@@ -471,4 +504,33 @@ fn written(current: &StoredDocument, w: &DocumentWrite) -> StoredDocument {
         updated_by: w.updated_by.clone(),
         compacted_version: w.compacted_version,
     }
+}
+
+/// What each held document's versions of a turn would have been, with
+/// their announcements (in the order [`Documents::decide`] wrote them).
+fn unsure(
+    groups: &[Turn],
+    turned: &Turned,
+    commits: impl Iterator<Item = (usize, DocCommit)>,
+) -> Vec<Unsure> {
+    commits
+        .filter_map(|(i, commit)| {
+            let doc = groups[i].jobs.first()?.doc.clone();
+            let announced = turned[i]
+                .iter()
+                .flatten()
+                .filter_map(|o| o.as_ref().ok()?.updated.clone());
+            let written = commit
+                .writes
+                .iter()
+                .zip(announced)
+                .map(|(w, updated)| Written::new(w, updated))
+                .collect();
+            Some(Unsure {
+                key: groups[i].key.clone(),
+                doc,
+                written,
+            })
+        })
+        .collect()
 }

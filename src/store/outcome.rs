@@ -8,8 +8,9 @@
 //! them only when a later event of the same room reveals the gap, or never.
 //!
 //! A late result says so itself. A connection that ended leaves the log to
-//! say, once the database answers again; the events' ids are unique, so
-//! they are found or they were not stored. One exception: a backend the
+//! say, once the database answers again ([`once_answering`], which
+//! document turns use too); the events' ids are unique, so they are found
+//! or they were not stored. One exception: a backend the
 //! database has not noticed is gone (a broken link, not a restart) may
 //! still commit after the log was read; its events then reach members the
 //! other ways.
@@ -27,8 +28,9 @@ use super::{Appended, NewEvent, Store, StoreError};
 /// The end of an append nobody waits for any more.
 pub type Late = Pin<Box<dyn Future<Output = Result<Vec<Appended>, StoreError>> + Send>>;
 
-/// How long the log is asked for (the database may stay down): after that,
-/// members find the events by the gap or on reconnect.
+/// How long the database is waited for (it may stay down): after that,
+/// members find the events by the gap or on reconnect, and a document's
+/// version at the next update or on reconnect.
 const ASK_FOR: Duration = Duration::from_secs(300);
 
 /// Between two asks while the database does not answer.
@@ -58,30 +60,40 @@ pub async fn committed(
         Ok(appended) => Some(appended),
         Err(e) if e.outcome_unknown() => {
             tracing::warn!(error = %e, events = events.len(), "an append's connection ended mid-way; asking the log whether it committed");
-            tokio::select! {
-                found = tokio::time::timeout(ASK_FOR, from_log(&*store, &breaker, &events)) => found.ok().flatten(),
-                () = stop.cancelled() => None,
-            }
+            let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
+            let rows = once_answering(&breaker, stop, || store.stored_offsets(&ids)).await?;
+            recovered(&events, rows)
         }
         Err(_) => None,
     }
 }
 
-async fn from_log(
-    store: &dyn Store,
+/// `ask`'s answer once the database answers again (the breaker's own
+/// probe closed it), asked again while it fails. `None` at shutdown
+/// (`stop`) or after [`ASK_FOR`].
+pub async fn once_answering<T, F, Fut>(
     breaker: &Breaker,
-    events: &[Placement],
-) -> Option<Vec<Appended>> {
-    let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
-    loop {
-        // Closed again: the database answers (the breaker's own probe).
-        if breaker.check().is_ok() {
-            match store.stored_offsets(&ids).await {
-                Ok(rows) => return recovered(events, rows),
-                Err(e) => tracing::debug!(error = %e, "cannot ask the log yet"),
+    stop: CancellationToken,
+    mut ask: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let asking = async {
+        loop {
+            if breaker.check().is_ok() {
+                match ask().await {
+                    Ok(answer) => return answer,
+                    Err(e) => tracing::debug!(error = %e, "cannot ask the database yet"),
+                }
             }
+            tokio::time::sleep(ASK_EVERY).await;
         }
-        tokio::time::sleep(ASK_EVERY).await;
+    };
+    tokio::select! {
+        answer = tokio::time::timeout(ASK_FOR, asking) => answer.ok(),
+        () = stop.cancelled() => None,
     }
 }
 

@@ -148,6 +148,73 @@ impl PrivatePg {
     }
 }
 
+/// COMMITs that wait: with `synchronous_commit = on` and a synchronous
+/// standby that does not exist, a COMMIT is written locally and then
+/// waits for the standby (tests of writes whose outcome is unknown).
+impl PrivatePg {
+    /// Runs one statement on a connection of its own.
+    pub async fn run(&self, sql: &str) {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url())
+            .await
+            .expect("postgres");
+        sqlx::query(sql).execute(&pool).await.expect(sql);
+        pool.close().await;
+    }
+
+    /// Sessions opened from now on commit synchronously (the cluster's
+    /// default is off): their COMMITs can be made to wait.
+    pub async fn commit_synchronously(&self) {
+        self.run("ALTER DATABASE postgres SET synchronous_commit = on")
+            .await;
+    }
+
+    /// From now on the COMMITs of sessions opened after
+    /// [`Self::commit_synchronously`] wait for a standby (`true`) or not.
+    pub async fn stall_commits(&self, stall: bool) {
+        match stall {
+            true => {
+                self.run("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+                    .await
+            }
+            false => {
+                self.run("ALTER SYSTEM RESET synchronous_standby_names")
+                    .await
+            }
+        }
+        self.run("SELECT pg_reload_conf()").await;
+        // Backends read the new setting before their next command.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    /// Terminates the backend whose COMMIT waits for the standby (its
+    /// transaction is committed locally; its client gets an error). Waits
+    /// at most 4 s for one to appear; `false` if none did.
+    pub async fn end_the_waiting_commit(&self) -> bool {
+        let pool = sqlx::PgPool::connect(&self.url()).await.expect("postgres");
+        for _ in 0..80 {
+            let waiting: Vec<i32> =
+                sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+                    .fetch_all(&pool)
+                    .await
+                    .expect("pg_stat_activity");
+            if let [pid] = waiting[..] {
+                let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                    .bind(pid)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("pg_terminate_backend");
+                pool.close().await;
+                return done;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        pool.close().await;
+        false
+    }
+}
+
 impl Drop for PrivatePg {
     fn drop(&mut self) {
         self.as_postgres(&["pg_ctl", "-D", &self.data(), "-m", "immediate", "stop"]);
