@@ -278,4 +278,23 @@ mod tests {
             "given back after a cut-short probe"
         );
     }
+
+    /// A write whose outcome is unknown is never retried (see
+    /// `store::outcome`): that rests on the breaker opening on it.
+    #[test]
+    fn every_failure_with_an_unknown_outcome_is_an_outage() {
+        let errors = [
+            StoreError::Db(sqlx::Error::Io(std::io::Error::other("reset"))),
+            StoreError::Db(sqlx::Error::Tls("closed".into())),
+            StoreError::Db(sqlx::Error::WorkerCrashed),
+            StoreError::Db(sqlx::Error::Protocol("odd message".into())),
+            StoreError::Db(sqlx::Error::PoolTimedOut),
+            StoreError::Corrupt("x".into()),
+        ];
+        for e in &errors {
+            assert!(!e.outcome_unknown() || is_outage(e), "{e}");
+        }
+        assert!(errors[0].outcome_unknown() && errors[2].outcome_unknown());
+        assert!(!errors[3].outcome_unknown() && !errors[4].outcome_unknown());
+    }
 }

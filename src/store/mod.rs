@@ -87,11 +87,13 @@ impl StoreError {
     /// The connection ended while the database may have been running the
     /// request, its COMMIT included: the server shut down or restarted, the
     /// backend was terminated, the link broke. What was sent may have
-    /// committed; only the database can say ([`outcome`]).
+    /// committed; only the database can say ([`outcome`]). Each of these is
+    /// an outage to the breaker, which opens: nothing is retried while the
+    /// outcome is unknown.
     pub fn outcome_unknown(&self) -> bool {
         use sqlx::Error as E;
         match self {
-            Self::Db(E::Io(_) | E::Tls(_) | E::WorkerCrashed | E::Protocol(_)) => true,
+            Self::Db(E::Io(_) | E::Tls(_) | E::WorkerCrashed) => true,
             // Connection exceptions (08xxx) and the server shutting down,
             // crashing or restarting (57P01-57P03).
             Self::Db(E::Database(db)) => db.code().is_some_and(|c| {
