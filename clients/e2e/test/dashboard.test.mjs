@@ -13,10 +13,20 @@ const company = `floor-${Date.now().toString(36)}`;
 let server, web, browser;
 const users = {};
 
+const ADMIN_KEY = 'dashboard-test-admin-key';
+
 before(async () => {
-  [server, web, browser] = await Promise.all([startServer(), startWeb(), launch()]);
+  [server, web, browser] = await Promise.all([startServer({ ADMIN_API_KEYS: ADMIN_KEY }), startWeb(), launch()]);
   users.op = await openDashboard({ user: 'olga', role: 'operator' });
   users.sup = await openDashboard({ user: 'sam', role: 'supervisor' });
+  // The alarm list subscribes to room `alarms` after `session`, and a first
+  // subscribe starts at the room's head: an alarm published before it is
+  // not this page's to see. So the tests start once both pages are in it.
+  await waitUntil(async () => {
+    const res = await fetch(`${server.url}/api/v1/admin/connections?companyId=${company}`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    const { connections } = await res.json();
+    return connections.length === 2 && connections.every((c) => c.rooms.includes('alarms'));
+  }, 8000, 'both dashboards subscribed to the alarms room');
 });
 after(async () => {
   await browser?.close();
