@@ -496,7 +496,35 @@ async fn a_commit_whose_connection_then_ends_is_found_in_the_log_and_handed_over
     stalled.release_then_offset_2_and_3(&handed).await;
 }
 
-/// A private PostgreSQL whose COMMITs wait for a synchronous standby that
+/// The same when the database restarts under a COMMIT that waits for the
+/// standby (committed locally, the connection ends with the fast
+/// shutdown): the look-up waits until the database answers again, finds
+/// the event and hands it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_database_restarts_under_it_is_found_in_the_log_and_handed_over() {
+    let stalled = StalledCommits::start().await;
+    let (handed, record) = recorder();
+    let answer = stalled.submit_one(record).await;
+    assert!(
+        stalled.pg.waiting_commit().await.is_some(),
+        "the COMMIT waits for the standby"
+    );
+    tokio::task::block_in_place(|| stalled.pg.stop());
+    let answer = answer.await;
+    assert!(
+        matches!(answer, Err(store::StoreError::Unavailable(_))),
+        "not known to be stored when the database went away: {answer:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        handed.lock().expect("lock").is_empty(),
+        "nothing handed over while the database is down"
+    );
+    tokio::task::block_in_place(|| stalled.pg.resume());
+    stalled.release_then_offset_2_and_3(&handed).await;
+}
+
+/// A private PostgreSQL whose COMMITs wait for a synchronous standby that/// A private PostgreSQL whose COMMITs wait for a synchronous standby that
 /// does not exist, with a log writer that stored one event in `line:1`
 /// before the stall began.
 struct StalledCommits {

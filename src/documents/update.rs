@@ -247,11 +247,13 @@ impl Documents {
         match waited {
             Ok((_, TurnEnd::Committed(turned))) => Ok(turned),
             Ok((_, TurnEnd::Unknown(unsure, e))) => {
+                // The turn reports this failure as a value (it carries what
+                // the turn wrote), so the breaker has not judged it yet.
                 self.breaker.failed(&e).await;
                 let this = self.clone();
                 self.tasks
                     .spawn_until_done(async move { this.announce_if_stored(unsure).await });
-                Err(store_error(StoreError::Unavailable(e.to_string())))
+                Err(store_error(e.not_known()))
             }
             Err(Unfinished::Failed(e)) => Err(store_error(e)),
             Err(Unfinished::GivenUp(e, late)) => {

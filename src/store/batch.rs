@@ -242,9 +242,9 @@ fn unknown(
     unfinished: Unfinished<Vec<Appended>>,
     mut requests: Vec<Request>,
 ) -> Answers {
-    let (e, late): (StoreError, outcome::Late) = match unfinished {
+    let (answer, late): (StoreError, outcome::Late) = match unfinished {
         Unfinished::GivenUp(e, late) => (
-            e,
+            e.not_known(),
             Box::pin(async move {
                 late.await.unwrap_or_else(|_| {
                     Err(StoreError::Corrupt(
@@ -253,10 +253,7 @@ fn unknown(
                 })
             }),
         ),
-        Unfinished::Failed(e) => {
-            let answer = not_known(&e);
-            (answer, Box::pin(std::future::ready(Err(e))))
-        }
+        Unfinished::Failed(e) => (e.not_known(), Box::pin(std::future::ready(Err(e)))),
     };
     let events: Vec<outcome::Placement> = requests
         .iter()
@@ -294,7 +291,7 @@ fn unknown(
     });
     requests
         .into_iter()
-        .map(|r| (r, Err(not_known(&e))))
+        .map(|r| (r, Err(answer.not_known())))
         .collect()
 }
 
@@ -318,15 +315,6 @@ async fn append(
     ctx.breaker
         .run_to_end(APPEND_TIMEOUT, async move { store.append(batch).await })
         .await
-}
-
-/// The answer to a request whose transaction was abandoned: UNAVAILABLE,
-/// "not known to be stored" (retry with the same idempotency key).
-fn not_known(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
-        other => StoreError::Unavailable(other.to_string()),
-    }
 }
 
 fn refuse(requests: Vec<Request>, cause: &StoreError) -> Answers {

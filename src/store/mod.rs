@@ -84,6 +84,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The answer to a write whose outcome is unknown (given up on, or its
+    /// connection ended mid-way): UNAVAILABLE, "not known to be stored";
+    /// retry with the same idempotency key.
+    pub fn not_known(&self) -> StoreError {
+        match self {
+            Self::Unavailable(why) => Self::Unavailable(why.clone()),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+
     /// The connection ended while the database may have been running the
     /// request, its COMMIT included: the server shut down or restarted, the
     /// backend was terminated, the link broke. What was sent may have

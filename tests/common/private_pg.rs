@@ -188,11 +188,11 @@ impl PrivatePg {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    /// Terminates the backend whose COMMIT waits for the standby (its
-    /// transaction is committed locally; its client gets an error). Waits
-    /// at most 4 s for one to appear; `false` if none did.
-    pub async fn end_the_waiting_commit(&self) -> bool {
+    /// The backend whose COMMIT waits for the standby, once there is one
+    /// (waits at most 4 s).
+    pub async fn waiting_commit(&self) -> Option<i32> {
         let pool = sqlx::PgPool::connect(&self.url()).await.expect("postgres");
+        let mut found = None;
         for _ in 0..80 {
             let waiting: Vec<i32> =
                 sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
@@ -200,18 +200,30 @@ impl PrivatePg {
                     .await
                     .expect("pg_stat_activity");
             if let [pid] = waiting[..] {
-                let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-                    .bind(pid)
-                    .fetch_one(&pool)
-                    .await
-                    .expect("pg_terminate_backend");
-                pool.close().await;
-                return done;
+                found = Some(pid);
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         pool.close().await;
-        false
+        found
+    }
+
+    /// Terminates the backend whose COMMIT waits for the standby (its
+    /// transaction is committed locally; its client gets an error). `false`
+    /// if none waited within 4 s.
+    pub async fn end_the_waiting_commit(&self) -> bool {
+        let Some(pid) = self.waiting_commit().await else {
+            return false;
+        };
+        let pool = sqlx::PgPool::connect(&self.url()).await.expect("postgres");
+        let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&pool)
+            .await
+            .expect("pg_terminate_backend");
+        pool.close().await;
+        done
     }
 }
 
