@@ -51,6 +51,7 @@
 
 mod announce;
 mod broadcast;
+mod registrar;
 mod sockets;
 pub mod typing;
 mod upkeep;
@@ -114,6 +115,8 @@ pub struct Presence {
     sync: tokio::sync::RwLock<()>,
     typing: Typing,
     broadcast: broadcast::Broadcast,
+    /// Registrations and departures of sockets, in batches.
+    registrar: registrar::Registrar,
     store: Arc<dyn Store>,
     fanout: Arc<Fanout>,
     tasks: Tasks,
@@ -142,6 +145,7 @@ impl Presence {
             sync: tokio::sync::RwLock::new(()),
             typing: Typing::default(),
             broadcast: broadcast::Broadcast::new(settings.broadcast_max),
+            registrar: registrar::Registrar::new(store.clone(), &tasks),
             store,
             fanout,
             tasks,

@@ -47,7 +47,7 @@ impl Presence {
             slots.insert(session.id, slot);
             op
         };
-        let result = p.store.presence_join(&entry, now_ms()).await;
+        let result = p.registrar.join(&entry).await;
         drop((op, shared));
         match result {
             Ok(changes) => p.publish(&user_of(&entry), changes, Some(session.id)).await,
@@ -81,10 +81,7 @@ impl Presence {
             let entry = slot.entry();
             (user_of(&entry), !entry.rooms.is_empty())
         };
-        let result = p
-            .store
-            .presence_leave(&user, id.as_str(), in_rooms, now_ms())
-            .await;
+        let result = p.registrar.leave(&user, id.as_str(), in_rooms).await;
         match result {
             Ok(true) => p.settle_later(user),
             Ok(false) => {}

@@ -15,14 +15,18 @@
 //! `tests/store_commands.rs`). Telemetry-rule thresholds: [`RuleStore`] in `rules.rs`
 //! (`tests/store_rules.rs`).
 //! Batching that serves many sessions with one statement: offline-queue
-//! cursor saves in `cursor_batch.rs` (both stores), and on SQLite the
-//! connects' cursor and head reads in `sqlite_positions.rs`.
+//! cursor saves in `cursor_batch.rs` (both stores), the connects' cursor
+//! and head reads in `positions.rs` (each store's statement in
+//! `sqlite_positions.rs` and `postgres.rs`), and [`group`], the queue
+//! behind presence's registrar (its PostgreSQL transactions in
+//! `postgres_presence_many.rs`).
 
 pub mod batch;
 pub mod breaker;
 pub mod commands;
 pub mod cursor_batch;
 pub mod documents;
+pub mod group;
 pub mod history;
 pub mod ops;
 pub mod outcome;
@@ -36,9 +40,11 @@ mod sqlite_history;
 mod sqlite_webhooks;
 pub mod webhooks;
 
+mod positions;
 mod postgres;
 mod postgres_append;
 mod postgres_presence;
+mod postgres_presence_many;
 mod postgres_presence_reads;
 mod postgres_presence_rooms;
 mod postgres_rules;

@@ -19,12 +19,66 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::positions::{Ask, PositionReader, ReadGroup, by_ask};
 use super::{Appended, CursorKey, NewEvent, Positions, Store, StoreError, StoredEvent};
 
 pub struct PgStore {
     pub(super) pool: PgPool,
     /// The log writer's connection between group commits (see [`Kept`]).
     append_conn: Kept,
+    positions: PositionReader<PgReads>,
+}
+
+/// Groups of connects' reads read at once.
+const POSITION_READS: usize = 4;
+
+struct PgReads(PgPool);
+
+#[async_trait]
+impl ReadGroup for PgReads {
+    async fn read_group(&self, group: &[Ask]) -> Result<HashMap<usize, Positions>, StoreError> {
+        let mut rooms: (Vec<i64>, Vec<&str>, Vec<&str>) = Default::default();
+        for (i, ask) in group.iter().enumerate() {
+            for room in &ask.rooms {
+                rooms.0.push(i64::try_from(i).unwrap_or(i64::MAX));
+                rooms.1.push(&ask.key.company_id);
+                rooms.2.push(room);
+            }
+        }
+        let rows: Vec<(i64, bool, String, i64)> = sqlx::query_as(
+            "SELECT t.n - 1, true, cu.room, cu.last_offset
+             FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(c, u, d, n)
+             JOIN cursors cu ON cu.company_id = t.c AND cu.user_id = t.u AND cu.device_id = t.d
+             UNION ALL
+             SELECT r.i, false, ro.room, ro.last_offset
+             FROM unnest($4::int8[], $5::text[], $6::text[]) AS r(i, c, room)
+             JOIN room_offsets ro ON ro.company_id = r.c AND ro.room = r.room",
+        )
+        .bind(
+            group
+                .iter()
+                .map(|a| a.key.company_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            group
+                .iter()
+                .map(|a| a.key.user_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            group
+                .iter()
+                .map(|a| a.key.device_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(&rooms.0)
+        .bind(&rooms.1)
+        .bind(&rooms.2)
+        .fetch_all(&self.0)
+        .await?;
+        by_ask(rows)
+    }
 }
 
 /// A connection kept out of the pool between the uses of one serial
@@ -111,6 +165,7 @@ impl PgStore {
             .connect(url)
             .await?;
         Ok(Self {
+            positions: PositionReader::new(PgReads(pool.clone()), POSITION_READS),
             pool,
             append_conn: Kept::default(),
         })
@@ -234,20 +289,8 @@ impl Store for PgStore {
         key: &CursorKey,
         rooms: &[String],
     ) -> Result<Positions, StoreError> {
-        let rows: Vec<(bool, String, i64)> = sqlx::query_as(
-            "SELECT true, room, last_offset FROM cursors
-             WHERE company_id = $1 AND user_id = $2 AND device_id = $3
-             UNION ALL
-             SELECT false, room, last_offset FROM room_offsets
-             WHERE company_id = $1 AND room = ANY($4)",
-        )
-        .bind(&key.company_id)
-        .bind(&key.user_id)
-        .bind(&key.device_id)
-        .bind(rooms)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(super::positions(rows))
+        // Grouped with the other connects' reads (`positions`).
+        self.positions.read(key, rooms).await
     }
 
     async fn save_cursors(

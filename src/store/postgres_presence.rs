@@ -11,6 +11,7 @@
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 
+use super::postgres_presence_many as many;
 use super::postgres_presence_reads as reads;
 use super::postgres_presence_rooms as rooms;
 use super::presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
@@ -283,6 +284,47 @@ impl PresenceStore for PgStore {
             rooms: left_rooms,
             settle: false,
         })
+    }
+
+    async fn presence_join_many(
+        &self,
+        sockets: &[SocketEntry],
+        now: i64,
+    ) -> Vec<Result<Transitions, StoreError>> {
+        // A socket with rooms (not what registrars send) takes its own
+        // transaction, after the batch.
+        let (plain, with_rooms): (Vec<_>, Vec<_>) =
+            (0..sockets.len()).partition(|&i| sockets[i].rooms.is_empty());
+        let batch: Vec<SocketEntry> = plain.iter().map(|&i| sockets[i].clone()).collect();
+        let mut answers: Vec<Option<Result<Transitions, StoreError>>> =
+            (0..sockets.len()).map(|_| None).collect();
+        match many::join(&self.pool, &batch, now).await {
+            Ok(done) => {
+                for (i, t) in plain.iter().zip(done) {
+                    answers[*i] = Some(Ok(t));
+                }
+            }
+            Err(e) => {
+                for i in &plain {
+                    answers[*i] = Some(Err(e.not_known()));
+                }
+            }
+        }
+        for i in with_rooms {
+            answers[i] = Some(self.presence_join(&sockets[i], now).await);
+        }
+        answers.into_iter().flatten().collect()
+    }
+
+    async fn presence_leave_many(
+        &self,
+        sockets: &[(UserKey, String)],
+        now: i64,
+    ) -> Vec<Result<bool, StoreError>> {
+        match many::leave(&self.pool, sockets, now).await {
+            Ok(done) => done.into_iter().map(Ok).collect(),
+            Err(e) => sockets.iter().map(|_| Err(e.not_known())).collect(),
+        }
     }
 
     async fn presence_heartbeat(&self, node_id: &str, now: i64) -> Result<u64, StoreError> {

@@ -76,6 +76,39 @@ pub trait PresenceStore: Send + Sync {
         now: i64,
     ) -> Result<bool, StoreError>;
 
+    /// [`Self::presence_join`] for several new sockets without entity rooms
+    /// (a registrar's batch): one answer per socket, in order; of a user's
+    /// sockets, the first makes the user online. In one transaction where
+    /// the store has more than one writer; one by one otherwise.
+    async fn presence_join_many(
+        &self,
+        sockets: &[SocketEntry],
+        now: i64,
+    ) -> Vec<Result<Transitions, StoreError>> {
+        let mut answers = Vec::with_capacity(sockets.len());
+        for socket in sockets {
+            answers.push(self.presence_join(socket, now).await);
+        }
+        answers
+    }
+
+    /// [`Self::presence_leave`] for several sockets recorded without entity
+    /// rooms (`in_rooms` false): one answer per socket, in order; `true`
+    /// for the departure that left its user without sockets (the user's
+    /// last in the batch). In one transaction where the store has more
+    /// than one writer; one by one otherwise.
+    async fn presence_leave_many(
+        &self,
+        sockets: &[(UserKey, String)],
+        now: i64,
+    ) -> Vec<Result<bool, StoreError>> {
+        let mut answers = Vec::with_capacity(sockets.len());
+        for (user, socket_id) in sockets {
+            answers.push(self.presence_leave(user, socket_id, false, now).await);
+        }
+        answers
+    }
+
     /// Adds and removes entity-room subscriptions of a registered socket
     /// (`socket.rooms` is not read): joined room changes for rooms its user
     /// entered, `settle` when a room lost the user's last socket. Nothing

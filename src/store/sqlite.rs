@@ -19,7 +19,8 @@ use sqlx::{
 
 use std::collections::HashMap;
 
-use super::sqlite_positions::{IN_FLIGHT, PositionReader};
+use super::positions::PositionReader;
+use super::sqlite_positions::{IN_FLIGHT, SqliteReads};
 use super::{
     Appended, CursorKey, NewEvent, Positions, Store, StoreError, StoredEvent, in_request_order,
     lock_order,
@@ -28,7 +29,7 @@ use super::{
 pub struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
-    positions: PositionReader,
+    positions: PositionReader<SqliteReads>,
 }
 
 impl SqliteStore {
@@ -52,7 +53,7 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
-        let positions = PositionReader::new(reader.clone());
+        let positions = PositionReader::new(SqliteReads(reader.clone()), IN_FLIGHT);
         Ok(Self {
             writer,
             reader,

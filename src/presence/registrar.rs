@@ -1,0 +1,84 @@
+//! This node's socket registrations and departures, in batches: the ones
+//! that arrive while a batch is in the database go into the next one
+//! ([`crate::store::group`]), one transaction each
+//! ([`crate::store::PresenceStore::presence_join_many`],
+//! [`crate::store::PresenceStore::presence_leave_many`]).
+//!
+//! Only sockets without entity rooms are batched (every socket that
+//! connects without `auth.offsets` for entity rooms, and leaves without
+//! having subscribed to one); the others take their own transaction, as
+//! their room transitions need. Joins and departures are separate queues:
+//! a socket's departure waits for its registration to finish anyway (the
+//! slot's `op` lock), and a reconnect storm's departures do not wait
+//! behind its registrations, nor the other way round.
+
+use std::sync::Arc;
+
+use crate::domain::now_ms;
+use crate::domain::presence::Transitions;
+use crate::store::group::Group;
+use crate::store::{SocketEntry, Store, StoreError, UserKey};
+use crate::tasks::Tasks;
+
+/// Most sockets one batch carries.
+const MAX_BATCH: usize = 512;
+
+pub(super) struct Registrar {
+    store: Arc<dyn Store>,
+    joins: Group<SocketEntry, Transitions>,
+    leaves: Group<(UserKey, String), bool>,
+}
+
+impl Registrar {
+    pub(super) fn new(store: Arc<dyn Store>, tasks: &Tasks) -> Self {
+        let joins = {
+            let store = store.clone();
+            Group::start(tasks, MAX_BATCH, move |sockets: Vec<SocketEntry>| {
+                let store = store.clone();
+                async move { store.presence_join_many(&sockets, now_ms()).await }
+            })
+        };
+        let leaves = {
+            let store = store.clone();
+            Group::start(tasks, MAX_BATCH, move |sockets: Vec<(UserKey, String)>| {
+                let store = store.clone();
+                async move { store.presence_leave_many(&sockets, now_ms()).await }
+            })
+        };
+        Self {
+            store,
+            joins,
+            leaves,
+        }
+    }
+
+    /// [`crate::store::PresenceStore::presence_join`], in the next batch
+    /// when the socket has no entity rooms.
+    pub(super) async fn join(&self, entry: &SocketEntry) -> Result<Transitions, StoreError> {
+        if entry.rooms.is_empty() {
+            if let Some(answer) = self.joins.call(entry.clone()).await {
+                return answer;
+            }
+        }
+        self.store.presence_join(entry, now_ms()).await
+    }
+
+    /// [`crate::store::PresenceStore::presence_leave`], in the next batch
+    /// when the socket was recorded without entity rooms.
+    pub(super) async fn leave(
+        &self,
+        user: &UserKey,
+        socket_id: &str,
+        in_rooms: bool,
+    ) -> Result<bool, StoreError> {
+        if !in_rooms {
+            let item = (user.clone(), socket_id.to_string());
+            if let Some(answer) = self.leaves.call(item).await {
+                return answer;
+            }
+        }
+        self.store
+            .presence_leave(user, socket_id, in_rooms, now_ms())
+            .await
+    }
+}
