@@ -39,6 +39,11 @@
 //!   sockets, shutdown and drift leave rooms exactly as they leave the
 //!   company. A socket without entity rooms costs no extra statement.
 //!
+//! - **Batches.** Sockets without entity rooms are registered, and leave,
+//!   in batches of what waits on this node ([`registrar`]): one
+//!   transaction locks the batch's users in key order (as every
+//!   multi-user transaction does, so no two can deadlock) and applies the
+//!   same rules to each socket in turn.
 //! - **Storms.** Above `WS_PRESENCE_BROADCAST_MAX` users online in a
 //!   company, company-wide transitions go out as `presence:batch` frames
 //!   to the sessions that asked for them instead of one frame per user to
