@@ -5,31 +5,10 @@
 
 mod common;
 
+use common::presence::{BOUND, GRACE, NEVER_STALE, socket, user};
+
 use switchyard::domain::presence::Change;
 use switchyard::store::{SocketEntry, Store, UserKey};
-
-const GRACE: i64 = 1_000;
-const BOUND: i64 = 500;
-const NEVER_STALE: i64 = i64::MIN;
-
-fn socket(company: &str, user: &str, sid: &str, rooms: &[&str]) -> SocketEntry {
-    SocketEntry {
-        company_id: company.into(),
-        user_id: user.into(),
-        role: "operator".into(),
-        socket_id: sid.into(),
-        node_id: "n1".into(),
-        rooms: rooms.iter().map(|r| r.to_string()).collect(),
-        since: 1_000,
-    }
-}
-
-fn user(company: &str, user: &str) -> UserKey {
-    UserKey {
-        company_id: company.into(),
-        user_id: user.into(),
-    }
-}
 
 async fn online_users(store: &dyn Store, company: &str) -> Vec<(String, i64)> {
     store
@@ -50,15 +29,15 @@ async fn a_batch_makes_each_user_online_once_and_its_departures_settle_the_last(
     for (backend, store) in common::stores().await {
         let c = common::unique("c");
         store
-            .presence_join(&socket(&c, "u4", "s0", &[]), 9_000)
+            .presence_join(&socket(&c, "u4", "s0", "n1", &[]), 9_000)
             .await
             .unwrap();
         let batch = [
-            socket(&c, "u1", "s1", &[]),
-            socket(&c, "u2", "s2", &[]),
-            socket(&c, "u1", "s3", &[]),
-            socket(&c, "u3", "s4", &["order:7"]),
-            socket(&c, "u4", "s5", &[]),
+            socket(&c, "u1", "s1", "n1", &[]),
+            socket(&c, "u2", "s2", "n1", &[]),
+            socket(&c, "u1", "s3", "n1", &[]),
+            socket(&c, "u3", "s4", "n1", &["order:7"]),
+            socket(&c, "u4", "s5", "n1", &[]),
         ];
         let joined: Vec<_> = store
             .presence_join_many(&batch, 10_000)
@@ -140,7 +119,15 @@ async fn batches_racing_singles_and_settles_transition_exactly_once() {
         for node in 0..4 {
             // Each node's batch holds every user, in a different order.
             let mut batch: Vec<SocketEntry> = (0..USERS)
-                .map(|u| socket(&c, &format!("u{u}"), &format!("b{node}-{u}"), &[]))
+                .map(|u| {
+                    socket(
+                        &c,
+                        &format!("u{u}"),
+                        &format!("b{node}-{u}"),
+                        &format!("n{node}"),
+                        &[],
+                    )
+                })
                 .collect();
             batch.rotate_left(node * 3);
             let store = store.clone();
@@ -156,7 +143,7 @@ async fn batches_racing_singles_and_settles_transition_exactly_once() {
         }
         for u in 0..USERS {
             let store = store.clone();
-            let entry = socket(&c, &format!("u{u}"), &format!("single-{u}"), &[]);
+            let entry = socket(&c, &format!("u{u}"), &format!("single-{u}"), "n1", &[]);
             joins.push(tokio::spawn(async move {
                 let change = store.presence_join(&entry, 10_000).await.unwrap().user;
                 vec![(entry.user_id, is_online(&change))]

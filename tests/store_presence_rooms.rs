@@ -3,34 +3,12 @@
 
 mod common;
 
+use common::presence::{BOUND, GRACE, NEVER_STALE, socket, user};
+
 use std::sync::Arc;
 
 use switchyard::domain::presence::{Change, RoomChange, Transitions};
 use switchyard::store::{SocketEntry, Store, UserKey};
-
-const GRACE: i64 = 1_000;
-/// `WS_PRESENCE_BROADCAST_MAX`'s default: departures count up to it + 1.
-const BOUND: i64 = 500;
-const NEVER_STALE: i64 = i64::MIN;
-
-fn socket(company: &str, user: &str, sid: &str, node: &str, rooms: &[&str]) -> SocketEntry {
-    SocketEntry {
-        company_id: company.into(),
-        user_id: user.into(),
-        role: "operator".into(),
-        socket_id: sid.into(),
-        node_id: node.into(),
-        rooms: rooms.iter().map(|r| r.to_string()).collect(),
-        since: 1_000,
-    }
-}
-
-fn user(company: &str, user: &str) -> UserKey {
-    UserKey {
-        company_id: company.into(),
-        user_id: user.into(),
-    }
-}
 
 fn rooms(list: &[&str]) -> Vec<String> {
     list.iter().map(|r| r.to_string()).collect()

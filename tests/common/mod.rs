@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod presence;
 pub mod private_pg;
 pub mod process;
 pub mod webhooks;
