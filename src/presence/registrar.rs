@@ -13,6 +13,7 @@
 //! behind its registrations, nor the other way round.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::domain::now_ms;
 use crate::domain::presence::Transitions;
@@ -22,6 +23,10 @@ use crate::tasks::Tasks;
 
 /// Most sockets one batch carries.
 const MAX_BATCH: usize = 512;
+
+/// A batch that takes longer is given up ([`Group`]): its sockets' writes
+/// fail, and the heartbeat's drift check registers or removes them again.
+const BATCH_LIMIT: Duration = Duration::from_secs(5);
 
 pub(super) struct Registrar {
     store: Arc<dyn Store>,
@@ -33,17 +38,27 @@ impl Registrar {
     pub(super) fn new(store: Arc<dyn Store>, tasks: &Tasks) -> Self {
         let joins = {
             let store = store.clone();
-            Group::start(tasks, MAX_BATCH, move |sockets: Vec<SocketEntry>| {
-                let store = store.clone();
-                async move { store.presence_join_many(&sockets, now_ms()).await }
-            })
+            Group::start(
+                tasks,
+                MAX_BATCH,
+                BATCH_LIMIT,
+                move |sockets: Vec<SocketEntry>| {
+                    let store = store.clone();
+                    async move { store.presence_join_many(&sockets, now_ms()).await }
+                },
+            )
         };
         let leaves = {
             let store = store.clone();
-            Group::start(tasks, MAX_BATCH, move |sockets: Vec<(UserKey, String)>| {
-                let store = store.clone();
-                async move { store.presence_leave_many(&sockets, now_ms()).await }
-            })
+            Group::start(
+                tasks,
+                MAX_BATCH,
+                BATCH_LIMIT,
+                move |sockets: Vec<(UserKey, String)>| {
+                    let store = store.clone();
+                    async move { store.presence_leave_many(&sockets, now_ms()).await }
+                },
+            )
         };
         Self {
             store,
