@@ -98,24 +98,27 @@ mod tests {
         })
     }
 
+    // No spawned tasks here (`tests/shutdown.rs` allows none outside
+    // `Tasks`): the calls run side by side in one `join!`.
+
     #[tokio::test(start_paused = true)]
     async fn a_batch_that_hangs_is_given_up_and_the_next_one_runs() {
         let tasks = Tasks::new();
         let batches = Arc::new(AtomicUsize::new(0));
-        let group = Arc::new(stuck_first(&tasks, batches.clone()));
-        let stuck = tokio::spawn({
-            let group = group.clone();
-            async move { group.call(1).await }
-        });
-        tokio::task::yield_now().await;
+        let group = stuck_first(&tasks, batches.clone());
         let started = tokio::time::Instant::now();
-        let next = tokio::time::timeout(Duration::from_secs(60), group.call(2)).await;
+        let (given_up, next) = tokio::join!(group.call(1), async {
+            // The first call's batch starts before this one is queued.
+            tokio::task::yield_now().await;
+            let next = tokio::time::timeout(Duration::from_secs(60), group.call(2)).await;
+            (next, started.elapsed())
+        });
+        let (next, after) = next;
         assert!(
             matches!(next, Ok(Some(Ok(20)))),
             "the next batch runs: {next:?}"
         );
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
-        let given_up = stuck.await.unwrap();
+        assert_eq!(after, Duration::from_secs(5));
         assert!(
             matches!(given_up, Some(Err(StoreError::Unavailable(_)))),
             "{given_up:?}"
@@ -127,19 +130,18 @@ mod tests {
     async fn calls_that_wait_together_share_a_batch_and_get_their_own_answers() {
         let tasks = Tasks::new();
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let group = Arc::new(Group::start(&tasks, 4, Duration::from_secs(5), {
+        let group = Group::start(&tasks, 4, Duration::from_secs(5), {
             let sizes = sizes.clone();
             move |items: Vec<u32>| {
                 sizes.lock().unwrap().push(items.len());
                 async move { items.into_iter().map(|i| Ok(i + 100)).collect() }
             }
-        }));
-        let calls = (0..10).map(|i| {
-            let group = group.clone();
-            tokio::spawn(async move { (i, group.call(i).await) })
         });
-        for done in futures::future::join_all(calls).await {
-            let (i, answer) = done.unwrap();
+        let calls = (0..10).map(|i| {
+            let group = &group;
+            async move { (i, group.call(i).await) }
+        });
+        for (i, answer) in futures::future::join_all(calls).await {
             assert!(
                 matches!(answer, Some(Ok(a)) if a == i + 100),
                 "{i}: {answer:?}"
@@ -153,14 +155,13 @@ mod tests {
     #[tokio::test]
     async fn at_shutdown_waiting_and_later_calls_are_given_back() {
         let tasks = Tasks::new();
-        let group = Arc::new(stuck_first(&tasks, Arc::new(AtomicUsize::new(0))));
-        let waiting = tokio::spawn({
-            let group = group.clone();
-            async move { group.call(1).await }
+        let group = stuck_first(&tasks, Arc::new(AtomicUsize::new(0)));
+        let (waiting, stopped) = tokio::join!(group.call(1), async {
+            tokio::task::yield_now().await;
+            tasks.shutdown(Duration::from_secs(1)).await
         });
-        tokio::task::yield_now().await;
-        assert!(tasks.shutdown(Duration::from_secs(1)).await);
-        assert!(waiting.await.unwrap().is_none());
+        assert!(stopped);
+        assert!(waiting.is_none());
         assert!(group.call(2).await.is_none());
     }
 }
