@@ -195,13 +195,6 @@ fn entity_rooms(rooms: &[RoomName]) -> Vec<String> {
         .collect()
 }
 
-fn user_of(entry: &SocketEntry) -> UserKey {
-    UserKey {
-        company_id: entry.company_id.clone(),
-        user_id: entry.user_id.clone(),
-    }
-}
-
 impl Presence {
     /// `presence:list`: online users of the company, of a role or a user room,
     /// or the users subscribed to an entity room.

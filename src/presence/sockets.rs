@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{Presence, Slot, entity_rooms, user_of};
+use super::{Presence, Slot, entity_rooms};
 use crate::domain::{RoomName, SessionId, now_ms};
 use crate::session::Session;
 use crate::store::SocketEntry;
@@ -50,7 +50,7 @@ impl Presence {
         let result = p.registrar.join(&entry).await;
         drop((op, shared));
         match result {
-            Ok(changes) => p.publish(&user_of(&entry), changes, Some(session.id)).await,
+            Ok(changes) => p.publish(&entry.user(), changes, Some(session.id)).await,
             Err(e) => {
                 tracing::warn!(error = %e, "presence: cannot register a socket; the heartbeat will retry")
             }
@@ -79,7 +79,7 @@ impl Presence {
         // Read under `op`: a room change that got there first is in the entry.
         let (user, in_rooms) = {
             let entry = slot.entry();
-            (user_of(&entry), !entry.rooms.is_empty())
+            (entry.user(), !entry.rooms.is_empty())
         };
         let result = p.registrar.leave(&user, id.as_str(), in_rooms).await;
         match result {
@@ -132,7 +132,7 @@ impl Presence {
             .await;
         drop((gone, shared));
         match result {
-            Ok(changes) => p.publish(&user_of(&entry), changes, Some(id)).await,
+            Ok(changes) => p.publish(&entry.user(), changes, Some(id)).await,
             Err(e) => tracing::warn!(error = %e, "presence: cannot record room subscriptions"),
         }
     }

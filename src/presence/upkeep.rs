@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Presence, millis, user_of};
+use super::{Presence, millis};
 use crate::domain::now_ms;
 use crate::domain::presence::Transitions;
 use crate::store::{SocketEntry, UserKey};
@@ -97,7 +97,7 @@ async fn register_again(
     for entry in entries {
         match p.store.presence_join(entry, at).await {
             Ok(changes) if changes.is_empty() => {}
-            Ok(changes) => online.push((user_of(entry), changes)),
+            Ok(changes) => online.push((entry.user(), changes)),
             Err(e) => {
                 tracing::warn!(error = %e, "presence: re-registration failed; will retry");
                 return (online, Vec::new());

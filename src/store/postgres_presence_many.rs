@@ -14,13 +14,6 @@ use super::StoreError;
 use super::presence::{SocketEntry, UserKey};
 use crate::domain::presence::{self as transition, Transitions, UserPresence};
 
-fn user_of(s: &SocketEntry) -> UserKey {
-    UserKey {
-        company_id: s.company_id.clone(),
-        user_id: s.user_id.clone(),
-    }
-}
-
 /// Registers `sockets` (none with entity rooms): one answer per socket, in
 /// order. Of a user's sockets, the first makes the user online.
 pub(super) async fn join(
@@ -35,7 +28,7 @@ pub(super) async fn join(
     // of its last socket, as registering them one by one would leave it.
     let mut roles: BTreeMap<UserKey, &str> = BTreeMap::new();
     for s in sockets {
-        roles.insert(user_of(s), &s.role);
+        roles.insert(s.user(), &s.role);
     }
     let (companies, users): (Vec<&str>, Vec<&str>) = roles
         .keys()
@@ -77,7 +70,7 @@ pub(super) async fn join(
         .collect();
     let mut answers = Vec::with_capacity(sockets.len());
     for s in sockets {
-        let state = states.get_mut(&user_of(s)).ok_or_else(|| {
+        let state = states.get_mut(&s.user()).ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "no presence row came back for user `{}`",
                 s.user_id

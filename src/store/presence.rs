@@ -31,6 +31,16 @@ pub struct SocketEntry {
     pub since: i64,
 }
 
+impl SocketEntry {
+    /// The socket's user.
+    pub fn user(&self) -> UserKey {
+        UserKey {
+            company_id: self.company_id.clone(),
+            user_id: self.user_id.clone(),
+        }
+    }
+}
+
 /// One user of a company.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserKey {
