@@ -218,3 +218,132 @@ async fn a_publish_while_postgres_is_stopped_is_refused_in_well_under_the_pool_t
     }
     app.stop().await;
 }
+
+/// A socket's presence registration whose connection ends during its
+/// COMMIT (written locally while the COMMIT waits for a synchronous
+/// standby that does not exist; then its backend is terminated) took its
+/// user online without anyone announcing it. The node asks the database
+/// once it answers: `user:online` goes out, once, and the user is listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_whose_commit_lost_its_connection_still_announces_user_online_once() {
+    use common::private_pg::PrivatePg;
+
+    let pg = tokio::task::spawn_blocking(PrivatePg::start).await.unwrap();
+    pg.commit_synchronously().await;
+    // The heartbeat, which would also ask, beats at start-up and then not
+    // for 200 s: only the failed registration's own follow-up can answer.
+    let app = common::spawn_app(
+        &pg.url(),
+        &[("WS_PRESENCE_TTL", "600"), ("WS_PRESENCE_GRACE_MS", "200")],
+    )
+    .await;
+    let c = common::unique("c");
+    let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
+    sup.expect("session").await;
+    // op has been here before: reconnecting, it reads its cursor and
+    // writes nothing before its presence registration.
+    let op_token = app.token("op", &c, Role::Operator);
+    let mut op = Client::with_token(&app.url(), &op_token).await;
+    op.expect("session").await;
+    assert_eq!(sup.expect("user:online").await[0]["userId"], "op");
+    op.disconnect();
+    assert_eq!(sup.expect("user:offline").await[0]["userId"], "op");
+
+    pg.stall_commits(true).await;
+    let mut op = Client::with_token(&app.url(), &op_token).await;
+    assert!(
+        pg.end_the_waiting_commit().await,
+        "op's registration waited in its COMMIT and was ended"
+    );
+    pg.stall_commits(false).await;
+    op.expect("session").await;
+    let online = sup.expect("user:online").await;
+    assert_eq!(online[0]["userId"], "op", "{online:?}");
+    let more: Vec<String> = sup
+        .drain(Duration::from_millis(1500))
+        .await
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("user:"))
+        .map(|(name, args)| format!("{name} {}", args[0]))
+        .collect();
+    assert!(more.is_empty(), "announced once: {more:?}");
+    let listed = sup.emit_with_ack("presence:list", json!({})).await;
+    let users: Vec<&str> = listed["users"]
+        .as_array()
+        .map(|u| u.iter().filter_map(|u| u["userId"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(users, vec!["op", "sup"], "{listed}");
+    app.stop().await;
+}
+
+/// The other outcome: a registration whose backend is terminated before
+/// its COMMIT (it waits for op's row, locked by another transaction) did
+/// not take op online. The follow-up finds nothing owed, and the
+/// heartbeat's drift repair registers the socket again and announces
+/// `user:online`: once, not once more for the failed registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_that_did_not_commit_is_announced_once_by_the_repair() {
+    let db = common::fresh_postgres("sy_unsure_").await;
+    let app = common::spawn_app(
+        &db,
+        &[("WS_PRESENCE_TTL", "3"), ("WS_PRESENCE_GRACE_MS", "200")],
+    )
+    .await;
+    let c = common::unique("c");
+    let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
+    sup.expect("session").await;
+    let op_token = app.token("op", &c, Role::Operator);
+    let mut op = Client::with_token(&app.url(), &op_token).await;
+    op.expect("session").await;
+    assert_eq!(sup.expect("user:online").await[0]["userId"], "op");
+    op.disconnect();
+    assert_eq!(sup.expect("user:offline").await[0]["userId"], "op");
+
+    let admin = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&db)
+        .await
+        .unwrap();
+    let mut holder = admin.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM presence_users WHERE company_id = $1 AND user_id = 'op' FOR UPDATE")
+        .bind(&c)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mut op = Client::with_token(&app.url(), &op_token).await;
+    let mut blocked = None;
+    for _ in 0..80 {
+        blocked = sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_optional(&admin)
+        .await
+        .unwrap();
+        if blocked.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = blocked.expect("op's registration waits for op's row");
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert!(ended);
+    holder.rollback().await.unwrap();
+    op.expect("session").await;
+
+    let online = sup.expect("user:online").await;
+    assert_eq!(online[0]["userId"], "op", "{online:?}");
+    let more: Vec<String> = sup
+        .drain(Duration::from_millis(2500))
+        .await
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("user:"))
+        .map(|(name, args)| format!("{name} {}", args[0]))
+        .collect();
+    assert!(more.is_empty(), "announced once: {more:?}");
+    admin.close().await;
+    app.stop().await;
+}

@@ -663,3 +663,56 @@ async fn heartbeat_counts_and_refreshes_only_its_node() {
         assert_eq!(stale, vec![user(&c, "u3")], "{backend}");
     }
 }
+
+/// The database says which registration took a user online (asked after
+/// a registration whose outcome is unknown): the user's first socket's,
+/// single or in a batch; not a later socket's, and not a registration
+/// from before the user's last offline.
+#[tokio::test]
+async fn the_registration_that_took_a_user_online_is_known() {
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        let u1 = user(&c, "u1");
+        store
+            .presence_join(&socket(&c, "u1", "s1", "n1", &[]), 10_000)
+            .await
+            .unwrap();
+        store
+            .presence_join(&socket(&c, "u1", "s2", "n1", &[]), 11_000)
+            .await
+            .unwrap();
+        let by = |sid: &'static str| {
+            let (store, u1) = (store.clone(), u1.clone());
+            async move { store.presence_online_by(&u1, sid).await.unwrap() }
+        };
+        assert_eq!(by("s1").await, Some(10_000), "{backend}");
+        assert_eq!(by("s2").await, None, "{backend}: u1 was online already");
+
+        // Offline, then online again through a batch: its first socket of u1.
+        for sid in ["s1", "s2"] {
+            store.presence_leave(&u1, sid, false, 12_000).await.unwrap();
+        }
+        let gone = store
+            .presence_settle(&u1, NEVER_STALE, 12_000 + GRACE, GRACE, BOUND)
+            .await
+            .unwrap();
+        assert!(gone.user.is_some(), "{backend}: offline");
+        assert_eq!(by("s1").await, None, "{backend}: offline since");
+        let batch = [
+            socket(&c, "u2", "s3", "n1", &[]),
+            socket(&c, "u1", "s4", "n1", &[]),
+            socket(&c, "u1", "s5", "n1", &[]),
+        ];
+        let answers = store.presence_join_many(&batch, 20_000).await;
+        assert!(answers[1].as_ref().unwrap().user.is_some(), "{backend}");
+        assert_eq!(by("s4").await, Some(20_000), "{backend}");
+        assert_eq!(by("s5").await, None, "{backend}");
+        assert_eq!(by("s1").await, None, "{backend}: an earlier online");
+        let u2 = user(&c, "u2");
+        assert_eq!(
+            store.presence_online_by(&u2, "s3").await.unwrap(),
+            Some(20_000),
+            "{backend}"
+        );
+    }
+}

@@ -39,6 +39,10 @@
 //!   sockets, shutdown and drift leave rooms exactly as they leave the
 //!   company. A socket without entity rooms costs no extra statement.
 //!
+//! - **Unknown outcomes.** A registration that fails may have committed
+//!   (its connection ended during the COMMIT): the database is asked once
+//!   it answers whether that registration took the user online, and its
+//!   `user:online` is announced then ([`unsure`]).
 //! - **Batches.** Sockets without entity rooms are registered, and leave,
 //!   in batches of what waits on this node ([`registrar`]): one
 //!   transaction locks the batch's users in key order (as every
@@ -59,9 +63,11 @@ mod broadcast;
 mod registrar;
 mod sockets;
 pub mod typing;
+mod unsure;
 mod upkeep;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -69,6 +75,7 @@ use crate::domain::room::RoomKind;
 use crate::domain::{RoomName, SessionId, now_ms};
 use crate::error::{AppError, AppResult, Code};
 use crate::fanout::Fanout;
+use crate::store::breaker::Breaker;
 use crate::store::{PresentUser, SocketEntry, Store, UserKey};
 use crate::tasks::Tasks;
 use typing::Typing;
@@ -81,6 +88,8 @@ struct Slot {
     /// in flight, so a socket that goes away while it is being registered
     /// leaves no row behind. `true` once the socket left.
     op: Arc<tokio::sync::Mutex<bool>>,
+    /// Its registration failed and may have committed ([`unsure`]).
+    unsure: AtomicBool,
 }
 
 impl Slot {
@@ -122,6 +131,9 @@ pub struct Presence {
     broadcast: broadcast::Broadcast,
     /// Registrations and departures of sockets, in batches.
     registrar: registrar::Registrar,
+    /// Says when the database answers again after a failed registration
+    /// ([`unsure`]).
+    breaker: Arc<Breaker>,
     store: Arc<dyn Store>,
     fanout: Arc<Fanout>,
     tasks: Tasks,
@@ -151,6 +163,7 @@ impl Presence {
             typing: Typing::default(),
             broadcast: broadcast::Broadcast::new(settings.broadcast_max),
             registrar: registrar::Registrar::new(store.clone(), &tasks),
+            breaker: Breaker::new(store.clone(), tasks.clone()),
             store,
             fanout,
             tasks,

@@ -3,6 +3,7 @@
 //! settle after the grace period). See the module docs of [`super`] for
 //! the ordering rules these follow.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use super::{Presence, Slot, entity_rooms};
@@ -30,7 +31,7 @@ impl Presence {
             since: session.connected_at,
         };
         let shared = p.sync.read().await;
-        let op = {
+        let (slot, op) = {
             let mut slots = p.slots();
             // Checked under the lock `leave` takes first: a socket that is
             // already gone is never registered.
@@ -40,20 +41,27 @@ impl Presence {
             let slot = Arc::new(Slot {
                 entry: Mutex::new(entry.clone()),
                 op: Arc::new(tokio::sync::Mutex::new(false)),
+                unsure: AtomicBool::new(false),
             });
             let Ok(op) = slot.op.clone().try_lock_owned() else {
                 return; // a fresh mutex is always free
             };
-            slots.insert(session.id, slot);
-            op
+            slots.insert(session.id, slot.clone());
+            (slot, op)
         };
         let result = p.registrar.join(&entry).await;
+        if let Err(e) = &result {
+            // Marked before `sync` is released: the next heartbeat resolves
+            // it before it repairs any drift.
+            p.registration_failed(session.id, slot, e);
+        }
         drop((op, shared));
         match result {
             Ok(changes) => p.publish(&entry.user(), changes, Some(session.id)).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "presence: cannot register a socket; the heartbeat will retry")
-            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "presence: cannot register a socket; asking whether it took, and the heartbeat retries"
+            ),
         }
     }
 

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use super::{Presence, millis};
-use crate::domain::now_ms;
+use super::{Presence, Slot, millis, unsure};
 use crate::domain::presence::Transitions;
+use crate::domain::{SessionId, now_ms};
 use crate::store::{SocketEntry, UserKey};
 
 /// Users settled per sweep query; a sweep repeats up to [`SWEEP_ROUNDS`].
@@ -54,36 +54,75 @@ impl Presence {
 }
 
 async fn heartbeat(p: &Arc<Presence>) {
-    let (online, departed) = {
+    let (owed, (online, departed)) = {
         let _exclusive = p.sync.write().await;
         if p.tasks.is_draining() {
             return; // sockets are leaving; `leave_node` removes the rows
         }
-        let now = now_ms();
-        let rows = match p.store.presence_heartbeat(&p.node, now).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(error = %e, "presence heartbeat failed; will retry");
-                return;
-            }
+        // Before the drift check: re-registering a socket whose failed
+        // registration did not commit would announce its transition, and
+        // the slot, still unsure, would announce it again.
+        let (owed, all_sure) = resolve_unsure(p).await;
+        let repaired = match all_sure {
+            true => beat_and_repair(p).await,
+            false => Default::default(),
         };
-        let entries: Vec<SocketEntry> = p.slots().values().map(|s| s.entry().clone()).collect();
-        if rows == entries.len() as u64 {
-            return;
-        }
-        tracing::info!(
-            rows,
-            sockets = entries.len(),
-            "presence rows of this node drifted from its sockets; registering them again"
-        );
-        register_again(p, &entries, now + 1).await
+        (owed, repaired)
     };
+    for (id, (user, changes)) in owed {
+        p.publish(&user, changes, Some(id)).await;
+    }
     for (user, changes) in online {
         p.publish(&user, changes, None).await;
     }
     for user in departed {
         p.settle_later(user);
     }
+}
+
+type Owed = (SessionId, (UserKey, Transitions));
+
+/// Resolves the slots whose registration failed ([`unsure`]): what they
+/// owe, and `false` when the database did not answer for one of them.
+async fn resolve_unsure(p: &Presence) -> (Vec<Owed>, bool) {
+    let slots: Vec<(SessionId, Arc<Slot>)> =
+        p.slots().iter().map(|(id, s)| (*id, s.clone())).collect();
+    let mut owed = Vec::new();
+    for (id, slot) in slots {
+        match unsure::resolve(p, &slot).await {
+            Ok(Some(change)) => owed.push((id, change)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot ask about a failed registration; will retry");
+                return (owed, false);
+            }
+        }
+    }
+    (owed, true)
+}
+
+/// Refreshes the heartbeat of this node's rows; when their number drifted
+/// from its sockets, registers them again and removes the rows no socket
+/// backs: the transitions that made, and the users to settle.
+async fn beat_and_repair(p: &Presence) -> (Vec<(UserKey, Transitions)>, Vec<UserKey>) {
+    let now = now_ms();
+    let rows = match p.store.presence_heartbeat(&p.node, now).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "presence heartbeat failed; will retry");
+            return Default::default();
+        }
+    };
+    let entries: Vec<SocketEntry> = p.slots().values().map(|s| s.entry().clone()).collect();
+    if rows == entries.len() as u64 {
+        return Default::default();
+    }
+    tracing::info!(
+        rows,
+        sockets = entries.len(),
+        "presence rows of this node drifted from its sockets; registering them again"
+    );
+    register_again(p, &entries, now + 1).await
 }
 
 /// Registers `entries` with heartbeat `at`, then removes this node's rows

@@ -127,7 +127,8 @@ impl PresenceStore for PgStore {
                  ON CONFLICT (company_id, socket_id)
                  DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = EXCLUDED.heartbeat_at
              ), saved AS (
-                 UPDATE presence_users SET online = $9, since = $10, left_at = $11
+                 UPDATE presence_users SET online = $9, since = $10, left_at = $11,
+                     online_by = CASE WHEN $13 THEN $2 ELSE online_by END
                  WHERE company_id = $1 AND user_id = $3 AND $12
              )
              DELETE FROM presence_rooms WHERE company_id = $1 AND socket_id = $2 AND room <> ALL($8)
@@ -145,6 +146,7 @@ impl PresenceStore for PgStore {
         .bind(next.since)
         .bind(next.left_at)
         .bind(next != current)
+        .bind(change.is_some())
         .fetch_all(&mut *tx)
         .await?;
         rooms::depart(&mut tx, &user, &dropped, now).await?;
@@ -403,6 +405,14 @@ impl PresenceStore for PgStore {
 
     async fn presence_online_count(&self, company_id: &str) -> Result<i64, StoreError> {
         reads::online_count(&self.pool, company_id).await
+    }
+
+    async fn presence_online_by(
+        &self,
+        user: &UserKey,
+        socket_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        reads::online_by(&self.pool, user, socket_id).await
     }
 }
 

@@ -88,6 +88,13 @@ pub(super) async fn join(
         .filter(|(_, (current, next))| current != next)
         .map(|(user, (_, next))| (user, next))
         .collect();
+    // The socket whose registration took each of them online.
+    let by: HashMap<UserKey, &str> = sockets
+        .iter()
+        .zip(&answers)
+        .filter(|(_, t)| t.user.is_some())
+        .map(|(s, _)| (s.user(), s.socket_id.as_str()))
+        .collect();
     // The sockets' rows and the users' new states, in one statement.
     sqlx::query(
         "WITH sockets AS (
@@ -100,9 +107,10 @@ pub(super) async fn join(
              DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = EXCLUDED.heartbeat_at
          )
          UPDATE presence_users AS u
-         SET online = t.online, since = t.since, left_at = t.left_at
-         FROM unnest($8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[])
-              AS t(c, usr, online, since, left_at)
+         SET online = t.online, since = t.since, left_at = t.left_at,
+             online_by = COALESCE(t.by, u.online_by)
+         FROM unnest($8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[], $13::text[])
+              AS t(c, usr, online, since, left_at, by)
          WHERE u.company_id = t.c AND u.user_id = t.usr",
     )
     .bind(
@@ -147,6 +155,12 @@ pub(super) async fn join(
     .bind(changed.iter().map(|(_, p)| p.online).collect::<Vec<_>>())
     .bind(changed.iter().map(|(_, p)| p.since).collect::<Vec<_>>())
     .bind(changed.iter().map(|(_, p)| p.left_at).collect::<Vec<_>>())
+    .bind(
+        changed
+            .iter()
+            .map(|(u, _)| by.get(*u).copied())
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

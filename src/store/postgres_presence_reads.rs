@@ -54,6 +54,21 @@ pub(super) async fn online_count(pool: &PgPool, company_id: &str) -> Result<i64,
     Ok(n)
 }
 
+pub(super) async fn online_by(
+    pool: &PgPool,
+    user: &UserKey,
+    socket_id: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT since FROM presence_users WHERE company_id = $1 AND user_id = $2 AND online AND online_by = $3")
+            .bind(&user.company_id)
+            .bind(&user.user_id)
+            .bind(socket_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
 pub(super) async fn list(
     pool: &PgPool,
     company_id: &str,

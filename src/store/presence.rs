@@ -184,4 +184,14 @@ pub trait PresenceStore: Send + Sync {
     /// How many users of the company are online (as `presence_list`
     /// counts them), for the broadcast rule.
     async fn presence_online_count(&self, company_id: &str) -> Result<i64, StoreError>;
+
+    /// When the user came online, if it is online through the registration
+    /// of `socket_id` (that registration took it online). Asked after a
+    /// registration whose outcome is unknown: it may have committed, and
+    /// then its `user:online` is still owed.
+    async fn presence_online_by(
+        &self,
+        user: &UserKey,
+        socket_id: &str,
+    ) -> Result<Option<i64>, StoreError>;
 }

@@ -35,15 +35,18 @@ async fn save_user(
     user: &UserKey,
     state: UserPresence,
     role: Option<&str>,
+    online_by: Option<&str>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE presence_users SET online = ?, since = ?, left_at = ?, role = COALESCE(?, role)
+        "UPDATE presence_users SET online = ?, since = ?, left_at = ?, role = COALESCE(?, role),
+             online_by = COALESCE(?, online_by)
          WHERE company_id = ? AND user_id = ?",
     )
     .bind(state.online)
     .bind(state.since)
     .bind(state.left_at)
     .bind(role)
+    .bind(online_by)
     .bind(&user.company_id)
     .bind(&user.user_id)
     .execute(&mut **tx)
@@ -155,7 +158,8 @@ impl PresenceStore for SqliteStore {
         let entered = rooms::enter(&mut tx, &user, &s.role, &s.rooms, now).await?;
         let settle = rooms::emptied(&mut tx, &user, &dropped).await?;
         let (next, change) = transition::join(current, &s.role, now);
-        save_user(&mut tx, &user, next, Some(&s.role)).await?;
+        let by = change.is_some().then_some(s.socket_id.as_str());
+        save_user(&mut tx, &user, next, Some(&s.role), by).await?;
         tx.commit().await?;
         Ok(Transitions {
             user: change,
@@ -261,7 +265,7 @@ impl PresenceStore for SqliteStore {
         let sockets = count_sockets(&mut tx, user).await?;
         let (next, change) = transition::settle(current, sockets, now, grace_ms);
         if next != stored {
-            save_user(&mut tx, user, next, None).await?;
+            save_user(&mut tx, user, next, None, None).await?;
         }
         let company_online = match change {
             Some(Change::Offline { .. }) => {
@@ -345,5 +349,13 @@ impl PresenceStore for SqliteStore {
 
     async fn presence_online_count(&self, company_id: &str) -> Result<i64, StoreError> {
         reads::online_count(&self.reader, company_id).await
+    }
+
+    async fn presence_online_by(
+        &self,
+        user: &UserKey,
+        socket_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        reads::online_by(&self.reader, user, socket_id).await
     }
 }

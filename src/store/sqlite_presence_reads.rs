@@ -52,6 +52,21 @@ pub(super) async fn online_count(pool: &SqlitePool, company_id: &str) -> Result<
     Ok(n)
 }
 
+pub(super) async fn online_by(
+    pool: &SqlitePool,
+    user: &UserKey,
+    socket_id: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT since FROM presence_users WHERE company_id = ? AND user_id = ? AND online AND online_by = ?")
+            .bind(&user.company_id)
+            .bind(&user.user_id)
+            .bind(socket_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
 pub(super) async fn list(
     pool: &SqlitePool,
     company_id: &str,
