@@ -8,15 +8,14 @@
 //! connection checked out of the pool (and pinged by sqlx when it is
 //! returned). One writer task per node instead takes every save that is
 //! waiting and writes them with [`Store::save_cursor_batch`], one
-//! statement, then answers each caller. A cursor never moves back (the
+//! statement ([`super::group`]), then answers each caller. A cursor never moves back (the
 //! store keeps the larger offset), so two saves of one device and room in
 //! a batch keep the further one, as two statements would.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-
+use super::group::Group;
 use super::{CursorKey, Store, StoreError};
 use crate::tasks::Tasks;
 
@@ -24,19 +23,20 @@ use crate::tasks::Tasks;
 /// not saved: the next save retries, the client may get duplicates).
 const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Most cursor rows one statement carries.
-const MAX_BATCH_ROWS: usize = 1024;
+/// Most saves one statement carries (a connect's or departure's save is a
+/// few rows: one per room).
+const MAX_BATCH: usize = 512;
 
-struct Request {
+/// One caller's save: a device's cursors, asked for at a time.
+struct Save {
     key: CursorKey,
     cursors: Vec<(String, i64)>,
     now: i64,
-    reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
 #[derive(Clone)]
 pub struct CursorWriter {
-    tx: mpsc::Sender<Request>,
+    saves: Arc<Group<Save, ()>>,
     store: Arc<dyn Store>,
 }
 
@@ -44,9 +44,28 @@ impl CursorWriter {
     /// Starts the writer task. It runs until shutdown cancels `tasks`;
     /// saves asked for after that are written one by one.
     pub fn new(store: Arc<dyn Store>, tasks: &Tasks) -> Self {
-        let (tx, rx) = mpsc::channel(4096);
-        tasks.spawn(run(store.clone(), rx));
-        Self { tx, store }
+        let saves = {
+            let store = store.clone();
+            Group::start(tasks, MAX_BATCH, SAVE_TIMEOUT, move |saves: Vec<Save>| {
+                let store = store.clone();
+                async move {
+                    let (rows, now) = merge(&saves);
+                    let written = store.save_cursor_batch(&rows, now).await;
+                    let failed = written.err().map(|e| e.to_string());
+                    saves
+                        .iter()
+                        .map(|_| match &failed {
+                            None => Ok(()),
+                            Some(why) => Err(StoreError::Unavailable(why.clone())),
+                        })
+                        .collect()
+                }
+            })
+        };
+        Self {
+            saves: Arc::new(saves),
+            store,
+        }
     }
 
     /// Stores `cursors` for `key` as [`Store::save_cursors`] does, in the
@@ -60,17 +79,13 @@ impl CursorWriter {
         if cursors.is_empty() {
             return Ok(());
         }
-        let (reply, answer) = oneshot::channel();
-        let request = Request {
+        let save = Save {
             key: key.clone(),
             cursors: cursors.to_vec(),
             now,
-            reply,
         };
-        if self.tx.send(request).await.is_ok() {
-            if let Ok(written) = answer.await {
-                return written;
-            }
+        if let Some(written) = self.saves.call(save).await {
+            return written;
         }
         // The writer stopped (shutdown cancels it while departures that
         // began just before are still saving): write this one directly, so
@@ -85,39 +100,11 @@ impl CursorWriter {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>) {
-    while let Some(first) = rx.recv().await {
-        let mut rows = first.cursors.len();
-        let mut requests = vec![first];
-        while rows < MAX_BATCH_ROWS {
-            match rx.try_recv() {
-                Ok(req) => {
-                    rows += req.cursors.len();
-                    requests.push(req);
-                }
-                Err(_) => break,
-            }
-        }
-        let (rows, now) = merge(&requests);
-        let written = tokio::time::timeout(SAVE_TIMEOUT, store.save_cursor_batch(&rows, now)).await;
-        let result = match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {SAVE_TIMEOUT:?}")),
-        };
-        for req in requests {
-            let _ = req
-                .reply
-                .send(result.clone().map_err(StoreError::Unavailable));
-        }
-    }
-}
-
 /// The batch's rows ([`super::furthest_cursors`]), stamped with the latest
 /// time asked for.
-fn merge(requests: &[Request]) -> (Vec<(CursorKey, String, i64)>, i64) {
-    let now = requests.iter().map(|r| r.now).max().unwrap_or(i64::MIN);
-    let rows = requests.iter().flat_map(|r| {
+fn merge(saves: &[Save]) -> (Vec<(CursorKey, String, i64)>, i64) {
+    let now = saves.iter().map(|r| r.now).max().unwrap_or(i64::MIN);
+    let rows = saves.iter().flat_map(|r| {
         r.cursors
             .iter()
             .map(|(room, offset)| (r.key.clone(), room.clone(), *offset))
@@ -137,12 +124,11 @@ mod tests {
         }
     }
 
-    fn request(user: &str, cursors: &[(&str, i64)], now: i64) -> Request {
-        Request {
+    fn request(user: &str, cursors: &[(&str, i64)], now: i64) -> Save {
+        Save {
             key: key(user),
             cursors: cursors.iter().map(|(r, o)| (r.to_string(), *o)).collect(),
             now,
-            reply: oneshot::channel().0,
         }
     }
 
