@@ -218,8 +218,10 @@ def main():
                 print(f"| {point} | {r['result'].get('server')} run {r['run']}: **{status}** | "
                       + f"{reason[:160]} |" + " |" * (len(head) - 3))
         contention = ("others' CPU on the server's core, %", "cpu.others_on_server_core_pct", None)
-        if point == "connect":
+        if point in ("connect", "connect-presence"):
             contention = (contention[0], "cpu_during_connect.others_on_server_core_pct", None)
+        elif point == "storm":
+            contention = (contention[0], "cpu_during_storm.others_on_server_core_pct", None)
         for label, path, target in METRICS.get(point, []) + [contention]:
             o = [get(r["result"].get("results", {}), path) for r in ours if r["result"].get("status") == "ok"]
             n = [get(r["result"].get("results", {}), path) for r in ref if r["result"].get("status") == "ok"]
