@@ -237,17 +237,7 @@ async fn a_registration_whose_commit_lost_its_connection_still_announces_user_on
         &[("WS_PRESENCE_TTL", "600"), ("WS_PRESENCE_GRACE_MS", "200")],
     )
     .await;
-    let c = common::unique("c");
-    let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
-    sup.expect("session").await;
-    // op has been here before: reconnecting, it reads its cursor and
-    // writes nothing before its presence registration.
-    let op_token = app.token("op", &c, Role::Operator);
-    let mut op = Client::with_token(&app.url(), &op_token).await;
-    op.expect("session").await;
-    assert_eq!(sup.expect("user:online").await[0]["userId"], "op");
-    op.disconnect();
-    assert_eq!(sup.expect("user:offline").await[0]["userId"], "op");
+    let (mut sup, op_token, _) = op_came_and_went(&app).await;
 
     pg.stall_commits(true).await;
     let mut op = Client::with_token(&app.url(), &op_token).await;
@@ -257,16 +247,7 @@ async fn a_registration_whose_commit_lost_its_connection_still_announces_user_on
     );
     pg.stall_commits(false).await;
     op.expect("session").await;
-    let online = sup.expect("user:online").await;
-    assert_eq!(online[0]["userId"], "op", "{online:?}");
-    let more: Vec<String> = sup
-        .drain(Duration::from_millis(1500))
-        .await
-        .into_iter()
-        .filter(|(name, _)| name.starts_with("user:"))
-        .map(|(name, args)| format!("{name} {}", args[0]))
-        .collect();
-    assert!(more.is_empty(), "announced once: {more:?}");
+    op_online_once(&mut sup, Duration::from_millis(1500)).await;
     let listed = sup.emit_with_ack("presence:list", json!({})).await;
     let users: Vec<&str> = listed["users"]
         .as_array()
@@ -289,15 +270,7 @@ async fn a_registration_that_did_not_commit_is_announced_once_by_the_repair() {
         &[("WS_PRESENCE_TTL", "3"), ("WS_PRESENCE_GRACE_MS", "200")],
     )
     .await;
-    let c = common::unique("c");
-    let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
-    sup.expect("session").await;
-    let op_token = app.token("op", &c, Role::Operator);
-    let mut op = Client::with_token(&app.url(), &op_token).await;
-    op.expect("session").await;
-    assert_eq!(sup.expect("user:online").await[0]["userId"], "op");
-    op.disconnect();
-    assert_eq!(sup.expect("user:offline").await[0]["userId"], "op");
+    let (mut sup, op_token, c) = op_came_and_went(&app).await;
 
     let admin = PgPoolOptions::new()
         .max_connections(2)
@@ -334,16 +307,37 @@ async fn a_registration_that_did_not_commit_is_announced_once_by_the_repair() {
     holder.rollback().await.unwrap();
     op.expect("session").await;
 
+    op_online_once(&mut sup, Duration::from_millis(2500)).await;
+    admin.close().await;
+    app.stop().await;
+}
+
+/// A supervisor watching a new company, op's token and the company: op connected (its
+/// cursors and user row exist) and left, and is offline. Reconnecting, op
+/// reads its cursors and writes nothing before its presence registration.
+async fn op_came_and_went(app: &common::TestApp) -> (Client, String, String) {
+    let c = common::unique("c");
+    let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
+    sup.expect("session").await;
+    let op_token = app.token("op", &c, Role::Operator);
+    let mut op = Client::with_token(&app.url(), &op_token).await;
+    op.expect("session").await;
+    assert_eq!(sup.expect("user:online").await[0]["userId"], "op");
+    op.disconnect();
+    assert_eq!(sup.expect("user:offline").await[0]["userId"], "op");
+    (sup, op_token, c)
+}
+
+/// `sup` hears op come online, and no other `user:*` event within `quiet`.
+async fn op_online_once(sup: &mut Client, quiet: Duration) {
     let online = sup.expect("user:online").await;
     assert_eq!(online[0]["userId"], "op", "{online:?}");
     let more: Vec<String> = sup
-        .drain(Duration::from_millis(2500))
+        .drain(quiet)
         .await
         .into_iter()
         .filter(|(name, _)| name.starts_with("user:"))
         .map(|(name, args)| format!("{name} {}", args[0]))
         .collect();
     assert!(more.is_empty(), "announced once: {more:?}");
-    admin.close().await;
-    app.stop().await;
 }
