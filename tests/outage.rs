@@ -257,6 +257,61 @@ async fn a_registration_whose_commit_lost_its_connection_still_announces_user_on
     app.stop().await;
 }
 
+/// The same when the database restarts under the waiting COMMIT and op
+/// leaves while it is down: op's slot is gone from the node, but its
+/// registration still owes the `user:online` it made, and it is
+/// announced once the database answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_leaves_while_its_registration_is_unsure_still_gets_it_announced() {
+    use common::private_pg::PrivatePg;
+
+    let pg = tokio::task::spawn_blocking(PrivatePg::start).await.unwrap();
+    pg.commit_synchronously().await;
+    let app = common::spawn_app(
+        &pg.url(),
+        &[("WS_PRESENCE_TTL", "600"), ("WS_PRESENCE_GRACE_MS", "200")],
+    )
+    .await;
+    let (mut sup, op_token, _) = op_came_and_went(&app).await;
+
+    pg.stall_commits(true).await;
+    let op = Client::with_token(&app.url(), &op_token).await;
+    assert!(
+        pg.waiting_commit().await.is_some(),
+        "op's registration waits in its COMMIT"
+    );
+    tokio::task::block_in_place(|| pg.stop());
+    op.disconnect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let heard = sup.drain(Duration::from_millis(100)).await;
+    assert!(
+        heard.iter().all(|(name, _)| !name.starts_with("user:")),
+        "nothing announced while the database is down: {heard:?}"
+    );
+    tokio::task::block_in_place(|| pg.resume());
+    pg.stall_commits(false).await;
+    let heard = sup.drain(Duration::from_secs(4)).await;
+    let user_events: Vec<String> = heard
+        .iter()
+        .filter(|(name, _)| name.starts_with("user:"))
+        .map(|(name, args)| format!("{name} {}", args[0]["userId"]))
+        .collect();
+    assert_eq!(
+        user_events.first().map(String::as_str),
+        Some("user:online \"op\""),
+        "{user_events:?}"
+    );
+    assert_eq!(
+        user_events
+            .iter()
+            .filter(|e| e.starts_with("user:online"))
+            .count(),
+        1,
+        "{user_events:?}"
+    );
+    app.stop().await;
+}
+
 /// The other outcome: a registration whose backend is terminated before
 /// its COMMIT (it waits for op's row, locked by another transaction) did
 /// not take op online. The follow-up finds nothing owed, and the

@@ -134,6 +134,10 @@ pub struct Presence {
     /// Says when the database answers again after a failed registration
     /// ([`unsure`]).
     breaker: Arc<Breaker>,
+    /// The task that resolves unsure slots runs ([`unsure`]).
+    resolving: AtomicBool,
+    /// Slots of sockets that left while unsure ([`unsure`]).
+    departed_unsure: Mutex<Vec<(SessionId, Arc<Slot>)>>,
     store: Arc<dyn Store>,
     fanout: Arc<Fanout>,
     tasks: Tasks,
@@ -164,6 +168,8 @@ impl Presence {
             broadcast: broadcast::Broadcast::new(settings.broadcast_max),
             registrar: registrar::Registrar::new(store.clone(), &tasks),
             breaker: Breaker::new(store.clone(), tasks.clone()),
+            resolving: AtomicBool::new(false),
+            departed_unsure: Mutex::new(Vec::new()),
             store,
             fanout,
             tasks,

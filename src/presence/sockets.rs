@@ -3,7 +3,7 @@
 //! settle after the grace period). See the module docs of [`super`] for
 //! the ordering rules these follow.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Presence, Slot, entity_rooms};
@@ -53,7 +53,7 @@ impl Presence {
         if let Err(e) = &result {
             // Marked before `sync` is released: the next heartbeat resolves
             // it before it repairs any drift.
-            p.registration_failed(session.id, slot, e);
+            p.registration_failed(&slot, e);
         }
         drop((op, shared));
         match result {
@@ -79,6 +79,9 @@ impl Presence {
         let Some(slot) = p.slots().remove(&id) else {
             return;
         };
+        if slot.unsure.load(Ordering::Acquire) {
+            p.departed_unsure().push((id, slot.clone()));
+        }
         if p.tasks.is_draining() {
             return; // `leave_node` removes all of this node's rows at once
         }

@@ -7,52 +7,136 @@
 //!
 //! So a failed registration leaves its slot unsure, and the database is
 //! asked whether that registration took the user online
-//! (`presence_users.online_by`): by a task, once the database answers
-//! ([`crate::store::outcome::once_answering`]), and by every heartbeat
-//! before it repairs drift (the task may have given up). The answer is
-//! taken under `sync`, shared by the task and held exclusively by the
-//! heartbeat, so one of them resolves each slot, and a heartbeat that
+//! (`presence_users.online_by`): by one task for all unsure slots, once
+//! the database answers ([`crate::store::outcome::once_answering`]), and
+//! by every heartbeat before it repairs drift (the task may have given
+//! up). The answer is taken under `sync`, shared by the task and held
+//! exclusively by the heartbeat, so one of them resolves each slot, and a heartbeat that
 //! re-registers a socket whose first registration did not commit has
 //! resolved it first (announcing its own transition, not a second one).
 //!
-//! One exception stays: a socket that leaves before its slot is resolved
-//! and whose user then settles offline has its `user:offline` announced
-//! without the `user:online` before it (the slot went with the socket).
+//! A socket that leaves while unsure is kept for the answer: its user may
+//! be online through it and stay online through sockets registered since.
+//! One exception stays: when its user settles offline before the database
+//! answers, that `user:offline` goes out without the `user:online` before
+//! it.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
 
 use super::{Presence, Slot};
 use crate::domain::SessionId;
 use crate::domain::presence::{Change, Transitions};
 use crate::store::{StoreError, UserKey, outcome};
 
+/// A transition an unsure registration made that nobody announced, and
+/// the socket it belongs to (not told of its own user's transition).
+pub(super) type Owed = (SessionId, (UserKey, Transitions));
+
 impl Presence {
-    /// A registration of `slot` failed: resolves it once the database
-    /// answers (see the module docs).
-    pub(super) fn registration_failed(
-        self: &Arc<Self>,
-        id: SessionId,
-        slot: Arc<Slot>,
-        error: &StoreError,
-    ) {
+    /// A registration of `slot` failed: it is resolved once the database
+    /// answers (see the module docs), by the one resolver task, started
+    /// here unless it runs.
+    pub(super) fn registration_failed(self: &Arc<Self>, slot: &Slot, error: &StoreError) {
         slot.unsure.store(true, Ordering::Release);
+        if self.resolving.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let p = self.clone();
         // Opens the breaker on an outage: asked again once its probe (outside
         // the pool) finds the database answering.
         let error = error.not_known();
         self.tasks.spawn(async move {
             p.breaker.failed(&error).await;
-            let stop = p.tasks.child_token();
-            let answer = outcome::once_answering(&p.breaker, stop, || async {
-                let _shared = p.sync.read().await;
-                resolve(&p, &slot).await
+            p.resolve_until_sure().await;
+        });
+    }
+
+    /// Resolves every unsure slot, once the database answers, until none is
+    /// left (a storm during an outage leaves thousands: one task, one pass
+    /// each time the database answers). Gives up at shutdown or after
+    /// [`outcome::once_answering`]'s limit; the heartbeat goes on asking.
+    async fn resolve_until_sure(self: &Arc<Self>) {
+        loop {
+            let stop = self.tasks.child_token();
+            let done = outcome::once_answering(&self.breaker, stop, || async {
+                let (owed, all_sure) = {
+                    let _shared = self.sync.read().await;
+                    resolve_all(self).await
+                };
+                self.announce_owed(owed).await;
+                match all_sure {
+                    true => Ok(()),
+                    false => Err(StoreError::Unavailable(
+                        "a failed registration cannot be asked about yet".into(),
+                    )),
+                }
             })
             .await;
-            if let Some(Some((user, changes))) = answer {
-                p.publish(&user, changes, Some(id)).await;
+            self.resolving.store(false, Ordering::Release);
+            if done.is_none() {
+                return;
             }
-        });
+            // A registration that failed after the pass and saw this task
+            // running did not start another one.
+            let unsure = !self.departed_unsure().is_empty()
+                || self
+                    .slots()
+                    .values()
+                    .any(|s| s.unsure.load(Ordering::Acquire));
+            if !unsure || self.resolving.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+    }
+}
+
+impl Presence {
+    /// Announces what resolved slots owe.
+    pub(super) async fn announce_owed(self: &Arc<Self>, owed: Vec<Owed>) {
+        for (id, (user, changes)) in owed {
+            self.publish(&user, changes, Some(id)).await;
+        }
+    }
+}
+
+/// Resolves the slots whose registration failed: what they owe, and
+/// `false` when the database did not answer for one of them (the rest
+/// stay unsure). The caller holds `sync`.
+pub(super) async fn resolve_all(p: &Presence) -> (Vec<Owed>, bool) {
+    let mut slots: Vec<(SessionId, Arc<Slot>)> = p
+        .slots()
+        .iter()
+        .filter(|(_, s)| s.unsure.load(Ordering::Acquire))
+        .map(|(id, s)| (*id, s.clone()))
+        .collect();
+    slots.extend(p.departed_unsure().iter().cloned());
+    let mut owed = Vec::new();
+    let mut all_sure = true;
+    for (id, slot) in slots {
+        match resolve(p, &slot).await {
+            Ok(Some(change)) => owed.push((id, change)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot ask about a failed registration; will retry");
+                all_sure = false;
+                break;
+            }
+        }
+    }
+    p.departed_unsure()
+        .retain(|(_, s)| s.unsure.load(Ordering::Acquire));
+    (owed, all_sure)
+}
+
+impl Presence {
+    /// Sockets that left while their registration was unsure: still owed
+    /// an answer (their user may be online through them, and stay online
+    /// through its other sockets).
+    pub(super) fn departed_unsure(&self) -> MutexGuard<'_, Vec<(SessionId, Arc<Slot>)>> {
+        self.departed_unsure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -60,10 +144,7 @@ impl Presence {
 /// announced; the slot is sure afterwards. `None` when the slot was sure
 /// (resolved already) or the registration did not take its user online.
 /// The caller holds `sync`.
-pub(super) async fn resolve(
-    p: &Presence,
-    slot: &Slot,
-) -> Result<Option<(UserKey, Transitions)>, StoreError> {
+async fn resolve(p: &Presence, slot: &Slot) -> Result<Option<(UserKey, Transitions)>, StoreError> {
     if !slot.unsure.load(Ordering::Acquire) {
         return Ok(None);
     }

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use super::{Presence, Slot, millis, unsure};
+use super::{Presence, millis, unsure};
+use crate::domain::now_ms;
 use crate::domain::presence::Transitions;
-use crate::domain::{SessionId, now_ms};
 use crate::store::{SocketEntry, UserKey};
 
 /// Users settled per sweep query; a sweep repeats up to [`SWEEP_ROUNDS`].
@@ -62,43 +62,20 @@ async fn heartbeat(p: &Arc<Presence>) {
         // Before the drift check: re-registering a socket whose failed
         // registration did not commit would announce its transition, and
         // the slot, still unsure, would announce it again.
-        let (owed, all_sure) = resolve_unsure(p).await;
+        let (owed, all_sure) = unsure::resolve_all(p).await;
         let repaired = match all_sure {
             true => beat_and_repair(p).await,
             false => Default::default(),
         };
         (owed, repaired)
     };
-    for (id, (user, changes)) in owed {
-        p.publish(&user, changes, Some(id)).await;
-    }
+    p.announce_owed(owed).await;
     for (user, changes) in online {
         p.publish(&user, changes, None).await;
     }
     for user in departed {
         p.settle_later(user);
     }
-}
-
-type Owed = (SessionId, (UserKey, Transitions));
-
-/// Resolves the slots whose registration failed ([`unsure`]): what they
-/// owe, and `false` when the database did not answer for one of them.
-async fn resolve_unsure(p: &Presence) -> (Vec<Owed>, bool) {
-    let slots: Vec<(SessionId, Arc<Slot>)> =
-        p.slots().iter().map(|(id, s)| (*id, s.clone())).collect();
-    let mut owed = Vec::new();
-    for (id, slot) in slots {
-        match unsure::resolve(p, &slot).await {
-            Ok(Some(change)) => owed.push((id, change)),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "presence: cannot ask about a failed registration; will retry");
-                return (owed, false);
-            }
-        }
-    }
-    (owed, true)
 }
 
 /// Refreshes the heartbeat of this node's rows; when their number drifted
