@@ -11,9 +11,10 @@
 //! the database answers ([`crate::store::outcome::once_answering`]), and
 //! by every heartbeat before it repairs drift (the task may have given
 //! up). The answer is taken under `sync`, shared by the task and held
-//! exclusively by the heartbeat, so one of them resolves each slot, and a heartbeat that
-//! re-registers a socket whose first registration did not commit has
-//! resolved it first (announcing its own transition, not a second one).
+//! exclusively by the heartbeat, so one of them resolves each slot; a
+//! heartbeat repairs drift only once every slot is resolved, so a socket
+//! whose first registration did not commit is registered again (and its
+//! transition announced) only after its slot said it owes nothing.
 //!
 //! A socket that leaves while unsure is kept for the answer: its user may
 //! be online through it and stay online through sockets registered since.
@@ -89,14 +90,21 @@ impl Presence {
             }
         }
     }
-}
 
-impl Presence {
     /// Announces what resolved slots owe.
     pub(super) async fn announce_owed(self: &Arc<Self>, owed: Vec<Owed>) {
         for (id, (user, changes)) in owed {
             self.publish(&user, changes, Some(id)).await;
         }
+    }
+
+    /// Sockets that left while their registration was unsure: still owed
+    /// an answer (their user may be online through them, and stay online
+    /// through its other sockets).
+    pub(super) fn departed_unsure(&self) -> MutexGuard<'_, Vec<(SessionId, Arc<Slot>)>> {
+        self.departed_unsure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -127,17 +135,6 @@ pub(super) async fn resolve_all(p: &Presence) -> (Vec<Owed>, bool) {
     p.departed_unsure()
         .retain(|(_, s)| s.unsure.load(Ordering::Acquire));
     (owed, all_sure)
-}
-
-impl Presence {
-    /// Sockets that left while their registration was unsure: still owed
-    /// an answer (their user may be online through them, and stay online
-    /// through its other sockets).
-    pub(super) fn departed_unsure(&self) -> MutexGuard<'_, Vec<(SessionId, Arc<Slot>)>> {
-        self.departed_unsure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// The transition an unsure registration of `slot` made and nobody

@@ -63,11 +63,7 @@ async fn heartbeat(p: &Arc<Presence>) {
         // registration did not commit would announce its transition, and
         // the slot, still unsure, would announce it again.
         let (owed, all_sure) = unsure::resolve_all(p).await;
-        let repaired = match all_sure {
-            true => beat_and_repair(p).await,
-            false => Default::default(),
-        };
-        (owed, repaired)
+        (owed, beat_and_repair(p, all_sure).await)
     };
     p.announce_owed(owed).await;
     for (user, changes) in online {
@@ -79,9 +75,13 @@ async fn heartbeat(p: &Arc<Presence>) {
 }
 
 /// Refreshes the heartbeat of this node's rows; when their number drifted
-/// from its sockets, registers them again and removes the rows no socket
-/// backs: the transitions that made, and the users to settle.
-async fn beat_and_repair(p: &Presence) -> (Vec<(UserKey, Transitions)>, Vec<UserKey>) {
+/// from its sockets (and `may_repair`), registers them again and removes
+/// the rows no socket backs: the transitions that made, and the users to
+/// settle.
+async fn beat_and_repair(
+    p: &Presence,
+    may_repair: bool,
+) -> (Vec<(UserKey, Transitions)>, Vec<UserKey>) {
     let now = now_ms();
     let rows = match p.store.presence_heartbeat(&p.node, now).await {
         Ok(rows) => rows,
@@ -91,7 +91,7 @@ async fn beat_and_repair(p: &Presence) -> (Vec<(UserKey, Transitions)>, Vec<User
         }
     };
     let entries: Vec<SocketEntry> = p.slots().values().map(|s| s.entry().clone()).collect();
-    if rows == entries.len() as u64 {
+    if rows == entries.len() as u64 || !may_repair {
         return Default::default();
     }
     tracing::info!(
