@@ -257,6 +257,64 @@ async fn a_registration_whose_commit_lost_its_connection_still_announces_user_on
     app.stop().await;
 }
 
+/// The same for a socket that registers with an entity room (named in
+/// `auth.offsets`): its registration also took its user into the room,
+/// and `presence:joined` goes out to the room, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_with_an_entity_room_still_announces_presence_joined_once() {
+    use common::private_pg::PrivatePg;
+
+    let pg = tokio::task::spawn_blocking(PrivatePg::start).await.unwrap();
+    pg.commit_synchronously().await;
+    let app = common::spawn_app(
+        &pg.url(),
+        &[("WS_PRESENCE_TTL", "600"), ("WS_PRESENCE_GRACE_MS", "200")],
+    )
+    .await;
+    let c = common::unique("c");
+    let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
+    sup.expect("session").await;
+    let subscribed = sup
+        .emit_with_ack("subscribe", json!({ "room": "order:1" }))
+        .await;
+    assert_eq!(subscribed["ok"], true, "{subscribed}");
+    // op has been in order:1 before: reconnecting, it reads its cursors
+    // and writes nothing before its presence registration.
+    let auth = json!({ "token": app.token("op", &c, Role::Operator), "offsets": { "order:1": 0 } });
+    let connect = || async {
+        Client::connect(&app.url(), "", auth.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    };
+    let mut op = connect().await;
+    op.expect("session").await;
+    assert_eq!(sup.expect("presence:joined").await[0]["userId"], "op");
+    op.disconnect();
+    assert_eq!(sup.expect("presence:left").await[0]["userId"], "op");
+
+    pg.stall_commits(true).await;
+    let mut op = connect().await;
+    assert!(
+        pg.end_the_waiting_commit().await,
+        "op's registration waited in its COMMIT and was ended"
+    );
+    pg.stall_commits(false).await;
+    op.expect("session").await;
+    let heard = sup.drain(Duration::from_millis(2000)).await;
+    let joined: Vec<&Value> = heard
+        .iter()
+        .filter(|(name, _)| name == "presence:joined")
+        .map(|(_, args)| &args[0])
+        .collect();
+    assert_eq!(joined.len(), 1, "{heard:?}");
+    assert_eq!(
+        (joined[0]["userId"].as_str(), joined[0]["room"].as_str()),
+        (Some("op"), Some("order:1")),
+        "{heard:?}"
+    );
+    app.stop().await;
+}
+
 /// The same when the database restarts under the waiting COMMIT and op
 /// leaves while it is down: op's slot is gone from the node, but its
 /// registration still owes the `user:online` it made, and it is

@@ -664,10 +664,11 @@ async fn heartbeat_counts_and_refreshes_only_its_node() {
     }
 }
 
-/// The database says which registration took a user online (asked after
-/// a registration whose outcome is unknown): the user's first socket's,
-/// single or in a batch; not a later socket's, and not a registration
-/// from before the user's last offline.
+/// The database says what a registration made (asked after one whose
+/// outcome is unknown): the user online through its first socket's,
+/// single or in a batch, not a later socket's, not one from before the
+/// user's last offline; and the entity rooms each socket took the user
+/// into, at the time it did.
 #[tokio::test]
 async fn the_registration_that_took_a_user_online_is_known() {
     for (backend, store) in common::stores().await {
@@ -683,7 +684,11 @@ async fn the_registration_that_took_a_user_online_is_known() {
             .unwrap();
         let by = |sid: &'static str| {
             let (store, u1) = (store.clone(), u1.clone());
-            async move { store.presence_online_by(&u1, sid).await.unwrap() }
+            async move {
+                let made = store.presence_made_by(&u1, sid, 0).await.unwrap();
+                assert_eq!(made.rooms, Vec::<String>::new());
+                made.online_since
+            }
         };
         assert_eq!(by("s1").await, Some(10_000), "{backend}");
         assert_eq!(by("s2").await, None, "{backend}: u1 was online already");
@@ -710,9 +715,52 @@ async fn the_registration_that_took_a_user_online_is_known() {
         assert_eq!(by("s1").await, None, "{backend}: an earlier online");
         let u2 = user(&c, "u2");
         assert_eq!(
-            store.presence_online_by(&u2, "s3").await.unwrap(),
+            store
+                .presence_made_by(&u2, "s3", 20_000)
+                .await
+                .unwrap()
+                .online_since,
             Some(20_000),
             "{backend}"
         );
+
+        // Entity rooms: those a registration or subscription took the user
+        // into, found by its socket and time.
+        let u3 = user(&c, "u3");
+        store
+            .presence_join(
+                &socket(&c, "u3", "s6", "n1", &["order:1", "order:2"]),
+                30_000,
+            )
+            .await
+            .unwrap();
+        store
+            .presence_join(
+                &socket(&c, "u3", "s7", "n1", &["order:2", "order:3"]),
+                30_500,
+            )
+            .await
+            .unwrap();
+        let joined = store
+            .presence_rooms(
+                &socket(&c, "u3", "s6", "n1", &[]),
+                &["order:4".to_string()],
+                &[],
+                31_000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(joined.rooms.len(), 1, "{backend}");
+        let made = |sid: &'static str, at: i64| {
+            let (store, u3) = (store.clone(), u3.clone());
+            async move { store.presence_made_by(&u3, sid, at).await.unwrap() }
+        };
+        let s6 = made("s6", 30_000).await;
+        assert_eq!(s6.online_since, Some(30_000), "{backend}");
+        assert_eq!(s6.rooms, vec!["order:1", "order:2"], "{backend}");
+        assert_eq!(made("s6", 31_000).await.rooms, vec!["order:4"], "{backend}");
+        let s7 = made("s7", 30_500).await;
+        assert_eq!(s7.online_since, None, "{backend}");
+        assert_eq!(s7.rooms, vec!["order:3"], "{backend}: order:2 was s6's");
     }
 }

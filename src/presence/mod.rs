@@ -90,6 +90,9 @@ struct Slot {
     op: Arc<tokio::sync::Mutex<bool>>,
     /// Its registration failed and may have committed ([`unsure`]).
     unsure: AtomicBool,
+    /// The time its registration wrote (ms): the rooms it entered are
+    /// found by it ([`unsure`]).
+    registered_at: i64,
 }
 
 impl Slot {

@@ -68,14 +68,19 @@ impl Registrar {
     }
 
     /// [`crate::store::PresenceStore::presence_join`], in the next batch
-    /// when the socket has no entity rooms.
-    pub(super) async fn join(&self, entry: &SocketEntry) -> Result<Transitions, StoreError> {
+    /// when the socket has no entity rooms (at the batch's time), else on
+    /// its own at `at`.
+    pub(super) async fn join(
+        &self,
+        entry: &SocketEntry,
+        at: i64,
+    ) -> Result<Transitions, StoreError> {
         if entry.rooms.is_empty() {
             if let Some(answer) = self.joins.call(entry.clone()).await {
                 return answer;
             }
         }
-        self.store.presence_join(entry, now_ms()).await
+        self.store.presence_join(entry, at).await
     }
 
     /// [`crate::store::PresenceStore::presence_leave`], in the next batch

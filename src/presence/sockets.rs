@@ -31,6 +31,7 @@ impl Presence {
             since: session.connected_at,
         };
         let shared = p.sync.read().await;
+        let registered_at = now_ms();
         let (slot, op) = {
             let mut slots = p.slots();
             // Checked under the lock `leave` takes first: a socket that is
@@ -42,6 +43,7 @@ impl Presence {
                 entry: Mutex::new(entry.clone()),
                 op: Arc::new(tokio::sync::Mutex::new(false)),
                 unsure: AtomicBool::new(false),
+                registered_at,
             });
             let Ok(op) = slot.op.clone().try_lock_owned() else {
                 return; // a fresh mutex is always free
@@ -49,7 +51,7 @@ impl Presence {
             slots.insert(session.id, slot.clone());
             (slot, op)
         };
-        let result = p.registrar.join(&entry).await;
+        let result = p.registrar.join(&entry, registered_at).await;
         if let Err(e) = &result {
             // Marked before `sync` is released: the next heartbeat resolves
             // it before it repairs any drift.
@@ -137,10 +139,10 @@ impl Presence {
         if *gone {
             return;
         }
-        let result = p
-            .store
-            .presence_rooms(&entry, &joined, &left, now_ms())
-            .await;
+        // Later than the registration's time, so the rooms this enters are
+        // never taken for the registration's own ([`super::unsure`]).
+        let now = now_ms().max(slot.registered_at + 1);
+        let result = p.store.presence_rooms(&entry, &joined, &left, now).await;
         drop((gone, shared));
         match result {
             Ok(changes) => p.publish(&entry.user(), changes, Some(id)).await,

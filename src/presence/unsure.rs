@@ -2,15 +2,17 @@
 //! fails may still have committed: its connection ended during the COMMIT
 //! (the database restarted, the backend was terminated), or its batch was
 //! given up on while the COMMIT ran on. If it committed and took the user
-//! online, nobody announced `user:online`, and the heartbeat's drift check
+//! online (or into entity rooms named in `auth.offsets`), nobody announced
+//! `user:online` (or `presence:joined`), and the heartbeat's drift check
 //! sees nothing wrong (the row is there).
 //!
 //! So a failed registration leaves its slot unsure, and the database is
 //! asked whether that registration took the user online
-//! (`presence_users.online_by`): by one task for all unsure slots, once
-//! the database answers ([`crate::store::outcome::once_answering`]), and
-//! by every heartbeat before it repairs drift (the task may have given
-//! up). The answer is taken under `sync`, shared by the task and held
+//! (`presence_users.online_by`) and into entity rooms
+//! (`presence_user_rooms.entered_by`, at the registration's time): by one
+//! task for all unsure slots, once the database answers
+//! ([`crate::store::outcome::once_answering`]), and by every heartbeat
+//! before it repairs drift (the task may have given up). The answer is taken under `sync`, shared by the task and held
 //! exclusively by the heartbeat, so one of them resolves each slot; a
 //! heartbeat repairs drift only once every slot is resolved, so a socket
 //! whose first registration did not commit is registered again (and its
@@ -18,16 +20,17 @@
 //!
 //! A socket that leaves while unsure is kept for the answer: its user may
 //! be online through it and stay online through sockets registered since.
-//! One exception stays: when its user settles offline before the database
-//! answers, that `user:offline` goes out without the `user:online` before
-//! it.
+//! One exception stays: when its user settles offline (or out of the
+//! room) before the database answers, that `user:offline` goes out
+//! without the `user:online` before it. A failed `subscribe`
+//! ([`Presence::rooms_changed`]) is not asked about.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
 use super::{Presence, Slot};
 use crate::domain::SessionId;
-use crate::domain::presence::{Change, Transitions};
+use crate::domain::presence::{self as transition, Change, Transitions};
 use crate::store::{StoreError, UserKey, outcome};
 
 /// A transition an unsure registration made that nobody announced, and
@@ -137,26 +140,32 @@ pub(super) async fn resolve_all(p: &Presence) -> (Vec<Owed>, bool) {
     (owed, all_sure)
 }
 
-/// The transition an unsure registration of `slot` made and nobody
+/// The transitions an unsure registration of `slot` made and nobody
 /// announced; the slot is sure afterwards. `None` when the slot was sure
-/// (resolved already) or the registration did not take its user online.
-/// The caller holds `sync`.
+/// (resolved already) or the registration changed nothing that still
+/// holds. The caller holds `sync`.
 async fn resolve(p: &Presence, slot: &Slot) -> Result<Option<(UserKey, Transitions)>, StoreError> {
     if !slot.unsure.load(Ordering::Acquire) {
         return Ok(None);
     }
     let entry = slot.entry().clone();
     let user = entry.user();
-    let since = p.store.presence_online_by(&user, &entry.socket_id).await?;
+    let made = p
+        .store
+        .presence_made_by(&user, &entry.socket_id, slot.registered_at)
+        .await?;
     slot.unsure.store(false, Ordering::Release);
-    Ok(since.map(|at| {
-        let changes = Transitions {
-            user: Some(Change::Online {
-                role: entry.role,
-                at,
-            }),
-            ..Transitions::default()
-        };
-        (user, changes)
-    }))
+    let changes = Transitions {
+        user: made.online_since.map(|at| Change::Online {
+            role: entry.role.clone(),
+            at,
+        }),
+        rooms: made
+            .rooms
+            .iter()
+            .map(|room| transition::entered(room, &entry.role, slot.registered_at))
+            .collect(),
+        ..Transitions::default()
+    };
+    Ok((!changes.is_empty()).then_some((user, changes)))
 }

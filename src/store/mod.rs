@@ -69,7 +69,7 @@ pub use documents::DocumentStore;
 pub use history::{HistoryStore, RangeEvent, RangeQuery};
 pub use ops::{OpsStore, PoolUse};
 pub use postgres::PgStore;
-pub use presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
+pub use presence::{MadeBy, PresenceStore, PresentUser, SocketEntry, UserKey};
 pub use rules::RuleStore;
 pub use sqlite::SqliteStore;
 pub use webhooks::{OutboxEntry, WebhookStore};

@@ -14,7 +14,7 @@ use sqlx::{Postgres, Transaction};
 use super::postgres_presence_many as many;
 use super::postgres_presence_reads as reads;
 use super::postgres_presence_rooms as rooms;
-use super::presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
+use super::presence::{MadeBy, PresenceStore, PresentUser, SocketEntry, UserKey};
 use super::{PgStore, StoreError};
 use crate::domain::presence::{self as transition, Change, Transitions, UserPresence};
 
@@ -151,7 +151,7 @@ impl PresenceStore for PgStore {
         .await?;
         rooms::depart(&mut tx, &user, &dropped, now).await?;
         insert_rooms(&mut tx, &s.company_id, &s.socket_id, &s.rooms, now).await?;
-        let entered = rooms::enter(&mut tx, &user, &s.role, &s.rooms, now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, (&s.socket_id, &s.rooms), now).await?;
         let settle = rooms::emptied(&mut tx, &user, &dropped).await?;
         tx.commit().await?;
         Ok(Transitions {
@@ -230,7 +230,7 @@ impl PresenceStore for PgStore {
             rooms::depart(&mut tx, &user, &departed, now).await?;
         }
         let added = insert_rooms(&mut tx, &s.company_id, &s.socket_id, joined, now).await?;
-        let entered = rooms::enter(&mut tx, &user, &s.role, &added, now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, (&s.socket_id, &added), now).await?;
         let settle = rooms::emptied(&mut tx, &user, &departed).await?;
         tx.commit().await?;
         Ok(Transitions {
@@ -407,12 +407,13 @@ impl PresenceStore for PgStore {
         reads::online_count(&self.pool, company_id).await
     }
 
-    async fn presence_online_by(
+    async fn presence_made_by(
         &self,
         user: &UserKey,
         socket_id: &str,
-    ) -> Result<Option<i64>, StoreError> {
-        reads::online_by(&self.pool, user, socket_id).await
+        rooms_at: i64,
+    ) -> Result<MadeBy, StoreError> {
+        reads::made_by(&self.pool, user, socket_id, rooms_at).await
     }
 }
 

@@ -5,7 +5,7 @@
 use sqlx::PgPool;
 
 use super::StoreError;
-use super::presence::{PresentUser, UserKey};
+use super::presence::{MadeBy, PresentUser, UserKey};
 
 pub(super) async fn unsettled(
     pool: &PgPool,
@@ -54,19 +54,29 @@ pub(super) async fn online_count(pool: &PgPool, company_id: &str) -> Result<i64,
     Ok(n)
 }
 
-pub(super) async fn online_by(
+pub(super) async fn made_by(
     pool: &PgPool,
     user: &UserKey,
     socket_id: &str,
-) -> Result<Option<i64>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT since FROM presence_users WHERE company_id = $1 AND user_id = $2 AND online AND online_by = $3")
-            .bind(&user.company_id)
-            .bind(&user.user_id)
-            .bind(socket_id)
-            .fetch_optional(pool)
-            .await?,
-    )
+    rooms_at: i64,
+) -> Result<MadeBy, StoreError> {
+    let online_since = sqlx::query_scalar("SELECT since FROM presence_users WHERE company_id = $1 AND user_id = $2 AND online AND online_by = $3")
+        .bind(&user.company_id)
+        .bind(&user.user_id)
+        .bind(socket_id)
+        .fetch_optional(pool)
+        .await?;
+    let rooms = sqlx::query_scalar("SELECT room FROM presence_user_rooms WHERE company_id = $1 AND user_id = $2 AND entered_by = $3 AND since = $4 ORDER BY room")
+        .bind(&user.company_id)
+        .bind(&user.user_id)
+        .bind(socket_id)
+        .bind(rooms_at)
+        .fetch_all(pool)
+        .await?;
+    Ok(MadeBy {
+        online_since,
+        rooms,
+    })
 }
 
 pub(super) async fn list(

@@ -19,26 +19,28 @@ use crate::domain::presence::{self as transition, RoomChange, UserPresence};
 type Tx<'a> = Transaction<'a, Postgres>;
 
 /// Inserts the state rows of the `rooms` the user was not in: the user's
-/// first socket entered them at `now`. Returns their joined changes.
+/// first socket (`socket_id`) entered them at `now`. Returns their joined
+/// changes.
 pub(super) async fn enter(
     tx: &mut Tx<'_>,
     user: &UserKey,
     role: &str,
-    rooms: &[String],
+    (socket_id, rooms): (&str, &[String]),
     now: i64,
 ) -> Result<Vec<RoomChange>, StoreError> {
     if rooms.is_empty() {
         return Ok(Vec::new());
     }
     let mut entered: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO presence_user_rooms (company_id, user_id, room, since)
-         SELECT $1, $2, r, $4 FROM unnest($3::text[]) AS r
+        "INSERT INTO presence_user_rooms (company_id, user_id, room, since, entered_by)
+         SELECT $1, $2, r, $4, $5 FROM unnest($3::text[]) AS r
          ON CONFLICT DO NOTHING RETURNING room",
     )
     .bind(&user.company_id)
     .bind(&user.user_id)
     .bind(rooms)
     .bind(now)
+    .bind(socket_id)
     .fetch_all(&mut **tx)
     .await?;
     entered.sort();

@@ -185,13 +185,25 @@ pub trait PresenceStore: Send + Sync {
     /// counts them), for the broadcast rule.
     async fn presence_online_count(&self, company_id: &str) -> Result<i64, StoreError>;
 
-    /// When the user came online, if it is online through the registration
-    /// of `socket_id` (that registration took it online). Asked after a
-    /// registration whose outcome is unknown: it may have committed, and
-    /// then its `user:online` is still owed.
-    async fn presence_online_by(
+    /// What a registration of `socket_id` made that is still so: whether
+    /// the user is online through it (a registration of that socket took
+    /// it online), and the entity rooms it took the user into at
+    /// `rooms_at` where the user still is. Asked after a registration
+    /// whose outcome is unknown: it may have committed, and then its
+    /// `user:online` and `presence:joined` are still owed.
+    async fn presence_made_by(
         &self,
         user: &UserKey,
         socket_id: &str,
-    ) -> Result<Option<i64>, StoreError>;
+        rooms_at: i64,
+    ) -> Result<MadeBy, StoreError>;
+}
+
+/// See [`PresenceStore::presence_made_by`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MadeBy {
+    /// Online since then, through that socket's registration.
+    pub online_since: Option<i64>,
+    /// Rooms entered then, sorted.
+    pub rooms: Vec<String>,
 }

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
-use super::presence::{PresenceStore, PresentUser, SocketEntry, UserKey};
+use super::presence::{MadeBy, PresenceStore, PresentUser, SocketEntry, UserKey};
 use super::sqlite_presence_reads as reads;
 use super::sqlite_presence_rooms::{self as rooms, json_list};
 use super::{SqliteStore, StoreError};
@@ -155,7 +155,7 @@ impl PresenceStore for SqliteStore {
         .await?;
         rooms::depart(&mut tx, &user, &dropped, now).await?;
         insert_rooms(&mut tx, &s.company_id, &s.socket_id, &s.rooms, now).await?;
-        let entered = rooms::enter(&mut tx, &user, &s.role, &s.rooms, now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, (&s.socket_id, &s.rooms), now).await?;
         let settle = rooms::emptied(&mut tx, &user, &dropped).await?;
         let (next, change) = transition::join(current, &s.role, now);
         let by = change.is_some().then_some(s.socket_id.as_str());
@@ -224,7 +224,7 @@ impl PresenceStore for SqliteStore {
             rooms::depart(&mut tx, &user, &departed, now).await?;
         }
         let added = insert_rooms(&mut tx, &s.company_id, &s.socket_id, joined, now).await?;
-        let entered = rooms::enter(&mut tx, &user, &s.role, &added, now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, (&s.socket_id, &added), now).await?;
         let settle = rooms::emptied(&mut tx, &user, &departed).await?;
         tx.commit().await?;
         Ok(Transitions {
@@ -351,11 +351,12 @@ impl PresenceStore for SqliteStore {
         reads::online_count(&self.reader, company_id).await
     }
 
-    async fn presence_online_by(
+    async fn presence_made_by(
         &self,
         user: &UserKey,
         socket_id: &str,
-    ) -> Result<Option<i64>, StoreError> {
-        reads::online_by(&self.reader, user, socket_id).await
+        rooms_at: i64,
+    ) -> Result<MadeBy, StoreError> {
+        reads::made_by(&self.reader, user, socket_id, rooms_at).await
     }
 }

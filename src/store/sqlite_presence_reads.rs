@@ -4,7 +4,7 @@
 use sqlx::SqlitePool;
 
 use super::StoreError;
-use super::presence::{PresentUser, UserKey};
+use super::presence::{MadeBy, PresentUser, UserKey};
 
 pub(super) async fn unsettled(
     pool: &SqlitePool,
@@ -52,19 +52,29 @@ pub(super) async fn online_count(pool: &SqlitePool, company_id: &str) -> Result<
     Ok(n)
 }
 
-pub(super) async fn online_by(
+pub(super) async fn made_by(
     pool: &SqlitePool,
     user: &UserKey,
     socket_id: &str,
-) -> Result<Option<i64>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT since FROM presence_users WHERE company_id = ? AND user_id = ? AND online AND online_by = ?")
-            .bind(&user.company_id)
-            .bind(&user.user_id)
-            .bind(socket_id)
-            .fetch_optional(pool)
-            .await?,
-    )
+    rooms_at: i64,
+) -> Result<MadeBy, StoreError> {
+    let online_since = sqlx::query_scalar("SELECT since FROM presence_users WHERE company_id = ? AND user_id = ? AND online AND online_by = ?")
+        .bind(&user.company_id)
+        .bind(&user.user_id)
+        .bind(socket_id)
+        .fetch_optional(pool)
+        .await?;
+    let rooms = sqlx::query_scalar("SELECT room FROM presence_user_rooms WHERE company_id = ? AND user_id = ? AND entered_by = ? AND since = ? ORDER BY room")
+        .bind(&user.company_id)
+        .bind(&user.user_id)
+        .bind(socket_id)
+        .bind(rooms_at)
+        .fetch_all(pool)
+        .await?;
+    Ok(MadeBy {
+        online_since,
+        rooms,
+    })
 }
 
 pub(super) async fn list(

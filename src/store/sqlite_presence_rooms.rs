@@ -19,26 +19,28 @@ pub(super) fn json_list<S: AsRef<str>>(items: &[S]) -> String {
 }
 
 /// Inserts the state rows of the `rooms` the user was not in: the user's
-/// first socket entered them at `now`. Returns their joined changes.
+/// first socket (`socket_id`) entered them at `now`. Returns their joined
+/// changes.
 pub(super) async fn enter(
     tx: &mut Tx<'_>,
     user: &UserKey,
     role: &str,
-    rooms: &[String],
+    (socket_id, rooms): (&str, &[String]),
     now: i64,
 ) -> Result<Vec<RoomChange>, StoreError> {
     if rooms.is_empty() {
         return Ok(Vec::new());
     }
     let mut entered: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO presence_user_rooms (company_id, user_id, room, since)
-         SELECT ?1, ?2, value, ?4 FROM json_each(?3) WHERE true
+        "INSERT INTO presence_user_rooms (company_id, user_id, room, since, entered_by)
+         SELECT ?1, ?2, value, ?4, ?5 FROM json_each(?3) WHERE true
          ON CONFLICT DO NOTHING RETURNING room",
     )
     .bind(&user.company_id)
     .bind(&user.user_id)
     .bind(json_list(rooms))
     .bind(now)
+    .bind(socket_id)
     .fetch_all(&mut **tx)
     .await?;
     entered.sort();
