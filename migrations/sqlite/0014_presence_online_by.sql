@@ -1,3 +1,2 @@
 -- See migrations/postgres/0014_presence_online_by.sql.
 ALTER TABLE presence_users ADD COLUMN online_by TEXT;
-ALTER TABLE presence_user_rooms ADD COLUMN entered_by TEXT;
