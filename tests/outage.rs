@@ -370,6 +370,91 @@ async fn a_socket_that_leaves_while_its_registration_is_unsure_still_gets_it_ann
     app.stop().await;
 }
 
+/// A `subscribe` whose presence write fails (its backend terminated
+/// while it waits for op's row, locked by another transaction) leaves the
+/// socket rows as they were, so their count shows no drift; the next
+/// heartbeat still registers the socket again with its rooms, and the
+/// room hears `presence:joined` and lists op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_whose_presence_write_failed_is_repaired_by_the_heartbeat() {
+    let db = common::fresh_postgres("sy_rooms_").await;
+    let app = common::spawn_app(
+        &db,
+        &[("WS_PRESENCE_TTL", "3"), ("WS_PRESENCE_GRACE_MS", "200")],
+    )
+    .await;
+    let c = common::unique("c");
+    let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
+    sup.expect("session").await;
+    let subscribed = sup
+        .emit_with_ack("subscribe", json!({ "room": "order:1" }))
+        .await;
+    assert_eq!(subscribed["ok"], true, "{subscribed}");
+    let mut op = Client::with_token(&app.url(), &app.token("op", &c, Role::Operator)).await;
+    op.expect("session").await;
+
+    let admin = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&db)
+        .await
+        .unwrap();
+    let mut holder = admin.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM presence_users WHERE company_id = $1 AND user_id = 'op' FOR UPDATE")
+        .bind(&c)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let ack = op.emit_ack_id("subscribe", json!({ "room": "order:1" }));
+    terminate_the_lock_waiter(&admin).await;
+    holder.rollback().await.unwrap();
+    assert_eq!(
+        op.ack(ack).await["ok"],
+        true,
+        "the subscription itself holds"
+    );
+
+    let joined = sup.expect("presence:joined").await;
+    assert_eq!(
+        (joined[0]["userId"].as_str(), joined[0]["room"].as_str()),
+        (Some("op"), Some("order:1")),
+        "{joined:?}"
+    );
+    let listed = sup
+        .emit_with_ack("presence:list", json!({ "room": "order:1" }))
+        .await;
+    let users: Vec<&str> = listed["users"]
+        .as_array()
+        .map(|u| u.iter().filter_map(|u| u["userId"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(users, vec!["op", "sup"], "{listed}");
+    admin.close().await;
+    app.stop().await;
+}
+
+/// Terminates the one backend of this database that waits for a lock.
+async fn terminate_the_lock_waiter(admin: &sqlx::PgPool) {
+    let mut blocked = None;
+    for _ in 0..80 {
+        blocked = sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_optional(admin)
+        .await
+        .unwrap();
+        if blocked.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = blocked.expect("a write waits for the locked row");
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(admin)
+        .await
+        .unwrap();
+    assert!(ended);
+}
+
 /// The other outcome: a registration whose backend is terminated before
 /// its COMMIT (it waits for op's row, locked by another transaction) did
 /// not take op online. The follow-up finds nothing owed, and the
@@ -397,26 +482,7 @@ async fn a_registration_that_did_not_commit_is_announced_once_by_the_repair() {
         .await
         .unwrap();
     let mut op = Client::with_token(&app.url(), &op_token).await;
-    let mut blocked = None;
-    for _ in 0..80 {
-        blocked = sqlx::query_scalar::<_, i32>(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-        )
-        .fetch_optional(&admin)
-        .await
-        .unwrap();
-        if blocked.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let pid = blocked.expect("op's registration waits for op's row");
-    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(pid)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
-    assert!(ended);
+    terminate_the_lock_waiter(&admin).await;
     holder.rollback().await.unwrap();
     op.expect("session").await;
 

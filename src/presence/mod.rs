@@ -26,7 +26,8 @@
 //! - **Drift.** The heartbeat compares the number of rows it refreshed with
 //!   the sockets this node registered; if they differ (a write failed while
 //!   the database was away, or another node reaped us while we were cut
-//!   off) it registers every socket again and removes its rows no socket backs.
+//!   off), or a room change failed since (rows cannot show that), it
+//!   registers every socket again and removes its rows no socket backs.
 //! - **Shutdown** removes all of this node's rows in one transaction as
 //!   departures; clients reconnecting elsewhere within the grace period see
 //!   no flap, the others go offline when another node's sweep settles them.
@@ -141,6 +142,9 @@ pub struct Presence {
     resolving: AtomicBool,
     /// Slots of sockets that left while unsure ([`unsure`]).
     departed_unsure: Mutex<Vec<(SessionId, Arc<Slot>)>>,
+    /// A room change failed: the rows' count cannot show it, so the next
+    /// heartbeat registers every socket again ([`upkeep`]).
+    rooms_drifted: AtomicBool,
     store: Arc<dyn Store>,
     fanout: Arc<Fanout>,
     tasks: Tasks,
@@ -173,6 +177,7 @@ impl Presence {
             breaker: Breaker::new(store.clone(), tasks.clone()),
             resolving: AtomicBool::new(false),
             departed_unsure: Mutex::new(Vec::new()),
+            rooms_drifted: AtomicBool::new(false),
             store,
             fanout,
             tasks,

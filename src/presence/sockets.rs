@@ -146,7 +146,10 @@ impl Presence {
         drop((gone, shared));
         match result {
             Ok(changes) => p.publish(&entry.user(), changes, Some(id)).await,
-            Err(e) => tracing::warn!(error = %e, "presence: cannot record room subscriptions"),
+            Err(e) => {
+                p.rooms_drifted.store(true, Ordering::Release);
+                tracing::warn!(error = %e, "presence: cannot record room subscriptions; the heartbeat registers the socket again")
+            }
         }
     }
 }

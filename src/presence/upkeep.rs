@@ -4,6 +4,7 @@
 //! of all of this node's sockets at shutdown.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::{Presence, millis, unsure};
 use crate::domain::now_ms;
@@ -91,12 +92,17 @@ async fn beat_and_repair(
         }
     };
     let entries: Vec<SocketEntry> = p.slots().values().map(|s| s.entry().clone()).collect();
-    if rows == entries.len() as u64 || !may_repair {
+    if !may_repair {
+        return Default::default();
+    }
+    let rooms_drifted = p.rooms_drifted.swap(false, Ordering::AcqRel);
+    if rows == entries.len() as u64 && !rooms_drifted {
         return Default::default();
     }
     tracing::info!(
         rows,
         sockets = entries.len(),
+        rooms_drifted,
         "presence rows of this node drifted from its sockets; registering them again"
     );
     register_again(p, &entries, now + 1).await
@@ -116,6 +122,8 @@ async fn register_again(
             Ok(changes) => online.push((entry.user(), changes)),
             Err(e) => {
                 tracing::warn!(error = %e, "presence: re-registration failed; will retry");
+                // The rows' count may look right after a part of it.
+                p.rooms_drifted.store(true, Ordering::Release);
                 return (online, Vec::new());
             }
         }
