@@ -226,17 +226,7 @@ async fn a_publish_while_postgres_is_stopped_is_refused_in_well_under_the_pool_t
 /// once it answers: `user:online` goes out, once, and the user is listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_whose_commit_lost_its_connection_still_announces_user_online_once() {
-    use common::private_pg::PrivatePg;
-
-    let pg = tokio::task::spawn_blocking(PrivatePg::start).await.unwrap();
-    pg.commit_synchronously().await;
-    // The heartbeat, which would also ask, beats at start-up and then not
-    // for 200 s: only the failed registration's own follow-up can answer.
-    let app = common::spawn_app(
-        &pg.url(),
-        &[("WS_PRESENCE_TTL", "600"), ("WS_PRESENCE_GRACE_MS", "200")],
-    )
-    .await;
+    let (pg, app) = app_whose_commits_can_wait().await;
     let (mut sup, op_token, _) = op_came_and_went(&app).await;
 
     pg.stall_commits(true).await;
@@ -262,15 +252,7 @@ async fn a_registration_whose_commit_lost_its_connection_still_announces_user_on
 /// and `presence:joined` goes out to the room, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_with_an_entity_room_still_announces_presence_joined_once() {
-    use common::private_pg::PrivatePg;
-
-    let pg = tokio::task::spawn_blocking(PrivatePg::start).await.unwrap();
-    pg.commit_synchronously().await;
-    let app = common::spawn_app(
-        &pg.url(),
-        &[("WS_PRESENCE_TTL", "600"), ("WS_PRESENCE_GRACE_MS", "200")],
-    )
-    .await;
+    let (pg, app) = app_whose_commits_can_wait().await;
     let c = common::unique("c");
     let mut sup = Client::with_token(&app.url(), &app.token("sup", &c, Role::Supervisor)).await;
     sup.expect("session").await;
@@ -321,15 +303,7 @@ async fn a_registration_with_an_entity_room_still_announces_presence_joined_once
 /// announced once the database answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_leaves_while_its_registration_is_unsure_still_gets_it_announced() {
-    use common::private_pg::PrivatePg;
-
-    let pg = tokio::task::spawn_blocking(PrivatePg::start).await.unwrap();
-    pg.commit_synchronously().await;
-    let app = common::spawn_app(
-        &pg.url(),
-        &[("WS_PRESENCE_TTL", "600"), ("WS_PRESENCE_GRACE_MS", "200")],
-    )
-    .await;
+    let (pg, app) = app_whose_commits_can_wait().await;
     let (mut sup, op_token, _) = op_came_and_went(&app).await;
 
     pg.stall_commits(true).await;
@@ -519,4 +493,21 @@ async fn op_online_once(sup: &mut Client, quiet: Duration) {
         .map(|(name, args)| format!("{name} {}", args[0]))
         .collect();
     assert!(more.is_empty(), "announced once: {more:?}");
+}
+
+/// A node on a private PostgreSQL whose COMMITs can be made to wait
+/// ([`common::private_pg::PrivatePg::stall_commits`]). Its heartbeat, which
+/// would also ask about failed registrations, beats at start-up and then
+/// not for 200 s: only a failed registration's own follow-up answers.
+async fn app_whose_commits_can_wait() -> (common::private_pg::PrivatePg, common::TestApp) {
+    let pg = tokio::task::spawn_blocking(common::private_pg::PrivatePg::start)
+        .await
+        .unwrap();
+    pg.commit_synchronously().await;
+    let app = common::spawn_app(
+        &pg.url(),
+        &[("WS_PRESENCE_TTL", "600"), ("WS_PRESENCE_GRACE_MS", "200")],
+    )
+    .await;
+    (pg, app)
 }
