@@ -151,7 +151,7 @@ impl PresenceStore for PgStore {
         .await?;
         rooms::depart(&mut tx, &user, &dropped, now).await?;
         insert_rooms(&mut tx, &s.company_id, &s.socket_id, &s.rooms, now).await?;
-        let entered = rooms::enter(&mut tx, &user, &s.role, (&s.socket_id, &s.rooms), now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, &s.socket_id, &s.rooms, now).await?;
         let settle = rooms::emptied(&mut tx, &user, &dropped).await?;
         tx.commit().await?;
         Ok(Transitions {
@@ -230,7 +230,7 @@ impl PresenceStore for PgStore {
             rooms::depart(&mut tx, &user, &departed, now).await?;
         }
         let added = insert_rooms(&mut tx, &s.company_id, &s.socket_id, joined, now).await?;
-        let entered = rooms::enter(&mut tx, &user, &s.role, (&s.socket_id, &added), now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, &s.socket_id, &added, now).await?;
         let settle = rooms::emptied(&mut tx, &user, &departed).await?;
         tx.commit().await?;
         Ok(Transitions {

@@ -60,19 +60,26 @@ pub(super) async fn made_by(
     socket_id: &str,
     rooms_at: i64,
 ) -> Result<MadeBy, StoreError> {
-    let online_since = sqlx::query_scalar("SELECT since FROM presence_users WHERE company_id = $1 AND user_id = $2 AND online AND online_by = $3")
-        .bind(&user.company_id)
-        .bind(&user.user_id)
-        .bind(socket_id)
-        .fetch_optional(pool)
-        .await?;
-    let rooms = sqlx::query_scalar("SELECT room FROM presence_user_rooms WHERE company_id = $1 AND user_id = $2 AND entered_by = $3 AND since = $4 ORDER BY room")
-        .bind(&user.company_id)
-        .bind(&user.user_id)
-        .bind(socket_id)
-        .bind(rooms_at)
-        .fetch_all(pool)
-        .await?;
+    let online_since = sqlx::query_scalar(
+        "SELECT since FROM presence_users
+         WHERE company_id = $1 AND user_id = $2 AND online AND online_by = $3",
+    )
+    .bind(&user.company_id)
+    .bind(&user.user_id)
+    .bind(socket_id)
+    .fetch_optional(pool)
+    .await?;
+    let rooms = sqlx::query_scalar(
+        "SELECT room FROM presence_user_rooms
+         WHERE company_id = $1 AND user_id = $2 AND entered_by = $3 AND since = $4
+         ORDER BY room",
+    )
+    .bind(&user.company_id)
+    .bind(&user.user_id)
+    .bind(socket_id)
+    .bind(rooms_at)
+    .fetch_all(pool)
+    .await?;
     Ok(MadeBy {
         online_since,
         rooms,

@@ -155,7 +155,7 @@ impl PresenceStore for SqliteStore {
         .await?;
         rooms::depart(&mut tx, &user, &dropped, now).await?;
         insert_rooms(&mut tx, &s.company_id, &s.socket_id, &s.rooms, now).await?;
-        let entered = rooms::enter(&mut tx, &user, &s.role, (&s.socket_id, &s.rooms), now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, &s.socket_id, &s.rooms, now).await?;
         let settle = rooms::emptied(&mut tx, &user, &dropped).await?;
         let (next, change) = transition::join(current, &s.role, now);
         let by = change.is_some().then_some(s.socket_id.as_str());
@@ -224,7 +224,7 @@ impl PresenceStore for SqliteStore {
             rooms::depart(&mut tx, &user, &departed, now).await?;
         }
         let added = insert_rooms(&mut tx, &s.company_id, &s.socket_id, joined, now).await?;
-        let entered = rooms::enter(&mut tx, &user, &s.role, (&s.socket_id, &added), now).await?;
+        let entered = rooms::enter(&mut tx, &user, &s.role, &s.socket_id, &added, now).await?;
         let settle = rooms::emptied(&mut tx, &user, &departed).await?;
         tx.commit().await?;
         Ok(Transitions {

@@ -58,19 +58,26 @@ pub(super) async fn made_by(
     socket_id: &str,
     rooms_at: i64,
 ) -> Result<MadeBy, StoreError> {
-    let online_since = sqlx::query_scalar("SELECT since FROM presence_users WHERE company_id = ? AND user_id = ? AND online AND online_by = ?")
-        .bind(&user.company_id)
-        .bind(&user.user_id)
-        .bind(socket_id)
-        .fetch_optional(pool)
-        .await?;
-    let rooms = sqlx::query_scalar("SELECT room FROM presence_user_rooms WHERE company_id = ? AND user_id = ? AND entered_by = ? AND since = ? ORDER BY room")
-        .bind(&user.company_id)
-        .bind(&user.user_id)
-        .bind(socket_id)
-        .bind(rooms_at)
-        .fetch_all(pool)
-        .await?;
+    let online_since = sqlx::query_scalar(
+        "SELECT since FROM presence_users
+         WHERE company_id = ? AND user_id = ? AND online AND online_by = ?",
+    )
+    .bind(&user.company_id)
+    .bind(&user.user_id)
+    .bind(socket_id)
+    .fetch_optional(pool)
+    .await?;
+    let rooms = sqlx::query_scalar(
+        "SELECT room FROM presence_user_rooms
+         WHERE company_id = ? AND user_id = ? AND entered_by = ? AND since = ?
+         ORDER BY room",
+    )
+    .bind(&user.company_id)
+    .bind(&user.user_id)
+    .bind(socket_id)
+    .bind(rooms_at)
+    .fetch_all(pool)
+    .await?;
     Ok(MadeBy {
         online_since,
         rooms,

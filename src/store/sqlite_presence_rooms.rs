@@ -25,7 +25,8 @@ pub(super) async fn enter(
     tx: &mut Tx<'_>,
     user: &UserKey,
     role: &str,
-    (socket_id, rooms): (&str, &[String]),
+    socket_id: &str,
+    rooms: &[String],
     now: i64,
 ) -> Result<Vec<RoomChange>, StoreError> {
     if rooms.is_empty() {
