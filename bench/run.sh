@@ -201,9 +201,11 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   case " ${BENCH_SERVERS:-ours ref} " in
     *" floor "*) log "building the socketioxide floor (release)"; (cd "$BENCH/floor" && cargo build --release -q) ;;
   esac
-  if [ $SMOKE = 0 ] && [ ! -d "$BENCH/reference/node_modules" ]; then
-    (cd "$BENCH/reference" && npm ci --no-audit --no-fund --loglevel=error)
-  fi
+fi
+# Installed even with BENCH_SKIP_BUILD: a binary can be reused, the
+# reference's packages still have to be there.
+if [ $SMOKE = 0 ] && [ ! -d "$BENCH/reference/node_modules" ]; then
+  (cd "$BENCH/reference" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 

@@ -192,9 +192,16 @@ impl Member {
     /// `(key, room, offset)`.
     pub fn cursor_to_save(&self) -> Option<(CursorKey, String, i64)> {
         let key = self.cursor.get()?;
+        let safe = self.unsaved()?;
+        Some((key.clone(), self.room.clone(), safe))
+    }
+
+    /// [`Self::safe`], if the stored cursor is known to be behind it (or
+    /// not known at all). Stored cursors never move back, so writing a
+    /// position at or behind the stored one would change nothing.
+    pub fn unsaved(&self) -> Option<i64> {
         let safe = self.safe();
-        (safe >= 0 && safe > self.persisted.load(Ordering::Acquire))
-            .then(|| (key.clone(), self.room.clone(), safe))
+        (safe >= 0 && safe > self.persisted.load(Ordering::Acquire)).then_some(safe)
     }
 
     /// Records that `offset` is stored.

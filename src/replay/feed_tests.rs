@@ -140,3 +140,27 @@ fn acks_never_exceed_what_was_sent() {
     assert_eq!(m.ack(10), 3);
     assert_eq!(m.ack(1), 3, "acks never move back");
 }
+
+#[test]
+fn a_position_at_or_behind_the_stored_cursor_is_not_written_again() {
+    let (feeds, m, _rec) = setup(Role::Operator, 3);
+    let key = CursorKey {
+        company_id: "c".into(),
+        user_id: "u".into(),
+        device_id: String::new(),
+    };
+    assert_eq!(m.unsaved(), Some(3), "no stored cursor known: write it");
+    m.track_cursor(key, 3);
+    assert_eq!(
+        m.unsaved(),
+        None,
+        "the stored cursor is where the member is"
+    );
+    assert!(m.cursor_to_save().is_none());
+    assert!(m.finish_catch_up());
+    feeds.notify(&ev(4, RoleSet::ALL));
+    assert_eq!(m.ack(4), 4);
+    assert_eq!(m.unsaved(), Some(4), "moved past the stored cursor");
+    m.cursor_saved(4);
+    assert_eq!(m.unsaved(), None);
+}

@@ -59,9 +59,10 @@ pub fn member(hub: &DurableHub, session: &Session, room: &RoomName) -> Option<Ar
 
 /// The offline queue and `auth.offsets` resume, run before `session`.
 /// The rooms stay in catch-up mode until [`go_live`] after `session` went
-/// out. A room of the user's own with no stored cursor gets one now, at
-/// its start position, before anything is sent: a node that dies at any
-/// moment after this leaves the device a cursor to come back to.
+/// out. An automatic room with no stored cursor gets one now, at its start
+/// position, before anything is sent: a node that dies at any moment after
+/// this leaves the device a cursor to come back to. (The user's own room
+/// needs none: without one it starts at 0 anyway, see [`implied_start`].)
 pub async fn replay_on_connect(
     hub: &DurableHub,
     session: &Session,
@@ -98,9 +99,11 @@ pub async fn replay_on_connect(
         let stored = cursors.get(room.as_str()).copied();
         let mut start = offsets.get(room.as_str()).copied().or(stored);
         let is_automatic = automatic.contains(room) && known;
+        let mut implied = false;
         if start.is_none() && is_automatic {
             start = first_start(room, head_of(room));
-            if let Some(s) = start {
+            implied = start.is_some() && start == implied_start(room);
+            if let (Some(s), false) = (start, implied) {
                 fresh.push((room.to_string(), s));
             }
         }
@@ -109,7 +112,7 @@ pub async fn replay_on_connect(
             member.hint_head(head);
         }
         if is_automatic {
-            tracked.push((member.clone(), stored, start));
+            tracked.push((member.clone(), stored, start, implied));
         } else if start.is_none() && automatic.contains(room) {
             member.start_from_stored_cursor(key.clone());
         }
@@ -123,8 +126,8 @@ pub async fn replay_on_connect(
                 false
             }
         };
-    for (member, stored, start) in tracked {
-        let saved = stored.or(start.filter(|_| fresh_saved));
+    for (member, stored, start, implied) in tracked {
+        let saved = stored.or(start.filter(|_| implied || fresh_saved));
         member.track_cursor(key.clone(), saved.unwrap_or(-1));
     }
     members
@@ -135,10 +138,15 @@ pub async fn replay_on_connect(
 /// start at the head (read at connect). `None` (resolved later) if the head
 /// could not be read.
 fn first_start(room: &RoomName, head: Option<i64>) -> Option<i64> {
-    if matches!(room.kind(), RoomKind::User(_)) {
-        return Some(0);
-    }
-    head
+    implied_start(room).or(head)
+}
+
+/// Where a room without a stored cursor starts whenever it is read: a
+/// user's own room from its beginning (here and in `DurableHub::start_of`).
+/// Such a first cursor is not written: a stored 0 would mean what no row
+/// means, and a new device's connect is one row cheaper.
+fn implied_start(room: &RoomName) -> Option<i64> {
+    matches!(room.kind(), RoomKind::User(_)).then_some(0)
 }
 
 /// After `session` went out: each member catches up what was committed
@@ -196,16 +204,17 @@ pub async fn leave(hub: &DurableHub, session: &Session, reason: &str) {
         else {
             continue;
         };
-        if automatic.contains(&room) {
-            let offset = member.safe();
-            if offset >= 0 {
-                cursors.push((member.room.clone(), offset));
-            }
+        if automatic.contains(&room)
+            && let Some(offset) = member.unsaved()
+        {
+            cursors.push((member.room.clone(), offset));
         }
     }
     tracing::debug!(session = %session.id, reason, ?cursors, "saving offline-queue cursors");
     // A position still unresolved (database down since the connect) is -1
-    // and was left out: the stored cursor stays as it was.
+    // and was left out, as was one already stored: the stored cursor stays
+    // as it was. (A reconnect storm's departures of sockets that received
+    // nothing then write nothing.)
     if cursors.is_empty() {
         return;
     }

@@ -54,6 +54,12 @@ impl ReadGroup for PgReads {
              FROM unnest($4::int8[], $5::text[], $6::text[]) AS r(i, c, room)
              JOIN room_offsets ro ON ro.company_id = r.c AND ro.room = r.room",
         )
+        // Planned for each group, not once per connection: a cached plan
+        // made while `cursors` was small scans all of it for every group
+        // once it has grown, until autoanalyze (a minute away) replans it.
+        // A new database's first connect burst read 5.4 million rows that
+        // way (bench/README.md, "The connect read is planned per group").
+        .persistent(false)
         .bind(
             group
                 .iter()

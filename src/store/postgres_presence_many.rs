@@ -211,8 +211,10 @@ pub(super) async fn leave(
          SELECT t.c, t.usr,
                 (SELECT count(*) FROM presence_sockets s
                  WHERE s.company_id = t.c AND s.user_id = t.usr)
-              - (SELECT count(*) FROM gone g WHERE g.company_id = t.c AND g.user_id = t.usr)
-         FROM unnest($1::text[], $2::text[]) AS t(c, usr)",
+              - coalesce(g.n, 0)
+         FROM unnest($1::text[], $2::text[]) AS t(c, usr)
+         LEFT JOIN (SELECT company_id, user_id, count(*) AS n FROM gone GROUP BY 1, 2) g
+                ON g.company_id = t.c AND g.user_id = t.usr",
     )
     .bind(&companies)
     .bind(&ids)

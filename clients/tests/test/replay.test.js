@@ -96,6 +96,25 @@ describe('offline queue for unchanged clients', () => {
     await leaveProven(again.socket);
     const third = await connectRecording(srv.url, auth);
     assert.equal(third.session.replayed, 0, 'nothing the heartbeat proved processed is replayed');
+    // A session that received nothing writes no cursor when it ends (the
+    // stored one is already right); its device must still resume there.
+    await leave(third.socket);
+    for (let n = 50; n < 53; n++) await publish(srv, [order(co, n, targets[n % 3])]);
+    const fourth = await connectRecording(srv.url, auth);
+    assert.deepEqual(fourth.received.map((r) => r.payload.n), [50, 51, 52], 'exactly what came after');
+  });
+
+  it("a new device's own room keeps what was addressed to the user before and while it was away", async () => {
+    const co = randomId('co-');
+    await publish(srv, [order(co, 0, { users: ['u1'] })]);
+    const auth = { token: token({ sub: 'u1', companyId: co, role: 'operator' }), deviceId: 'new-tablet' };
+    // Its first connect stores no cursor for `user:u1` (none means from the start).
+    const first = await connectRecording(srv.url, auth);
+    assert.deepEqual(first.received.map((r) => r.payload.n), [0]);
+    await leaveProven(first.socket);
+    await publish(srv, [order(co, 1, { users: ['u1'] }), order(co, 2)]);
+    const again = await connectRecording(srv.url, auth);
+    assert.deepEqual(again.received.map((r) => r.payload.n), [1, 2], 'no duplicate, nothing lost');
   });
 
   it('two devices of one user each get their own missed events', async () => {
