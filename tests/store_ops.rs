@@ -62,6 +62,13 @@ async fn backlog_sums_what_recent_devices_have_not_received() {
             .save_cursors(&device(&c, "current"), &caught_up, stamp)
             .await
             .expect("save");
+        // A new device's user room has no cursor row (none means 0): its 2
+        // events there count.
+        let first = [("company".to_string(), 3)];
+        store
+            .save_cursors(&device(&c, "new"), &first, stamp)
+            .await
+            .expect("save");
         // Seen too long ago (before `seen_since`): not counted.
         let old = [("company".to_string(), 0)];
         store
@@ -69,7 +76,7 @@ async fn backlog_sums_what_recent_devices_have_not_received() {
             .await
             .expect("save");
         let backlog = store.offline_backlog(stamp - 1).await.expect("backlog");
-        assert_eq!(backlog - before, 2 + 2, "{name}");
+        assert_eq!(backlog - before, 2 + 2 + 2, "{name}");
         for pool in store.pool_use() {
             assert!(
                 pool.max >= 1 && pool.in_use + pool.idle <= pool.max,

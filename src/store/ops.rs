@@ -44,9 +44,17 @@ pub trait OpsStore {
     async fn offline_backlog(&self, seen_since: i64) -> Result<i64, StoreError>;
 }
 
-/// Shared by both backends (placeholders `$1` are understood by both).
+/// Shared by both backends (placeholders `$1` are understood by both). A
+/// device's own user room has no row until its cursor first moves (none
+/// means 0, see `replay::offline`): the second part counts it from 0.
 const BACKLOG: &str = "SELECT CAST(COALESCE(SUM(r.last_offset - c.last_offset), 0) AS BIGINT) AS n
-     FROM cursors c
+     FROM (
+         SELECT company_id, room, last_offset, updated_at FROM cursors
+         UNION ALL
+         SELECT company_id, 'user:' || user_id, 0, MAX(updated_at) FROM cursors
+         GROUP BY company_id, user_id, device_id
+         HAVING SUM(CASE WHEN room = 'user:' || user_id THEN 1 ELSE 0 END) = 0
+     ) c
      JOIN room_offsets r ON r.company_id = c.company_id AND r.room = c.room
      WHERE c.updated_at > $1 AND r.last_offset > c.last_offset";
 
