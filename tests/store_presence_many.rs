@@ -213,3 +213,173 @@ async fn batches_racing_singles_and_settles_transition_exactly_once() {
         assert_eq!(online_users(store.as_ref(), &c).await, vec![], "{backend}");
     }
 }
+
+/// Builds one company's presence for [`a_settle_batch_decides_as_settling_one_by_one`]:
+/// departures before and within the grace period, a reconnect, entity
+/// rooms, a dead node's sockets (heartbeat 2 s) beside live ones (10 s on).
+async fn settle_scene(store: &dyn Store, c: &str) -> Vec<UserKey> {
+    let join = |u: &str, s: &str, node: &str, rooms: &[&str], at: i64| {
+        let entry = socket(c, u, s, node, rooms);
+        async move { store.presence_join(&entry, at).await.unwrap() }
+    };
+    let leave = |u: &str, s: &str, in_rooms: bool, at: i64| {
+        let (key, s) = (user(c, u), s.to_string());
+        async move { store.presence_leave(&key, &s, in_rooms, at).await.unwrap() }
+    };
+    join("u1", "s1", "live", &[], 10_000).await;
+    leave("u1", "s1", false, 11_000).await;
+    join("u2", "s2", "live", &[], 10_000).await;
+    leave("u2", "s2", false, 11_000).await;
+    join("u2", "s2b", "live", &[], 12_000).await;
+    join("u3", "s3", "live", &[], 10_000).await;
+    leave("u3", "s3", false, 19_500).await;
+    join("u4", "s4", "live", &["order:7"], 10_000).await;
+    leave("u4", "s4", true, 11_000).await;
+    join("u5", "s5", "dead", &[], 2_000).await;
+    join("u6", "s6", "dead", &[], 2_000).await;
+    join("u6", "s6b", "live", &[], 10_000).await;
+    join("u7", "s7", "dead", &["order:9"], 2_000).await;
+    join("u8", "s8", "live", &[], 10_000).await;
+    [
+        "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "nobody", "u1",
+    ]
+    .iter()
+    .map(|u| user(c, u))
+    .collect()
+}
+
+/// The settle batch of a reconnect storm's grace timers: the same
+/// transitions, counts and rows as settling each user alone, in order, on
+/// the same state (built twice, in two companies).
+#[tokio::test]
+async fn a_settle_batch_decides_as_settling_one_by_one() {
+    // Sockets with a heartbeat before 5 s are a dead node's.
+    const STALE_BEFORE: i64 = 5_000;
+    // A small bound, so the counts also stop at bound + 1 here.
+    const UP_TO: i64 = 5;
+    for (backend, store) in common::stores().await {
+        let (alone, batched) = (common::unique("c"), common::unique("c"));
+        let users = settle_scene(store.as_ref(), &alone).await;
+        let mut one_by_one = Vec::new();
+        for u in &users {
+            let t = store
+                .presence_settle(u, STALE_BEFORE, 20_000, GRACE, UP_TO)
+                .await
+                .unwrap();
+            one_by_one.push(t);
+        }
+        let users = settle_scene(store.as_ref(), &batched).await;
+        let in_batch: Vec<_> = store
+            .presence_settle_many(&users, STALE_BEFORE, 20_000, GRACE, UP_TO)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(in_batch, one_by_one, "{backend}");
+
+        // What both decided: u1 and u4 left for good, u5 and u7 with their
+        // dead node; u2 came back, u3 is within the grace period, u6 and u8
+        // are connected; nobody has no row, and u1's second entry changes
+        // nothing.
+        let offline: Vec<(&str, Option<i64>)> = users
+            .iter()
+            .zip(&in_batch)
+            .filter(|(_, t)| matches!(t.user, Some(Change::Offline { .. })))
+            .map(|(u, t)| (u.user_id.as_str(), t.company_online))
+            .collect();
+        assert_eq!(
+            offline,
+            [
+                ("u1", Some(6)),
+                ("u4", Some(6)),
+                ("u5", Some(5)),
+                ("u7", Some(4))
+            ],
+            "{backend}: one by one the company had 7, 6, 5 and 4 online"
+        );
+        let left_rooms: Vec<Vec<&str>> = in_batch
+            .iter()
+            .map(|t| t.rooms.iter().map(|r| r.room.as_str()).collect())
+            .collect();
+        assert_eq!(left_rooms[3], ["order:7"], "{backend}");
+        assert_eq!(left_rooms[6], ["order:9"], "{backend}");
+        assert_eq!(in_batch[8], Default::default(), "{backend}: nobody");
+        assert_eq!(in_batch[9], Default::default(), "{backend}: u1 again");
+        for c in [&alone, &batched] {
+            assert_eq!(
+                online_users(store.as_ref(), c).await,
+                vec![
+                    ("u2".into(), 1),
+                    ("u3".into(), 0),
+                    ("u6".into(), 1),
+                    ("u8".into(), 1)
+                ],
+                "{backend}: u6's dead socket is gone"
+            );
+            for room in ["order:7", "order:9"] {
+                let left = store.presence_list(c, Some(room)).await.unwrap();
+                assert!(left.is_empty(), "{backend}: {room}: {left:?}");
+            }
+        }
+    }
+}
+
+/// A settle batch racing registrations of its users: each user that the
+/// batch took offline is brought back by its registration, and none stays
+/// offline with a socket (PostgreSQL: the batch locks its users first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_settle_batch_racing_registrations_leaves_no_connected_user_offline() {
+    const USERS: usize = 16;
+    for (backend, store) in common::stores().await {
+        for round in 0..5 {
+            let c = common::unique("c");
+            let users: Vec<UserKey> = (0..USERS).map(|u| user(&c, &format!("u{u}"))).collect();
+            for u in &users {
+                let s1 = format!("{}-1", u.user_id);
+                store
+                    .presence_join(&socket(&c, &u.user_id, &s1, "a", &[]), 10_000)
+                    .await
+                    .unwrap();
+                store.presence_leave(u, &s1, false, 11_000).await.unwrap();
+            }
+            let joins = users.iter().map(|u| {
+                let s2 = format!("{}-2", u.user_id);
+                let (store, entry) = (store.clone(), socket(&c, &u.user_id, &s2, "b", &[]));
+                tokio::spawn(async move { store.presence_join(&entry, 20_000).await.unwrap().user })
+            });
+            let settle = {
+                let (store, users) = (store.clone(), users.clone());
+                tokio::spawn(async move {
+                    store
+                        .presence_settle_many(&users, NEVER_STALE, 20_000, GRACE, BOUND)
+                        .await
+                })
+            };
+            let (joined, settled) = tokio::join!(futures::future::join_all(joins), settle);
+            for (i, (joined, settled)) in joined.into_iter().zip(settled.unwrap()).enumerate() {
+                let (joined, settled) = (joined.unwrap(), settled.unwrap().user);
+                match settled {
+                    None => assert_eq!(joined, None, "{backend} round {round} u{i}"),
+                    Some(Change::Offline { .. }) => assert!(
+                        matches!(joined, Some(Change::Online { .. })),
+                        "{backend} round {round} u{i}: offline, then back"
+                    ),
+                    other => panic!("{backend}: {other:?}"),
+                }
+            }
+            assert!(
+                online_users(store.as_ref(), &c)
+                    .await
+                    .iter()
+                    .all(|(_, n)| *n == 1),
+                "{backend} round {round}: {:?}",
+                online_users(store.as_ref(), &c).await
+            );
+            assert_eq!(
+                online_users(store.as_ref(), &c).await.len(),
+                USERS,
+                "{backend}"
+            );
+        }
+    }
+}

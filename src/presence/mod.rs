@@ -73,7 +73,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::domain::room::RoomKind;
-use crate::domain::{RoomName, SessionId, now_ms};
+use crate::domain::{RoomName, SessionId};
 use crate::error::{AppError, AppResult, Code};
 use crate::fanout::Fanout;
 use crate::store::breaker::Breaker;
@@ -164,6 +164,12 @@ impl Presence {
         tasks: Tasks,
     ) -> Arc<Self> {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let broadcast = broadcast::Broadcast::new(settings.broadcast_max);
+        let rule = registrar::SettleRule {
+            ttl_ms: millis(settings.ttl),
+            grace_ms: millis(settings.grace),
+            count_up_to: broadcast.bound(),
+        };
         Arc::new(Self {
             enabled: settings.enabled,
             node: format!("{}#{}", settings.node_id, &suffix[..12]),
@@ -172,8 +178,8 @@ impl Presence {
             slots: Mutex::new(HashMap::new()),
             sync: tokio::sync::RwLock::new(()),
             typing: Typing::default(),
-            broadcast: broadcast::Broadcast::new(settings.broadcast_max),
-            registrar: registrar::Registrar::new(store.clone(), &tasks),
+            broadcast,
+            registrar: registrar::Registrar::new(store.clone(), &tasks, rule),
             breaker: Breaker::new(store.clone(), tasks.clone()),
             resolving: AtomicBool::new(false),
             departed_unsure: Mutex::new(Vec::new()),
@@ -257,20 +263,8 @@ impl Presence {
     }
 
     async fn settle(self: &Arc<Self>, user: &UserKey) {
-        let p = self;
-        let now = now_ms();
-        let result = p
-            .store
-            .presence_settle(
-                user,
-                now - millis(p.ttl),
-                now,
-                millis(p.grace),
-                p.broadcast.bound(),
-            )
-            .await;
-        match result {
-            Ok(changes) => p.publish(user, changes, None).await,
+        match self.registrar.settle(user).await {
+            Ok(changes) => self.publish(user, changes, None).await,
             Err(e) => {
                 tracing::warn!(error = %e, "presence: settle failed; the sweep will retry")
             }

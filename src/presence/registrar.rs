@@ -1,8 +1,10 @@
-//! This node's socket registrations and departures, in batches: the ones
-//! that arrive while a batch is in the database go into the next one
-//! ([`crate::store::group`]), one transaction each
-//! ([`crate::store::PresenceStore::presence_join_many`],
-//! [`crate::store::PresenceStore::presence_leave_many`]).
+//! This node's socket registrations and departures, and its offline
+//! decisions, in batches: the ones that arrive while a batch is in the
+//! database go into the next one ([`crate::store::group`]), one
+//! transaction each ([`crate::store::PresenceStore::presence_join_many`],
+//! [`crate::store::PresenceStore::presence_leave_many`],
+//! [`crate::store::PresenceStore::presence_settle_many`]: a reconnect
+//! storm's grace timers end together).
 //!
 //! Only sockets without entity rooms are batched (every socket that
 //! connects without `auth.offsets` for entity rooms, and leaves without
@@ -28,14 +30,46 @@ const MAX_BATCH: usize = 512;
 /// fail, and the heartbeat's drift check registers or removes them again.
 const BATCH_LIMIT: Duration = Duration::from_secs(5);
 
+/// What an offline decision is measured against ([`Registrar::settle`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SettleRule {
+    /// `WS_PRESENCE_TTL`: sockets without a heartbeat for longer are removed.
+    pub ttl_ms: i64,
+    /// `WS_PRESENCE_GRACE_MS`.
+    pub grace_ms: i64,
+    /// A `user:offline` counts the company's online users up to this + 1.
+    pub count_up_to: i64,
+}
+
+impl SettleRule {
+    async fn settle_many(
+        self,
+        store: &dyn Store,
+        users: &[UserKey],
+    ) -> Vec<Result<Transitions, StoreError>> {
+        let now = now_ms();
+        store
+            .presence_settle_many(
+                users,
+                now - self.ttl_ms,
+                now,
+                self.grace_ms,
+                self.count_up_to,
+            )
+            .await
+    }
+}
+
 pub(super) struct Registrar {
     store: Arc<dyn Store>,
     joins: Group<SocketEntry, Transitions>,
     leaves: Group<(UserKey, String), bool>,
+    settles: Group<UserKey, Transitions>,
+    rule: SettleRule,
 }
 
 impl Registrar {
-    pub(super) fn new(store: Arc<dyn Store>, tasks: &Tasks) -> Self {
+    pub(super) fn new(store: Arc<dyn Store>, tasks: &Tasks, rule: SettleRule) -> Self {
         let joins = {
             let store = store.clone();
             Group::start(
@@ -60,10 +94,19 @@ impl Registrar {
                 },
             )
         };
+        let settles = {
+            let store = store.clone();
+            Group::start(tasks, MAX_BATCH, BATCH_LIMIT, move |users: Vec<UserKey>| {
+                let store = store.clone();
+                async move { rule.settle_many(store.as_ref(), &users).await }
+            })
+        };
         Self {
             store,
             joins,
             leaves,
+            settles,
+            rule,
         }
     }
 
@@ -100,5 +143,22 @@ impl Registrar {
         self.store
             .presence_leave(user, socket_id, in_rooms, now_ms())
             .await
+    }
+
+    /// [`crate::store::PresenceStore::presence_settle`], in the next batch
+    /// (at the batch's time); on its own once the batches have stopped.
+    pub(super) async fn settle(&self, user: &UserKey) -> Result<Transitions, StoreError> {
+        if let Some(answer) = self.settles.call(user.clone()).await {
+            return answer;
+        }
+        let mut answers = self
+            .rule
+            .settle_many(self.store.as_ref(), std::slice::from_ref(user))
+            .await;
+        answers.pop().unwrap_or_else(|| {
+            Err(StoreError::Unavailable(
+                "the settle gave no answer".to_string(),
+            ))
+        })
     }
 }

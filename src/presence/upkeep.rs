@@ -153,9 +153,8 @@ async fn sweep_once(p: &Arc<Presence>) {
                 return;
             }
         };
-        for user in &users {
-            p.settle(user).await;
-        }
+        // Side by side, so they share the registrar's settle batches.
+        futures::future::join_all(users.iter().map(|user| p.settle(user))).await;
         if (users.len() as i64) < SWEEP_BATCH {
             return;
         }

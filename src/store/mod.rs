@@ -19,7 +19,7 @@
 //! and head reads in `positions.rs` (each store's statement in
 //! `sqlite_positions.rs` and `postgres.rs`), and [`group`], the queue
 //! behind presence's registrar (its PostgreSQL transactions in
-//! `postgres_presence_many.rs`).
+//! `postgres_presence_many.rs` and `postgres_presence_settle.rs`).
 
 pub mod batch;
 pub mod breaker;
@@ -47,6 +47,7 @@ mod postgres_presence;
 mod postgres_presence_many;
 mod postgres_presence_reads;
 mod postgres_presence_rooms;
+mod postgres_presence_settle;
 mod postgres_rules;
 pub mod presence;
 pub mod rules;

@@ -14,72 +14,12 @@ use sqlx::{Postgres, Transaction};
 use super::postgres_presence_many as many;
 use super::postgres_presence_reads as reads;
 use super::postgres_presence_rooms as rooms;
+use super::postgres_presence_settle::{self as settle, lock_user};
 use super::presence::{MadeBy, PresenceStore, PresentUser, SocketEntry, UserKey};
 use super::{PgStore, StoreError};
-use crate::domain::presence::{self as transition, Change, Transitions, UserPresence};
+use crate::domain::presence::{self as transition, Transitions, UserPresence};
 
 type Tx<'a> = Transaction<'a, Postgres>;
-
-async fn lock_user(tx: &mut Tx<'_>, user: &UserKey) -> Result<Option<UserPresence>, StoreError> {
-    let row: Option<(bool, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT online, since, left_at FROM presence_users
-         WHERE company_id = $1 AND user_id = $2 FOR UPDATE",
-    )
-    .bind(&user.company_id)
-    .bind(&user.user_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(|(online, since, left_at)| UserPresence {
-        online,
-        since,
-        left_at,
-    }))
-}
-
-async fn save_user(
-    tx: &mut Tx<'_>,
-    user: &UserKey,
-    state: UserPresence,
-    role: Option<&str>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE presence_users SET online = $3, since = $4, left_at = $5, role = COALESCE($6, role)
-         WHERE company_id = $1 AND user_id = $2",
-    )
-    .bind(&user.company_id)
-    .bind(&user.user_id)
-    .bind(state.online)
-    .bind(state.since)
-    .bind(state.left_at)
-    .bind(role)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// The company's online users as this transaction sees them, counted up
-/// to `up_to` + 1 (enough to tell "above `up_to`", at most that many index
-/// entries read however large the company).
-async fn count_online(tx: &mut Tx<'_>, company_id: &str, up_to: i64) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM presence_users
-         WHERE company_id = $1 AND online LIMIT $2) AS online",
-    )
-    .bind(company_id)
-    .bind(up_to.saturating_add(1))
-    .fetch_one(&mut **tx)
-    .await?)
-}
-
-async fn count_sockets(tx: &mut Tx<'_>, user: &UserKey) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM presence_sockets WHERE company_id = $1 AND user_id = $2",
-    )
-    .bind(&user.company_id)
-    .bind(&user.user_id)
-    .fetch_one(&mut **tx)
-    .await?)
-}
 
 fn key(company_id: &str, user_id: &str) -> UserKey {
     UserKey {
@@ -248,44 +188,33 @@ impl PresenceStore for PgStore {
         grace_ms: i64,
         count_up_to: i64,
     ) -> Result<Transitions, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let Some(stored) = lock_user(&mut tx, user).await? else {
-            return Ok(Transitions::default());
+        let rule = settle::Rule {
+            stale_before,
+            now,
+            grace_ms,
+            count_up_to,
         };
-        let reaped_rooms = rooms::reap(&mut tx, user, stale_before).await?;
-        let reaped: Vec<i64> = sqlx::query_scalar(
-            "DELETE FROM presence_sockets
-             WHERE company_id = $1 AND user_id = $2 AND heartbeat_at < $3
-             RETURNING heartbeat_at",
-        )
-        .bind(&user.company_id)
-        .bind(&user.user_id)
-        .bind(stale_before)
-        .fetch_all(&mut *tx)
-        .await?;
-        let left_rooms = rooms::settle(&mut tx, user, &reaped_rooms, now, grace_ms).await?;
-        let current = match reaped.into_iter().max() {
-            Some(last) => transition::reap(stored, last),
-            None => stored,
+        settle::one(&self.pool, user, rule).await
+    }
+
+    async fn presence_settle_many(
+        &self,
+        users: &[UserKey],
+        stale_before: i64,
+        now: i64,
+        grace_ms: i64,
+        count_up_to: i64,
+    ) -> Vec<Result<Transitions, StoreError>> {
+        let rule = settle::Rule {
+            stale_before,
+            now,
+            grace_ms,
+            count_up_to,
         };
-        let sockets = count_sockets(&mut tx, user).await?;
-        let (next, change) = transition::settle(current, sockets, now, grace_ms);
-        if next != stored {
-            save_user(&mut tx, user, next, None).await?;
+        match settle::many(&self.pool, users, rule).await {
+            Ok(done) => done.into_iter().map(Ok).collect(),
+            Err(e) => users.iter().map(|_| Err(e.not_known())).collect(),
         }
-        let company_online = match change {
-            Some(Change::Offline { .. }) => {
-                Some(count_online(&mut tx, &user.company_id, count_up_to).await?)
-            }
-            _ => None,
-        };
-        tx.commit().await?;
-        Ok(Transitions {
-            user: change,
-            company_online,
-            rooms: left_rooms,
-            settle: false,
-        })
     }
 
     async fn presence_join_many(

@@ -146,6 +146,30 @@ pub trait PresenceStore: Send + Sync {
         count_up_to: i64,
     ) -> Result<Transitions, StoreError>;
 
+    /// [`Self::presence_settle`] for several users at the same moment: one
+    /// answer per user, in order (a user named twice is settled once, its
+    /// later entries answer no change). Each `user:offline`'s count is the
+    /// one settling the users one by one, in order, would have given. In
+    /// one transaction where the store has more than one writer; one by
+    /// one otherwise.
+    async fn presence_settle_many(
+        &self,
+        users: &[UserKey],
+        stale_before: i64,
+        now: i64,
+        grace_ms: i64,
+        count_up_to: i64,
+    ) -> Vec<Result<Transitions, StoreError>> {
+        let mut answers = Vec::with_capacity(users.len());
+        for user in users {
+            let answer = self
+                .presence_settle(user, stale_before, now, grace_ms, count_up_to)
+                .await;
+            answers.push(answer);
+        }
+        answers
+    }
+
     /// Refreshes the heartbeat of every row of `node_id` (one UPDATE);
     /// returns how many rows the node has.
     async fn presence_heartbeat(&self, node_id: &str, now: i64) -> Result<u64, StoreError>;
