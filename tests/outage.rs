@@ -120,6 +120,96 @@ async fn database_outage_refuses_durable_keeps_ephemeral_and_recovers() {
         .ok();
 }
 
+/// An offline decision due while the database is away fails (settles
+/// are made in batches, so a whole batch fails together); the sweep makes
+/// it once the database is back: the supervisor hears exactly one
+/// `user:offline`, none during the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_decision_missed_during_an_outage_is_made_once_when_the_database_is_back() {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&common::postgres_url())
+        .await
+        .expect("postgres");
+    let db = common::unique("sy_settle_");
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/{db}",
+        common::postgres_url().rsplit_once('/').unwrap().0
+    );
+    let app = common::spawn_app(&url, &[("WS_PRESENCE_GRACE_MS", "300")]).await;
+    let mut sup = Client::with_token(&app.url(), &app.token("s1", "acme", Role::Supervisor)).await;
+    sup.expect("session").await;
+    let op = Client::with_token(&app.url(), &app.token("o1", "acme", Role::Operator)).await;
+    assert_eq!(sup.expect("user:online").await[0]["userId"], "o1");
+    op.disconnect();
+    // The departure is stored (its socket row gone) before the outage.
+    let rows = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut left = false;
+    for _ in 0..100 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM presence_sockets WHERE company_id = 'acme' AND user_id = 'o1'",
+        )
+        .fetch_one(&rows)
+        .await
+        .unwrap();
+        if n == 0 {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(left, "o1's departure was stored");
+    rows.close().await;
+
+    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    // The grace period (300 ms) ends during the outage: that settle fails.
+    let during: Vec<String> = sup
+        .drain(Duration::from_millis(1500))
+        .await
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("user:"))
+        .collect();
+    assert!(during.is_empty(), "nothing decided while away: {during:?}");
+
+    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let offline = sup.expect("user:offline").await;
+    assert_eq!(offline[0]["userId"], "o1", "{offline:?}");
+    let more: Vec<String> = sup
+        .drain(Duration::from_millis(1500))
+        .await
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("user:"))
+        .map(|(name, args)| format!("{name} {}", args[0]))
+        .collect();
+    assert!(more.is_empty(), "decided once: {more:?}");
+    app.stop().await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .ok();
+}
+
 /// PostgreSQL stopped outright (a private cluster, fast shutdown) while a
 /// backend publishes over HTTP ten times a second, then started again. The
 /// pool retries refused connections until its acquire timeout (3 s); every
