@@ -15,22 +15,55 @@ fn order(n: i64) -> Value {
     json!({ "orderId": n.to_string(), "oldStatus": "a", "newStatus": "b", "timestamp": "2026-11-22T10:00:00Z" })
 }
 
+/// A database of its own on the shared cluster that a test can make
+/// unreachable: new connections refused, existing ones terminated.
+struct Switchable {
+    admin: sqlx::PgPool,
+    name: String,
+    url: String,
+}
+
+impl Switchable {
+    async fn new(prefix: &str) -> Self {
+        let url = common::fresh_postgres(prefix).await;
+        let name = url.rsplit_once('/').unwrap().1.to_string();
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&common::postgres_url())
+            .await
+            .expect("postgres");
+        Self { admin, name, url }
+    }
+
+    async fn set_reachable(&self, on: bool) {
+        let name = &self.name;
+        sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {on}"))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+        if !on {
+            sqlx::query(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+        }
+    }
+
+    async fn drop(self) {
+        let name = &self.name;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&self.admin)
+            .await
+            .ok();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_refuses_durable_keeps_ephemeral_and_recovers() {
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&common::postgres_url())
-        .await
-        .expect("postgres");
-    let db = common::unique("sy_outage_");
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let url = format!(
-        "{}/{db}",
-        common::postgres_url().rsplit_once('/').unwrap().0
-    );
+    let db = Switchable::new("sy_outage_").await;
+    let url = db.url.clone();
     let app = common::spawn_app(&url, &[]).await;
     let mut sup = Client::with_token(&app.url(), &app.token("s1", "acme", Role::Supervisor)).await;
     let mut op = Client::with_token(&app.url(), &app.token("o1", "acme", Role::Operator)).await;
@@ -45,16 +78,7 @@ async fn database_outage_refuses_durable_keeps_ephemeral_and_recovers() {
     assert_eq!(ack["offset"], 1);
 
     // The database goes away: no new connections, existing ones killed.
-    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-    ))
-    .execute(&admin)
-    .await
-    .unwrap();
+    db.set_reachable(false).await;
     let ack = sup
         .emit_with_ack(
             "event:publish",
@@ -93,10 +117,7 @@ async fn database_outage_refuses_durable_keeps_ephemeral_and_recovers() {
     late.expect("session").await;
 
     // The database comes back: durable publishing resumes with the next offset.
-    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    db.set_reachable(true).await;
     let mut recovered = Value::Null;
     for _ in 0..50 {
         recovered = sup
@@ -114,10 +135,7 @@ async fn database_outage_refuses_durable_keeps_ephemeral_and_recovers() {
     let args = op.expect("order:status_changed").await;
     assert_eq!(args[1]["offset"], 2);
     app.stop().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .ok();
+    db.drop().await;
 }
 
 /// An offline decision due while the database is away fails (settles
@@ -126,20 +144,8 @@ async fn database_outage_refuses_durable_keeps_ephemeral_and_recovers() {
 /// `user:offline`, none during the outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_decision_missed_during_an_outage_is_made_once_when_the_database_is_back() {
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&common::postgres_url())
-        .await
-        .expect("postgres");
-    let db = common::unique("sy_settle_");
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let url = format!(
-        "{}/{db}",
-        common::postgres_url().rsplit_once('/').unwrap().0
-    );
+    let db = Switchable::new("sy_settle_").await;
+    let url = db.url.clone();
     let app = common::spawn_app(&url, &[("WS_PRESENCE_GRACE_MS", "300")]).await;
     let mut sup = Client::with_token(&app.url(), &app.token("s1", "acme", Role::Supervisor)).await;
     sup.expect("session").await;
@@ -169,16 +175,7 @@ async fn an_offline_decision_missed_during_an_outage_is_made_once_when_the_datab
     assert!(left, "o1's departure was stored");
     rows.close().await;
 
-    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-    ))
-    .execute(&admin)
-    .await
-    .unwrap();
+    db.set_reachable(false).await;
     // The grace period (300 ms) ends during the outage: that settle fails.
     let during: Vec<String> = sup
         .drain(Duration::from_millis(1500))
@@ -189,10 +186,7 @@ async fn an_offline_decision_missed_during_an_outage_is_made_once_when_the_datab
         .collect();
     assert!(during.is_empty(), "nothing decided while away: {during:?}");
 
-    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    db.set_reachable(true).await;
     let offline = sup.expect("user:offline").await;
     assert_eq!(offline[0]["userId"], "o1", "{offline:?}");
     let more: Vec<String> = sup
@@ -204,10 +198,7 @@ async fn an_offline_decision_missed_during_an_outage_is_made_once_when_the_datab
         .collect();
     assert!(more.is_empty(), "decided once: {more:?}");
     app.stop().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .ok();
+    db.drop().await;
 }
 
 /// PostgreSQL stopped outright (a private cluster, fast shutdown) while a
