@@ -13,6 +13,12 @@
 //! a socket's departure waits for its registration to finish anyway (the
 //! slot's `op` lock), and a reconnect storm's departures do not wait
 //! behind its registrations, nor the other way round.
+//!
+//! While the node shuts down, departures that would go alone are skipped:
+//! `leave_node` removes every row of this node in one statement. Without
+//! that, the departures still queued when the batches stopped went one
+//! transaction each against rows already gone (1,482–5,441 of them after
+//! a 10,000-client run).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +72,8 @@ pub(super) struct Registrar {
     leaves: Group<(UserKey, String), bool>,
     settles: Group<UserKey, Transitions>,
     rule: SettleRule,
+    /// Says when the node shuts down.
+    tasks: Tasks,
 }
 
 impl Registrar {
@@ -107,6 +115,7 @@ impl Registrar {
             leaves,
             settles,
             rule,
+            tasks: tasks.clone(),
         }
     }
 
@@ -140,6 +149,11 @@ impl Registrar {
                 return answer;
             }
         }
+        if self.tasks.is_draining() {
+            // `leave_node` removes the row; the user is settled by another
+            // node's sweep.
+            return Ok(false);
+        }
         self.store
             .presence_leave(user, socket_id, in_rooms, now_ms())
             .await
@@ -160,5 +174,62 @@ impl Registrar {
                 "the settle gave no answer".to_string(),
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> Arc<dyn Store> {
+        let dir = std::env::temp_dir().join("switchyard-tests");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join(format!("registrar-{}.db", uuid::Uuid::new_v4().simple()));
+        let store = crate::store::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .expect("sqlite");
+        store.migrate().await.expect("migrations");
+        store
+    }
+
+    fn socket(id: &str) -> SocketEntry {
+        SocketEntry {
+            company_id: "c".into(),
+            user_id: "u".into(),
+            role: "operator".into(),
+            socket_id: id.into(),
+            node_id: "n".into(),
+            rooms: Vec::new(),
+            since: 1_000,
+        }
+    }
+
+    async fn connections(store: &dyn Store) -> i64 {
+        let listed = store.presence_list("c", None).await.expect("list");
+        listed.iter().map(|u| u.connections).sum()
+    }
+
+    #[tokio::test]
+    async fn a_departure_after_the_batches_stopped_writes_nothing_alone() {
+        let store = store().await;
+        let tasks = Tasks::new();
+        let rule = SettleRule {
+            ttl_ms: 60_000,
+            grace_ms: 5_000,
+            count_up_to: 500,
+        };
+        let registrar = Registrar::new(store.clone(), &tasks, rule);
+        registrar.join(&socket("s1"), 1_000).await.expect("joins");
+        assert_eq!(connections(store.as_ref()).await, 1);
+
+        // Shutdown: draining, then the batches stop. A departure still on
+        // its way writes nothing (the node's rows go all at once, in
+        // `leave_node`) and asks for no settle.
+        tasks.begin_draining();
+        tasks.shutdown(Duration::from_secs(1)).await;
+        let user = socket("s1").user();
+        let left = registrar.leave(&user, "s1", false).await.expect("answered");
+        assert!(!left, "no settle from a node that is leaving");
+        assert_eq!(connections(store.as_ref()).await, 1, "left to leave_node");
     }
 }
