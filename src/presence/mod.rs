@@ -31,6 +31,9 @@
 //! - **Shutdown** removes all of this node's rows in one transaction as
 //!   departures; clients reconnecting elsewhere within the grace period see
 //!   no flap, the others go offline when another node's sweep settles them.
+//!   Sockets that register or leave while the node drains write nothing of
+//!   their own (a row written after that transaction would have no
+//!   heartbeat behind it).
 //! - **Entity rooms** follow the same rules per (user, room), under the
 //!   same user row lock: the user's first socket in a room announces
 //!   `presence:joined` to the room (except that socket); a departure that

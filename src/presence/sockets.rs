@@ -31,6 +31,12 @@ impl Presence {
             since: session.connected_at,
         };
         let shared = p.sync.read().await;
+        if p.tasks.is_draining() {
+            // The node is leaving and `leave_node` removes its rows: a row
+            // written after it would keep the user online with no
+            // heartbeat behind it until another node reaps it.
+            return;
+        }
         let registered_at = now_ms();
         let (slot, op) = {
             let mut slots = p.slots();
@@ -151,5 +157,76 @@ impl Presence {
                 tracing::warn!(error = %e, "presence: cannot record room subscriptions; the heartbeat registers the socket again")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::{Identity, Role};
+    use crate::fanout::Fanout;
+    use crate::limits::TokenBucket;
+    use crate::session::{Opening, Rates};
+    use crate::store::Store;
+    use crate::tasks::Tasks;
+    use crate::throttle::users::UserRates;
+
+    fn session(user: &str, tasks: &Tasks) -> Arc<Session> {
+        let identity = Identity {
+            user_id: user.into(),
+            company_id: "c".into(),
+            role: Role::Operator,
+            permissions: Vec::new(),
+            expires_at: i64::MAX,
+        };
+        let opening = Opening {
+            id: SessionId::new(),
+            transport: "socketio",
+            identity,
+            device_id: None,
+            connected_at: now_ms(),
+            ip: None,
+            rates: Rates {
+                session: TokenBucket::new(20.0, 40.0),
+                user: UserRates::new(20.0, 40.0).bucket("c", user),
+            },
+        };
+        Session::new(opening, tasks.child_token()).0
+    }
+
+    #[tokio::test]
+    async fn a_socket_registering_while_the_node_drains_writes_no_row() {
+        let dir = std::env::temp_dir().join("switchyard-tests");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join(format!("sockets-{}.db", uuid::Uuid::new_v4().simple()));
+        let store = crate::store::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .expect("sqlite");
+        store.migrate().await.expect("migrations");
+        let tasks = Tasks::new();
+        let settings = super::super::Settings {
+            enabled: true,
+            node_id: "n".into(),
+            grace: Duration::from_secs(5),
+            ttl: Duration::from_secs(60),
+            broadcast_max: 500,
+        };
+        let presence = Presence::new(settings, store.clone(), Fanout::new(), tasks.clone());
+        let connections = |store: Arc<dyn Store>| async move {
+            let listed = store.presence_list("c", None).await.expect("list");
+            listed.iter().map(|u| u.connections).sum::<i64>()
+        };
+        presence.join(&session("u1", &tasks), &[]).await;
+        assert_eq!(connections(store.clone()).await, 1);
+
+        tasks.begin_draining();
+        presence.join(&session("u2", &tasks), &[]).await;
+        assert_eq!(
+            connections(store.clone()).await,
+            1,
+            "no row for a socket registering after shutdown began"
+        );
     }
 }
