@@ -181,17 +181,6 @@ impl Registrar {
 mod tests {
     use super::*;
 
-    async fn store() -> Arc<dyn Store> {
-        let dir = std::env::temp_dir().join("switchyard-tests");
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join(format!("registrar-{}.db", uuid::Uuid::new_v4().simple()));
-        let store = crate::store::connect(&format!("sqlite://{}", file.display()))
-            .await
-            .expect("sqlite");
-        store.migrate().await.expect("migrations");
-        store
-    }
-
     fn socket(id: &str) -> SocketEntry {
         SocketEntry {
             company_id: "c".into(),
@@ -211,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_departure_after_the_batches_stopped_writes_nothing_alone() {
-        let store = store().await;
+        let store = crate::store::scratch_sqlite().await;
         let tasks = Tasks::new();
         let rule = SettleRule {
             ttl_ms: 60_000,

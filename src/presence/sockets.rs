@@ -198,13 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_socket_registering_while_the_node_drains_writes_no_row() {
-        let dir = std::env::temp_dir().join("switchyard-tests");
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join(format!("sockets-{}.db", uuid::Uuid::new_v4().simple()));
-        let store = crate::store::connect(&format!("sqlite://{}", file.display()))
-            .await
-            .expect("sqlite");
-        store.migrate().await.expect("migrations");
+        let store = crate::store::scratch_sqlite().await;
         let tasks = Tasks::new();
         let settings = super::super::Settings {
             enabled: true,

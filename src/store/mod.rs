@@ -316,6 +316,20 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// A migrated SQLite store in a file of its own (unit tests of the
+/// services above the store).
+#[cfg(test)]
+pub async fn scratch_sqlite() -> Arc<dyn Store> {
+    let dir = std::env::temp_dir().join("switchyard-tests");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join(format!("unit-{}.db", uuid::Uuid::new_v4().simple()));
+    let store = connect(&format!("sqlite://{}", file.display()))
+        .await
+        .expect("sqlite");
+    store.migrate().await.expect("migrations");
+    store
+}
+
 /// How long idempotency keys are remembered: retries come within minutes,
 /// offline outboxes within days.
 pub const IDEMPOTENCY_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
