@@ -383,3 +383,62 @@ async fn a_settle_batch_racing_registrations_leaves_no_connected_user_offline() 
         }
     }
 }
+
+/// Settle batches of several nodes over the same users, each in its own
+/// order, half the users in an entity room: every user goes offline once
+/// and leaves its room once, and no batch fails (PostgreSQL would abort
+/// one of two transactions that deadlocked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settle_batches_of_several_nodes_take_each_user_offline_once() {
+    const USERS: usize = 12;
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        let users: Vec<UserKey> = (0..USERS).map(|u| user(&c, &format!("u{u}"))).collect();
+        for (i, u) in users.iter().enumerate() {
+            let rooms: &[&str] = if i % 2 == 0 { &["order:1"] } else { &[] };
+            let s = format!("{}-1", u.user_id);
+            store
+                .presence_join(&socket(&c, &u.user_id, &s, "a", rooms), 10_000)
+                .await
+                .unwrap();
+            store
+                .presence_leave(u, &s, !rooms.is_empty(), 11_000)
+                .await
+                .unwrap();
+        }
+        let batches = (0..4).map(|node| {
+            let (store, mut batch) = (store.clone(), users.clone());
+            batch.rotate_left(node * 5 % USERS);
+            if node % 2 == 1 {
+                batch.reverse();
+            }
+            tokio::spawn(async move {
+                store
+                    .presence_settle_many(&batch, NEVER_STALE, 20_000, GRACE, BOUND)
+                    .await
+                    .into_iter()
+                    .zip(batch)
+                    .map(|(t, u)| (u.user_id, t.unwrap()))
+                    .collect::<Vec<_>>()
+            })
+        });
+        let mut offline = std::collections::BTreeMap::<String, usize>::new();
+        let mut left_room = std::collections::BTreeMap::<String, usize>::new();
+        for done in futures::future::join_all(batches).await {
+            for (u, t) in done.unwrap() {
+                if matches!(t.user, Some(Change::Offline { .. })) {
+                    *offline.entry(u.clone()).or_default() += 1;
+                }
+                *left_room.entry(u).or_default() += t.rooms.len();
+            }
+        }
+        assert_eq!(offline.len(), USERS, "{backend}: {offline:?}");
+        assert!(offline.values().all(|&n| n == 1), "{backend}: {offline:?}");
+        let in_room: Vec<usize> = (0..USERS)
+            .map(|i| left_room.get(&format!("u{i}")).copied().unwrap_or(0))
+            .collect();
+        let expected: Vec<usize> = (0..USERS).map(|i| usize::from(i % 2 == 0)).collect();
+        assert_eq!(in_room, expected, "{backend}: one presence:left each");
+        assert_eq!(online_users(store.as_ref(), &c).await, vec![], "{backend}");
+    }
+}
