@@ -106,6 +106,75 @@ async fn a_batch_makes_each_user_online_once_and_its_departures_settle_the_last(
     }
 }
 
+/// A batch writes a new user's row in one step and updates a known one:
+/// either way the user is online since the batch, through its first socket
+/// in the batch (what `presence_made_by` asks after an unknown outcome),
+/// and a user already online keeps the socket that took it online.
+#[tokio::test]
+async fn a_batch_records_the_socket_that_took_each_user_online_for_new_and_known_users() {
+    for (backend, store) in common::stores().await {
+        let c = common::unique("c");
+        // u2 was online once and is offline now; u3 is online through s0.
+        store
+            .presence_join(&socket(&c, "u2", "s-old", "n1", &[]), 1_000)
+            .await
+            .unwrap();
+        store
+            .presence_leave(&user(&c, "u2"), "s-old", false, 2_000)
+            .await
+            .unwrap();
+        let settled = store
+            .presence_settle(&user(&c, "u2"), NEVER_STALE, 2_000 + GRACE, GRACE, BOUND)
+            .await
+            .unwrap();
+        assert!(
+            matches!(settled.user, Some(Change::Offline { .. })),
+            "{backend}"
+        );
+        store
+            .presence_join(&socket(&c, "u3", "s0", "n1", &[]), 9_000)
+            .await
+            .unwrap();
+
+        let batch = [
+            socket(&c, "u1", "s1", "n1", &[]),
+            socket(&c, "u2", "s2", "n1", &[]),
+            socket(&c, "u1", "s3", "n1", &[]),
+            socket(&c, "u2", "s4", "n1", &[]),
+            socket(&c, "u3", "s5", "n1", &[]),
+        ];
+        let online: Vec<bool> = store
+            .presence_join_many(&batch, 10_000)
+            .await
+            .into_iter()
+            .map(|r| is_online(&r.unwrap().user))
+            .collect();
+        assert_eq!(online, [true, true, false, false, false], "{backend}");
+
+        let expected = [
+            ("u1", "s1", Some(10_000)),
+            ("u1", "s3", None),
+            ("u2", "s2", Some(10_000)),
+            ("u2", "s4", None),
+            ("u2", "s-old", None),
+            ("u3", "s0", Some(9_000)),
+            ("u3", "s5", None),
+        ];
+        for (u, s, since) in expected {
+            let made = store
+                .presence_made_by(&user(&c, u), s, 10_000)
+                .await
+                .unwrap();
+            assert_eq!(made.online_since, since, "{backend}: {u} through {s}");
+        }
+        assert_eq!(
+            online_users(store.as_ref(), &c).await,
+            vec![("u1".into(), 2), ("u2".into(), 2), ("u3".into(), 2)],
+            "{backend}"
+        );
+    }
+}
+
 /// Batches of registrations on four "nodes", racing single registrations
 /// of the same users, then batches of departures racing offline
 /// decisions: exactly one online and one offline transition per user, and

@@ -48,18 +48,29 @@ impl ReadGroup for PgReads {
         let rows: Vec<(i64, bool, String, i64)> = sqlx::query_as(
             "SELECT t.n - 1, true, cu.room, cu.last_offset
              FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(c, u, d, n)
-             JOIN cursors cu ON cu.company_id = t.c AND cu.user_id = t.u AND cu.device_id = t.d
+             CROSS JOIN LATERAL (
+                 SELECT room, last_offset FROM cursors
+                 WHERE company_id = t.c AND user_id = t.u AND device_id = t.d
+                 OFFSET 0
+             ) cu
              UNION ALL
              SELECT r.i, false, ro.room, ro.last_offset
              FROM unnest($4::int8[], $5::text[], $6::text[]) AS r(i, c, room)
-             JOIN room_offsets ro ON ro.company_id = r.c AND ro.room = r.room",
+             CROSS JOIN LATERAL (
+                 SELECT room, last_offset FROM room_offsets
+                 WHERE company_id = r.c AND room = r.room
+                 OFFSET 0
+             ) ro",
         )
-        // Planned for each group, not once per connection: a cached plan
-        // made while `cursors` was small scans all of it for every group
-        // once it has grown, until autoanalyze (a minute away) replans it.
-        // A new database's first connect burst read 5.4 million rows that
-        // way (bench/README.md, "The connect read is planned per group").
-        .persistent(false)
+        // One index lookup per connect, whatever the planner thinks of the
+        // tables. As a plain join, a table that grew since it was last
+        // analysed (a new database's first connect burst, where autoanalyze
+        // is a minute away) was hash-joined against a full scan of
+        // `cursors` for each group: 5.4 million rows read in one burst with
+        // a cached plan; with a plan per group still 58 of 61 slow reads
+        // (bench/README.md, "The connect read is planned per group" and
+        // "The connect read looks each connect up"). `OFFSET 0` keeps the
+        // planner from flattening the lateral subqueries back into a join.
         .bind(
             group
                 .iter()

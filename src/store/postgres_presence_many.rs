@@ -24,48 +24,51 @@ pub(super) async fn join(
     if sockets.is_empty() {
         return Ok(Vec::new());
     }
-    // One row per user (the upsert may touch a row only once); the role
-    // of its last socket, as registering them one by one would leave it.
-    let mut roles: BTreeMap<UserKey, &str> = BTreeMap::new();
-    for s in sockets {
-        roles.insert(s.user(), &s.role);
-    }
-    let (companies, users): (Vec<&str>, Vec<&str>) = roles
-        .keys()
-        .map(|u| (u.company_id.as_str(), u.user_id.as_str()))
-        .unzip();
-    let user_roles: Vec<&str> = roles.values().copied().collect();
+    let first = first_rows(sockets, now);
     let mut tx = pool.begin().await?;
     // Creates the new users' rows and locks every row, in key order (the
-    // insert takes its rows in the order of the sorted select).
-    let rows: Vec<(String, String, bool, i64, Option<i64>)> = sqlx::query_as(
-        "INSERT INTO presence_users AS u (company_id, user_id, role, online, since)
-         SELECT c, usr, r, FALSE, 0
-         FROM unnest($1::text[], $2::text[], $3::text[]) AS t(c, usr, r)
+    // insert takes its rows in the order of the sorted select). A user
+    // never seen before is inserted as the batch leaves it, so a first
+    // connect writes its user's row once, not once here and once below
+    // (in a storm of new devices, half the row versions and index entries).
+    let rows: Vec<(String, String, bool, i64, Option<i64>, bool)> = sqlx::query_as(
+        "INSERT INTO presence_users AS u (company_id, user_id, role, online, since, left_at, online_by)
+         SELECT c, usr, r, o, s, l, b
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int8[], $6::int8[], $7::text[])
+              AS t(c, usr, r, o, s, l, b)
          ORDER BY c, usr
          ON CONFLICT (company_id, user_id) DO UPDATE SET role = EXCLUDED.role
-         RETURNING u.company_id, u.user_id, u.online, u.since, u.left_at",
+         RETURNING u.company_id, u.user_id, u.online, u.since, u.left_at, u.xmax = 0",
     )
-    .bind(&companies)
-    .bind(&users)
-    .bind(&user_roles)
+    .bind(first.iter().map(|f| f.user.company_id.as_str()).collect::<Vec<_>>())
+    .bind(first.iter().map(|f| f.user.user_id.as_str()).collect::<Vec<_>>())
+    .bind(first.iter().map(|f| f.role).collect::<Vec<_>>())
+    .bind(first.iter().map(|f| f.state.online).collect::<Vec<_>>())
+    .bind(first.iter().map(|f| f.state.since).collect::<Vec<_>>())
+    .bind(first.iter().map(|f| f.state.left_at).collect::<Vec<_>>())
+    .bind(first.iter().map(|f| f.by).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
-    let mut states: HashMap<UserKey, (UserPresence, UserPresence)> = rows
+    // Per user: the state its transitions start from, the state they
+    // reach, and the state its row holds now.
+    let mut states: HashMap<UserKey, [UserPresence; 3]> = rows
         .into_iter()
-        .map(|(company_id, user_id, online, since, left_at)| {
-            let current = UserPresence {
+        .map(|(company_id, user_id, online, since, left_at, inserted)| {
+            let stored = UserPresence {
                 online,
                 since,
                 left_at,
             };
-            (
-                UserKey {
-                    company_id,
-                    user_id,
-                },
-                (current, current),
-            )
+            let start = if inserted {
+                UserPresence::OFFLINE
+            } else {
+                stored
+            };
+            let user = UserKey {
+                company_id,
+                user_id,
+            };
+            (user, [start, start, stored])
         })
         .collect();
     let mut answers = Vec::with_capacity(sockets.len());
@@ -76,8 +79,8 @@ pub(super) async fn join(
                 s.user_id
             ))
         })?;
-        let (next, change) = transition::join(state.1, &s.role, now);
-        state.1 = next;
+        let (next, change) = transition::join(state[1], &s.role, now);
+        state[1] = next;
         answers.push(Transitions {
             user: change,
             ..Transitions::default()
@@ -85,8 +88,8 @@ pub(super) async fn join(
     }
     let changed: Vec<(&UserKey, &UserPresence)> = states
         .iter()
-        .filter(|(_, (current, next))| current != next)
-        .map(|(user, (_, next))| (user, next))
+        .filter(|(_, [_, next, stored])| next != stored)
+        .map(|(user, [_, next, _])| (user, next))
         .collect();
     // The socket whose registration took each of them online.
     let by: HashMap<UserKey, &str> = sockets
@@ -95,24 +98,11 @@ pub(super) async fn join(
         .filter(|(_, t)| t.user.is_some())
         .map(|(s, _)| (s.user(), s.socket_id.as_str()))
         .collect();
-    // The sockets' rows and the users' new states, in one statement.
-    sqlx::query(
-        "WITH sockets AS (
-             INSERT INTO presence_sockets
-                 (company_id, socket_id, user_id, role, node_id, since, heartbeat_at)
-             SELECT c, s, usr, r, n, since, $7
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])
-                  AS t(c, s, usr, r, n, since)
-             ON CONFLICT (company_id, socket_id)
-             DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = EXCLUDED.heartbeat_at
-         )
-         UPDATE presence_users AS u
-         SET online = t.online, since = t.since, left_at = t.left_at,
-             online_by = COALESCE(t.by, u.online_by)
-         FROM unnest($8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[], $13::text[])
-              AS t(c, usr, online, since, left_at, by)
-         WHERE u.company_id = t.c AND u.user_id = t.usr",
-    )
+    let socket_rows = sqlx::query(if changed.is_empty() {
+        INSERT_SOCKETS
+    } else {
+        INSERT_SOCKETS_AND_UPDATE_USERS
+    })
     .bind(
         sockets
             .iter()
@@ -139,32 +129,94 @@ pub(super) async fn join(
             .collect::<Vec<_>>(),
     )
     .bind(sockets.iter().map(|s| s.since).collect::<Vec<_>>())
-    .bind(now)
-    .bind(
-        changed
-            .iter()
-            .map(|(u, _)| u.company_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        changed
-            .iter()
-            .map(|(u, _)| u.user_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(changed.iter().map(|(_, p)| p.online).collect::<Vec<_>>())
-    .bind(changed.iter().map(|(_, p)| p.since).collect::<Vec<_>>())
-    .bind(changed.iter().map(|(_, p)| p.left_at).collect::<Vec<_>>())
-    .bind(
-        changed
-            .iter()
-            .map(|(u, _)| by.get(*u).copied())
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut *tx)
-    .await?;
+    .bind(now);
+    let statement = if changed.is_empty() {
+        socket_rows
+    } else {
+        socket_rows
+            .bind(
+                changed
+                    .iter()
+                    .map(|(u, _)| u.company_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                changed
+                    .iter()
+                    .map(|(u, _)| u.user_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(changed.iter().map(|(_, p)| p.online).collect::<Vec<_>>())
+            .bind(changed.iter().map(|(_, p)| p.since).collect::<Vec<_>>())
+            .bind(changed.iter().map(|(_, p)| p.left_at).collect::<Vec<_>>())
+            .bind(
+                changed
+                    .iter()
+                    .map(|(u, _)| by.get(*u).copied())
+                    .collect::<Vec<_>>(),
+            )
+    };
+    statement.execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(answers)
+}
+
+/// The sockets' rows of a registration batch.
+const INSERT_SOCKETS: &str = "INSERT INTO presence_sockets
+         (company_id, socket_id, user_id, role, node_id, since, heartbeat_at)
+     SELECT c, s, usr, r, n, since, $7
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])
+          AS t(c, s, usr, r, n, since)
+     ON CONFLICT (company_id, socket_id)
+     DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = EXCLUDED.heartbeat_at";
+
+/// The sockets' rows and the users' new states, in one statement.
+const INSERT_SOCKETS_AND_UPDATE_USERS: &str = "WITH sockets AS (
+         INSERT INTO presence_sockets
+             (company_id, socket_id, user_id, role, node_id, since, heartbeat_at)
+         SELECT c, s, usr, r, n, since, $7
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])
+              AS t(c, s, usr, r, n, since)
+         ON CONFLICT (company_id, socket_id)
+         DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = EXCLUDED.heartbeat_at
+     )
+     UPDATE presence_users AS u
+     SET online = t.online, since = t.since, left_at = t.left_at,
+         online_by = COALESCE(t.by, u.online_by)
+     FROM unnest($8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[], $13::text[])
+          AS t(c, usr, online, since, left_at, by)
+     WHERE u.company_id = t.c AND u.user_id = t.usr";
+
+/// One user's row as a batch would insert it: its last socket's role (as
+/// registering the sockets one by one would leave it) and the state its
+/// sockets take it to from [`UserPresence::OFFLINE`], with the socket that
+/// took it online.
+struct FirstRow<'a> {
+    user: UserKey,
+    role: &'a str,
+    state: UserPresence,
+    by: Option<&'a str>,
+}
+
+/// One [`FirstRow`] per user of `sockets`, in key order (the upsert may
+/// touch a row only once, and takes the locks in this order).
+fn first_rows(sockets: &[SocketEntry], now: i64) -> Vec<FirstRow<'_>> {
+    let mut rows: BTreeMap<UserKey, FirstRow<'_>> = BTreeMap::new();
+    for s in sockets {
+        let row = rows.entry(s.user()).or_insert_with(|| FirstRow {
+            user: s.user(),
+            role: &s.role,
+            state: UserPresence::OFFLINE,
+            by: None,
+        });
+        row.role = &s.role;
+        let (next, change) = transition::join(row.state, &s.role, now);
+        row.state = next;
+        if change.is_some() {
+            row.by = Some(&s.socket_id);
+        }
+    }
+    rows.into_values().collect()
 }
 
 /// Removes `sockets` (none recorded with entity rooms) as departures at
