@@ -38,7 +38,8 @@ pub(super) async fn join(
               AS t(c, usr, r, o, s, l, b)
          ORDER BY c, usr
          ON CONFLICT (company_id, user_id) DO UPDATE SET role = EXCLUDED.role
-         RETURNING u.company_id, u.user_id, u.online, u.since, u.left_at, u.xmax = 0",
+         RETURNING u.company_id, u.user_id, u.online, u.since, u.left_at,
+                   u.xmax = 0 -- no locker: this statement inserted the row",
     )
     .bind(first.iter().map(|f| f.user.company_id.as_str()).collect::<Vec<_>>())
     .bind(first.iter().map(|f| f.user.user_id.as_str()).collect::<Vec<_>>())
@@ -49,9 +50,10 @@ pub(super) async fn join(
     .bind(first.iter().map(|f| f.by).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
-    // Per user: the state its transitions start from, the state they
-    // reach, and the state its row holds now.
-    let mut states: HashMap<UserKey, [UserPresence; 3]> = rows
+    // Per user: the state its transitions have reached (from where they
+    // start: offline for a row the insert created) and the state its row
+    // holds now.
+    let mut states: HashMap<UserKey, (UserPresence, UserPresence)> = rows
         .into_iter()
         .map(|(company_id, user_id, online, since, left_at, inserted)| {
             let stored = UserPresence {
@@ -68,7 +70,7 @@ pub(super) async fn join(
                 company_id,
                 user_id,
             };
-            (user, [start, start, stored])
+            (user, (start, stored))
         })
         .collect();
     let mut answers = Vec::with_capacity(sockets.len());
@@ -79,8 +81,8 @@ pub(super) async fn join(
                 s.user_id
             ))
         })?;
-        let (next, change) = transition::join(state[1], &s.role, now);
-        state[1] = next;
+        let (next, change) = transition::join(state.0, &s.role, now);
+        state.0 = next;
         answers.push(Transitions {
             user: change,
             ..Transitions::default()
@@ -88,8 +90,8 @@ pub(super) async fn join(
     }
     let changed: Vec<(&UserKey, &UserPresence)> = states
         .iter()
-        .filter(|(_, [_, next, stored])| next != stored)
-        .map(|(user, [_, next, _])| (user, next))
+        .filter(|(_, (next, stored))| next != stored)
+        .map(|(user, (next, _))| (user, next))
         .collect();
     // The socket whose registration took each of them online.
     let by: HashMap<UserKey, &str> = sockets
@@ -161,31 +163,35 @@ pub(super) async fn join(
     Ok(answers)
 }
 
-/// The sockets' rows of a registration batch.
-const INSERT_SOCKETS: &str = "INSERT INTO presence_sockets
-         (company_id, socket_id, user_id, role, node_id, since, heartbeat_at)
-     SELECT c, s, usr, r, n, since, $7
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])
-          AS t(c, s, usr, r, n, since)
-     ON CONFLICT (company_id, socket_id)
-     DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = EXCLUDED.heartbeat_at";
-
-/// The sockets' rows and the users' new states, in one statement.
-const INSERT_SOCKETS_AND_UPDATE_USERS: &str = "WITH sockets AS (
-         INSERT INTO presence_sockets
+/// The sockets' rows of a registration batch (`$1`–`$7`); a macro so that
+/// both statements below are literals built from one text.
+macro_rules! insert_sockets {
+    () => {
+        "INSERT INTO presence_sockets
              (company_id, socket_id, user_id, role, node_id, since, heartbeat_at)
          SELECT c, s, usr, r, n, since, $7
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])
               AS t(c, s, usr, r, n, since)
          ON CONFLICT (company_id, socket_id)
-         DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = EXCLUDED.heartbeat_at
-     )
+         DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = EXCLUDED.heartbeat_at"
+    };
+}
+
+/// A batch whose users' rows are already as it leaves them.
+const INSERT_SOCKETS: &str = insert_sockets!();
+
+/// The sockets' rows and the users' new states, in one statement.
+const INSERT_SOCKETS_AND_UPDATE_USERS: &str = concat!(
+    "WITH sockets AS (",
+    insert_sockets!(),
+    ")
      UPDATE presence_users AS u
      SET online = t.online, since = t.since, left_at = t.left_at,
          online_by = COALESCE(t.by, u.online_by)
      FROM unnest($8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[], $13::text[])
           AS t(c, usr, online, since, left_at, by)
-     WHERE u.company_id = t.c AND u.user_id = t.usr";
+     WHERE u.company_id = t.c AND u.user_id = t.usr"
+);
 
 /// One user's row as a batch would insert it: its last socket's role (as
 /// registering the sockets one by one would leave it) and the state its
