@@ -148,3 +148,52 @@ async fn a_member_read_to_the_end_goes_live_at_once() {
         );
     }
 }
+
+/// Many members resuming from the same position at once share their page
+/// reads (`replay::pages`), while events keep being committed and
+/// announced: each member still gets every event once, in order, whether
+/// from a shared page, its own read or live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_sharing_catch_up_reads_each_get_every_event_once_while_events_commit() {
+    const MEMBERS: usize = 40;
+    const BEFORE: u32 = 30;
+    const DURING: u32 = 30;
+    for (name, store) in common::stores().await {
+        let catalog = Arc::new(Catalog::load(None).expect("builtin catalog"));
+        let hub = DurableHub::new(store.clone(), catalog, Tasks::new());
+        let company = common::unique("shared-");
+        for n in 1..=BEFORE {
+            append(&store, &company, n).await;
+        }
+        let members: Vec<_> = (0..MEMBERS).map(|_| member(&hub, &company)).collect();
+        let writer = {
+            let (hub, store, company) = (hub.clone(), store.clone(), company.clone());
+            tokio::spawn(async move {
+                for n in BEFORE + 1..=BEFORE + DURING {
+                    append(&store, &company, n).await;
+                    announce_latest(&hub, &store, &company).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let replays = members.iter().map(|(m, _)| {
+            let (hub, m) = (hub.clone(), m.clone());
+            async move {
+                let merged = hub.replay_merged(std::slice::from_ref(&m)).await;
+                offline::go_live(&hub, vec![m], &merged.read_through);
+            }
+        });
+        futures::future::join_all(replays).await;
+        writer.await.expect("writer");
+        let want: Vec<i64> = (1..=i64::from(BEFORE + DURING)).collect();
+        for (i, (_, rec)) in members.iter().enumerate() {
+            for _ in 0..100 {
+                if rec.offsets().len() >= want.len() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(rec.offsets(), want, "{name}: member {i}");
+        }
+    }
+}

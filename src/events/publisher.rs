@@ -225,6 +225,7 @@ fn unplaced(prepared: &Prepared, exclude: Option<SessionId>) -> LogEvent {
         created_at: prepared.created_at,
         receive: prepared.receive.bits(),
         exclude,
+        meta_json: Default::default(),
     }
 }
 
@@ -240,6 +241,8 @@ fn placed(event: LogEvent, appended: &Appended) -> Vec<LogEvent> {
             room: room.clone(),
             offset: *offset,
             id: appended.id.clone(),
+            // Never the unplaced event's meta: room and offset changed.
+            meta_json: Default::default(),
             ..event.clone()
         });
     }
@@ -247,6 +250,7 @@ fn placed(event: LogEvent, appended: &Appended) -> Vec<LogEvent> {
         room: last_room.clone(),
         offset: *last_offset,
         id: appended.id.clone(),
+        meta_json: Default::default(),
         ..event
     });
     out

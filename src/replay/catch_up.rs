@@ -58,7 +58,7 @@ impl DurableHub {
     /// stay in catch-up mode; [`super::offline::go_live`] finalizes them.
     pub async fn replay_merged(&self, members: &[Arc<Member>]) -> Merged {
         struct Cursor {
-            buf: std::collections::VecDeque<LogEvent>,
+            buf: std::collections::VecDeque<Arc<LogEvent>>,
             first: bool,
             done: bool,
             /// Stopped short of the log's end (a read or a send failed).
@@ -119,7 +119,11 @@ impl DurableHub {
 
     /// The next page after the member's position (resolving "the head" and
     /// announcing truncation on the first call).
-    async fn fetch(&self, member: &Arc<Member>, first: &mut bool) -> Result<Vec<LogEvent>, Stop> {
+    async fn fetch(
+        &self,
+        member: &Arc<Member>,
+        first: &mut bool,
+    ) -> Result<Vec<Arc<LogEvent>>, Stop> {
         let store_err = |e: crate::store::StoreError| {
             tracing::warn!(error = %e, room = %member.room, "replay read failed; retrying");
             Stop::Retry
@@ -145,14 +149,30 @@ impl DurableHub {
         // committed in between for an expired one and skip it.)
         // A head read at connect (with the cursors, in one query) was read
         // before this page too.
+        // A shared read must have started after what this page has to
+        // include: for the first page, the member joining its feed (events
+        // committed later are notified to it) and the head it is compared
+        // with; for a later page, this call (it may follow a notification
+        // that interrupted going live, whose event must be in it).
+        let mut reads_from = if *first {
+            member.reads_from()
+        } else {
+            std::time::Instant::now()
+        };
         let head_before = if *first {
             Some(match member.take_head_hint() {
                 Some(head) => head,
-                None => self
-                    .store
-                    .head_offset(&member.company, &member.room)
-                    .await
-                    .map_err(store_err)?,
+                None => {
+                    let head = self
+                        .store
+                        .head_offset(&member.company, &member.room)
+                        .await
+                        .map_err(store_err)?;
+                    // A read started before this one ended may hold an
+                    // older snapshot than the head's.
+                    reads_from = std::time::Instant::now();
+                    head
+                }
             })
         } else {
             None
@@ -162,9 +182,19 @@ impl DurableHub {
             *first = false;
             return Ok(Vec::new());
         }
+        let (company, room) = (&member.company, &member.room);
         let page = self
-            .store
-            .events_after(&member.company, &member.room, after, PAGE, now_ms())
+            .pages
+            .page(company, room, after, reads_from, || async {
+                let stored = self
+                    .store
+                    .events_after(company, room, after, PAGE, now_ms())
+                    .await?;
+                Ok(stored
+                    .into_iter()
+                    .map(|e| self.log_event(company, e, None))
+                    .collect())
+            })
             .await
             .map_err(store_err)?;
         if let Some(head) = head_before {
@@ -184,10 +214,7 @@ impl DurableHub {
                 member.skip_to(oldest - 1);
             }
         }
-        Ok(page
-            .into_iter()
-            .map(|stored| self.log_event(&member.company, stored, None))
-            .collect())
+        Ok(page.to_vec())
     }
 
     /// Where a member without a position starts: its stored cursor if that

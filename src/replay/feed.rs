@@ -41,10 +41,18 @@ pub struct LogEvent {
     pub receive: u8,
     /// The publishing session, which is not sent its own event.
     pub exclude: Option<SessionId>,
+    /// [`LogEvent::meta`], built once for all the members it is sent to.
+    #[serde(skip)]
+    pub meta_json: OnceLock<Value>,
 }
 
 impl LogEvent {
-    pub fn meta(&self) -> Value {
+    /// The `meta` every member is sent with this event.
+    pub fn meta(&self) -> &Value {
+        self.meta_json.get_or_init(|| self.build_meta())
+    }
+
+    fn build_meta(&self) -> Value {
         let mut meta = json!({
             "id": self.id,
             "type": self.event_type,
@@ -108,6 +116,9 @@ pub struct Member {
     /// The room's head as read at connect (-1: none), used once by the
     /// first catch-up page instead of reading it again.
     head_hint: AtomicI64,
+    /// When it joined the room's feed: a shared catch-up read must have
+    /// started after this ([`super::pages`]).
+    attached_at: OnceLock<Instant>,
     track: Mutex<Track>,
 }
 
@@ -115,6 +126,19 @@ impl Member {
     /// The room's head, read (with the cursors) at connect.
     pub fn hint_head(&self, head: i64) {
         self.head_hint.store(head, Ordering::Relaxed);
+    }
+
+    /// Notes that the member is in its room's feed now (notifications
+    /// reach it from here on).
+    pub(super) fn mark_attached(&self) {
+        let _ = self.attached_at.set(Instant::now());
+    }
+
+    /// The earliest start of a catch-up read this member may use: one that
+    /// started before it was in the feed could lack an event whose
+    /// notification it never got. Not attached: only a read started now.
+    pub(super) fn reads_from(&self) -> Instant {
+        self.attached_at.get().copied().unwrap_or_else(Instant::now)
     }
 
     /// The head read at connect, once.
@@ -144,6 +168,7 @@ impl Member {
             persisted: AtomicI64::new(-1),
             from_stored: AtomicBool::new(false),
             head_hint: AtomicI64::new(-1),
+            attached_at: OnceLock::new(),
             track: Mutex::new(Track {
                 last,
                 catching_up: true,
@@ -278,7 +303,7 @@ impl Member {
         {
             false
         } else {
-            self.sink.emit(&ev.event_type, &ev.payload, &ev.meta())?;
+            self.sink.emit(&ev.event_type, &ev.payload, ev.meta())?;
             true
         };
         t.last = ev.offset;

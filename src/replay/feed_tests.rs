@@ -47,6 +47,7 @@ fn ev(offset: i64, receive: RoleSet) -> LogEvent {
         created_at: 0,
         receive: receive.bits(),
         exclude: None,
+        meta_json: Default::default(),
     }
 }
 

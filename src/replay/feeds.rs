@@ -35,7 +35,8 @@ impl Feeds {
         self.rooms()
             .entry(key)
             .or_default()
-            .insert(member.session, member);
+            .insert(member.session, member.clone());
+        member.mark_attached();
     }
 
     /// Takes the session out of the room's feed; returns its member.

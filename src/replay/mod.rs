@@ -30,6 +30,7 @@ pub mod cursors;
 pub mod feed;
 mod feeds;
 pub mod offline;
+mod pages;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub use feeds::{Feeds, Notified};
 /// that feed them from the database, and the bus to the other nodes.
 pub struct DurableHub {
     pub feeds: Feeds,
+    /// Catch-up reads shared by members at the same position.
+    pages: pages::Pages,
     store: Arc<dyn Store>,
     cursors: CursorWriter,
     catalog: Arc<Catalog>,
@@ -59,6 +62,7 @@ impl DurableHub {
     pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>, tasks: Tasks) -> Arc<Self> {
         Arc::new(Self {
             feeds: Feeds::default(),
+            pages: pages::Pages::default(),
             cursors: CursorWriter::new(store.clone(), &tasks),
             store,
             catalog,
@@ -109,6 +113,7 @@ impl DurableHub {
             publisher: e.publisher,
             created_at: e.created_at,
             exclude,
+            meta_json: Default::default(),
         }
     }
 
