@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::pages::Page;
 use super::{DurableHub, LogEvent, Member};
 use crate::domain::now_ms;
 use crate::session::SendFail;
@@ -43,7 +44,7 @@ impl DurableHub {
                 }
                 continue;
             }
-            for ev in &page {
+            for ev in page.iter() {
                 match self.deliver_with_backpressure(member, ev).await {
                     Ok(true) => sent += 1,
                     Ok(false) => {}
@@ -79,7 +80,7 @@ impl DurableHub {
                 while c.buf.is_empty() && !c.done {
                     match self.fetch(member, &mut c.first).await {
                         Ok(page) if page.is_empty() => c.done = true,
-                        Ok(page) => c.buf.extend(page),
+                        Ok(page) => c.buf.extend(page.iter().cloned()),
                         // Database down: `session` is not held back (ephemeral
                         // traffic goes on); the member stays in catch-up and
                         // the background catch-up retries until it is back.
@@ -119,11 +120,7 @@ impl DurableHub {
 
     /// The next page after the member's position (resolving "the head" and
     /// announcing truncation on the first call).
-    async fn fetch(
-        &self,
-        member: &Arc<Member>,
-        first: &mut bool,
-    ) -> Result<Vec<Arc<LogEvent>>, Stop> {
+    async fn fetch(&self, member: &Arc<Member>, first: &mut bool) -> Result<Page, Stop> {
         let store_err = |e: crate::store::StoreError| {
             tracing::warn!(error = %e, room = %member.room, "replay read failed; retrying");
             Stop::Retry
@@ -137,7 +134,7 @@ impl DurableHub {
                     // anything committed after that read is announced live
                     // (and re-read by the finalizing pass): nothing to page.
                     *first = false;
-                    return Ok(Vec::new());
+                    return Ok(Page::default());
                 }
             }
         }
@@ -180,7 +177,7 @@ impl DurableHub {
         if head_before == Some(after) {
             // Up to date: the page query would come back empty.
             *first = false;
-            return Ok(Vec::new());
+            return Ok(Page::default());
         }
         let (company, room) = (&member.company, &member.room);
         let page = self
@@ -214,7 +211,7 @@ impl DurableHub {
                 member.skip_to(oldest - 1);
             }
         }
-        Ok(page.to_vec())
+        Ok(page)
     }
 
     /// Where a member without a position starts: its stored cursor if that

@@ -28,14 +28,16 @@ use tokio::sync::OnceCell;
 
 use super::LogEvent;
 
-/// A read is joined only this soon after it started: past that, no member
-/// that could still use it is waiting (they join before they fetch).
+/// A read is joined only this soon after it was asked for: past that, no
+/// member that may still use it is waiting (members ask as they join).
 const FRESH: Duration = Duration::from_millis(500);
 /// At most this many reads are kept for joining (each holds up to a page of
 /// events); beyond that a read is not shared.
 const MAX_SHARED: usize = 64;
 
-type Page = Arc<[Arc<LogEvent>]>;
+/// A page's events, shared by the members that read it (each event on its
+/// own, as a merged replay buffers them one by one).
+pub(super) type Page = Arc<[Arc<LogEvent>]>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
