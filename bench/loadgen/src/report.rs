@@ -1,6 +1,7 @@
 //! Result plumbing: latency summaries, CPU and memory of both processes, and
 //! the one JSON line each scenario prints.
 
+use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
@@ -146,14 +147,48 @@ fn core_ticks(core: usize) -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
+/// (busy, total) ticks of all cores together (the `cpu ` line of /proc/stat).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, total))
+}
+
+/// CPU ticks of every PostgreSQL process alive now, by pid. PostgreSQL is a
+/// separate service that Node's reference never uses, so what a point costs
+/// it is measured apart from the server (a backend that exits during the
+/// interval is missed: the server's pool keeps its connections).
+fn database_ticks() -> HashMap<u32, u64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end() == "postgres")
+        })
+        .filter_map(|pid| Some((pid, cpu_ticks(&pid.to_string())?)))
+        .collect()
+}
+
 /// CPU use of the load generator and (when its pid is known) the server over
-/// a measured interval, and how busy the server's core was with anything
-/// else: the machine is shared, so interference is measured, not assumed.
+/// a measured interval, how busy the server's core was with anything
+/// else, what PostgreSQL used and how busy the whole machine was: the
+/// machine is shared, so interference is measured, not assumed.
 pub struct CpuMeter {
     wall: Instant,
     own: Option<u64>,
     server: Option<(u32, u64)>,
     core: Option<(usize, (u64, u64))>,
+    machine: Option<(u64, u64)>,
+    database: HashMap<u32, u64>,
 }
 
 impl CpuMeter {
@@ -166,11 +201,14 @@ impl CpuMeter {
             own: cpu_ticks("self"),
             server: server_pid.and_then(|p| Some((p, cpu_ticks(&p.to_string())?))),
             core,
+            machine: machine_ticks(),
+            database: database_ticks(),
         }
     }
 
     /// `{ loadgen_cpu_pct, server_cpu_pct, loadgen_cpu_s, server_cpu_s,
-    /// server_core_busy_pct, others_on_server_core_pct, wall_s }`.
+    /// server_core_busy_pct, others_on_server_core_pct, database_cpu_s,
+    /// machine_busy_pct, machine_cores, wall_s }`.
     /// CPU seconds are what a run cost each process whatever else the
     /// machine was doing; percentages show whether a process was saturated.
     pub fn finish(&self) -> Value {
@@ -192,6 +230,22 @@ impl CpuMeter {
             (Some(busy), Some(s)) => Some(((busy - s).max(0.0) * 10.0).round() / 10.0),
             _ => None,
         };
+        // A backend that started during the interval counts from zero.
+        let database: u64 = database_ticks()
+            .iter()
+            .map(|(pid, after)| after.saturating_sub(*self.database.get(pid).unwrap_or(&0)))
+            .sum();
+        // Not `available_parallelism`: the load generator is pinned to one core.
+        let cores = std::fs::read_to_string("/proc/stat").map_or(0, |s| {
+            s.lines()
+                .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+                .count()
+        });
+        let machine_busy = self.machine.and_then(|(b0, t0)| {
+            let (b1, t1) = machine_ticks()?;
+            let total = t1.saturating_sub(t0).max(1) as f64;
+            Some((b1.saturating_sub(b0) as f64 / total * 1000.0).round() / 10.0)
+        });
         json!({
             "loadgen_cpu_pct": pct(own),
             "server_cpu_pct": pct(server),
@@ -199,6 +253,9 @@ impl CpuMeter {
             "server_cpu_s": server,
             "server_core_busy_pct": core_busy,
             "others_on_server_core_pct": others,
+            "database_cpu_s": database as f64 / CLOCK_TICKS_PER_S,
+            "machine_busy_pct": machine_busy,
+            "machine_cores": cores,
             "wall_s": (wall * 1000.0).round() / 1000.0,
         })
     }
