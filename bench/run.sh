@@ -122,7 +122,7 @@ wait_health() {  # port pid
 start_ours() {
   local dir db
   dir=$(mktemp -d "$OUT/ours.XXXXXX")
-  if [ "$1" = postgres ]; then db=$PG_URL; else db="sqlite://$dir/bench.db"; fi
+  if [ "$1" = postgres ]; then db=$PG_URL; fresh_pg; else db="sqlite://$dir/bench.db"; fi
   # Defaults everywhere except: where to listen and store, the secret and
   # API key the load generator uses, and two policies (not performance
   # knobs) lifted: the per-socket rate limit, so publishers may exceed 20
@@ -209,15 +209,26 @@ if [ $SMOKE = 0 ] && [ ! -d "$BENCH/reference/node_modules" ]; then
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# A fresh database per invocation, so table sizes never carry over.
+# A fresh database per Switchyard run, as each SQLite run gets a fresh
+# file: no run inherits another's rows or work. The previous run's server,
+# stopped, leaves its users online for the next node's sweep to settle (as a
+# cluster does when a node stops), and that settling ran inside the next
+# run's measurement: PostgreSQL used twice the CPU in every second run of
+# connect-presence (bench/README.md, 2026-12-04 06:07 pass).
 PG_OK=0
+PG_FRESH=1
+fresh_pg() {
+  [ $PG_FRESH = 1 ] || return 0
+  local db=${PG_URL##*/}
+  psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" -c "CREATE DATABASE \"$db\"" >/dev/null 2>&1
+}
 if reachable 127.0.0.1 5432; then
-  db=${PG_URL##*/}
-  if psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" -c "CREATE DATABASE \"$db\"" >/dev/null 2>&1; then
+  if fresh_pg; then
     PG_OK=1
   else
     log "cannot create $PG_URL; using $PG_ADMIN_URL itself"
     PG_URL=$PG_ADMIN_URL
+    PG_FRESH=0
     PG_OK=1
   fi
 fi

@@ -217,12 +217,19 @@ def main():
                 reason = get(r["result"], "results.reason") or ""
                 print(f"| {point} | {r['result'].get('server')} run {r['run']}: **{status}** | "
                       + f"{reason[:160]} |" + " |" * (len(head) - 3))
-        contention = ("others' CPU on the server's core, %", "cpu.others_on_server_core_pct", None)
+        meter = "cpu"
         if point in ("connect", "connect-presence"):
-            contention = (contention[0], "cpu_during_connect.others_on_server_core_pct", None)
+            meter = "cpu_during_connect"
         elif point == "storm":
-            contention = (contention[0], "cpu_during_storm.others_on_server_core_pct", None)
-        for label, path, target in METRICS.get(point, []) + [contention]:
+            meter = "cpu_during_storm"
+        # What else the machine spent: interference on the server's core,
+        # PostgreSQL's own CPU (Node's reference uses none), both cores' load.
+        contention = [
+            ("others' CPU on the server's core, %", f"{meter}.others_on_server_core_pct", None),
+            ("PostgreSQL CPU, s", f"{meter}.database_cpu_s", None),
+            ("whole machine busy, % of all cores", f"{meter}.machine_busy_pct", None),
+        ]
+        for label, path, target in METRICS.get(point, []) + contention:
             o = [get(r["result"].get("results", {}), path) for r in ours if r["result"].get("status") == "ok"]
             n = [get(r["result"].get("results", {}), path) for r in ref if r["result"].get("status") == "ok"]
             if not o and not n:
