@@ -7,57 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::client::Client;
+use common::switchable::Switchable;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use switchyard::domain::Role;
 
 fn order(n: i64) -> Value {
     json!({ "orderId": n.to_string(), "oldStatus": "a", "newStatus": "b", "timestamp": "2026-11-22T10:00:00Z" })
-}
-
-/// A database of its own on the shared cluster that a test can make
-/// unreachable: new connections refused, existing ones terminated.
-struct Switchable {
-    admin: sqlx::PgPool,
-    name: String,
-    url: String,
-}
-
-impl Switchable {
-    async fn new(prefix: &str) -> Self {
-        let url = common::fresh_postgres(prefix).await;
-        let name = url.rsplit_once('/').unwrap().1.to_string();
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&common::postgres_url())
-            .await
-            .expect("postgres");
-        Self { admin, name, url }
-    }
-
-    async fn set_reachable(&self, on: bool) {
-        let name = &self.name;
-        sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {on}"))
-            .execute(&self.admin)
-            .await
-            .unwrap();
-        if !on {
-            sqlx::query(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-            ))
-            .execute(&self.admin)
-            .await
-            .unwrap();
-        }
-    }
-
-    async fn drop(self) {
-        let name = &self.name;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&self.admin)
-            .await
-            .ok();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

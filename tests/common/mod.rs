@@ -7,6 +7,7 @@ pub mod client;
 pub mod presence;
 pub mod private_pg;
 pub mod process;
+pub mod switchable;
 pub mod webhooks;
 
 use std::collections::HashMap;
