@@ -18,10 +18,13 @@
 //! A read therefore starts one scheduler turn after it was asked for: the
 //! sessions woken together (a group of connects answered by one query)
 //! join the room and ask for the same page in that turn.
+//!
+//! The map holds reads weakly: a page lives as long as a member still
+//! reads or sends it, not until the next catch-up on the node prunes it.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
@@ -31,8 +34,8 @@ use super::LogEvent;
 /// A read is joined only this soon after it was asked for: past that, no
 /// member that may still use it is waiting (members ask as they join).
 const FRESH: Duration = Duration::from_millis(500);
-/// At most this many reads are kept for joining (each holds up to a page of
-/// events); beyond that a read is not shared.
+/// At most this many reads are open for joining at once; beyond that a
+/// read is not shared.
 const MAX_SHARED: usize = 64;
 
 /// A page's events, shared by the members that read it (each event on its
@@ -65,11 +68,11 @@ impl Read {
 
 #[derive(Default)]
 pub struct Pages {
-    reads: Mutex<HashMap<Key, Arc<Read>>>,
+    reads: Mutex<HashMap<Key, Weak<Read>>>,
 }
 
 impl Pages {
-    fn reads(&self) -> MutexGuard<'_, HashMap<Key, Arc<Read>>> {
+    fn reads(&self) -> MutexGuard<'_, HashMap<Key, Weak<Read>>> {
         self.reads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -127,10 +130,18 @@ impl Pages {
         };
         let now = Instant::now();
         let mut reads = self.reads();
-        if let Some(r) = reads.get(&key).filter(|r| r.serves(not_before, now)) {
-            return Some(r.clone());
+        if let Some(r) = reads
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .filter(|r| r.serves(not_before, now))
+        {
+            return Some(r);
         }
-        reads.retain(|_, r| now.duration_since(r.created) < FRESH);
+        // Gone (every member that held it is done) or stale.
+        reads.retain(|_, r| {
+            r.upgrade()
+                .is_some_and(|r| now.duration_since(r.created) < FRESH)
+        });
         if reads.len() >= MAX_SHARED {
             return None;
         }
@@ -139,7 +150,7 @@ impl Pages {
             started: OnceLock::new(),
             page: OnceCell::new(),
         });
-        reads.insert(key, r.clone());
+        reads.insert(key, Arc::downgrade(&r));
         Some(r)
     }
 }
@@ -227,6 +238,29 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(reads.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_page_is_not_kept_once_its_members_are_done_with_it() {
+        let pages = Pages::default();
+        let reads = AtomicUsize::new(0);
+        let t = Instant::now();
+        let page = pages
+            .page("c", "company", 4, t, || read_counted(&reads, &[5, 6]))
+            .await
+            .unwrap();
+        let event = Arc::downgrade(&page[0]);
+        drop(page);
+        assert!(
+            event.upgrade().is_none(),
+            "the page's events are freed with the last member's copy"
+        );
+        let live = pages
+            .reads()
+            .values()
+            .filter(|r| r.upgrade().is_some())
+            .count();
+        assert_eq!(live, 0);
     }
 
     #[tokio::test]
