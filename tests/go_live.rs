@@ -102,6 +102,36 @@ fn member(hub: &DurableHub, company: &str) -> (Arc<Member>, Arc<Recorder>) {
     (m, rec)
 }
 
+/// Each member's connect replay, then going live, all at once.
+async fn replay_all_and_go_live(hub: &Arc<DurableHub>, members: &[(Arc<Member>, Arc<Recorder>)]) {
+    let replays = members.iter().map(|(m, _)| {
+        let (hub, m) = (hub.clone(), m.clone());
+        async move {
+            let merged = hub.replay_merged(std::slice::from_ref(&m)).await;
+            offline::go_live(&hub, vec![m], &merged.read_through);
+        }
+    });
+    futures::future::join_all(replays).await;
+}
+
+/// Waits up to `patience` for each member to have `1..=last`, then checks
+/// each got exactly that, in order.
+async fn each_gets_all_once(
+    members: &[(Arc<Member>, Arc<Recorder>)],
+    last: u32,
+    patience: Duration,
+    name: &str,
+) {
+    let want: Vec<i64> = (1..=i64::from(last)).collect();
+    let deadline = tokio::time::Instant::now() + patience;
+    for (i, (_, rec)) in members.iter().enumerate() {
+        while rec.offsets().len() < want.len() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(rec.offsets(), want, "{name}: member {i}");
+    }
+}
+
 /// A hub over `store`, one event in a fresh company, and a member of its
 /// room after the connect replay (still waiting to go live).
 async fn replayed_one(
@@ -179,25 +209,9 @@ async fn members_sharing_catch_up_reads_each_get_every_event_once_while_events_c
                 }
             })
         };
-        let replays = members.iter().map(|(m, _)| {
-            let (hub, m) = (hub.clone(), m.clone());
-            async move {
-                let merged = hub.replay_merged(std::slice::from_ref(&m)).await;
-                offline::go_live(&hub, vec![m], &merged.read_through);
-            }
-        });
-        futures::future::join_all(replays).await;
+        replay_all_and_go_live(&hub, &members).await;
         writer.await.expect("writer");
-        let want: Vec<i64> = (1..=i64::from(BEFORE + DURING)).collect();
-        for (i, (_, rec)) in members.iter().enumerate() {
-            for _ in 0..100 {
-                if rec.offsets().len() >= want.len() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            assert_eq!(rec.offsets(), want, "{name}: member {i}");
-        }
+        each_gets_all_once(&members, BEFORE + DURING, Duration::from_secs(10), name).await;
     }
 }
 
@@ -222,14 +236,7 @@ async fn members_whose_catch_up_reads_fail_in_an_outage_each_get_every_event_onc
     }
     let members: Vec<_> = (0..MEMBERS).map(|_| member(&hub, &company)).collect();
     db.set_reachable(false).await;
-    let replays = members.iter().map(|(m, _)| {
-        let (hub, m) = (hub.clone(), m.clone());
-        async move {
-            let merged = hub.replay_merged(std::slice::from_ref(&m)).await;
-            offline::go_live(&hub, vec![m], &merged.read_through);
-        }
-    });
-    futures::future::join_all(replays).await;
+    replay_all_and_go_live(&hub, &members).await;
     // The catch-ups are failing and retrying now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (i, (_, rec)) in members.iter().enumerate() {
@@ -251,15 +258,12 @@ async fn members_whose_catch_up_reads_fail_in_an_outage_each_get_every_event_onc
         }
         announce_latest(&hub, &store, &company).await;
     }
-    let want: Vec<i64> = (1..=i64::from(BEFORE + AFTER)).collect();
-    for (i, (_, rec)) in members.iter().enumerate() {
-        for _ in 0..500 {
-            if rec.offsets().len() >= want.len() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(rec.offsets(), want, "member {i}");
-    }
+    each_gets_all_once(
+        &members,
+        BEFORE + AFTER,
+        Duration::from_secs(10),
+        "postgres",
+    )
+    .await;
     db.drop().await;
 }

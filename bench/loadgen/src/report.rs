@@ -132,11 +132,11 @@ fn pinned_core(pid: u32) -> Option<usize> {
     list.parse().ok()
 }
 
-/// (busy, total) ticks of one core from /proc/stat; idle and iowait are not busy.
-fn core_ticks(core: usize) -> Option<(u64, u64)> {
+/// (busy, total) ticks of one /proc/stat line (`cpu ` for all cores,
+/// `cpuN ` for one); idle and iowait are not busy.
+fn stat_ticks(name: &str) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let name = format!("cpu{core} ");
-    let line = stat.lines().find(|l| l.starts_with(&name))?;
+    let line = stat.lines().find(|l| l.starts_with(name))?;
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
@@ -147,18 +147,14 @@ fn core_ticks(core: usize) -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// (busy, total) ticks of all cores together (the `cpu ` line of /proc/stat).
+/// (busy, total) ticks of one core.
+fn core_ticks(core: usize) -> Option<(u64, u64)> {
+    stat_ticks(&format!("cpu{core} "))
+}
+
+/// (busy, total) ticks of all cores together.
 fn machine_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3)? + v.get(4)?;
-    Some((total - idle, total))
+    stat_ticks("cpu ")
 }
 
 /// CPU ticks of every PostgreSQL process alive now, by pid. PostgreSQL is a
