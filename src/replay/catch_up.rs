@@ -292,3 +292,7 @@ enum Start {
     /// From the head: nothing to page.
     Head(i64),
 }
+
+#[cfg(test)]
+#[path = "catch_up_tests.rs"]
+mod tests;
