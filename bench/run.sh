@@ -222,7 +222,12 @@ fresh_pg() {
   local db=${PG_URL##*/}
   psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" -c "CREATE DATABASE \"$db\"" >/dev/null 2>&1
 }
-if reachable 127.0.0.1 5432; then
+# Host and port of PG_URL (postgres://user@host:port/db; port 5432 if none).
+PG_HOSTPORT=${PG_URL#*://}; PG_HOSTPORT=${PG_HOSTPORT#*@}; PG_HOSTPORT=${PG_HOSTPORT%%/*}
+PG_HOST=${PG_HOSTPORT%:*}
+PG_PORT=5432
+[ "$PG_HOST" = "$PG_HOSTPORT" ] || PG_PORT=${PG_HOSTPORT##*:}
+if reachable "$PG_HOST" "$PG_PORT"; then
   if fresh_pg; then
     PG_OK=1
   else
@@ -309,7 +314,7 @@ for point in "${POINTS[@]}"; do
   db=$(point_db "$point")
   POINT_PRESENCE=$(point_presence "$point")
   if [ "$db" = postgres ] && [ $PG_OK = 0 ]; then
-    log "skipping $point: PostgreSQL is not reachable on 127.0.0.1:5432"
+    log "skipping $point: PostgreSQL is not reachable on $PG_HOST:$PG_PORT"
     continue
   fi
   for run in $(seq 1 "$RUNS"); do
