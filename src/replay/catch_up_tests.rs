@@ -2,36 +2,19 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::super::{DurableHub, Member};
 use super::Page;
 use crate::catalog::Catalog;
 use crate::domain::{Role, SessionId, now_ms};
-use crate::session::{SendFail, Sink};
+use crate::replay::feed::tests::TestSink;
 use crate::store::{NewEvent, Store, scratch_sqlite};
 use crate::tasks::Tasks;
 
 const COMPANY: &str = "c";
 const ROOM: &str = "company";
-
-struct Quiet;
-
-impl Sink for Quiet {
-    fn emit(&self, _: &str, _: &Value, _: &Value) -> Result<(), SendFail> {
-        Ok(())
-    }
-    fn emit_one(&self, _: &str, _: &Value) -> Result<(), SendFail> {
-        Ok(())
-    }
-    fn disconnect(&self) {}
-    fn overflowed(&self) {}
-    fn proof_window(&self) -> Duration {
-        Duration::from_millis(200)
-    }
-}
 
 async fn append(store: &Arc<dyn Store>, n: u32) {
     let event = NewEvent {
@@ -54,7 +37,7 @@ async fn append(store: &Arc<dyn Store>, n: u32) {
 /// A member of the room at `last`, attached now and catching up.
 fn member(hub: &DurableHub, last: i64) -> Arc<Member> {
     let m = Member::new(
-        Arc::new(Quiet),
+        Arc::new(TestSink(Default::default())),
         SessionId::new(),
         Role::Operator,
         COMPANY,

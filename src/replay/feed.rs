@@ -360,4 +360,4 @@ impl Member {
 
 #[cfg(test)]
 #[path = "feed_tests.rs"]
-mod tests;
+pub(super) mod tests;

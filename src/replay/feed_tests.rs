@@ -3,13 +3,15 @@
 use super::*;
 use crate::replay::feeds::{Feeds, Notified};
 
+/// What a [`TestSink`] was sent (offsets), and whether it reports full.
 #[derive(Default)]
-struct Recorder {
+pub(in crate::replay) struct Recorder {
     got: Mutex<Vec<i64>>,
     full: std::sync::atomic::AtomicBool,
 }
 
-struct TestSink(Arc<Recorder>);
+/// A session's sink for the replay unit tests.
+pub(in crate::replay) struct TestSink(pub(in crate::replay) Arc<Recorder>);
 
 impl Sink for TestSink {
     fn emit(&self, _: &str, _: &Value, meta: &Value) -> Result<(), SendFail> {
