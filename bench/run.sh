@@ -122,7 +122,7 @@ wait_health() {  # port pid
 start_ours() {
   local dir db
   dir=$(mktemp -d "$OUT/ours.XXXXXX")
-  if [ "$1" = postgres ]; then db=$PG_URL; fresh_pg; else db="sqlite://$dir/bench.db"; fi
+  if [ "$1" = postgres ]; then db=$PG_URL; fresh_pg || log "could not recreate $PG_URL: this run inherits the previous one's rows"; else db="sqlite://$dir/bench.db"; fi
   # Defaults everywhere except: where to listen and store, the secret and
   # API key the load generator uses, and two policies (not performance
   # knobs) lifted: the per-socket rate limit, so publishers may exceed 20
